@@ -1,0 +1,90 @@
+"""`engine preview`: a dry run on a virtual clock of what the rules send, and when."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..core.decide import Renderer
+from ..preview import Result, read_events, run
+from ..rules.loader import load
+from ..rules.timeparse import parse_instant
+from ..rules.yaml_source import load_file
+
+
+def load_preferences(path: str | None) -> dict[str, dict[str, bool]]:
+    if not path:
+        return {}
+    doc, problems = load_file(path)
+    if problems:
+        raise click.ClickException("; ".join(f"{p.file}:{p.line}:{p.col}: {p.message}" for p in problems))
+    if not isinstance(doc.data, dict):
+        raise click.ClickException(f"{path}: preferences must map recipient ids to {{notification, category or notification:channel: true/false}}")
+    return {str(k): {str(n): bool(v) for n, v in (v or {}).items()} for k, v in doc.data.items()}
+
+
+def print_table(result: Result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="What the rules send" + (f" (until {result.until.isoformat()})" if result.until else ""))
+    for col in ("send_at (UTC)", "notification", "recipient", "template", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    styles = {"sent": "green", "pending": "cyan", "cancelled": "yellow", "skipped": "red"}
+    for row in result.rows:
+        out = row.as_json(result.until)
+        table.add_row(out["send_at"], out["notification"], out["recipient"], out["template"] or "-",
+                      f"[{styles[out['status']]}]{out['status']}[/]", out["reason"] or "")
+    Console().print(table)
+
+
+@click.command("preview")
+@click.option("--events", "events_path", required=True, help="Events as JSON Lines; - reads standard input.")
+@click.option("--config", "config_path", default="notifications.yaml", show_default=True)
+@click.option("--until", "until_text", default=None, help="Stop the clock here (RFC 3339); default: until nothing is pending.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--env", "env", default=None, help="Which templates_map/ to use (default $ENGINE_ENV or production).")
+@click.option("--preferences", "prefs_path", default=None, help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
+def command(events_path: str, config_path: str, until_text: str | None, fmt: str, env: str | None, prefs_path: str | None) -> None:
+    """Dry-run events through the rules and print every send with its fate."""
+    config = load(config_path)
+    until = None
+    if until_text:
+        try:
+            until = parse_instant(until_text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from None
+    if events_path == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            with open(events_path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except OSError as exc:
+            raise click.ClickException(f"{events_path}: {exc.strerror}") from None
+    raw, unreadable = read_events(lines)
+    env = env or os.environ.get("ENGINE_ENV", "production")
+    if env not in config.templates:
+        raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})", param_hint="--env")
+    result = run(config, raw, until, Renderer(env=env, environ=dict(os.environ)), load_preferences(prefs_path))
+    rejected = unreadable + result.rejected
+    if rejected:
+        for bad in sorted(rejected, key=lambda r: r.line):
+            for path, message in bad.problems:
+                click.echo(f"{events_path}:{bad.line}: {path}: {message}", err=True)
+        raise click.ClickException(f"{len(rejected)} event(s) refused; nothing previewed")
+    for dup in result.duplicates:
+        click.echo(f"duplicate event id {dup!r} ignored", err=True)
+    if fmt == "json":
+        for row in result.rows:
+            click.echo(json.dumps(row.as_json(result.until), ensure_ascii=False, sort_keys=False))
+    else:
+        print_table(result)
+
+
+def rows_json(result: Result) -> list[dict[str, Any]]:
+    return [row.as_json(result.until) for row in result.rows]

@@ -1,0 +1,172 @@
+"""The heart of the engine: one event and `now` in, the decisions it causes out.
+
+Decisions are data: cancel the pending sends of a rule with a key, schedule a send (or
+record it skipped, with the reason), add an item to a digest. The live engine writes them to
+its store in one transaction; `engine preview` applies them to a timeline in memory. Both run
+this very function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Mapping, Union
+
+from ..rules import expressions
+from ..rules.model import Config, Notification
+from .events import Event
+from .matching import cancelled, condition_holds, context, read_path, rescheduled, triggered
+from .rendering import RenderError, UnsubscribeLinker, render
+from .timing import digest_period, recipient_zone, send_time
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Cancel every pending send of `notification` whose key is `key`."""
+
+    notification: str
+    key: str
+    reason: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Send:
+    """A send to schedule at `send_at`, or to record as skipped (`status`, `reason`)."""
+
+    notification: str
+    recipient: Mapping[str, Any]
+    event_id: str
+    send_at: datetime
+    status: Literal["scheduled", "skipped"]
+    reason: str | None
+    channels: tuple[str, ...]
+    category: str
+    key: str | None = None
+    template_key: str | None = None
+    template: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str = ""
+    throttle_key: str | None = None
+
+    @property
+    def recipient_id(self) -> str:
+        return str(self.recipient.get("id", ""))
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One event collected into a recipient's digest for a period."""
+
+    notification: str
+    recipient: Mapping[str, Any]
+    event_id: str
+    bucket: str  # notification:recipient:period start (local date)
+    period_start: datetime
+    period_end: datetime
+    send_at: datetime
+    item: Mapping[str, Any]
+    channels: tuple[str, ...]
+    category: str
+
+    @property
+    def recipient_id(self) -> str:
+        return str(self.recipient.get("id", ""))
+
+
+Decision = Union[Cancel, Send, DigestItem]
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """What rendering needs beyond the rules: the environment and its optional signer."""
+
+    env: str = "production"
+    environ: Mapping[str, str] = field(default_factory=dict)
+    unsubscribe: UnsubscribeLinker | None = None
+
+
+def decide(config: Config, event: Event, now: datetime, renderer: Renderer = Renderer()) -> list[Decision]:
+    """Every decision `event` causes at `now`: cancels first, then new sends and digest items."""
+    decisions: list[Decision] = []
+    for hit in cancelled(config, event):
+        decisions.append(Cancel(hit.rule.id, hit.key, f"cancelled by {event.type}", event.id))
+    replans: list[Notification] = []
+    for hit in rescheduled(config, event):
+        decisions.append(Cancel(hit.rule.id, hit.key, f"rescheduled by {event.type}", event.id))
+        replans.append(hit.rule)
+    for rule in (*triggered(config, event), *replans):
+        decisions.extend(plan(config, rule, event, now, renderer))
+    return decisions
+
+
+def plan(config: Config, rule: Notification, event: Event, now: datetime, renderer: Renderer) -> list[Decision]:
+    """The send (or digest item) one rule makes of one event, if its condition holds."""
+    try:
+        recipient = dict(read_path(event.data, rule.audience))
+    except (KeyError, TypeError, ValueError):
+        return [_failed(config, rule, event, now, {}, f"no recipient at {rule.audience!r}")]
+    try:
+        if not condition_holds(config, rule, event, recipient):
+            return []
+    except expressions.ExpressionError as exc:
+        return [_failed(config, rule, event, now, recipient, f"condition failed: {exc}")]
+    tz = recipient_zone(recipient, config.timezone)
+    if rule.digest:
+        period = digest_period(rule.digest, event.occurred_at, tz)
+        bucket = f"{rule.id}:{recipient.get('id')}:{period.start.date().isoformat()}"
+        return [DigestItem(rule.id, recipient, event.id, bucket, period.start, period.end, period.send_at,
+                           event.data, rule.channels, rule.category)]
+    ctx = context(config, rule, event, recipient)
+    when = send_time(rule.schedule, event, tz, now)
+    key = str(read_path(event.data, rule.key)) if rule.key else None
+    try:
+        rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)
+        throttle_key = str(expressions.render(rule.throttle.key, ctx)) if rule.throttle else None
+    except (RenderError, expressions.ExpressionError) as exc:
+        return [_failed(config, rule, event, when.at, recipient, f"render failed: {exc}", key)]
+    return [Send(
+        notification=rule.id,
+        recipient=recipient,
+        event_id=event.id,
+        send_at=when.at,
+        status="skipped" if when.skip else "scheduled",
+        reason=when.skip,
+        channels=rule.channels,
+        category=rule.category,
+        key=key,
+        template_key=rendered.template_key,
+        template=rendered.template,
+        data=rendered.data,
+        idempotency_key=rendered.idempotency_key,
+        throttle_key=throttle_key,
+    )]
+
+
+def _failed(config: Config, rule: Notification, event: Event, at: datetime, recipient: Mapping[str, Any],
+            reason: str, key: str | None = None) -> Send:
+    return Send(rule.id, recipient, event.id, at, "skipped", reason, rule.channels, rule.category, key,
+                idempotency_key=f"{rule.id}:{recipient.get('id', '')}:{event.id}")
+
+
+def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any], items: list[Mapping[str, Any]],
+                period_start: datetime, period_end: datetime, send_at: datetime,
+                renderer: Renderer = Renderer()) -> Send:
+    """The one send a digest makes when its time comes, rendered from every collected item."""
+    key = f"{rule.id}:{recipient.get('id', '')}:{period_start.date().isoformat()}"
+    ctx = {
+        "items": list(items),
+        "period_start": period_start.isoformat(),
+        "period_end": period_end.isoformat(),
+        "recipient": dict(recipient),
+        "notification": rule.id,
+        "event": {"id": key, "type": rule.trigger, "occurred_at": period_end.isoformat()},
+        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url, "support_email": config.app.support_email},
+    }
+    try:
+        rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)
+    except RenderError as exc:
+        return Send(rule.id, recipient, "", send_at, "skipped", f"render failed: {exc}", rule.channels,
+                    rule.category, key, idempotency_key=key)
+    return Send(rule.id, recipient, "", send_at, "scheduled", None, rule.channels, rule.category, key,
+                rendered.template_key, rendered.template, rendered.data, key)

@@ -1,0 +1,88 @@
+"""The Courier request a send makes: template id, recipient, routing and rendered data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..rules import expressions
+from ..rules.model import Config, Notification
+
+# Builds a signed unsubscribe link: (notification id, recipient id) -> URL. Given by the runtime.
+UnsubscribeLinker = Callable[[str, str], str]
+
+
+class RenderError(Exception):
+    """A send cannot be rendered (a missing field, a refused expression, no template id)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    template_key: str
+    template: str  # the resolved Courier template id
+    data: dict[str, Any]
+    idempotency_key: str
+
+    def message(self, recipient: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
+        return courier_message(recipient, self.template, self.data, channels)
+
+
+def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
+    """The body of Courier's POST /send for one recipient."""
+    to: dict[str, Any] = {"user_id": str(recipient.get("id", ""))}
+    if recipient.get("email"):
+        to["email"] = recipient["email"]
+    if recipient.get("phone") and "sms" in channels:
+        to["phone_number"] = recipient["phone"]
+    return {
+        "message": {
+            "to": to,
+            "template": template,
+            "data": dict(data),
+            "routing": {"method": "single", "channels": list(channels)},
+        }
+    }
+
+
+def common_data(config: Config, recipient: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "app_name": config.app.name,
+        "frontend_url": config.app.frontend_url,
+        "support_email": config.app.support_email,
+        "user_name": recipient.get("name", ""),
+        "user_email": recipient.get("email", ""),
+    }
+
+
+def template_key(rule: Notification, ctx: dict[str, Any]) -> str:
+    choice = rule.template
+    if choice.key:
+        return choice.key
+    case = str(expressions.evaluate(choice.select or "", ctx))
+    key = choice.cases.get(case, choice.default)
+    if key is None:
+        raise RenderError(f"template select gave {case!r}, which no case names (cases: {', '.join(choice.cases)})")
+    return key
+
+
+def render(config: Config, rule: Notification, ctx: dict[str, Any], recipient: Mapping[str, Any], env: str,
+           environ: Mapping[str, str] | None = None, unsubscribe: UnsubscribeLinker | None = None) -> Rendered:
+    """Render a rule's payload in `ctx` (see matching.context); RenderError says what failed."""
+    try:
+        key = template_key(rule, ctx)
+        data = common_data(config, recipient)
+        for name, value in rule.data.items():
+            data[name] = expressions.render(value, ctx)
+        idempotency_key = str(expressions.render(rule.idempotency_key, ctx))
+    except expressions.ExpressionError as exc:
+        raise RenderError(str(exc)) from None
+    category = config.categories.get(rule.category)
+    if unsubscribe is not None and category is not None and category.opt_out:
+        data["unsubscribe_url"] = unsubscribe(rule.id, str(recipient.get("id", "")))
+    missing = [name for name in rule.requires if name not in data]
+    if missing:
+        raise RenderError(f"required data missing: {', '.join(missing)}")
+    template = config.template_id(env, key, environ)
+    if not template:
+        raise RenderError(f"no Courier template id for {key!r} in templates_map/{env}.yaml")
+    return Rendered(key, template, data, idempotency_key)

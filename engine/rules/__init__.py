@@ -1,0 +1,1 @@
+"""Loading and validating the rule files into a frozen configuration."""

@@ -1,0 +1,231 @@
+"""The expression language of rule files: Jinja2 in an immutable sandbox, with bounded work.
+
+Rule files arrive through pull requests, so every expression is untrusted. It is compiled and
+rendered only here, by an `ImmutableSandboxedEnvironment` with `StrictUndefined`, with size
+bounds on sources, results and the operators that can blow memory up (`*`, `**`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import chain, islice
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .timeparse import parse_instant
+
+MAX_SOURCE = 2_000
+MAX_RESULT = 10_000
+MAX_POWER = 1_000_000
+
+# Statements a rule expression may use; everything else (macro, call, include, set...) is refused.
+_ALLOWED_STATEMENTS = (nodes.Template, nodes.Output, nodes.If, nodes.For)
+
+
+class ExpressionError(Exception):
+    """An expression cannot be compiled or rendered; the message says why."""
+
+
+def _concat(values: Iterable[Any]) -> Any:
+    # Like Jinja's native_concat, but never literal_eval's a string: an id "123" stays "123".
+    head = list(islice(values, 2))
+    if not head:
+        return ""
+    if len(head) == 1:
+        return head[0]
+    return "".join(str(v) for v in chain(head, values))
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple)) else 0
+
+
+class RuleSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, producing native values, with the operators that allocate bounded."""
+
+    code_generator_class = NativeCodeGenerator
+    template_class = NativeTemplate
+    concat = staticmethod(_concat)  # type: ignore[assignment]
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if _size(seq) and isinstance(n, int) and _size(seq) * n > MAX_RESULT:
+                    raise SecurityError(f"a repetition of more than {MAX_RESULT} items is not allowed")
+        if operator == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)):
+            if abs(right) > 64 or (abs(left) > 1 and abs(right) * max(len(str(int(abs(left)))), 1) > 64):
+                raise SecurityError("a power this large is not allowed")
+        if operator == "+" and _size(left) + _size(right) > MAX_RESULT:
+            raise SecurityError(f"a result longer than {MAX_RESULT} is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
+def _local_time(value: Any, tz: str | None = None, fmt: str = "%A %d %B %Y, %H:%M") -> str:
+    instant = value if isinstance(value, datetime) else parse_instant(str(value))
+    zone = ZoneInfo(tz) if tz else timezone.utc
+    return instant.astimezone(zone).strftime(fmt)
+
+
+_EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
+_SYMBOL = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥", "INR": "₹", "CHF": "CHF "}
+
+
+def _money(amount: Any, currency: str = "USD") -> str:
+    currency = str(currency).upper()
+    exponent = _EXPONENT.get(currency, 2)
+    value = int(amount) / (10**exponent)
+    sign = "-" if value < 0 else ""
+    number = f"{abs(value):,.{exponent}f}"
+    symbol = _SYMBOL.get(currency)
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+def _iso(value: Any) -> str:
+    instant = value if isinstance(value, datetime) else parse_instant(str(value))
+    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox() -> RuleSandbox:
+    env = RuleSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env.filters.update(local_time=_local_time, money=_money, iso=_iso)
+    return env
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _check_source(source: str) -> None:
+    if len(source) > MAX_SOURCE:
+        raise ExpressionError(f"expression longer than {MAX_SOURCE} characters")
+
+
+@functools.lru_cache(maxsize=16_384)
+def compile_template(source: str) -> Any:
+    _check_source(source)
+    try:
+        return sandbox().from_string(source)
+    except TemplateError as exc:
+        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+
+
+@functools.lru_cache(maxsize=16_384)
+def compile_expression(source: str) -> Any:
+    _check_source(source)
+    try:
+        return sandbox().compile_expression(source, undefined_to_none=False)
+    except TemplateError as exc:
+        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_RESULT:
+        raise ExpressionError(f"renders to more than {MAX_RESULT} characters")
+    return value
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, SecurityError):
+        return f"refused by the sandbox: {exc}"
+    if isinstance(exc, TemplateError):
+        return exc.message or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def render(value: Any, context: dict[str, Any]) -> Any:
+    """Render one data value: a template string is rendered, anything else returned as is."""
+    if not is_template(value):
+        return value
+    try:
+        return _bounded(compile_template(value).render(context))
+    except ExpressionError:
+        raise
+    except Exception as exc:  # the sandbox and user data can raise anything; report it
+        raise ExpressionError(_describe(exc)) from None
+
+
+def evaluate(source: str, context: dict[str, Any]) -> Any:
+    """Evaluate a bare expression (a condition, a template selector)."""
+    try:
+        return _bounded(compile_expression(source)(**context))
+    except ExpressionError:
+        raise
+    except Exception as exc:
+        raise ExpressionError(_describe(exc)) from None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A dotted read from the context: ("booking", "service", "name"); `index` marks items[N]."""
+
+    path: tuple[str, ...]
+    index: bool = False
+
+
+def analyse(source: str, *, expression: bool) -> list[Reference]:
+    """The context fields an expression reads; raises ExpressionError for anything refused."""
+    _check_source(source)
+    env = sandbox()
+    text = "{{ (" + source + ") }}" if expression else source
+    try:
+        tree = env.parse(text)
+    except TemplateError as exc:
+        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+    for node in tree.find_all(nodes.Stmt):
+        if not isinstance(node, _ALLOWED_STATEMENTS):
+            raise ExpressionError(f"the statement '{type(node).__name__.lower()}' is not allowed in rule expressions")
+    for node in tree.find_all((nodes.Getattr, nodes.Name)):
+        name = node.attr if isinstance(node, nodes.Getattr) else node.name
+        if name.startswith("_"):
+            raise ExpressionError(f"'{name}': names starting with an underscore are not allowed")
+    for node in tree.find_all(nodes.Getitem):
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
+            raise ExpressionError(f"'{node.arg.value}': names starting with an underscore are not allowed")
+    try:
+        env.compile(tree) if not expression else compile_expression(source)
+    except TemplateError as exc:
+        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+    local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    refs: list[Reference] = []
+    parents = _parent_map(tree)
+    for name in tree.find_all(nodes.Name):
+        if name.ctx != "load" or name.name in local:
+            continue
+        path, index, node = [name.name], False, name
+        while True:
+            parent = parents.get(id(node))
+            if isinstance(parent, nodes.Getattr) and parent.node is node:
+                path.append(parent.attr)
+            elif isinstance(parent, nodes.Getitem) and parent.node is node:
+                if isinstance(parent.arg, nodes.Const) and isinstance(parent.arg.value, str):
+                    path.append(parent.arg.value)
+                elif isinstance(parent.arg, nodes.Const) and isinstance(parent.arg.value, int) and len(path) == 1:
+                    index = True
+                else:
+                    break
+            else:
+                break
+            node = parent
+        refs.append(Reference(tuple(path), index))
+    return refs
+
+
+def _parent_map(tree: nodes.Node) -> dict[int, nodes.Node]:
+    parents: dict[int, nodes.Node] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for child in node.iter_child_nodes():
+            parents[id(child)] = node
+            stack.append(child)
+    return parents
+

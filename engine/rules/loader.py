@@ -1,0 +1,557 @@
+"""Load notifications.yaml and everything it includes: parse, check shape, check meaning, build.
+
+Two passes, as in every configuration tool worth copying: the shape of each file by
+`schema.json`, then the meaning across files (unknown events, missing templates, fields the
+event does not promise...). Every problem is collected; none stops the others being found.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from croniter import croniter
+
+from . import expressions
+from .event_schema import SchemaView, errors as schema_errors, validator
+from .model import (
+    App,
+    Category,
+    Config,
+    Digest,
+    EventType,
+    ExampleEvent,
+    Match,
+    Notification,
+    RateLimit,
+    Schedule,
+    TemplateChoice,
+    Throttle,
+    Window,
+)
+from .problems import ConfigError, Mark, Problem
+from .timeparse import is_zone, parse_duration, parse_local_time
+from .yaml_source import Document, load_file
+
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
+ROOT_ONLY = ("version", "app", "defaults", "categories", "windows", "rate_limits", "retention", "include")
+# Names every expression may read besides the event's data fields.
+CONTEXT_NAMES = {"event", "recipient", "notification", "app"}
+DIGEST_NAMES = {"items", "period_start", "period_end"}
+COMMON_DATA = ("app_name", "frontend_url", "support_email", "user_name", "user_email")
+EVENT_FIELDS = {"id": {"type": "string"}, "type": {"type": "string"}, "occurred_at": {"type": "string", "format": "date-time"}}
+APP_FIELDS = {"name": {"type": "string"}, "frontend_url": {"type": "string"}, "support_email": {"type": "string"}}
+
+
+@lru_cache(maxsize=1)
+def rule_schema() -> dict[str, Any]:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class _Loader:
+    def __init__(self, root: str, environ: Mapping[str, str]):
+        self.root = root
+        self.base = os.path.dirname(os.path.abspath(root))
+        self.environ = environ
+        self.problems: list[Problem] = []
+        self.docs: list[Document] = []
+
+    # -- helpers -------------------------------------------------------------------------
+    def display(self, path: str) -> str:
+        rel = os.path.relpath(os.path.abspath(path), os.getcwd())
+        return path if rel.startswith("..") else rel
+
+    def error(self, mark: Mark, message: str) -> None:
+        self.problems.append(Problem.at(mark, message))
+
+    def warn(self, mark: Mark, message: str) -> None:
+        self.problems.append(Problem.at(mark, message, "warning"))
+
+    def read(self, path: str) -> Document:
+        doc, problems = load_file(path, self.display(path))
+        self.problems.extend(problems)
+        return doc
+
+    def check_shape(self, doc: Document, schema: Mapping[str, Any]) -> bool:
+        ok = True
+        for error in validator(schema).iter_errors(doc.data):
+            ok = False
+            if error.context:
+                error = expressions_best(error)
+            path = tuple(error.absolute_path)
+            mark = doc.mark(path)
+            if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                allowed = set(error.schema.get("properties", {}))
+                extra = [k for k in error.instance if k not in allowed]
+                if extra:
+                    mark = doc.mark(path + (extra[0],), key=True)
+                    where = _dotted(path) or "the top level"
+                    self.error(mark, f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+                    continue
+            if error.validator == "propertyNames":
+                bad = error.instance
+                mark = doc.mark(path + (bad,), key=True)
+                self.error(mark, f"{_dotted(path)}: {bad!r} is not a valid name here ({error.message.split(' does not match ')[-1] if 'does not match' in error.message else error.message})")
+                continue
+            self.error(mark, f"{_dotted(path) or 'file'}: {_plain(error.message)}")
+        return ok
+
+    # -- the passes -------------------------------------------------------------------------
+    def load(self) -> Config | None:
+        root = self.read(self.root)
+        if not self.problems and not isinstance(root.data, dict):
+            self.error(root.mark(()), "notifications.yaml must be a mapping of settings")
+            return None
+        if root.data is None or not isinstance(root.data, dict):
+            return None
+        self.check_shape(root, rule_schema())
+        self.docs.append(root)
+        for pattern_index, pattern in enumerate(root.data.get("include", []) or []):
+            if not isinstance(pattern, str):
+                continue
+            matches = sorted(glob.glob(os.path.join(self.base, pattern)))
+            if not matches:
+                self.error(root.mark(("include", pattern_index)), f"include: {pattern!r} matches no file")
+            for path in matches:
+                doc = self.read(path)
+                if doc.data is None and not any(p.file == doc.file for p in self.problems):
+                    continue
+                if doc.data is not None and not isinstance(doc.data, dict):
+                    self.error(doc.mark(()), "a rule file must be a mapping (definitions, events, notifications)")
+                    continue
+                if doc.data is None:
+                    continue
+                self.check_shape(doc, rule_schema())
+                for key in ROOT_ONLY:
+                    if key in doc.data:
+                        self.error(doc.mark((key,), key=True), f"{key!r} belongs in {os.path.basename(self.root)}, not in a rule file")
+                self.docs.append(doc)
+        templates = self.load_templates()
+        return self.build(root, templates)
+
+    def load_templates(self) -> dict[str, tuple[Document, dict[str, str]]]:
+        found: dict[str, tuple[Document, dict[str, str]]] = {}
+        folder = os.path.join(self.base, "templates_map")
+        paths = sorted(glob.glob(os.path.join(folder, "*.yaml")) + glob.glob(os.path.join(folder, "*.yml")))
+        if not paths:
+            self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: add one per environment (production.yaml, ...)")
+        schema = {**rule_schema()["$defs"]["templates_map"], "$defs": rule_schema()["$defs"]}
+        for path in paths:
+            doc = self.read(path)
+            if doc.data is None:
+                doc.data = {}
+            if self.check_shape(doc, schema):
+                found[Path(path).stem] = (doc, dict(doc.data))
+        return found
+
+    def build(self, root: Document, templates: dict[str, tuple[Document, dict[str, str]]]) -> Config | None:
+        data = root.data
+        app_raw = data.get("app") or {}
+        app = App(str(app_raw.get("name", "")), str(app_raw.get("frontend_url", "")), str(app_raw.get("support_email", "")))
+        defaults = data.get("defaults") or {}
+        tz = defaults.get("timezone", "UTC")
+        if not is_zone(tz):
+            self.error(root.mark(("defaults", "timezone")), f"defaults.timezone: {tz!r} is not an IANA time zone (e.g. Europe/Berlin)")
+        categories = {
+            name: Category(name, bool((c or {}).get("opt_out", True)))
+            for name, c in (data.get("categories") or {"transactional": {"opt_out": False}}).items()
+        }
+        windows = {}
+        for name, raw in (data.get("windows") or {}).items():
+            window = self.window(root, ("windows", name), raw)
+            if window:
+                windows[name] = window
+        rate_limit = None
+        per_recipient = (data.get("rate_limits") or {}).get("per_recipient")
+        if per_recipient:
+            rate_limit = RateLimit(int(per_recipient["limit"]), self.duration(root, ("rate_limits", "per_recipient", "window"), per_recipient["window"]))
+        retention = {
+            k: self.duration(root, ("retention", k), v) for k, v in (data.get("retention") or {}).items()
+        }
+
+        definitions: dict[str, Any] = {}
+        events: dict[str, EventType] = {}
+        raw_rules: list[tuple[Document, str, dict[str, Any]]] = []
+        seen_rules: dict[str, Mark] = {}
+        seen_events: dict[str, Mark] = {}
+        seen_defs: dict[str, Mark] = {}
+        for doc in self.docs:
+            for name, fragment in (doc.data.get("definitions") or {}).items():
+                mark = doc.mark(("definitions", name), key=True)
+                if name in seen_defs:
+                    self.error(mark, f"definition {name!r} is declared twice (also at {_where(seen_defs[name])})")
+                    continue
+                seen_defs[name] = mark
+                definitions[name] = fragment
+            for type_name, raw in (doc.data.get("events") or {}).items():
+                mark = doc.mark(("events", type_name), key=True)
+                if type_name in seen_events:
+                    self.error(mark, f"event {type_name!r} is declared twice (also at {_where(seen_events[type_name])})")
+                    continue
+                seen_events[type_name] = mark
+                if isinstance(raw, dict) and isinstance(raw.get("schema"), dict):
+                    events[type_name] = EventType(type_name, raw["schema"], str(raw.get("description", "")))
+                    self.check_event_schema(doc, type_name, raw["schema"], definitions)
+            for rule_id, raw in (doc.data.get("notifications") or {}).items():
+                mark = doc.mark(("notifications", rule_id), key=True)
+                if rule_id in seen_rules:
+                    self.error(mark, f"notification {rule_id!r} is declared twice (also at {_where(seen_rules[rule_id])})")
+                    continue
+                seen_rules[rule_id] = mark
+                if isinstance(raw, dict):
+                    raw_rules.append((doc, rule_id, raw))
+
+        env_maps = {env: mapping for env, (_, mapping) in templates.items()}
+        ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz)
+        notifications: dict[str, Notification] = {}
+        for doc, rule_id, raw in raw_rules:
+            rule = ctx.rule(doc, rule_id, raw)
+            if rule is not None:
+                notifications[rule_id] = rule
+        if any(p.severity == "error" for p in self.problems):
+            return None
+        return Config(
+            app=app,
+            timezone=tz,
+            categories=categories,
+            events=events,
+            notifications=notifications,
+            templates=env_maps,
+            rate_limit=rate_limit,
+            retention=retention,
+            definitions=definitions,
+            root=self.display(self.root),
+        )
+
+    def check_event_schema(self, doc: Document, type_name: str, schema: dict[str, Any], definitions: Mapping[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            path = ("events", type_name, "schema") + tuple(exc.absolute_path)
+            self.error(doc.mark(path), f"events.{type_name}.schema: not a valid JSON Schema: {exc.message}")
+
+    def duration(self, doc: Document, path: tuple[Any, ...], value: Any) -> timedelta:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.error(doc.mark(path), f"{_dotted(path)}: {exc}")
+            return timedelta(0)
+
+    def window(self, doc: Document, path: tuple[Any, ...], raw: Any) -> Window | None:
+        try:
+            return Window(parse_local_time(raw["from"]), parse_local_time(raw["to"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.error(doc.mark(path), f"{_dotted(path)}: {exc}")
+            return None
+
+
+class _RuleContext:
+    """Builds one Notification from its raw mapping, checking its meaning against the rest."""
+
+    def __init__(self, loader: _Loader, events: Mapping[str, EventType], definitions: Mapping[str, Any],
+                 categories: Mapping[str, Category], windows: Mapping[str, Window],
+                 templates: Mapping[str, Mapping[str, str]], defaults: Mapping[str, Any], tz: str):
+        self.l = loader
+        self.events = events
+        self.view = SchemaView(definitions)
+        self.categories = categories
+        self.windows = windows
+        self.templates = templates
+        self.defaults = defaults
+        self.tz = tz
+
+    def rule(self, doc: Document, rule_id: str, raw: dict[str, Any]) -> Notification | None:
+        base = ("notifications", rule_id)
+        errors_before = len([p for p in self.l.problems if p.severity == "error"])
+
+        def at(*path: Any) -> Mark:
+            return doc.mark(base + path)
+
+        def err(path: tuple[Any, ...], message: str) -> None:
+            self.l.error(at(*path), f"{rule_id}: {message}")
+
+        trigger_raw = raw.get("trigger") or {}
+        trigger = trigger_raw.get("event", "")
+        event = self.events.get(trigger)
+        if event is None:
+            err(("trigger", "event"), f"unknown event {trigger!r}{_known(self.events)}")
+        schema = self.full_schema(trigger)
+
+        audience = raw.get("audience", "")
+        if event is not None:
+            self.check_path(err, ("audience",), schema, audience, "audience", person=True)
+        key = raw.get("key")
+        if key and event is not None:
+            self.check_path(err, ("key",), schema, key, "key")
+
+        category = raw.get("category", "")
+        if category not in self.categories:
+            err(("category",), f"unknown category {category!r}{_known(self.categories)}")
+
+        schedule = self.schedule(err, raw.get("schedule") or {"at": "once"}, schema if event else None, doc, base)
+        digest = None
+        if raw.get("digest"):
+            d = raw["digest"]
+            digest = Digest(d["period"], d["send"])
+            if not croniter.is_valid(d["send"]):
+                err(("digest", "send"), f"invalid cron expression {d['send']!r} (e.g. \"0 9 * * MON\")")
+            if raw.get("schedule"):
+                err(("schedule",), "a digest is sent by digest.send; remove schedule")
+        matches = {}
+        for kind in ("cancel_on", "reschedule_on"):
+            found = []
+            for i, m in enumerate(raw.get(kind) or []):
+                ev = m.get("event", "")
+                if ev not in self.events:
+                    err((kind, i, "event"), f"{kind}: unknown event {ev!r}{_known(self.events)}")
+                    continue
+                if ev == trigger:
+                    err((kind, i, "event"), f"{kind}: {ev!r} is this notification's own trigger; it would {kind.split('_')[0]} itself")
+                    continue
+                if not key:
+                    err((kind, i), f"{kind} needs the notification's `key` (the field its events match on)")
+                self.check_path(err, (kind, i, "key"), self.full_schema(ev), m.get("key", ""), f"{kind} key", event_name=ev)
+                if kind == "reschedule_on" and schedule.of:
+                    self.check_path(err, (kind, i, "event"), self.full_schema(ev), schedule.of, "the schedule's `of` field", event_name=ev, date_time=True)
+                found.append(Match(ev, m.get("key", "")))
+            matches[kind] = tuple(found)
+
+        template = self.template(err, raw.get("template"), schema if event else None)
+
+        condition = trigger_raw.get("condition")
+        if condition:
+            self.check_expression(err, ("trigger", "condition"), condition, schema, digest is not None, expression=True)
+        data = raw.get("data") or {}
+        for field_name, value in data.items():
+            if expressions.is_template(value):
+                self.check_expression(err, ("data", field_name), value, schema, digest is not None, expression=False)
+        provided = set(data) | set(COMMON_DATA) | {"unsubscribe_url"}
+        for i, needed in enumerate(raw.get("requires") or []):
+            if needed not in provided:
+                err(("requires", i), f"the template requires {needed!r} but no `data` entry provides it")
+        idem = raw.get("idempotency_key", Notification.idempotency_key)
+        if "idempotency_key" in raw:
+            self.check_expression(err, ("idempotency_key",), idem, schema, digest is not None, expression=False)
+        throttle = None
+        if raw.get("throttle"):
+            t = raw["throttle"]
+            throttle = Throttle(t.get("key", "{{ recipient.id }}"), self.l.duration(doc, base + ("throttle", "window"), t["window"]), int(t.get("limit", 1)))
+            if "key" in t:
+                self.check_expression(err, ("throttle", "key"), t["key"], schema, False, expression=False)
+        channels = tuple(raw.get("channels") or self.defaults.get("channels") or ["email"])
+        example = None
+        if isinstance(raw.get("example"), dict):
+            ex = raw["example"]
+            example = ExampleEvent(str(ex.get("id") or f"evt_example_{rule_id}"), ex["type"], ex["occurred_at"], ex["data"], at("example"))
+            if ex["type"] != trigger:
+                err(("example", "type"), f"the example is a {ex['type']!r} event but the trigger is {trigger!r}")
+        if len([p for p in self.l.problems if p.severity == "error"]) > errors_before:
+            return None
+        return Notification(
+            id=rule_id,
+            trigger=trigger,
+            audience=audience,
+            category=category,
+            template=template,
+            schedule=schedule,
+            channels=channels,
+            condition=condition,
+            key=key,
+            cancel_on=matches["cancel_on"],
+            reschedule_on=matches["reschedule_on"],
+            requires=tuple(raw.get("requires") or ()),
+            data=dict(data),
+            idempotency_key=idem,
+            throttle=throttle,
+            digest=digest,
+            example=example,
+            enabled=bool(raw.get("enabled", True)),
+            description=str(raw.get("description", "")),
+            mark=doc.mark(base, key=True),
+        )
+
+    def full_schema(self, event_type: str) -> dict[str, Any]:
+        event = self.events.get(event_type)
+        return dict(event.schema) if event else {}
+
+    def names(self, schema: Mapping[str, Any], digest: bool) -> set[str]:
+        props = set(self.view.resolve(schema).get("properties", {}))
+        return props | CONTEXT_NAMES | (DIGEST_NAMES if digest else set())
+
+    def check_path(self, err: Any, where: tuple[Any, ...], schema: Mapping[str, Any], path: str, what: str,
+                   *, person: bool = False, event_name: str | None = None, date_time: bool = False) -> None:
+        if not path:
+            return
+        field = self.view.field(schema, tuple(path.split(".")))
+        on = f" of {event_name!r}" if event_name else ""
+        if field.schema is None:
+            err(where, f"{what} {path!r}: the event schema{on} does not declare {field.missing!r}")
+            return
+        if not field.required:
+            err(where, f"{what} {path!r}: the event schema{on} must declare it as required (add it to `required`)")
+            return
+        if date_time and field.schema.get("format") != "date-time":
+            err(where, f"{what} {path!r}: the event schema{on} must declare it as a string with format: date-time")
+        if person:
+            props = field.schema.get("properties", {})
+            missing = [p for p in ("id", "email") if p not in props]
+            if missing:
+                err(where, f"{what} {path!r} is not a person (no {', '.join(missing)} in its schema)")
+
+    def schedule(self, err: Any, raw: Mapping[str, Any], schema: Mapping[str, Any] | None, doc: Document, base: tuple[Any, ...]) -> Schedule:
+        forms = [k for k in ("at", "after", "before", "cron") if k in raw]
+        if_past = raw.get("if_past", self.defaults.get("if_past", "send_now"))
+        window = None
+        w = raw.get("window")
+        if isinstance(w, str):
+            window = self.windows.get(w)
+            if window is None:
+                err(("schedule", "window"), f"unknown window {w!r}{_known(self.windows)}")
+        elif isinstance(w, dict):
+            window = self.l.window(doc, base + ("schedule", "window"), w)
+        common = dict(if_past=if_past, window=window, outside_window=raw.get("outside_window", "defer"))
+        if len(forms) != 1:
+            if len(forms) == 0:
+                err(("schedule",), "say when: one of at, after, before or cron")
+            else:
+                err(("schedule",), f"use one of at, after, before or cron, not {' and '.join(forms)}")
+            return Schedule("once", **common)
+        kind = forms[0]
+        of = raw.get("of")
+        if of and schema is not None:
+            self.check_path(err, ("schedule", "of"), schema, of, "schedule.of", date_time=True)
+        if kind == "before" and not of:
+            err(("schedule", "before"), "`before` needs `of`: the date-time field to count back from")
+        if kind == "at" and of:
+            err(("schedule", "of"), "`of` goes with before, after or cron, not with `at: once`")
+        if kind == "cron":
+            if not croniter.is_valid(raw["cron"]):
+                err(("schedule", "cron"), f"invalid cron expression {raw['cron']!r} (e.g. \"0 9 * * MON\")")
+            return Schedule("cron", of=of, cron=raw["cron"], **common)
+        if kind == "at":
+            return Schedule("once", **common)
+        offset = self.l.duration(doc, base + ("schedule", kind), raw[kind])
+        return Schedule(kind, offset=offset, of=of, **common)  # type: ignore[arg-type]
+
+    def template(self, err: Any, raw: Any, schema: Mapping[str, Any] | None) -> TemplateChoice:
+        if isinstance(raw, str):
+            choice = TemplateChoice(key=raw)
+        elif isinstance(raw, dict):
+            choice = TemplateChoice(select=raw.get("select"), cases=dict(raw.get("cases") or {}), default=raw.get("default"))
+            if schema is not None and choice.select:
+                self.check_expression(err, ("template", "select"), choice.select, schema, False, expression=True)
+        else:
+            return TemplateChoice()
+        if not self.templates:
+            return choice
+        for key in choice.keys():
+            missing = [env for env, mapping in self.templates.items() if key not in mapping]
+            if len(missing) == len(self.templates):
+                err(("template",), f"unknown template key {key!r}: add it to templates_map/{', templates_map/'.join(e + '.yaml' for e in sorted(missing))}")
+            elif missing:
+                err(("template",), f"template key {key!r} is missing from templates_map/{', templates_map/'.join(e + '.yaml' for e in sorted(missing))}")
+        return choice
+
+    def check_expression(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], digest: bool, *, expression: bool) -> None:
+        try:
+            refs = expressions.analyse(source, expression=expression)
+        except expressions.ExpressionError as exc:
+            err(where, f"expression {source!r}: {exc}")
+            return
+        names = self.names(schema, digest)
+        for ref in refs:
+            root = ref.path[0]
+            if root not in names:
+                err(where, f"expression {source!r} reads {root!r}, which the event does not declare")
+                continue
+            if root == "recipient":
+                continue  # any person field; checked on the example at run time
+            if root == "event":
+                if len(ref.path) > 1 and ref.path[1] not in EVENT_FIELDS:
+                    err(where, f"expression {source!r} reads event.{ref.path[1]}; the envelope has id, type, occurred_at")
+                continue
+            if root == "app":
+                if len(ref.path) > 1 and ref.path[1] not in APP_FIELDS:
+                    err(where, f"expression {source!r} reads app.{ref.path[1]}; app has name, frontend_url, support_email")
+                continue
+            if root in ("notification", "period_start", "period_end"):
+                continue
+            if root == "items":
+                if ref.index and len(ref.path) > 1:
+                    self.check_read(err, where, source, schema, ref.path[1:])
+                continue
+            self.check_read(err, where, source, schema, ref.path)
+
+    def check_read(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], path: tuple[str, ...]) -> None:
+        node: Mapping[str, Any] = self.view.resolve(schema)
+        for i, step in enumerate(path):
+            resolved = self.view.resolve(node)
+            if resolved.get("type") == "array" or step in _BUILTIN_ATTRS:
+                return  # list/str methods and indexes are beyond a static check
+            props = resolved.get("properties")
+            if props is None:
+                return
+            if step not in props:
+                err(where, f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare")
+                return
+            node = props[step]
+
+
+_BUILTIN_ATTRS = {"items", "keys", "values", "get", "upper", "lower", "title", "strip", "split", "startswith", "endswith", "replace"}
+
+
+def expressions_best(error: Any) -> Any:
+    from jsonschema.exceptions import best_match
+
+    return best_match(error.context) or error
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _plain(message: str) -> str:
+    return message.replace("\n", " ")
+
+
+def _where(mark: Mark) -> str:
+    return f"{mark.file}:{mark.line}"
+
+
+def _known(names: Mapping[str, Any]) -> str:
+    if not names:
+        return ""
+    shown = sorted(names)[:12]
+    more = ", ..." if len(names) > 12 else ""
+    return f" (known: {', '.join(shown)}{more})"
+
+
+def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+    """Load and check everything; the config (None when any error) and every problem found."""
+    loader = _Loader(root, environ if environ is not None else os.environ)
+    if not os.path.exists(root):
+        return None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")]
+    config = loader.load()
+    problems = sorted(set(loader.problems), key=Problem.sort_key)
+    return config, problems
+
+
+def load(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration, or ConfigError listing every error."""
+    config, problems = check(root, environ)
+    errors = [p for p in problems if p.severity == "error"]
+    if config is None or errors:
+        raise ConfigError(errors or [Problem(root, 1, 1, "configuration could not be loaded")])
+    return config

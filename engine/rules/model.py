@@ -1,0 +1,178 @@
+"""The validated configuration as frozen, typed objects. Nothing downstream sees raw YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from typing import Any, Literal, Mapping
+
+from .problems import Mark
+
+IfPast = Literal["skip", "send_now"]
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    frontend_url: str
+    support_email: str
+
+
+@dataclass(frozen=True)
+class Window:
+    start: time
+    end: time
+
+    def contains(self, t: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end  # spans midnight
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    opt_out: bool
+
+
+@dataclass(frozen=True)
+class EventType:
+    type: str
+    schema: Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    event: str
+    key: str  # dotted path into that event's data
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: Literal["once", "after", "before", "cron"]
+    offset: timedelta = timedelta(0)
+    of: str | None = None  # a date-time path; None means the event's occurred_at
+    cron: str | None = None
+    if_past: IfPast = "send_now"
+    window: Window | None = None
+    outside_window: Literal["defer", "skip"] = "defer"
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    key: str | None = None  # a fixed key, or...
+    select: str | None = None  # ...an expression whose value picks one of `cases`
+    cases: Mapping[str, str] = field(default_factory=dict)
+    default: str | None = None
+
+    def keys(self) -> list[str]:
+        found = [self.key] if self.key else list(self.cases.values())
+        if self.default:
+            found.append(self.default)
+        return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class Throttle:
+    key: str  # a template
+    window: timedelta
+    limit: int = 1
+
+
+@dataclass(frozen=True)
+class Digest:
+    period: Literal["day", "week", "month"]
+    send: str  # cron
+
+
+@dataclass(frozen=True)
+class ExampleEvent:
+    id: str
+    type: str
+    occurred_at: str
+    data: Mapping[str, Any]
+    mark: Mark | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: str
+    trigger: str
+    audience: str
+    category: str
+    template: TemplateChoice
+    schedule: Schedule
+    channels: tuple[str, ...]
+    condition: str | None = None
+    key: str | None = None
+    cancel_on: tuple[Match, ...] = ()
+    reschedule_on: tuple[Match, ...] = ()
+    requires: tuple[str, ...] = ()
+    data: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str = "{{ notification }}:{{ recipient.id }}:{{ event.id }}"
+    throttle: Throttle | None = None
+    digest: Digest | None = None
+    example: ExampleEvent | None = None
+    enabled: bool = True
+    description: str = ""
+    mark: Mark | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `engine` needs, validated and defaulted once."""
+
+    app: App
+    timezone: str
+    categories: Mapping[str, Category]
+    events: Mapping[str, EventType]
+    notifications: Mapping[str, Notification]
+    templates: Mapping[str, Mapping[str, str]]  # env -> key -> Courier template id
+    rate_limit: RateLimit | None = None
+    retention: Mapping[str, timedelta] = field(default_factory=dict)
+    definitions: Mapping[str, Any] = field(default_factory=dict)
+    root: str = "notifications.yaml"
+
+    def by_trigger(self, event_type: str) -> tuple[Notification, ...]:
+        return self._index()["trigger"].get(event_type, ())
+
+    def by_cancel(self, event_type: str) -> tuple[Notification, ...]:
+        return self._index()["cancel"].get(event_type, ())
+
+    def by_reschedule(self, event_type: str) -> tuple[Notification, ...]:
+        return self._index()["reschedule"].get(event_type, ())
+
+    def _index(self) -> dict[str, dict[str, tuple[Notification, ...]]]:
+        # Built once per Config: matching an event is a dict lookup however many rules exist.
+        cached = self.__dict__.get("_index_cache")
+        if cached is None:
+            index: dict[str, dict[str, list[Notification]]] = {"trigger": {}, "cancel": {}, "reschedule": {}}
+            for rule in self.notifications.values():
+                if not rule.enabled:
+                    continue
+                index["trigger"].setdefault(rule.trigger, []).append(rule)
+                for m in rule.cancel_on:
+                    index["cancel"].setdefault(m.event, []).append(rule)
+                for m in rule.reschedule_on:
+                    index["reschedule"].setdefault(m.event, []).append(rule)
+            cached = {k: {t: tuple(v) for t, v in d.items()} for k, d in index.items()}
+            object.__setattr__(self, "_index_cache", cached)
+        return cached
+
+    def event_schema(self, event_type: str) -> dict[str, Any]:
+        """The full JSON Schema of an event type's data, with the shared definitions."""
+        schema = dict(self.events[event_type].schema)
+        schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+        schema["$defs"] = {**self.definitions, **schema.get("$defs", {})}
+        return schema
+
+    def template_id(self, env: str, key: str, environ: Mapping[str, str] | None = None) -> str | None:
+        override = (environ or {}).get(f"COURIER_{key.upper()}_TEMPLATE")
+        return override or self.templates.get(env, {}).get(key)

@@ -1,0 +1,77 @@
+"""Parsing the time values of rules and events: instants, durations, local times, zones."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_INSTANT = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$"
+)
+_DURATION = re.compile(r"^(?:\d+[wdhms])+$")
+_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_instant(text: str) -> datetime:
+    """An RFC 3339 date-time with an offset, as an aware datetime; ValueError otherwise."""
+    if not isinstance(text, str) or not _INSTANT.match(text):
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time with an offset (e.g. 2026-03-01T10:00:00Z)")
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+
+
+def is_instant(text: object) -> bool:
+    try:
+        parse_instant(text)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `30m`, `24h`, `3d`, `1w`, or combined (`1h30m`)."""
+    if not isinstance(text, str) or not _DURATION.match(text):
+        raise ValueError(f"{text!r} is not a duration (write e.g. 30m, 24h, 3d, 1h30m)")
+    total = timedelta(0)
+    for amount, unit in _DURATION_PART.findall(text):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    return total
+
+
+def parse_local_time(text: str) -> time:
+    try:
+        hours, minutes = text.split(":")
+        return time(int(hours), int(minutes))
+    except (ValueError, AttributeError):
+        raise ValueError(f"{text!r} is not a local time (write HH:MM, e.g. \"09:00\")") from None
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone; ValueError for an unknown name."""
+    try:
+        if not name or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+
+
+def is_zone(name: object) -> bool:
+    try:
+        zone(name)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+def format_instant(instant: datetime) -> str:
+    """UTC, RFC 3339 with Z, to the second (to the microsecond when it has them)."""
+    from datetime import timezone
+
+    utc = instant.astimezone(timezone.utc)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")

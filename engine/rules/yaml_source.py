@@ -1,0 +1,173 @@
+"""Read a hand-edited YAML file into plain data, remembering where every value stands.
+
+PyYAML's own constructors follow YAML 1.1 (``yes`` is true, ``2026-03-01`` is a date) and keep
+the last of duplicate keys silently. Files edited by people in pull requests deserve better:
+we compose the node tree, resolve plain scalars by the YAML 1.2 core schema, and report the
+1.1 surprises and duplicate keys as problems with their line and column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .problems import Mark, Problem
+
+Path = tuple[str | int, ...]
+
+_NULL = re.compile(r"^(?:null|Null|NULL|~|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^[-+]?(?:[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+_YAML11_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}(?:(?:[Tt]|[ \t]+)\d{1,2}:\d{2}:\d{2}(?:\.\d*)?(?:[ \t]*(?:Z|[-+]\d{1,2}(?::\d{2})?))?)?$")
+_STANDARD_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:value",
+    "tag:yaml.org,2002:merge",
+    "tag:yaml.org,2002:binary",
+    "tag:yaml.org,2002:omap",
+    "tag:yaml.org,2002:pairs",
+    "tag:yaml.org,2002:set",
+}
+
+
+@dataclass
+class Document:
+    """A parsed file: its data and the mark of every value (by path) and every key."""
+
+    file: str
+    data: Any = None
+    values: dict[Path, Mark] = field(default_factory=dict)
+    keys: dict[Path, Mark] = field(default_factory=dict)
+
+    def mark(self, path: Path, *, key: bool = False) -> Mark:
+        """The mark of the value at `path` (or of its key), else of the nearest parent."""
+        path = tuple(path)
+        if key and path in self.keys:
+            return self.keys[path]
+        while path:
+            if path in self.values:
+                return self.values[path]
+            path = path[:-1]
+        return self.values.get((), Mark(self.file, 1, 1))
+
+
+def _mark(file: str, node: yaml.Node) -> Mark:
+    return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
+    value = node.value
+    if node.tag == "tag:yaml.org,2002:str" and node.style is not None:
+        return value  # quoted or block scalar: always a string
+    if node.tag not in ("?", "tag:yaml.org,2002:str") and not node.tag.startswith("tag:yaml.org,2002:"):
+        problems.append(Problem.at(_mark(file, node), f"tags such as {node.tag!r} are not allowed"))
+        return value
+    if node.style is not None:
+        return value
+    if _NULL.match(value):
+        return None
+    if _BOOL.match(value):
+        return value.lower() == "true"
+    if _INT.match(value):
+        return int(value, 0) if value.lstrip("+-")[:2] in ("0o", "0x") else int(value)
+    if _FLOAT.match(value) and any(ch.isdigit() for ch in value):
+        return float(value)
+    if _YAML11_BOOL.match(value):
+        problems.append(
+            Problem.at(
+                _mark(file, node),
+                f"ambiguous value {value!r}: YAML 1.1 reads it as a boolean; "
+                f"write true or false, or quote it as a string",
+            )
+        )
+    elif _YAML11_DATE.match(value):
+        problems.append(
+            Problem.at(
+                _mark(file, node),
+                f"unquoted date {value!r}: quote it (\"{value}\") so it stays a string",
+            )
+        )
+    return value
+
+
+def _build(node: yaml.Node, path: Path, doc: Document, problems: list[Problem], depth: int = 0) -> Any:
+    if depth > 64:
+        problems.append(Problem.at(_mark(doc.file, node), "nesting deeper than 64 levels"))
+        return None
+    doc.values[path] = _mark(doc.file, node)
+    if node.tag not in _STANDARD_TAGS and node.tag != "?" and not isinstance(node, yaml.ScalarNode):
+        problems.append(Problem.at(_mark(doc.file, node), f"tags such as {node.tag!r} are not allowed"))
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(node, doc.file, problems)
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, path + (i,), doc, problems, depth + 1) for i, item in enumerate(node.value)]
+    result: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            problems.append(Problem.at(_mark(doc.file, key_node), "merge keys (<<) are not allowed"))
+            continue
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.append(Problem.at(_mark(doc.file, key_node), "a key must be a plain string"))
+            continue
+        key = key_node.value
+        if key_node.style is None and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
+            problems.append(
+                Problem.at(_mark(doc.file, key_node), f"ambiguous key {key!r}: quote it")
+            )
+        if key in result:
+            first = doc.keys.get(path + (key,))
+            where = f" (first at line {first.line})" if first else ""
+            problems.append(Problem.at(_mark(doc.file, key_node), f"duplicate key {key!r}{where}"))
+            continue
+        doc.keys[path + (key,)] = _mark(doc.file, key_node)
+        result[key] = _build(value_node, path + (key,), doc, problems, depth + 1)
+    return result
+
+
+def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
+    """Parse one YAML document; syntax errors become problems, never exceptions."""
+    doc = Document(file)
+    problems: list[Problem] = []
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or exc.context or "invalid YAML"
+        problems.append(Problem(file, line, col, f"YAML syntax error: {what}"))
+        return doc, problems
+    except yaml.YAMLError as exc:
+        problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
+        return doc, problems
+    if node is None:
+        doc.data = None
+        doc.values[()] = Mark(file, 1, 1)
+        return doc, problems
+    doc.data = _build(node, (), doc, problems)
+    return doc, problems
+
+
+def load_file(path: str, display: str | None = None) -> tuple[Document, list[Problem]]:
+    display = display or path
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        return Document(display), [Problem(display, 1, 1, f"cannot read file: {exc.strerror}")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Document(display), [Problem(display, 1, 1, f"not UTF-8 text (byte {exc.start})")]
+    return parse(text, display)
