@@ -160,7 +160,7 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
         "period_end": period_end.isoformat(),
         "recipient": dict(recipient),
         "notification": rule.id,
-        "event": {"id": key, "type": rule.trigger, "occurred_at": period_end.isoformat()},
+        "event": {"id": key, "type": rule.triggers[0], "occurred_at": period_end.isoformat()},
         "app": {"name": config.app.name, "frontend_url": config.app.frontend_url, "support_email": config.app.support_email},
     }
     try:

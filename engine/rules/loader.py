@@ -280,24 +280,18 @@ class _RuleContext:
             self.l.error(at(*path), f"{rule_id}: {message}")
 
         trigger_raw = raw.get("trigger") or {}
-        trigger = trigger_raw.get("event", "")
-        event = self.events.get(trigger)
-        if event is None:
-            err(("trigger", "event"), f"unknown event {trigger!r}{_known(self.events)}")
-        schema = self.full_schema(trigger)
-
-        audience = raw.get("audience", "")
-        if event is not None:
-            self.check_path(err, ("audience",), schema, audience, "audience", person=True)
-        key = raw.get("key")
-        if key and event is not None:
-            self.check_path(err, ("key",), schema, key, "key")
+        named = trigger_raw.get("event", "")
+        triggers = tuple(named) if isinstance(named, list) else (named,)
+        for i, trigger in enumerate(triggers):
+            if trigger not in self.events:
+                where = ("trigger", "event", i) if isinstance(named, list) else ("trigger", "event")
+                err(where, f"unknown event {trigger!r}{_known(self.events)}")
 
         category = raw.get("category", "")
         if category not in self.categories:
             err(("category",), f"unknown category {category!r}{_known(self.categories)}")
-
-        schedule = self.schedule(err, raw.get("schedule") or {"at": "once"}, schema if event else None, doc, base)
+        key = raw.get("key")
+        schedule = self.schedule(err, raw.get("schedule") or {"at": "once"}, doc, base)
         digest = None
         if raw.get("digest"):
             d = raw["digest"]
@@ -314,52 +308,61 @@ class _RuleContext:
                 if ev not in self.events:
                     err((kind, i, "event"), f"{kind}: unknown event {ev!r}{_known(self.events)}")
                     continue
-                if ev == trigger:
+                if ev in triggers:
                     err((kind, i, "event"), f"{kind}: {ev!r} is this notification's own trigger; it would {kind.split('_')[0]} itself")
                     continue
                 if not key:
                     err((kind, i), f"{kind} needs the notification's `key` (the field its events match on)")
                 self.check_path(err, (kind, i, "key"), self.full_schema(ev), m.get("key", ""), f"{kind} key", event_name=ev)
-                if kind == "reschedule_on" and schedule.of:
-                    self.check_path(err, (kind, i, "event"), self.full_schema(ev), schedule.of, "the schedule's `of` field", event_name=ev, date_time=True)
                 found.append(Match(ev, m.get("key", "")))
             matches[kind] = tuple(found)
-
-        template = self.template(err, raw.get("template"), schema if event else None)
-
+        template = self.template(err, raw.get("template"))
         condition = trigger_raw.get("condition")
-        if condition:
-            self.check_expression(err, ("trigger", "condition"), condition, schema, digest is not None, expression=True)
         data = raw.get("data") or {}
-        for field_name, value in data.items():
-            if expressions.is_template(value):
-                self.check_expression(err, ("data", field_name), value, schema, digest is not None, expression=False)
-        provided = set(data) | set(COMMON_DATA) | {"unsubscribe_url"}
-        for i, needed in enumerate(raw.get("requires") or []):
-            if needed not in provided:
-                err(("requires", i), f"the template requires {needed!r} but no `data` entry provides it")
         idem = raw.get("idempotency_key", Notification.idempotency_key)
-        if "idempotency_key" in raw:
-            self.check_expression(err, ("idempotency_key",), idem, schema, digest is not None, expression=False)
         throttle = None
         if raw.get("throttle"):
             t = raw["throttle"]
             throttle = Throttle(t.get("key", "{{ recipient.id }}"), self.l.duration(doc, base + ("throttle", "window"), t["window"]), int(t.get("limit", 1)))
-            if "key" in t:
-                self.check_expression(err, ("throttle", "key"), t["key"], schema, False, expression=False)
+
+        # Everything that reads the event is checked against each event the rule is planned
+        # from: every trigger, and every event that reschedules it.
+        sources = [t for t in triggers if t in self.events] + [m.event for m in matches["reschedule_on"]]
+        for source in dict.fromkeys(sources):
+            schema = self.full_schema(source)
+            on = source if len(sources) > 1 else None
+            self.check_path(err, ("audience",), schema, raw.get("audience", ""), "audience", person=True, event_name=on)
+            if key:
+                self.check_path(err, ("key",), schema, key, "key", event_name=on)
+            if schedule.of:
+                self.check_path(err, ("schedule", "of"), schema, schedule.of, "schedule.of", date_time=True, event_name=on)
+            checks = [(("trigger", "condition"), condition, False, True)] if condition else []
+            if template.select:
+                checks.append((("template", "select"), template.select, False, True))
+            checks += [(("data", name), value, digest is not None, False) for name, value in data.items() if expressions.is_template(value)]
+            if "idempotency_key" in raw:
+                checks.append((("idempotency_key",), idem, digest is not None, False))
+            if throttle and "key" in raw["throttle"]:
+                checks.append((("throttle", "key"), throttle.key, False, False))
+            for where, source_text, in_digest, bare in checks:
+                self.check_expression(err, where, source_text, schema, in_digest, expression=bare, event_name=on)
+        provided = set(data) | set(COMMON_DATA) | {"unsubscribe_url"}
+        for i, needed in enumerate(raw.get("requires") or []):
+            if needed not in provided:
+                err(("requires", i), f"the template requires {needed!r} but no `data` entry provides it")
         channels = tuple(raw.get("channels") or self.defaults.get("channels") or ["email"])
         example = None
         if isinstance(raw.get("example"), dict):
             ex = raw["example"]
             example = ExampleEvent(str(ex.get("id") or f"evt_example_{rule_id}"), ex["type"], ex["occurred_at"], ex["data"], at("example"))
-            if ex["type"] != trigger:
-                err(("example", "type"), f"the example is a {ex['type']!r} event but the trigger is {trigger!r}")
+            if ex["type"] not in triggers:
+                err(("example", "type"), f"the example is a {ex['type']!r} event but the trigger is {' or '.join(map(repr, triggers))}")
         if len([p for p in self.l.problems if p.severity == "error"]) > errors_before:
             return None
         return Notification(
             id=rule_id,
-            trigger=trigger,
-            audience=audience,
+            triggers=triggers,
+            audience=raw.get("audience", ""),
             category=category,
             template=template,
             schedule=schedule,
@@ -384,8 +387,9 @@ class _RuleContext:
         return dict(event.schema) if event else {}
 
     def names(self, schema: Mapping[str, Any], digest: bool) -> set[str]:
-        props = set(self.view.resolve(schema).get("properties", {}))
-        return props | CONTEXT_NAMES | (DIGEST_NAMES if digest else set())
+        if digest:  # a digest renders from its collected items, not from one event
+            return CONTEXT_NAMES | DIGEST_NAMES
+        return set(self.view.resolve(schema).get("properties", {})) | CONTEXT_NAMES
 
     def check_path(self, err: Any, where: tuple[Any, ...], schema: Mapping[str, Any], path: str, what: str,
                    *, person: bool = False, event_name: str | None = None, date_time: bool = False) -> None:
@@ -407,7 +411,7 @@ class _RuleContext:
             if missing:
                 err(where, f"{what} {path!r} is not a person (no {', '.join(missing)} in its schema)")
 
-    def schedule(self, err: Any, raw: Mapping[str, Any], schema: Mapping[str, Any] | None, doc: Document, base: tuple[Any, ...]) -> Schedule:
+    def schedule(self, err: Any, raw: Mapping[str, Any], doc: Document, base: tuple[Any, ...]) -> Schedule:
         forms = [k for k in ("at", "after", "before", "cron") if k in raw]
         if_past = raw.get("if_past", self.defaults.get("if_past", "send_now"))
         window = None
@@ -427,8 +431,6 @@ class _RuleContext:
             return Schedule("once", **common)
         kind = forms[0]
         of = raw.get("of")
-        if of and schema is not None:
-            self.check_path(err, ("schedule", "of"), schema, of, "schedule.of", date_time=True)
         if kind == "before" and not of:
             err(("schedule", "before"), "`before` needs `of`: the date-time field to count back from")
         if kind == "at" and of:
@@ -442,13 +444,11 @@ class _RuleContext:
         offset = self.l.duration(doc, base + ("schedule", kind), raw[kind])
         return Schedule(kind, offset=offset, of=of, **common)  # type: ignore[arg-type]
 
-    def template(self, err: Any, raw: Any, schema: Mapping[str, Any] | None) -> TemplateChoice:
+    def template(self, err: Any, raw: Any) -> TemplateChoice:
         if isinstance(raw, str):
             choice = TemplateChoice(key=raw)
         elif isinstance(raw, dict):
             choice = TemplateChoice(select=raw.get("select"), cases=dict(raw.get("cases") or {}), default=raw.get("default"))
-            if schema is not None and choice.select:
-                self.check_expression(err, ("template", "select"), choice.select, schema, False, expression=True)
         else:
             return TemplateChoice()
         if not self.templates:
@@ -461,7 +461,9 @@ class _RuleContext:
                 err(("template",), f"template key {key!r} is missing from templates_map/{', templates_map/'.join(e + '.yaml' for e in sorted(missing))}")
         return choice
 
-    def check_expression(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], digest: bool, *, expression: bool) -> None:
+    def check_expression(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], digest: bool,
+                         *, expression: bool, event_name: str | None = None) -> None:
+        on = f" (in {event_name!r})" if event_name else ""
         try:
             refs = expressions.analyse(source, expression=expression)
         except expressions.ExpressionError as exc:
@@ -471,7 +473,7 @@ class _RuleContext:
         for ref in refs:
             root = ref.path[0]
             if root not in names:
-                err(where, f"expression {source!r} reads {root!r}, which the event does not declare")
+                err(where, f"expression {source!r} reads {root!r}, which the event does not declare{on}")
                 continue
             if root == "recipient":
                 continue  # any person field; checked on the example at run time
@@ -487,11 +489,11 @@ class _RuleContext:
                 continue
             if root == "items":
                 if ref.index and len(ref.path) > 1:
-                    self.check_read(err, where, source, schema, ref.path[1:])
+                    self.check_read(err, where, source, schema, ref.path[1:], on)
                 continue
-            self.check_read(err, where, source, schema, ref.path)
+            self.check_read(err, where, source, schema, ref.path, on)
 
-    def check_read(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    def check_read(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], path: tuple[str, ...], on: str = "") -> None:
         node: Mapping[str, Any] = self.view.resolve(schema)
         for i, step in enumerate(path):
             resolved = self.view.resolve(node)
@@ -501,7 +503,7 @@ class _RuleContext:
             if props is None:
                 return
             if step not in props:
-                err(where, f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare")
+                err(where, f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare{on}")
                 return
             node = props[step]
 

@@ -104,7 +104,7 @@ class ExampleEvent:
 @dataclass(frozen=True)
 class Notification:
     id: str
-    trigger: str
+    triggers: tuple[str, ...]
     audience: str
     category: str
     template: TemplateChoice
@@ -157,7 +157,8 @@ class Config:
             for rule in self.notifications.values():
                 if not rule.enabled:
                     continue
-                index["trigger"].setdefault(rule.trigger, []).append(rule)
+                for trigger in rule.triggers:
+                    index["trigger"].setdefault(trigger, []).append(rule)
                 for m in rule.cancel_on:
                     index["cancel"].setdefault(m.event, []).append(rule)
                 for m in rule.reschedule_on:
