@@ -101,15 +101,25 @@ class Timeline:
                 return  # the period's digest already went out; a late event cannot join it
             bucket.items.append(decision.item)
 
+    def _digest_row(self, bucket: DigestBucket) -> None:
+        rule = self.config.notifications[bucket.first.notification]
+        send = digest_send(self.config, rule, bucket.first.recipient, bucket.items,
+                           bucket.first.period_start, bucket.first.period_end,
+                           bucket.first.send_at, self.renderer)
+        self.rows.append(Row(send, send.status, send.reason, len(self.rows)))
+
     def _due_digests(self, until: datetime) -> None:
         for bucket in self.digests.values():
             if not bucket.done and bucket.first.send_at <= until:
-                rule = self.config.notifications[bucket.first.notification]
-                send = digest_send(self.config, rule, bucket.first.recipient, bucket.items,
-                                   bucket.first.period_start, bucket.first.period_end,
-                                   bucket.first.send_at, self.renderer)
-                self.rows.append(Row(send, send.status, send.reason, len(self.rows)))
+                self._digest_row(bucket)
                 bucket.done = True
+
+    def pending_digests(self) -> None:
+        """Digests still collecting when the clock stops are due after it: show them pending,
+        rendered from what they hold so far."""
+        for bucket in self.digests.values():
+            if not bucket.done:
+                self._digest_row(bucket)
 
     def advance(self, until: datetime) -> None:
         """Every send due at or before `until` goes out or is skipped, in time order."""
@@ -179,6 +189,7 @@ def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | Non
             break
         timeline.process(event)
     timeline.advance(until or FAR_FUTURE)
+    timeline.pending_digests()
     return Result(timeline.outcomes(), rejected, timeline.duplicates, until)
 
 

@@ -8,7 +8,7 @@ import click
 
 from .. import __version__
 from ..rules.problems import ConfigError
-from . import preview, validate
+from . import preview, runtime, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,21 +17,8 @@ def cli() -> None:
     """A declarative notification rules engine."""
 
 
-cli.add_command(validate.command)
-cli.add_command(preview.command)
-
-
-def _register_runtime() -> None:
-    # The runtime commands import the store, queue and HTTP stack; keep `validate` light.
-    try:
-        from . import runtime
-    except ImportError:  # pragma: no cover - only while the runtime is absent
-        return
-    for command in runtime.COMMANDS:
-        cli.add_command(command)
-
-
-_register_runtime()
+for command in (validate.command, preview.command, *runtime.COMMANDS):
+    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

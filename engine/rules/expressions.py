@@ -14,8 +14,8 @@ from itertools import chain, islice
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from jinja2 import StrictUndefined, nodes
-from jinja2.exceptions import SecurityError, TemplateError
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -33,13 +33,28 @@ class ExpressionError(Exception):
     """An expression cannot be compiled or rendered; the message says why."""
 
 
+def _defined(value: Any, depth: int = 0) -> Any:
+    """`value`, unless it is (or holds) an Undefined: a native render returns a lone value as is,
+    so StrictUndefined would otherwise slip through as an object instead of failing."""
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises here (the sandbox's SecurityError for unsafe attributes)
+        raise UndefinedError("the expression gives an undefined value")
+    if depth < 64 and isinstance(value, (list, tuple)):
+        for item in value:
+            _defined(item, depth + 1)
+    elif depth < 64 and isinstance(value, dict):
+        for item in value.values():
+            _defined(item, depth + 1)
+    return value
+
+
 def _concat(values: Iterable[Any]) -> Any:
     # Like Jinja's native_concat, but never literal_eval's a string: an id "123" stays "123".
     head = list(islice(values, 2))
     if not head:
         return ""
     if len(head) == 1:
-        return head[0]
+        return _defined(head[0])
     return "".join(str(v) for v in chain(head, values))
 
 
@@ -47,11 +62,23 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, (str, list, tuple)) else 0
 
 
+class RuleTemplate(NativeTemplate):
+    """NativeTemplate.render calls NativeEnvironment.concat (which literal_eval's "123" into 123
+    and "None" into None); render with the sandbox's own concat instead."""
+
+    def render(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = self.new_context(dict(*args, **kwargs))
+        try:
+            return self.environment.concat(self.root_render_func(ctx))  # type: ignore[attr-defined]
+        except Exception:
+            return self.environment.handle_exception()
+
+
 class RuleSandbox(ImmutableSandboxedEnvironment):
     """The sandbox, producing native values, with the operators that allocate bounded."""
 
     code_generator_class = NativeCodeGenerator
-    template_class = NativeTemplate
+    template_class = RuleTemplate
     concat = staticmethod(_concat)  # type: ignore[assignment]
     intercepted_binops = frozenset({"*", "**", "+"})
 
@@ -156,7 +183,7 @@ def render(value: Any, context: dict[str, Any]) -> Any:
 def evaluate(source: str, context: dict[str, Any]) -> Any:
     """Evaluate a bare expression (a condition, a template selector)."""
     try:
-        return _bounded(compile_expression(source)(**context))
+        return _bounded(_defined(compile_expression(source)(**context)))
     except ExpressionError:
         raise
     except Exception as exc:

@@ -1,0 +1,35 @@
+"""What the runtime commands share: settings from the environment, logging, the runtime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from ..runtime import Runtime
+from ..settings import Settings, SettingsError
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=os.environ.get("ENGINE_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def settings(config_path: str | None = None) -> Settings:
+    try:
+        overrides = {"config_path": config_path} if config_path else {}
+        return Settings.from_environ(os.environ, **overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def runtime(config_path: str | None = None, *, migrate: bool = True) -> Runtime:
+    try:
+        return Runtime.create(settings(config_path), dict(os.environ), migrate=migrate)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+config_option = click.option("--config", "config_path", default=None, help="The root configuration (default $ENGINE_CONFIG or notifications.yaml).")

@@ -1,0 +1,57 @@
+"""`engine stats`: counts by notification and status, delivery and failure rates."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import click
+
+from ..rules.timeparse import parse_duration
+from ..runtime import utcnow
+from .common import config_option, runtime
+
+DELIVERED = ("delivered", "opened", "clicked")
+
+
+@click.command("stats")
+@click.option("--since", default="7d", show_default=True, help="A duration back from now.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@config_option
+def command(since: str, fmt: str, config_path: str | None) -> None:
+    """Counts by notification type and status, with delivery and failure rates."""
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    rt = runtime(config_path)
+    per: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in rt.store.stats(utcnow() - window):
+        counts = per[row["notification"]]
+        counts[row["status"]] += row["count"]
+        if row["delivery_status"]:
+            counts[row["delivery_status"]] += row["count"]
+    summary = []
+    for name in sorted(per):
+        c = per[name]
+        attempted = c["sent"] + c["failed"]
+        summary.append({
+            "notification": name, **dict(c),
+            "delivery_rate": round(sum(c[d] for d in DELIVERED if d != "opened" and d != "clicked") / c["sent"], 4) if c["sent"] else None,
+            "failure_rate": round(c["failed"] / attempted, 4) if attempted else None,
+        })
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = ["scheduled", "sent", "delivered", "failed", "cancelled", "skipped"]
+    table = Table(title=f"Notifications since {since} ago")
+    table.add_column("notification")
+    for col in cols + ["delivery", "failure"]:
+        table.add_column(col, justify="right")
+    for s in summary:
+        rate = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+        table.add_row(s["notification"], *[str(s.get(c, 0)) for c in cols], rate(s["delivery_rate"]), rate(s["failure_rate"]))
+    Console().print(table)

@@ -1,0 +1,43 @@
+"""`engine upcoming`: scheduled sends within a window, rendered, without sending anything."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..rules.timeparse import format_instant, parse_duration
+from ..runtime import utcnow
+from .common import config_option, runtime
+
+
+@click.command("upcoming")
+@click.option("--within", default="24h", show_default=True, help="A duration: 30m, 24h, 7d...")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@config_option
+def command(within: str, fmt: str, config_path: str | None) -> None:
+    """List the sends due within the window, with their rendered payloads."""
+    try:
+        window = parse_duration(within)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--within") from None
+    rt = runtime(config_path)
+    rows = rt.store.list(status=["scheduled", "queued"], until=utcnow() + window, limit=10_000, with_payload=True)
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps({
+                "id": r["id"], "notification": r["notification"], "recipient": r["recipient_id"],
+                "channels": r["channels"], "template": r["template"], "send_at": format_instant(r["send_at"]),
+                "status": r["status"], "idempotency_key": r["idempotency_key"],
+                "data": (r["message"] or {}).get("message", {}).get("data"),
+            }, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Sends due within {within}")
+    for col in ("send_at (UTC)", "notification", "recipient", "template", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(format_instant(r["send_at"]), r["notification"], r["recipient_id"], r["template"] or "-", r["status"])
+    Console().print(table)

@@ -1,0 +1,31 @@
+"""The delivery contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to.
+
+    `sent`: the provider accepted it (`request_id`). `retry`: a rate limit, a server error or a
+    timeout; try again later (`retry_after` seconds when the provider said). `failed`: a
+    client error that another attempt would not fix (`error` says why).
+    """
+
+    status: Literal["sent", "retry", "failed"]
+    request_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class Backend(Protocol):
+    name: str
+
+    def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+        """Send one Courier message body ({"message": {...}}) with its Idempotency-Key.
+
+        Must not raise for provider or network errors: they are Outcomes."""
+        ...

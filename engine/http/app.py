@@ -1,0 +1,300 @@
+"""The HTTP side: the ingest hook, Courier's webhooks, unsubscribe, preferences, reads, health.
+
+Refused requests change nothing; an accepted batch is committed before the 202 goes out.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import ipaddress
+import json
+import logging
+from datetime import timedelta
+from typing import Any, Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..core.events import EventRejected
+from ..rules.timeparse import format_instant, parse_duration
+from ..runtime import Runtime, utcnow
+from ..signing import SignatureError, read_unsubscribe_token, verify_courier, verify_ingest
+from .openapi import openapi
+
+log = logging.getLogger("engine.http")
+
+COURIER_STATUSES = {"DELIVERED": "delivered", "OPENED": "opened", "CLICKED": "clicked",
+                    "UNDELIVERABLE": "undeliverable", "UNROUTABLE": "undeliverable"}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("testclient", "localhost")
+
+
+def bearer_ok(request: Request, token: str | None) -> bool:
+    header = request.headers.get("authorization", "")
+    if not token or not header.lower().startswith("bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    settings = runtime.settings
+    registry = CollectorRegistry()
+    requests_total = Counter("engine_http_requests_total", "HTTP requests by route and status", ["route", "status"], registry=registry)
+    events_total = Counter("engine_events_total", "Events by outcome", ["outcome"], registry=registry)
+    ingest_seconds = Histogram("engine_ingest_seconds", "Time to accept a POST /events", registry=registry)
+
+    class StoreCollector:
+        def collect(self) -> Any:
+            family = GaugeMetricFamily("engine_notifications", "Notifications in the store by status", labels=["status"])
+            try:
+                for status, count in runtime.store.counts_by_status().items():
+                    family.add_metric([status], count)
+            except SQLAlchemyError:
+                pass
+            yield family
+
+    registry.register(StoreCollector())  # type: ignore[arg-type]
+    open_hook = not settings.ingest_token and not settings.ingest_secret
+
+    def authorized(request: Request, body: bytes) -> str | None:
+        """None when the caller may ingest, else why not."""
+        if bearer_ok(request, settings.ingest_token):
+            return None
+        signature = request.headers.get("x-engine-signature")
+        if settings.ingest_secret and signature:
+            try:
+                verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
+                return None
+            except SignatureError as exc:
+                return str(exc)
+        if open_hook and _is_loopback(request):
+            return None
+        return "missing or invalid credentials"
+
+    def admin(request: Request) -> bool:
+        if settings.ingest_token:
+            return bearer_ok(request, settings.ingest_token)
+        return not settings.ingest_secret and _is_loopback(request)
+
+    def counted(route: str, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            response = await handler(request)
+            requests_total.labels(route, str(response.status_code)).inc()
+            return response
+        return wrapped
+
+    async def post_events(request: Request) -> Response:
+        with ingest_seconds.time():
+            try:
+                body = await read_body(request, settings.max_body_bytes)
+            except BodyTooLarge:
+                return error(413, f"the body is larger than {settings.max_body_bytes} bytes")
+            why = authorized(request, body)
+            if why:
+                return error(401, why)
+            try:
+                payload = parse_json(body)
+            except ValueError as exc:
+                return error(400, str(exc))
+            if isinstance(payload, dict) and set(payload) == {"events"}:
+                batch = payload["events"]
+                if not isinstance(batch, list) or not batch:
+                    return error(422, "events must be a non-empty list", problems=[{"path": "$.events", "message": "must be a non-empty list"}])
+                if len(batch) > 1000:
+                    return error(413, "at most 1000 events per request")
+            else:
+                batch = [payload]
+            try:
+                result = await run_in_threadpool(runtime.ingest, batch)
+            except EventRejected as exc:
+                events_total.labels("rejected").inc(len(batch))
+                return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
+            except SQLAlchemyError:
+                log.exception("store unavailable during ingest")
+                return error(503, "the store is unavailable; nothing was accepted, try again")
+            events_total.labels("accepted").inc(len(result.accepted))
+            events_total.labels("duplicate").inc(len(result.duplicates))
+            return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                                 "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
+
+    async def courier_webhook(request: Request) -> Response:
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            return error(413, "body too large")
+        if not settings.webhook_secret:
+            return error(401, "webhooks are refused: COURIER_WEBHOOK_SECRET is not set")
+        try:
+            verify_courier(settings.webhook_secret, request.headers.get("courier-signature"), body, utcnow(), settings.signature_tolerance_s)
+        except SignatureError as exc:
+            return error(401, str(exc))
+        try:
+            payload = parse_json(body)
+        except ValueError as exc:
+            return error(400, str(exc))
+        if not isinstance(payload, dict) or payload.get("type") != "message:updated":
+            return JSONResponse({"ignored": True})
+        data = payload.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("status"), str):
+            return error(422, "message:updated needs data.id and data.status")
+        status = COURIER_STATUSES.get(data["status"].upper())
+        if status is None:
+            return JSONResponse({"ignored": True, "status": data["status"][:50]})
+        outcome = await run_in_threadpool(runtime.store.record_delivery, data["id"][:200], status, utcnow())
+        return JSONResponse({"result": outcome})
+
+    async def unsubscribe(request: Request) -> Response:
+        if not settings.secret_key:
+            return error(404, "unsubscribe links are not enabled (ENGINE_SECRET_KEY is not set)")
+        token = request.query_params.get("token", "")
+        try:
+            found = read_unsubscribe_token(settings.secret_key, token, utcnow())
+        except SignatureError as exc:
+            return HTMLResponse(f"<p>{html.escape(str(exc))}</p>", status_code=400) if request.method == "GET" else error(400, str(exc))
+        rule = runtime.config.notifications.get(found.scope)
+        label = html.escape(rule.description or rule.id) if rule else html.escape(found.scope)
+        if request.method == "GET":
+            return HTMLResponse(
+                f"<!doctype html><title>Unsubscribe</title><form method=post>"
+                f"<p>Stop receiving “{label}” from {html.escape(runtime.config.app.name)}?</p>"
+                f"<input type=hidden name=List-Unsubscribe value=One-Click>"
+                f"<button type=submit>Unsubscribe</button></form>")
+        await runtime_set_pref(found.recipient_id, {found.scope: False})
+        return JSONResponse({"unsubscribed": found.scope, "recipient": found.recipient_id})
+
+    async def runtime_set_pref(recipient_id: str, values: dict[str, bool | None]) -> dict[str, bool]:
+        return await run_in_threadpool(runtime.store.set_preferences, recipient_id, values, utcnow())
+
+    async def prefs(request: Request) -> Response:
+        if not admin(request):
+            return error(401, "missing or invalid credentials")
+        recipient_id = request.path_params["recipient_id"]
+        if request.method == "GET":
+            return JSONResponse({"recipient": recipient_id, "preferences": await run_in_threadpool(runtime.store.preferences, recipient_id)})
+        try:
+            payload = parse_json(await read_body(request, 65_536))
+        except (ValueError, BodyTooLarge) as exc:
+            return error(400, str(exc) or "body too large")
+        values = payload.get("preferences") if isinstance(payload, dict) else None
+        problems = _check_prefs(runtime, values)
+        if problems:
+            return error(422, "invalid preferences", problems=problems)
+        return JSONResponse({"recipient": recipient_id, "preferences": await runtime_set_pref(recipient_id, values)})
+
+    async def list_notifications(request: Request) -> Response:
+        if not admin(request):
+            return error(401, "missing or invalid credentials")
+        q = request.query_params
+        try:
+            limit = min(int(q.get("limit", "100")), 1000)
+        except ValueError:
+            return error(400, "limit must be a number")
+        rows = await run_in_threadpool(lambda: runtime.store.list(
+            status=q.getlist("status") or None, recipient_id=q.get("recipient"), notification=q.get("notification"), limit=limit))
+        return JSONResponse({"notifications": [_row_json(r) for r in rows]})
+
+    async def upcoming(request: Request) -> Response:
+        if not admin(request):
+            return error(401, "missing or invalid credentials")
+        try:
+            within = parse_duration(request.query_params.get("within", "24h"))
+        except ValueError as exc:
+            return error(400, str(exc))
+        now = utcnow()
+        rows = await run_in_threadpool(lambda: runtime.store.list(status=["scheduled", "queued"], until=now + within, limit=1000, with_payload=True))
+        return JSONResponse({"upcoming": [_row_json(r) for r in rows]})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "env": settings.env, "delivery": runtime.backend.name})
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi(runtime.config))
+
+    routes = [
+        Route("/events", counted("events", post_events), methods=["POST"]),
+        Route("/webhooks/courier", counted("webhooks", courier_webhook), methods=["POST"]),
+        Route("/unsubscribe", counted("unsubscribe", unsubscribe), methods=["GET", "POST"]),
+        Route("/recipients/{recipient_id}/preferences", counted("preferences", prefs), methods=["GET", "PUT"]),
+        Route("/notifications", counted("notifications", list_notifications), methods=["GET"]),
+        Route("/notifications/upcoming", counted("upcoming", upcoming), methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _check_prefs(runtime: Runtime, values: Any) -> list[dict[str, str]]:
+    if not isinstance(values, dict):
+        return [{"path": "$.preferences", "message": "must be an object of key -> true/false/null"}]
+    problems = []
+    known = set(runtime.config.notifications) | set(runtime.config.categories)
+    for key, value in values.items():
+        base = key.split(":", 1)[0]
+        if base not in known:
+            problems.append({"path": f"$.preferences.{key}", "message": "not a notification id or category"})
+        elif value is not None and not isinstance(value, bool):
+            problems.append({"path": f"$.preferences.{key}", "message": "must be true, false or null"})
+    return problems
+
+
+def _row_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k not in ("message",)}
+    for key in ("send_at", "sent_at", "created_at"):
+        if out.get(key) is not None:
+            out[key] = format_instant(out[key])
+    if "message" in row:
+        out["message"] = row["message"]
+    return out
+
+

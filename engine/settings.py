@@ -1,0 +1,77 @@
+"""Runtime settings, read from an environment mapping (tests pass a dict, never patch os.environ)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class SettingsError(Exception):
+    """A setting has a value the engine cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: str = "notifications.yaml"
+    database_url: str = "sqlite:///engine-data/engine.db"
+    queue_url: str = "sqlite:///engine-data/queue.db"
+    env: str = "production"
+    courier_token: str | None = None
+    courier_base_url: str | None = None
+    courier_timeout: float = 10.0
+    ingest_token: str | None = None
+    ingest_secret: str | None = None
+    webhook_secret: str | None = None
+    secret_key: str | None = None
+    encryption_keys: tuple[str, ...] = ()
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = 1_048_576
+    signature_tolerance_s: int = 300
+    sweep_interval_s: float = 0.2
+    max_attempts: int = 8
+    workers: int = 4
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        env = os.environ if environ is None else environ
+
+        def number(name: str, default: float, kind: type = float) -> float:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a number") from None
+            if value <= 0:
+                raise SettingsError(f"{name}={raw!r} must be positive")
+            return value
+
+        keys = tuple(k.strip() for k in env.get("ENGINE_ENCRYPTION_KEY", "").split(",") if k.strip())
+        values = dict(
+            config_path=env.get("ENGINE_CONFIG", cls.config_path),
+            database_url=env.get("ENGINE_DATABASE_URL") or cls.database_url,
+            queue_url=env.get("ENGINE_QUEUE_URL") or cls.queue_url,
+            env=env.get("ENGINE_ENV") or cls.env,
+            courier_token=env.get("COURIER_AUTH_TOKEN") or env.get("COURIER_API_KEY") or None,
+            courier_base_url=env.get("COURIER_BASE_URL") or None,
+            courier_timeout=number("COURIER_TIMEOUT", cls.courier_timeout),
+            ingest_token=env.get("ENGINE_INGEST_TOKEN") or None,
+            ingest_secret=env.get("ENGINE_INGEST_SECRET") or None,
+            webhook_secret=env.get("COURIER_WEBHOOK_SECRET") or None,
+            secret_key=env.get("ENGINE_SECRET_KEY") or None,
+            encryption_keys=keys,
+            public_url=(env.get("ENGINE_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            max_body_bytes=int(number("ENGINE_MAX_BODY_BYTES", cls.max_body_bytes, int)),
+            sweep_interval_s=number("ENGINE_SWEEP_INTERVAL", cls.sweep_interval_s),
+            max_attempts=int(number("ENGINE_MAX_ATTEMPTS", cls.max_attempts, int)),
+            workers=int(number("ENGINE_WORKERS", cls.workers, int)),
+        )
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def environ_overrides(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The COURIER_<KEY>_TEMPLATE overrides present in the environment."""
+        env = os.environ if environ is None else environ
+        return {k: v for k, v in env.items() if k.startswith("COURIER_") and k.endswith("_TEMPLATE")}

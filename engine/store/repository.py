@@ -1,0 +1,411 @@
+"""What the runtime does with the database. Each method is one transaction and says what it promises.
+
+States of a notification row:
+  scheduled -> queued (handed to the queue) -> sending (claimed by one worker) -> sent
+                                                                              -> scheduled (retry later)
+                                                                              -> failed
+  scheduled | queued -> cancelled (a cancel or reschedule; a row already `sending` is too late)
+  any due row -> skipped (preferences, throttle, rate limit at send time)
+  sent -> delivered | opened | clicked | undeliverable are recorded in `delivery_status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..core.decide import Cancel, Decision, DigestItem, Send
+from ..core.events import Event
+from .codec import Codec
+from .tables import digest_items, digests, events, history, metadata, notifications, preferences, recipients, webhook_receipts
+
+DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
+PENDING = ("scheduled", "queued")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: list[str]
+    duplicates: list[str]
+    scheduled: int
+    cancelled: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row one worker now owns (status `sending`); `attempts` is its fencing token."""
+
+    id: int
+    notification: str
+    recipient_id: str
+    category: str
+    channels: tuple[str, ...]
+    throttle_key: str | None
+    idempotency_key: str
+    message: dict[str, Any]
+    attempts: int
+    send_at: datetime
+
+
+class Store:
+    def __init__(self, engine: Engine, codec: Codec | None = None):
+        self.engine = engine
+        self.codec = codec or Codec()
+        self.dialect = engine.dialect.name
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
+
+    def create_all(self) -> None:
+        """For tests: the tables without migrations."""
+        metadata.create_all(self.engine)
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def ingest(self, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime) -> IngestResult:
+        """Store new events and apply the decisions of each, all in one transaction.
+
+        An event id seen before is a duplicate: its decisions are dropped and nothing changes.
+        """
+        if not batch:
+            return IngestResult([], [], 0, 0)
+        ids = [e.id for e, _ in batch]
+        scheduled = cancelled_count = 0
+        with self.engine.begin() as conn:
+            existing = set(conn.scalars(select(events.c.id).where(events.c.id.in_(ids))))
+            fresh: list[tuple[Event, Sequence[Decision]]] = []
+            seen: set[str] = set()
+            for event, decisions in batch:
+                if event.id in existing or event.id in seen:
+                    continue
+                seen.add(event.id)
+                fresh.append((event, decisions))
+            if fresh:
+                conn.execute(self._insert(events), [
+                    {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "received_at": now,
+                     "payload": self.codec.dumps(e.envelope())} for e, _ in fresh
+                ])
+            people: dict[str, Mapping[str, Any]] = {}
+            rows: list[dict[str, Any]] = []
+            for event, decisions in fresh:
+                for d in decisions:
+                    if isinstance(d, Cancel):
+                        rows and self._insert_sends(conn, rows, now)
+                        scheduled += len(rows)
+                        rows = []
+                        cancelled_count += self._cancel(conn, d, now)
+                    elif isinstance(d, Send):
+                        rows.append(self._send_row(d, now))
+                        people[d.recipient_id] = d.recipient
+                    elif isinstance(d, DigestItem):
+                        self._collect(conn, d, event, now)
+                        people[d.recipient_id] = d.recipient
+            if rows:
+                self._insert_sends(conn, rows, now)
+                scheduled += len(rows)
+            self._upsert_recipients(conn, people, now)
+        duplicates = [i for i in ids if i in existing] + _repeats(ids)
+        return IngestResult([e.id for e, _ in fresh], duplicates, scheduled, cancelled_count)
+
+    def _send_row(self, s: Send, now: datetime) -> dict[str, Any]:
+        message = None
+        if s.template:
+            from ..core.rendering import courier_message
+
+            message = courier_message(s.recipient, s.template, s.data, s.channels)
+        return {
+            "notification": s.notification, "recipient_id": s.recipient_id, "event_id": s.event_id or None,
+            "key": s.key, "category": s.category, "channels": list(s.channels), "template_key": s.template_key,
+            "template": s.template, "idempotency_key": s.idempotency_key, "throttle_key": s.throttle_key,
+            "payload": self.codec.dumps(message) if message else None, "send_at": s.send_at,
+            "status": s.status, "reason": s.reason, "attempts": 0, "created_at": now, "updated_at": now,
+        }
+
+    def _insert_sends(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> None:
+        # A send whose idempotency key already belongs to a live or sent row is the same send.
+        keys = [r["idempotency_key"] for r in rows]
+        taken = set(conn.scalars(select(notifications.c.idempotency_key).where(
+            notifications.c.idempotency_key.in_(keys), notifications.c.status.notin_(("cancelled", "skipped", "failed")))))
+        rows = [r for r in rows if r["idempotency_key"] not in taken or r["status"] == "skipped"]
+        if not rows:
+            return
+        new_ids = conn.scalars(insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True), rows).all()
+        conn.execute(insert(history), [
+            {"notification_id": i, "status": r["status"], "reason": r["reason"], "at": now} for i, r in zip(new_ids, rows)
+        ])
+
+    def _cancel(self, conn: Any, c: Cancel, now: datetime) -> int:
+        ids = conn.scalars(update(notifications).where(
+            notifications.c.notification == c.notification, notifications.c.key == c.key,
+            notifications.c.status.in_(PENDING),
+        ).values(status="cancelled", reason=c.reason, updated_at=now).returning(notifications.c.id)).all()
+        if ids:
+            conn.execute(insert(history), [{"notification_id": i, "status": "cancelled", "reason": c.reason, "at": now} for i in ids])
+        return len(ids)
+
+    def _collect(self, conn: Any, d: DigestItem, event: Event, now: datetime) -> None:
+        stmt = self._insert(digests).values(
+            bucket=d.bucket, notification=d.notification, recipient_id=d.recipient_id,
+            recipient=self.codec.dumps(dict(d.recipient)), period_start=d.period_start, period_end=d.period_end,
+            send_at=d.send_at, status="collecting",
+        ).on_conflict_do_nothing(index_elements=["bucket"])
+        conn.execute(stmt)
+        status = conn.scalar(select(digests.c.status).where(digests.c.bucket == d.bucket))
+        if status != "collecting":
+            return  # that period's digest already went out
+        conn.execute(insert(digest_items).values(bucket=d.bucket, event_id=d.event_id, item=self.codec.dumps(dict(d.item)),
+                                                 occurred_at=event.occurred_at))
+
+    def _upsert_recipients(self, conn: Any, people: Mapping[str, Mapping[str, Any]], now: datetime) -> None:
+        if not people:
+            return
+        rows = [{"id": rid, "profile": self.codec.dumps(dict(p)), "timezone": p.get("timezone"), "updated_at": now}
+                for rid, p in sorted(people.items())]
+        stmt = self._insert(recipients)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
+            "profile": stmt.excluded.profile, "timezone": stmt.excluded.timezone, "updated_at": stmt.excluded.updated_at})
+        conn.execute(stmt, rows)
+
+    def import_recipients(self, people: Iterable[Mapping[str, Any]], now: datetime) -> int:
+        found = {str(p["id"]): p for p in people}
+        with self.engine.begin() as conn:
+            self._upsert_recipients(conn, found, now)
+        return len(found)
+
+    def recipient(self, recipient_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            stored = conn.scalar(select(recipients.c.profile).where(recipients.c.id == recipient_id))
+        return self.codec.loads(stored) if stored else None
+
+    def recipient_by_email(self, email: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            for stored in conn.scalars(select(recipients.c.profile)):
+                person = self.codec.loads(stored)
+                if person.get("email", "").lower() == email.lower():
+                    return person
+        return None
+
+    # -- scheduling -------------------------------------------------------------------------------
+    def schedule_direct(self, send: Send, now: datetime) -> int | None:
+        """Store one send made by code (not by an event); None when its idempotency key is taken."""
+        with self.engine.begin() as conn:
+            self._upsert_recipients(conn, {send.recipient_id: send.recipient}, now)
+            before = conn.scalar(select(func.max(notifications.c.id)))
+            self._insert_sends(conn, [self._send_row(send, now)], now)
+            new_id = conn.scalar(select(func.max(notifications.c.id)))
+        return new_id if new_id != before else None
+
+    def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
+                  stale_sending: timedelta = timedelta(minutes=2)) -> list[int]:
+        """Move due rows to `queued` and return their ids (each id is returned to one caller).
+
+        Rows `queued` for longer than `requeue_after` (their queue task was lost) and rows
+        `sending` for longer than `stale_sending` (their worker died) are queued again; the
+        retry carries the same Idempotency-Key, so Courier does not send twice.
+        """
+        n = notifications.c
+        due = or_(
+            and_(n.status == "scheduled", n.send_at <= now),
+            and_(n.status == "queued", n.queued_at < now - requeue_after),
+            and_(n.status == "sending", n.claimed_at < now - stale_sending),
+        )
+        pick = select(n.id).where(due).order_by(n.send_at).limit(limit)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = conn.scalars(update(notifications).where(n.id.in_(pick.scalar_subquery()), due)
+                               .values(status="queued", queued_at=now, updated_at=now).returning(n.id)).all()
+        return list(ids)
+
+    def claim(self, notification_id: int, now: datetime) -> Claimed | None:
+        """Atomically take a queued row for sending; None if it was cancelled or taken."""
+        n = notifications.c
+        with self.engine.begin() as conn:
+            row = conn.execute(update(notifications).where(n.id == notification_id, n.status == "queued")
+                               .values(status="sending", claimed_at=now, attempts=n.attempts + 1, updated_at=now)
+                               .returning(n.id, n.notification, n.recipient_id, n.category, n.channels, n.throttle_key,
+                                          n.idempotency_key, n.payload, n.attempts, n.send_at)).first()
+            if row is None:
+                return None
+            conn.execute(insert(history).values(notification_id=row.id, status="sending", reason=f"attempt {row.attempts}", at=now))
+        return Claimed(row.id, row.notification, row.recipient_id, row.category, tuple(row.channels), row.throttle_key,
+                       row.idempotency_key, self.codec.loads(row.payload) or {}, row.attempts, utc(row.send_at))  # type: ignore[arg-type]
+
+    def finish(self, claimed: Claimed, status: str, now: datetime, *, reason: str | None = None,
+               request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> bool:
+        """Record the outcome of a claimed send; False if the claim was lost (another worker took over)."""
+        n = notifications.c
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": now}
+        if status == "sent":
+            values.update(sent_at=now, request_id=request_id, last_error=None)
+        if error is not None:
+            values["last_error"] = error[:1000]
+        if retry_at is not None:
+            values["send_at"] = retry_at
+        with self.engine.begin() as conn:
+            done = conn.execute(update(notifications).where(
+                n.id == claimed.id, n.status == "sending", n.attempts == claimed.attempts).values(**values)).rowcount
+            if done:
+                conn.execute(insert(history).values(notification_id=claimed.id, status=status,
+                                                    reason=reason or error, at=now))
+        return bool(done)
+
+    # -- send-time checks ---------------------------------------------------------------------------
+    def sent_count(self, notification: str, recipient_id: str, throttle_key: str | None, since: datetime) -> int:
+        n = notifications.c
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).where(
+                n.notification == notification, n.recipient_id == recipient_id, n.throttle_key == throttle_key,
+                n.status == "sent", n.sent_at > since)) or 0
+
+    def recent_count(self, recipient_id: str, since: datetime, categories: Sequence[str]) -> int:
+        n = notifications.c
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).where(
+                n.recipient_id == recipient_id, n.status == "sent", n.sent_at > since,
+                n.category.in_(list(categories)))) or 0
+
+    def preferences(self, recipient_id: str) -> dict[str, bool]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(preferences.c.key, preferences.c.enabled).where(preferences.c.recipient_id == recipient_id))
+            return {k: bool(v) for k, v in rows}
+
+    def set_preferences(self, recipient_id: str, values: Mapping[str, bool | None], now: datetime) -> dict[str, bool]:
+        """Set (True/False) or clear (None) preference keys; returns the recipient's preferences."""
+        with self.engine.begin() as conn:
+            for key, enabled in values.items():
+                conn.execute(delete(preferences).where(preferences.c.recipient_id == recipient_id, preferences.c.key == key))
+                if enabled is not None:
+                    conn.execute(insert(preferences).values(recipient_id=recipient_id, key=key, enabled=bool(enabled), updated_at=now))
+        return self.preferences(recipient_id)
+
+    # -- digests ----------------------------------------------------------------------------------
+    def due_digests(self, now: datetime, limit: int = 200) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(digests).where(digests.c.status == "collecting", digests.c.send_at <= now)
+                                .order_by(digests.c.send_at).limit(limit)).mappings().all()
+            out = []
+            for row in rows:
+                items = conn.execute(select(digest_items.c.item).where(digest_items.c.bucket == row["bucket"])
+                                     .order_by(digest_items.c.occurred_at, digest_items.c.id)).scalars().all()
+                out.append({**row, "recipient": self.codec.loads(row["recipient"]),
+                            "items": [self.codec.loads(i) for i in items],
+                            "period_start": utc(row["period_start"]), "period_end": utc(row["period_end"]),
+                            "send_at": utc(row["send_at"])})
+        return out
+
+    def close_digest(self, bucket: str, send: Send, now: datetime) -> bool:
+        """Close a digest and schedule its one send, atomically; False if another process did."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(digests).where(digests.c.bucket == bucket, digests.c.status == "collecting")
+                                .values(status="closed")).rowcount
+            if done:
+                self._insert_sends(conn, [self._send_row(send, now)], now)
+        return bool(done)
+
+    # -- webhooks ---------------------------------------------------------------------------------
+    def record_delivery(self, request_id: str, status: str, now: datetime) -> str:
+        """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale' or 'unknown'."""
+        n = notifications.c
+        with self.engine.begin() as conn:
+            inserted = conn.execute(self._insert(webhook_receipts).values(message_id=request_id, status=status, received_at=now)
+                                    .on_conflict_do_nothing()).rowcount
+            if not inserted:
+                return "duplicate"
+            row = conn.execute(select(n.id, n.delivery_status).where(n.request_id == request_id)).first()
+            if row is None:
+                return "unknown"
+            if DELIVERY_RANK.get(row.delivery_status or "", 0) >= DELIVERY_RANK[status] and status != "undeliverable":
+                conn.execute(insert(history).values(notification_id=row.id, status=status, reason="out of order", at=now))
+                return "stale"
+            conn.execute(update(notifications).where(n.id == row.id).values(delivery_status=status, updated_at=now))
+            conn.execute(insert(history).values(notification_id=row.id, status=status, reason=None, at=now))
+        return "applied"
+
+    # -- reading ------------------------------------------------------------------------------------
+    def list(self, *, status: Sequence[str] | None = None, since: datetime | None = None, until: datetime | None = None,
+             recipient_id: str | None = None, notification: str | None = None, limit: int = 100,
+             with_payload: bool = False) -> list[dict[str, Any]]:
+        n = notifications.c
+        cols = [n.id, n.notification, n.recipient_id, n.event_id, n.key, n.category, n.channels, n.template_key,
+                n.template, n.idempotency_key, n.send_at, n.status, n.reason, n.attempts, n.sent_at,
+                n.request_id, n.delivery_status, n.last_error, n.created_at]
+        if with_payload:
+            cols.append(n.payload)
+        stmt = select(*cols)
+        if status:
+            stmt = stmt.where(n.status.in_(list(status)))
+        if since:
+            stmt = stmt.where(n.send_at >= since)
+        if until:
+            stmt = stmt.where(n.send_at <= until)
+        if recipient_id:
+            stmt = stmt.where(n.recipient_id == recipient_id)
+        if notification:
+            stmt = stmt.where(n.notification == notification)
+        stmt = stmt.order_by(n.send_at, n.notification, n.recipient_id, n.id).limit(limit)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        for r in rows:
+            for k in ("send_at", "sent_at", "created_at"):
+                r[k] = utc(r[k])
+            if with_payload:
+                r["message"] = self.codec.loads(r.pop("payload"))
+        return rows
+
+    def history(self, notification_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(history.c.status, history.c.reason, history.c.at)
+                                .where(history.c.notification_id == notification_id).order_by(history.c.id)).mappings()
+            return [{**r, "at": utc(r["at"])} for r in rows]
+
+    def stats(self, since: datetime) -> list[dict[str, Any]]:
+        n = notifications.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(n.notification, n.status, n.delivery_status, func.count())
+                                .where(n.created_at >= since).group_by(n.notification, n.status, n.delivery_status)).all()
+        return [{"notification": a, "status": b, "delivery_status": c, "count": d} for a, b, c, d in rows]
+
+    def counts_by_status(self) -> dict[str, int]:
+        n = notifications.c
+        with self.engine.connect() as conn:
+            return {s: c for s, c in conn.execute(select(n.status, func.count()).group_by(n.status))}
+
+    def cleanup(self, now: datetime, keep_notifications: timedelta | None, keep_events: timedelta | None) -> dict[str, int]:
+        """Apply retention: delete finished notifications and events older than their periods."""
+        removed = {"notifications": 0, "events": 0, "webhook_receipts": 0, "digests": 0}
+        with self.engine.begin() as conn:
+            if keep_notifications:
+                cutoff = now - keep_notifications
+                removed["notifications"] = conn.execute(delete(notifications).where(
+                    notifications.c.status.notin_(PENDING + ("sending",)), notifications.c.updated_at < cutoff)).rowcount
+                removed["webhook_receipts"] = conn.execute(delete(webhook_receipts).where(webhook_receipts.c.received_at < cutoff)).rowcount
+                removed["digests"] = conn.execute(delete(digests).where(digests.c.status == "closed", digests.c.send_at < cutoff)).rowcount
+            if keep_events:
+                removed["events"] = conn.execute(delete(events).where(events.c.received_at < now - keep_events)).rowcount
+        return removed
+
+    def event_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(events)) or 0
+
+
+def _repeats(ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for i in ids:
+        if i in seen:
+            out.append(i)
+        seen.add(i)
+    return out

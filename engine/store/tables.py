@@ -1,0 +1,131 @@
+"""The database tables (SQLAlchemy Core: the hot paths insert and claim in bulk)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+
+
+def _ts(name: str, nullable: bool = True) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+events = Table(
+    "events", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("type", String(200), nullable=False),
+    _ts("occurred_at", False),
+    _ts("received_at", False),
+    Column("payload", Text, nullable=False),  # the envelope, JSON (encrypted when a key is set)
+    Index("ix_events_received_at", "received_at"),
+)
+
+recipients = Table(
+    "recipients", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("profile", Text, nullable=False),  # the person object, JSON (encrypted when a key is set)
+    Column("timezone", String(64)),
+    _ts("updated_at", False),
+)
+
+preferences = Table(
+    "preferences", metadata,
+    Column("recipient_id", String(200), primary_key=True),
+    Column("key", String(300), primary_key=True),  # notification id, category, or notification:channel
+    Column("enabled", Boolean, nullable=False),
+    _ts("updated_at", False),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("notification", String(200), nullable=False),
+    Column("recipient_id", String(200), nullable=False),
+    Column("event_id", String(200)),
+    Column("key", String(300)),  # the correlation key cancel_on / reschedule_on match
+    Column("category", String(100), nullable=False),
+    Column("channels", JSON, nullable=False),
+    Column("template_key", String(200)),
+    Column("template", String(300)),
+    Column("idempotency_key", String(500), nullable=False),
+    Column("throttle_key", String(500)),
+    Column("payload", Text),  # the Courier message, JSON (encrypted when a key is set)
+    _ts("send_at", False),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(500)),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("queued_at"),
+    _ts("claimed_at"),
+    _ts("sent_at"),
+    Column("request_id", String(200)),
+    Column("delivery_status", String(30)),
+    Column("last_error", String(1000)),
+    _ts("created_at", False),
+    _ts("updated_at", False),
+    Index("ix_notifications_due", "status", "send_at"),
+    Index("ix_notifications_match", "notification", "key", "status"),
+    Index("ix_notifications_recent", "recipient_id", "status", "sent_at"),
+    Index("ix_notifications_idempotency", "idempotency_key"),
+    Index("ix_notifications_request", "request_id"),
+)
+
+history = Table(
+    "notification_history", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("notification_id", Id, ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("reason", String(1000)),
+    _ts("at", False),
+    Index("ix_notification_history_notification", "notification_id"),
+)
+
+digests = Table(
+    "digests", metadata,
+    Column("bucket", String(500), primary_key=True),
+    Column("notification", String(200), nullable=False),
+    Column("recipient_id", String(200), nullable=False),
+    Column("recipient", Text, nullable=False),  # JSON (encrypted when a key is set)
+    _ts("period_start", False),
+    _ts("period_end", False),
+    _ts("send_at", False),
+    Column("status", String(20), nullable=False),  # collecting | closed
+    Index("ix_digests_due", "status", "send_at"),
+)
+
+digest_items = Table(
+    "digest_items", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bucket", String(500), ForeignKey("digests.bucket", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("item", Text, nullable=False),  # the event's data, JSON (encrypted when a key is set)
+    _ts("occurred_at", False),
+    Index("ix_digest_items_bucket", "bucket"),
+)
+
+webhook_receipts = Table(
+    "webhook_receipts", metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("status", String(30), primary_key=True),
+    _ts("received_at", False),
+)
