@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from .core.decide import Renderer, Send, plan
+from .core.decide import DigestItem, Renderer, Send, digest_send, plan
 from .core.events import EventRejected, parse_event
 from .rules.loader import check
 from .rules.model import Config, Notification
@@ -40,7 +40,11 @@ def check_example(config: Config, rule: Notification) -> list[Problem]:
                 for path, msg in exc.problems]
     found: list[Problem] = []
     for env in sorted(config.templates) or ["production"]:
-        for decision in plan(config, rule, event, event.occurred_at, Renderer(env=env, environ={})):
+        renderer = Renderer(env=env, environ={})
+        for decision in plan(config, rule, event, event.occurred_at, renderer):
+            if isinstance(decision, DigestItem):  # a digest renders when sent: render it over the example alone
+                decision = digest_send(config, rule, decision.recipient, [decision.item], decision.period_start,
+                                       decision.period_end, decision.send_at, renderer)
             if isinstance(decision, Send) and decision.reason and decision.reason.startswith(("render failed", "condition failed", "no recipient")):
                 found.append(Problem.at(at, f"{rule.id}: with its example event ({env}): {decision.reason}"))
             elif isinstance(decision, Send) and decision.reason == "past":

@@ -30,7 +30,8 @@ class When:
 
 
 def local_at(day: date, t: time, tz: ZoneInfo) -> datetime:
-    """`t` on `day` in `tz`; a time inside a spring-forward gap moves to just after it."""
+    """`t` on `day` in `tz`; a time inside a spring-forward gap moves forward by the gap's length
+    (PEP 495: 02:30 on a night the clocks jump from 02:00 to 03:00 becomes 03:30)."""
     naive = datetime.combine(day, t)
     aware = naive.replace(tzinfo=tz)
     return aware.astimezone(timezone.utc).astimezone(tz)

@@ -8,6 +8,7 @@ bounds on sources, results and the operators that can blow memory up (`*`, `**`)
 from __future__ import annotations
 
 import functools
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain, islice
@@ -27,25 +28,36 @@ MAX_POWER = 1_000_000
 
 # Statements a rule expression may use; everything else (macro, call, include, set...) is refused.
 _ALLOWED_STATEMENTS = (nodes.Template, nodes.Output, nodes.If, nodes.For)
+# The keyword a rule author wrote, for the node types whose names differ from it.
+_STATEMENT_NAMES = {"Assign": "set", "AssignBlock": "set", "CallBlock": "call", "FromImport": "import",
+                    "FilterBlock": "filter", "ExprStmt": "do", "Scope": "with", "ScopedEvalContextModifier": "autoescape"}
 
 
 class ExpressionError(Exception):
     """An expression cannot be compiled or rendered; the message says why."""
 
 
-def _defined(value: Any, depth: int = 0) -> Any:
-    """`value`, unless it is (or holds) an Undefined: a native render returns a lone value as is,
-    so StrictUndefined would otherwise slip through as an object instead of failing."""
+def _plain(value: Any, depth: int = 0) -> Any:
+    """The rendered value as JSON data. A native render returns a lone value as is, so without
+    this a StrictUndefined, a generator (`items | map(...)`) or a function would slip into the
+    payload instead of failing here."""
     if isinstance(value, Undefined):
         str(value)  # StrictUndefined raises here (the sandbox's SecurityError for unsafe attributes)
         raise UndefinedError("the expression gives an undefined value")
-    if depth < 64 and isinstance(value, (list, tuple)):
-        for item in value:
-            _defined(item, depth + 1)
-    elif depth < 64 and isinstance(value, dict):
-        for item in value.values():
-            _defined(item, depth + 1)
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return str(value)  # a Markup (from `tojson`, `safe`...) becomes a plain string
+    if depth >= 64:
+        raise ExpressionError("the value is nested deeper than 64 levels")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset, range, Iterator, KeysView, ValuesView, ItemsView)):
+        items = list(islice(value, MAX_RESULT + 1))
+        if len(items) > MAX_RESULT:
+            raise ExpressionError(f"gives more than {MAX_RESULT} items")
+        return [_plain(v, depth + 1) for v in items]
+    raise ExpressionError(f"gives a {type(value).__name__}, which is not a JSON value")
 
 
 def _concat(values: Iterable[Any]) -> Any:
@@ -54,8 +66,15 @@ def _concat(values: Iterable[Any]) -> Any:
     if not head:
         return ""
     if len(head) == 1:
-        return _defined(head[0])
-    return "".join(str(v) for v in chain(head, values))
+        return _plain(head[0])
+    out, size = [], 0
+    for value in chain(head, values):  # counted as it goes: a loop cannot build a huge string first
+        text = str(value)
+        size += len(text)
+        if size > MAX_RESULT:
+            raise ExpressionError(f"renders to more than {MAX_RESULT} characters")
+        out.append(text)
+    return "".join(out)
 
 
 def _size(value: Any) -> int:
@@ -183,7 +202,7 @@ def render(value: Any, context: dict[str, Any]) -> Any:
 def evaluate(source: str, context: dict[str, Any]) -> Any:
     """Evaluate a bare expression (a condition, a template selector)."""
     try:
-        return _bounded(_defined(compile_expression(source)(**context)))
+        return _bounded(_plain(compile_expression(source)(**context)))
     except ExpressionError:
         raise
     except Exception as exc:
@@ -209,7 +228,8 @@ def analyse(source: str, *, expression: bool) -> list[Reference]:
         raise ExpressionError(f"does not compile: {exc.message or exc}") from None
     for node in tree.find_all(nodes.Stmt):
         if not isinstance(node, _ALLOWED_STATEMENTS):
-            raise ExpressionError(f"the statement '{type(node).__name__.lower()}' is not allowed in rule expressions")
+            name = _STATEMENT_NAMES.get(type(node).__name__, type(node).__name__.lower())
+            raise ExpressionError(f"the statement '{name}' is not allowed in rule expressions")
     for node in tree.find_all((nodes.Getattr, nodes.Name)):
         name = node.attr if isinstance(node, nodes.Getattr) else node.name
         if name.startswith("_"):

@@ -63,6 +63,10 @@ class Document:
         return self.values.get((), Mark(self.file, 1, 1))
 
 
+def _short(tag: str) -> str:
+    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
 def _mark(file: str, node: yaml.Node) -> Mark:
     return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -71,8 +75,8 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
     value = node.value
     if node.tag == "tag:yaml.org,2002:str" and node.style is not None:
         return value  # quoted or block scalar: always a string
-    if node.tag not in ("?", "tag:yaml.org,2002:str") and not node.tag.startswith("tag:yaml.org,2002:"):
-        problems.append(Problem.at(_mark(file, node), f"tags such as {node.tag!r} are not allowed"))
+    if node.tag != "?" and node.tag not in _STANDARD_TAGS:  # e.g. !!python/name:os.system
+        problems.append(Problem.at(_mark(file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
         return value
     if node.style is not None:
         return value
@@ -108,7 +112,7 @@ def _build(node: yaml.Node, path: Path, doc: Document, problems: list[Problem], 
         return None
     doc.values[path] = _mark(doc.file, node)
     if node.tag not in _STANDARD_TAGS and node.tag != "?" and not isinstance(node, yaml.ScalarNode):
-        problems.append(Problem.at(_mark(doc.file, node), f"tags such as {node.tag!r} are not allowed"))
+        problems.append(Problem.at(_mark(doc.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node, doc.file, problems)
     if isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,237 @@
+"""engine.rules.expressions: Jinja2 in an immutable sandbox, native types, bounded work."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.rules import expressions
+from engine.rules.expressions import ExpressionError, Reference, analyse, evaluate, render
+
+
+# -- native types ------------------------------------------------------------------------------
+@pytest.mark.parametrize("source, context, value", [
+    ("{{ amount }}", {"amount": 8500}, 8500),
+    ("{{ amount * 2 }}", {"amount": 8500}, 17000),
+    ("{{ ratio }}", {"ratio": 0.85}, 0.85),
+    ("{{ flag }}", {"flag": False}, False),
+    ("{{ items | length }}", {"items": [1, 2, 3]}, 3),
+    ("{{ items }}", {"items": [1, 2]}, [1, 2]),
+    ("{{ booking }}", {"booking": {"id": "bk_1"}}, {"id": "bk_1"}),
+    ("{{ x | default(none) }}", {}, None),
+    ("{{ x if x is defined else none }}", {}, None),
+])
+def test_a_single_expression_keeps_its_type(source: str, context: dict, value: object) -> None:
+    result = render(source, context)
+    assert result == value and type(result) is type(value)
+
+
+@pytest.mark.parametrize("text", ["123", "007", "+4915112345678", "None", "True", "[1, 2]", "1e3", "{'a': 1}"])
+def test_strings_stay_strings(text: str) -> None:
+    # Jinja's own native rendering would literal_eval these into numbers, None, lists...
+    assert render("{{ value }}", {"value": text}) == text
+
+
+@pytest.mark.parametrize("source, value", [
+    ("{{ items | map(attribute='a') }}", [1, 2]),
+    ("{{ items | map(attribute='a') | list }}", [1, 2]),
+    ("{{ items | reverse | map(attribute='a') }}", [2, 1]),
+    ("{{ range(3) }}", [0, 1, 2]),
+    ("{{ (items | first).keys() }}", ["a"]),
+    ("{{ items | first | tojson }}", '{"a": 1}'),
+])
+def test_iterators_become_lists_and_markup_plain_strings(source: str, value: object) -> None:
+    # the payload is JSON: a generator or a Markup object must not slip into it
+    result = render(source, {"items": [{"a": 1}, {"a": 2}]})
+    assert result == value and type(result) is type(value)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{{ lipsum }}", "gives a function, which is not a JSON value"),
+    ("{{ namespace() }}", "gives a Namespace, which is not a JSON value"),
+    ("{{ range(20000) }}", "gives more than 10000 items"),
+])
+def test_values_that_are_not_json_are_refused(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        render(source, {})
+
+
+def test_anything_else_becomes_a_string() -> None:
+    assert render("{{ amount }} ", {"amount": 5}) == "5 "
+    assert render("#{{ n }}", {"n": 12}) == "#12"
+    assert render("{{ a }}{{ b }}", {"a": 1, "b": 2}) == "12"
+    assert render("{% if paid %}paid{% else %}open{% endif %}", {"paid": True}) == "paid"
+
+
+def test_plain_values_are_taken_as_they_are() -> None:
+    assert render("hello", {}) == "hello"
+    assert render(42, {}) == 42
+    assert render(None, {}) is None
+
+
+def test_evaluate_a_bare_expression() -> None:
+    assert evaluate("user.role == 'client'", {"user": {"role": "client"}}) is True
+    assert evaluate("status", {"status": "approved"}) == "approved"
+    assert evaluate("booking.meeting_url is defined", {"booking": {}}) is False
+
+
+# -- strict undefined --------------------------------------------------------------------------
+@pytest.mark.parametrize("source", ["{{ missing }}", "{{ booking.colour }}", "{{ [missing] }}", "{{ {'a': missing} }}",
+                                    "x{{ missing }}"])
+def test_reading_an_absent_field_is_an_error(source: str) -> None:
+    with pytest.raises(ExpressionError, match="is undefined|has no attribute 'colour'"):
+        render(source, {"booking": {"id": "bk_1"}})
+
+
+@pytest.mark.parametrize("source", ["missing", "booking.colour", "booking.colour == 'red'"])
+def test_evaluating_an_absent_field_is_an_error(source: str) -> None:
+    with pytest.raises(ExpressionError, match="is undefined|has no attribute 'colour'"):
+        evaluate(source, {"booking": {"id": "bk_1"}})
+
+
+# -- the sandbox -------------------------------------------------------------------------------
+@pytest.mark.parametrize("source", [
+    "{{ ''.__class__ }}",
+    "{{ ''.__class__.__mro__ }}",
+    "{{ x.__init__.__globals__ }}",
+    "{{ ''.format.__self__ }}",
+])
+def test_the_sandbox_refuses_attribute_escapes(source: str) -> None:
+    with pytest.raises(ExpressionError, match="refused by the sandbox|has no attribute '__self__'"):
+        render(source, {"x": object()})
+
+
+def test_the_sandbox_refuses_escapes_in_bare_expressions() -> None:
+    with pytest.raises(ExpressionError, match="refused by the sandbox"):
+        evaluate("''.__class__", {})
+
+
+def test_the_sandbox_is_immutable() -> None:
+    data = {"items": [1], "d": {}}
+    with pytest.raises(ExpressionError, match="refused by the sandbox"):
+        render("{{ items.append(2) }}", data)
+    with pytest.raises(ExpressionError, match="refused by the sandbox"):
+        render("{{ d.update(a=1) }}", data)
+    assert data == {"items": [1], "d": {}}
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{{ 'a' * 10**8 }}", "refused by the sandbox: a repetition of more than 10000 items"),
+    ("{{ 10**8 * 'a' }}", "refused by the sandbox: a repetition of more than 10000 items"),
+    ("{{ [0] * 100001 }}", "refused by the sandbox: a repetition of more than 10000 items"),
+    ("{{ 2 ** 100000 }}", "refused by the sandbox: a power this large is not allowed"),
+    ("{{ 10 ** 10 ** 10 }}", "refused by the sandbox: a power this large is not allowed"),
+    ("{{ ('a' * 6000) + ('b' * 6000) }}", "refused by the sandbox: a result longer than 10000"),
+    ("{{ range(10**9) | list }}", "Range too big"),
+    ("{{ range(10**9) | length }}", "Range too big"),
+])
+def test_work_is_bounded(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message.replace("(", r"\(").replace("*", r"\*")):
+        render(source, {})
+
+
+def test_small_repetitions_and_powers_are_fine() -> None:
+    assert render("{{ '-' * 20 }}", {}) == "-" * 20
+    assert render("{{ 2 ** 10 }}", {}) == 1024
+    assert render("{{ range(3) | list }}", {}) == [0, 1, 2]
+
+
+def test_a_rendered_value_is_at_most_10000_characters() -> None:
+    assert len(render("{{ 'a' * 10000 }}", {})) == 10_000
+    with pytest.raises(ExpressionError, match="renders to more than 10000 characters"):
+        render("{{ 'a' * 10000 }}!", {})
+    with pytest.raises(ExpressionError, match="renders to more than 10000 characters"):
+        render("{% for i in range(20000) %}x{% endfor %}", {})
+    with pytest.raises(ExpressionError, match="renders to more than 10000 characters"):
+        render("{{ text }}", {"text": "b" * 10_001})
+
+
+def test_a_loop_stops_as_soon_as_its_output_is_too_long() -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExpressionError, match="renders to more than 10000 characters"):
+            render("{% for i in range(3000) %}{{ 'a' * 1000 }}{% endfor %}", {})  # 3 MB if built first
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_an_expression_is_at_most_2000_characters() -> None:
+    long = "{{ '" + "a" * 2000 + "' }}"
+    with pytest.raises(ExpressionError, match="expression longer than 2000 characters"):
+        render(long, {})
+    with pytest.raises(ExpressionError, match="expression longer than 2000 characters"):
+        analyse(long, expression=False)
+
+
+# -- static analysis (what `engine validate` checks) --------------------------------------------
+def test_analyse_lists_the_fields_read() -> None:
+    assert analyse("booking.start_time | local_time(client.timezone)", expression=True) == [
+        Reference(("booking", "start_time")), Reference(("client", "timezone")),
+    ]
+    assert analyse("{{ booking['service']['name'] }}", expression=False) == [Reference(("booking", "service", "name"))]
+    assert analyse("{{ items[0].payment.currency }}", expression=False) == [Reference(("items", "payment", "currency"), index=True)]
+    # loop variables are local, the iterable is read
+    assert analyse("{% for i in items %}{{ i.payment.id }}{% endfor %}", expression=False) == [Reference(("items",))]
+
+
+@pytest.mark.parametrize("source, statement", [
+    ("{% macro hi() %}hi{% endmacro %}{{ hi() }}", "macro"),
+    ("{% set x = 1 %}{{ x }}", "set"),
+    ("{% set x %}a{% endset %}", "set"),
+    ("{% include 'other' %}", "include"),
+    ("{% import 'other' as o %}", "import"),
+    ("{% from 'other' import o %}", "import"),
+    ("{% extends 'base' %}", "extends"),
+    ("{% block b %}{% endblock %}", "block"),
+    ("{% call foo() %}{% endcall %}", "call"),
+])
+def test_statements_other_than_if_and_for_are_refused(source: str, statement: str) -> None:
+    with pytest.raises(ExpressionError, match=f"the statement '{statement}' is not allowed in rule expressions"):
+        analyse(source, expression=False)
+
+
+def test_if_and_for_are_allowed() -> None:
+    analyse("{% if a %}{% for x in b %}{{ x }}{% endfor %}{% endif %}", expression=False)
+
+
+@pytest.mark.parametrize("source, name", [
+    ("{{ ''.__class__ }}", "__class__"),
+    ("{{ user._password }}", "_password"),
+    ("{{ _secret }}", "_secret"),
+    ("{{ user['_token'] }}", "_token"),
+])
+def test_names_starting_with_an_underscore_are_refused(source: str, name: str) -> None:
+    with pytest.raises(ExpressionError, match=f"'{name}': names starting with an underscore are not allowed"):
+        analyse(source, expression=False)
+
+
+@pytest.mark.parametrize("source, expression", [("{{ booking.id | }}", False), ("{{ x", False), ("a ==", True), ("a b", True)])
+def test_what_does_not_compile_is_reported(source: str, expression: bool) -> None:
+    with pytest.raises(ExpressionError, match="does not compile"):
+        analyse(source, expression=expression)
+
+
+# -- the engine's filters ----------------------------------------------------------------------
+@pytest.mark.parametrize("amount, currency, text", [
+    (1999, "USD", "$19.99"), (8500, "usd", "$85.00"), (123456, "EUR", "€1,234.56"), (1000, "JPY", "¥1,000"),
+    (1234, "BHD", "1.234 BHD"), (123456, "SEK", "1,234.56 SEK"), (-50, "GBP", "-£0.50"), (0, "USD", "$0.00"),
+])
+def test_money(amount: int, currency: str, text: str) -> None:
+    assert render("{{ amount | money(currency) }}", {"amount": amount, "currency": currency}) == text
+
+
+def test_local_time_and_iso() -> None:
+    ctx = {"t": "2026-03-08T10:00:00-04:00"}
+    assert render("{{ t | local_time('Europe/Berlin') }}", ctx) == "Sunday 08 March 2026, 15:00"
+    assert render("{{ t | local_time('America/New_York', '%H:%M %Z') }}", ctx) == "10:00 EDT"
+    assert render("{{ t | local_time }}", ctx) == "Sunday 08 March 2026, 14:00"
+    assert render("{{ t | iso }}", ctx) == "2026-03-08T14:00:00Z"
+    with pytest.raises(ExpressionError):
+        render("{{ t | local_time('UTC') }}", {"t": "2026-03-08 10:00"})  # no offset: refused
+
+
+def test_compiled_templates_are_cached() -> None:
+    assert expressions.compile_template("{{ a }}") is expressions.compile_template("{{ a }}")
