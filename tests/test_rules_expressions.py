@@ -235,3 +235,29 @@ def test_local_time_and_iso() -> None:
 
 def test_compiled_templates_are_cached() -> None:
     assert expressions.compile_template("{{ a }}") is expressions.compile_template("{{ a }}")
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'a' | center(200000000) }}",
+    "{{ 'a'.center(10**8) }}",
+    "{{ 'a'.ljust(10**8) }}",
+    "{{ '0'.zfill(10**8) }}",
+    "{{ '%0200000000d' % 1 }}",
+    "{{ '{:>200000000}'.format(1) }}",
+    "{{ ('ab' * 4000).replace('a', 'xxxxxxxxxxxx') }}",
+    "{{ 'x' | indent(100000000, true) }}",
+    "{{ '%200000000s' | format('a') }}",
+])
+def test_width_and_growth_refused_before_allocating(source: str) -> None:
+    with pytest.raises(expressions.ExpressionError, match="not allowed"):
+        expressions.render(source, {})
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{{ 'hi' | center(6) }}", "  hi  "),
+    ("{{ '%05d' % 3 }}", "00003"),
+    ("{{ '{}-{}'.format(1, 2) }}", "1-2"),
+    ("{{ 'a b' | replace('a', 'c') }}", "c b"),
+])
+def test_small_widths_still_work(source: str, expected: str) -> None:
+    assert expressions.render(source, {}) == expected

@@ -35,7 +35,6 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "yes_value": [
         f"{BOOKING}:49:14: ambiguous value 'yes': YAML 1.1 reads it as a boolean; write true or false, or quote it as a string",
-        f"{BOOKING}:49:14: notifications.booking_reminder.enabled: 'yes' is not of type 'boolean'",
     ],
     "unquoted_date": [
         f"{BOOKING}:56:20: unquoted date '2026-03-01T10:00:00Z': quote it (\"2026-03-01T10:00:00Z\") so it stays a string",
@@ -92,8 +91,6 @@ EXPECTED: dict[str, list[str]] = {
         "notifications.yaml:7:13: defaults.timezone: 'Europe/Berln' is not an IANA time zone (e.g. Europe/Berlin)",
     ],
     "invalid_duration": [
-        f"{BOOKING}:42:15: notifications.booking_reminder.schedule.before: '24 hours' does not match "
-        "'^(?:\\\\d+[wdhms])+$'",
         f"{BOOKING}:42:15: notifications.booking_reminder.schedule.before: '24 hours' is not a duration "
         "(write e.g. 30m, 24h, 3d, 1h30m)",
     ],

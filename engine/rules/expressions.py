@@ -8,6 +8,7 @@ bounds on sources, results and the operators that can blow memory up (`*`, `**`)
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -99,9 +100,25 @@ class RuleSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = NativeCodeGenerator
     template_class = RuleTemplate
     concat = staticmethod(_concat)  # type: ignore[assignment]
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        # str methods that take a width or multiply their input allocate before any later
+        # check could run: refuse the sizes up front.
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            _check_str_call(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map"):
+            _check_widths(owner)
+        return super().wrap_str_format(value)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%" and isinstance(left, str):
+            _check_widths(left)
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 if _size(seq) and isinstance(n, int) and _size(seq) * n > MAX_RESULT:
@@ -112,6 +129,49 @@ class RuleSandbox(ImmutableSandboxedEnvironment):
         if operator == "+" and _size(left) + _size(right) > MAX_RESULT:
             raise SecurityError(f"a result longer than {MAX_RESULT} is not allowed")
         return super().call_binop(context, operator, left, right)
+
+
+_WIDTH_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
+_NUMBER = re.compile(r"\d+")
+
+
+def _too_big(message: str) -> SecurityError:
+    return SecurityError(f"{message} (the limit is {MAX_RESULT})")
+
+
+def _check_widths(fmt: str) -> None:
+    """A printf or str.format pattern may not ask for a field wider than the bound."""
+    if any(len(n) > 6 or int(n) > MAX_RESULT for n in _NUMBER.findall(fmt)):
+        raise _too_big("a format width this large is not allowed")
+
+
+def _check_str_call(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if name in _WIDTH_METHODS:
+        width = args[0] if args else next(iter(kwargs.values()), 0)
+        if isinstance(width, int) and width * (8 if name == "expandtabs" else 1) > MAX_RESULT:
+            raise _too_big(f"str.{name} this wide is not allowed")
+    elif name == "replace" and len(args) >= 2:
+        grows = owner.count(str(args[0])) * len(str(args[1])) if args[0] else (len(owner) + 1) * len(str(args[1]))
+        if len(owner) + grows > MAX_RESULT:
+            raise _too_big("a replacement this large is not allowed")
+    elif name in ("format", "format_map"):
+        _check_widths(owner)
+
+
+def _bounded_filter(name: str, original: Any, width_arg: int | None) -> Any:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if width_arg is not None and len(args) > width_arg and isinstance(args[width_arg], int) and args[width_arg] > MAX_RESULT:
+            raise _too_big(f"the {name} filter this wide is not allowed")
+        if name == "format" and args and isinstance(args[0], str):
+            _check_widths(args[0])
+        if name == "replace" and len(args) >= 3 and isinstance(args[0], str):
+            _check_str_call(args[0], "replace", (args[1], args[2]), {})
+        return original(*args, **kwargs)
+
+    for attr in ("jinja_pass_arg",):  # keep Jinja's pass_context/pass_environment markers
+        if hasattr(original, attr):
+            setattr(bounded, attr, getattr(original, attr))
+    return bounded
 
 
 def _local_time(value: Any, tz: str | None = None, fmt: str = "%A %d %B %Y, %H:%M") -> str:
@@ -143,6 +203,8 @@ def _iso(value: Any) -> str:
 def sandbox() -> RuleSandbox:
     env = RuleSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters.update(local_time=_local_time, money=_money, iso=_iso)
+    for name, width_arg in (("center", 1), ("indent", 1), ("wordwrap", 1), ("truncate", None), ("format", None), ("replace", None)):
+        env.filters[name] = _bounded_filter(name, env.filters[name], width_arg)
     return env
 
 

@@ -60,6 +60,7 @@ class _Loader:
         self.base = os.path.dirname(os.path.abspath(root))
         self.environ = environ
         self.problems: list[Problem] = []
+        self.shape_problems: set[Problem] = set()  # from schema.json; dropped where a clearer one stands
         self.docs: list[Document] = []
 
     # -- helpers -------------------------------------------------------------------------
@@ -92,15 +93,29 @@ class _Loader:
                 if extra:
                     mark = doc.mark(path + (extra[0],), key=True)
                     where = _dotted(path) or "the top level"
-                    self.error(mark, f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+                    self.shape_error(mark, f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
                     continue
             if error.validator == "propertyNames":
                 bad = error.instance
                 mark = doc.mark(path + (bad,), key=True)
-                self.error(mark, f"{_dotted(path)}: {bad!r} is not a valid name here ({error.message.split(' does not match ')[-1] if 'does not match' in error.message else error.message})")
+                self.shape_error(mark, f"{_dotted(path)}: {bad!r} is not a valid name here ({error.message.split(' does not match ')[-1] if 'does not match' in error.message else error.message})")
                 continue
-            self.error(mark, f"{_dotted(path) or 'file'}: {_plain(error.message)}")
+            message = _plain(error.message)
+            if error.validator == "pattern" and error.schema.get("description"):
+                message = f"{error.instance!r} does not fit: {error.schema['description']}"
+            self.shape_error(mark, f"{_dotted(path) or 'file'}: {message}")
         return ok
+
+    def shape_error(self, mark: Mark, message: str) -> None:
+        problem = Problem.at(mark, message)
+        self.problems.append(problem)
+        self.shape_problems.add(problem)
+
+    def clearest(self) -> list[Problem]:
+        """Every problem once; a schema message is dropped where a clearer one points at the same place."""
+        elsewhere = {(p.file, p.line, p.col) for p in self.problems if p not in self.shape_problems}
+        kept = [p for p in self.problems if p not in self.shape_problems or (p.file, p.line, p.col) not in elsewhere]
+        return sorted(set(kept), key=Problem.sort_key)
 
     # -- the passes -------------------------------------------------------------------------
     def load(self) -> Config | None:
@@ -546,8 +561,7 @@ def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = 
     if not os.path.exists(root):
         return None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")]
     config = loader.load()
-    problems = sorted(set(loader.problems), key=Problem.sort_key)
-    return config, problems
+    return config, loader.clearest()
 
 
 def load(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Config:
