@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from .core import policy
-from .core.decide import Cancel, DigestItem, Renderer, Send, decide, digest_send
+from .core.decide import CANCELLED_BY, Cancel, DigestItem, Renderer, Send, decide, digest_send
 from .core.events import Event, EventRejected, parse_event
 from .rules.model import Config
 from .rules.timeparse import format_instant
@@ -94,6 +94,10 @@ class Timeline:
                         and row.send.key == decision.key):
                     row.status, row.reason = "cancelled", decision.reason
         elif isinstance(decision, Send):
+            if decision.replan and any(
+                    r.send.notification == decision.notification and r.send.key == decision.key
+                    and r.status == "cancelled" and (r.reason or "").startswith(CANCELLED_BY) for r in self.rows):
+                return
             self.rows.append(Row(decision, decision.status, decision.reason, len(self.rows)))
         else:
             bucket = self.digests.setdefault(decision.bucket, DigestBucket(decision))

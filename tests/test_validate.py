@@ -240,3 +240,17 @@ def test_the_real_command_never_prints_a_traceback() -> None:
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stdout.splitlines() == EXPECTED["yaml_syntax_error"]
     assert done.stderr == "invalid: 1 error(s), 0 warning(s)\n"
+
+
+def test_a_template_select_must_cover_every_enum_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[1]
+    for name in ("notifications.yaml", "rules", "templates_map"):
+        subprocess.run(["cp", "-r", str(root / name), str(tmp_path / name)], check=True)
+    practitioner = tmp_path / "rules" / "practitioner.yaml"
+    text = practitioner.read_text()
+    line = text[: text.index("        rejected: practitioner_verification_rejected")].count("\n") + 1
+    practitioner.write_text(text.replace("        rejected: practitioner_verification_rejected\n", ""))
+    result = validate(tmp_path, monkeypatch)
+    assert result.exit_code == 1
+    first_case = line - 1  # the cases mapping starts at its first case, just above the removed one
+    assert f"rules/practitioner.yaml:{first_case}:9: practitioner_verification_status: template select 'status' can be 'rejected', which no case names (add a case or a default)" in result.stdout.splitlines()

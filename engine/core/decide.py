@@ -8,7 +8,7 @@ this very function.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Mapping, Union
 
@@ -48,6 +48,9 @@ class Send:
     data: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""
     throttle_key: str | None = None
+    # Planned by a reschedule: the store drops it when the key's sends were cancelled by a
+    # cancel_on event (a cancelled booking that is then moved does not come back to life).
+    replan: bool = False
 
     @property
     def recipient_id(self) -> str:
@@ -75,6 +78,7 @@ class DigestItem:
 
 
 Decision = Union[Cancel, Send, DigestItem]
+CANCELLED_BY = "cancelled by "  # the reason prefix of a cancel_on cancel (a reschedule says "rescheduled by")
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,15 @@ def decide(config: Config, event: Event, now: datetime, renderer: Renderer = Ren
     """Every decision `event` causes at `now`: cancels first, then new sends and digest items."""
     decisions: list[Decision] = []
     for hit in cancelled(config, event):
-        decisions.append(Cancel(hit.rule.id, hit.key, f"cancelled by {event.type}", event.id))
+        decisions.append(Cancel(hit.rule.id, hit.key, f"{CANCELLED_BY}{event.type}", event.id))
     replans: list[Notification] = []
     for hit in rescheduled(config, event):
         decisions.append(Cancel(hit.rule.id, hit.key, f"rescheduled by {event.type}", event.id))
         replans.append(hit.rule)
-    for rule in (*triggered(config, event), *replans):
+    for rule in triggered(config, event):
         decisions.extend(plan(config, rule, event, now, renderer))
+    for rule in replans:
+        decisions.extend(replace(d, replan=True) if isinstance(d, Send) else d for d in plan(config, rule, event, now, renderer))
     return decisions
 
 
@@ -168,5 +174,7 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
     except RenderError as exc:
         return Send(rule.id, recipient, "", send_at, "skipped", f"render failed: {exc}", rule.channels,
                     rule.category, key, idempotency_key=key)
+    # The rule's own idempotency key when it declares one; else one per recipient and period.
+    declared = rule.idempotency_key != Notification.idempotency_key
     return Send(rule.id, recipient, "", send_at, "scheduled", None, rule.channels, rule.category, key,
-                rendered.template_key, rendered.template, rendered.data, key)
+                rendered.template_key, rendered.template, rendered.data, rendered.idempotency_key if declared else key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -351,6 +352,8 @@ class _RuleContext:
                 self.check_path(err, ("key",), schema, key, "key", event_name=on)
             if schedule.of:
                 self.check_path(err, ("schedule", "of"), schema, schedule.of, "schedule.of", date_time=True, event_name=on)
+            if template.select and not template.default:
+                self.check_cases(err, schema, template, on)
             checks = [(("trigger", "condition"), condition, False, True)] if condition else []
             if template.select:
                 checks.append((("template", "select"), template.select, False, True))
@@ -396,6 +399,20 @@ class _RuleContext:
             description=str(raw.get("description", "")),
             mark=doc.mark(base, key=True),
         )
+
+    def check_cases(self, err: Any, schema: Mapping[str, Any], template: TemplateChoice, on: str | None) -> None:
+        """A selector that is a plain field with an enum must have a case for every value."""
+        select = (template.select or "").strip()
+        if not _PLAIN_PATH.match(select):
+            return
+        field = self.view.field(schema, tuple(select.split(".")))
+        values = (field.schema or {}).get("enum")
+        if not values:
+            return
+        missing = [str(v) for v in values if str(v) not in template.cases]
+        if missing:
+            where = f" of {on!r}" if on else ""
+            err(("template", "cases"), f"template select {select!r}{where} can be {', '.join(map(repr, missing))}, which no case names (add a case or a default)")
 
     def full_schema(self, event_type: str) -> dict[str, Any]:
         event = self.events.get(event_type)
@@ -523,6 +540,7 @@ class _RuleContext:
             node = props[step]
 
 
+_PLAIN_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _BUILTIN_ATTRS = {"items", "keys", "values", "get", "upper", "lower", "title", "strip", "split", "startswith", "endswith", "replace"}
 
 
