@@ -32,6 +32,7 @@ schema = {
         "name": {"type": "string", "minLength": 1}, "frontend_url": {"type": "string", "format": "uri"}, "support_email": {"type": "string", "format": "email"}}},
     "if_past": {"enum": ["skip", "send_now"]},
     "defaults": {"type": "object", "additionalProperties": False, "properties": {
+        "quiet_hours": {"$ref": "#/$defs/window", "description": "In the recipient's zone: sends of categories users can switch off, without a window of their own, wait until it ends."},
         "timezone": {"type": "string", "minLength": 1}, "if_past": {"$ref": "#/$defs/if_past"},
         "channels": {"$ref": "#/$defs/channels"}, "category": ID}},
     "category": {"type": "object", "additionalProperties": False, "properties": {

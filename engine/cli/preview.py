@@ -46,10 +46,14 @@ def print_table(result: Result) -> None:
 @click.option("--events", "events_path", required=True, help="Events as JSON Lines; - reads standard input.")
 @click.option("--config", "config_path", default="notifications.yaml", show_default=True)
 @click.option("--until", "until_text", default=None, help="Stop the clock here (RFC 3339); default: until nothing is pending.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
+              help="html writes one self-contained timeline page (see --output).")
+@click.option("--output", "-o", "output", default=None, help="With --format html: the file to write (default preview.html; - for stdout).")
+@click.option("--tz", "tz", default=None, help="With --format html: the time zone shown first (default UTC).")
 @click.option("--env", "env", default=None, help="Which templates_map/ to use (default $ENGINE_ENV or production).")
 @click.option("--preferences", "prefs_path", default=None, help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
-def command(events_path: str, config_path: str, until_text: str | None, fmt: str, env: str | None, prefs_path: str | None) -> None:
+def command(events_path: str, config_path: str, until_text: str | None, fmt: str, output: str | None, tz: str | None,
+            env: str | None, prefs_path: str | None) -> None:
     """Dry-run events through the rules and print every send with its fate."""
     config = load(config_path)
     until = None
@@ -79,11 +83,29 @@ def command(events_path: str, config_path: str, until_text: str | None, fmt: str
         raise click.ClickException(f"{len(rejected)} event(s) refused; nothing previewed")
     for dup in result.duplicates:
         click.echo(f"duplicate event id {dup!r} ignored", err=True)
-    if fmt == "json":
+    if fmt == "html":
+        write_html(result, output or "preview.html", tz, events_path)
+    elif fmt == "json":
         for row in result.rows:
             click.echo(json.dumps(row.as_json(result.until), ensure_ascii=False, sort_keys=False))
     else:
         print_table(result)
+
+
+def write_html(result: Result, output: str, tz: str | None, source: str) -> None:
+    from ..rules.timeparse import is_zone
+    from ..timeline import render_html
+
+    if tz and not is_zone(tz):
+        raise click.BadParameter(f"{tz!r} is not an IANA time zone", param_hint="--tz")
+    zones = {row.send.recipient_id: str(row.send.recipient.get("timezone") or "") for row in result.rows}
+    page = render_html(rows_json(result), zones, f"What the rules send: {source}", tz)
+    if output == "-":
+        click.echo(page, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as fh:
+        fh.write(page)
+    click.echo(f"wrote {output} ({len(result.rows)} sends)", err=True)
 
 
 def rows_json(result: Result) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -183,6 +184,7 @@ class _Loader:
             window = self.window(root, ("windows", name), raw)
             if window:
                 windows[name] = window
+        quiet = self.window(root, ("defaults", "quiet_hours"), defaults["quiet_hours"]) if defaults.get("quiet_hours") else None
         rate_limit = None
         per_recipient = (data.get("rate_limits") or {}).get("per_recipient")
         if per_recipient:
@@ -224,7 +226,7 @@ class _Loader:
                     raw_rules.append((doc, rule_id, raw))
 
         env_maps = {env: mapping for env, (_, mapping) in templates.items()}
-        ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz)
+        ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz, quiet)
         notifications: dict[str, Notification] = {}
         for doc, rule_id, raw in raw_rules:
             rule = ctx.rule(doc, rule_id, raw)
@@ -240,6 +242,7 @@ class _Loader:
             notifications=notifications,
             templates=env_maps,
             rate_limit=rate_limit,
+            quiet_hours=quiet,
             retention=retention,
             definitions=definitions,
             root=self.display(self.root),
@@ -275,7 +278,8 @@ class _RuleContext:
 
     def __init__(self, loader: _Loader, events: Mapping[str, EventType], definitions: Mapping[str, Any],
                  categories: Mapping[str, Category], windows: Mapping[str, Window],
-                 templates: Mapping[str, Mapping[str, str]], defaults: Mapping[str, Any], tz: str):
+                 templates: Mapping[str, Mapping[str, str]], defaults: Mapping[str, Any], tz: str,
+                 quiet: Window | None = None):
         self.l = loader
         self.events = events
         self.view = SchemaView(definitions)
@@ -284,6 +288,7 @@ class _RuleContext:
         self.templates = templates
         self.defaults = defaults
         self.tz = tz
+        self.quiet = quiet
 
     def rule(self, doc: Document, rule_id: str, raw: dict[str, Any]) -> Notification | None:
         base = ("notifications", rule_id)
@@ -308,6 +313,9 @@ class _RuleContext:
             err(("category",), f"unknown category {category!r}{_known(self.categories)}")
         key = raw.get("key")
         schedule = self.schedule(err, raw.get("schedule") or {"at": "once"}, doc, base)
+        opt_out = self.categories[category].opt_out if category in self.categories else False
+        if self.quiet and opt_out and schedule.window is None:
+            schedule = replace(schedule, window=Window(self.quiet.end, self.quiet.start), quiet_hours=True)
         digest = None
         if raw.get("digest"):
             d = raw["digest"]

@@ -63,6 +63,7 @@ class Schedule:
     if_past: IfPast = "send_now"
     window: Window | None = None
     outside_window: Literal["defer", "skip"] = "defer"
+    quiet_hours: bool = False  # the window is the complement of defaults.quiet_hours
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class Config:
     notifications: Mapping[str, Notification]
     templates: Mapping[str, Mapping[str, str]]  # env -> key -> Courier template id
     rate_limit: RateLimit | None = None
+    quiet_hours: Window | None = None
     retention: Mapping[str, timedelta] = field(default_factory=dict)
     definitions: Mapping[str, Any] = field(default_factory=dict)
     root: str = "notifications.yaml"
