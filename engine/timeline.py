@@ -45,6 +45,7 @@ PAGE = """<!doctype html>
 <script type="application/json" id="data">__DATA__</script>
 <script>
 "use strict";
+window.addEventListener("error", e => { document.body.dataset.errors = (document.body.dataset.errors || "") + e.message + ";"; });
 const rows = JSON.parse(document.getElementById("data").textContent);
 const colors = {sent: "#2e9d57", pending: "#3a78d8", cancelled: "#e0a800", skipped: "#d64545"};
 const zones = ["UTC", ...new Set(rows.map(r => r.timezone).filter(Boolean))];
@@ -79,7 +80,8 @@ function draw() {
   for (let i = 0; i <= 6; i++) {
     const t = t0 + (t1 - t0) * i / 6;
     svg.appendChild(el("line", {x1: x(t), x2: x(t), y1: top - 8, y2: height - 24, stroke: "#e3e7ee"}));
-    svg.appendChild(el("text", {x: x(t), y: height - 8, "text-anchor": "middle", class: "tick"}, fmt(t, tz)));
+    const anchor = i === 0 ? "start" : i === 6 ? "end" : "middle";
+    svg.appendChild(el("text", {x: x(t), y: height - 8, "text-anchor": anchor, class: "tick"}, fmt(t, tz)));
   }
   recipients.forEach((rid, i) => {
     const y = top + i * lane + lane / 2;
@@ -101,6 +103,7 @@ function draw() {
     });
     svg.appendChild(m);
   });
+  document.body.dataset.drawn = String(rows.length);
 }
 tzSelect.addEventListener("change", draw);
 window.addEventListener("resize", draw);
