@@ -113,7 +113,7 @@ def compare(source: str, before: list[dict[str, Any]], after: list[dict[str, Any
             details = []
             if old["send_at"] != new["send_at"]:
                 details.append(f"send_at {old['send_at']} -> {new['send_at']}")
-            for key in ("status", "template", "channels"):
+            for key in ("status", "template", "variant", "channels"):
                 if old[key] != new[key]:
                     details.append(f"{key} {old[key]} -> {new[key]}")
             for key in sorted(set(old["data"]) | set(new["data"])):

@@ -46,6 +46,7 @@ class Row:
             "idempotency_key": s.idempotency_key,
             "data": dict(s.data),
             "template_key": s.template_key,
+            "variant": s.variant,
             "category": s.category,
             "key": s.key,
             "event": s.event_id or None,

@@ -55,7 +55,11 @@ schema = {
     "template_choice": {"oneOf": [ID, {"type": "object", "additionalProperties": False, "required": ["select", "cases"], "properties": {
         "select": {"$ref": "#/$defs/expression"},
         "cases": {"type": "object", "minProperties": 1, "additionalProperties": ID},
-        "default": ID}}]},
+        "default": ID}},
+      {"type": "object", "additionalProperties": False, "required": ["variants"], "description": "A/B variants: each recipient always gets the same one.", "properties": {
+        "variants": {"type": "object", "minProperties": 2, "propertyNames": ID, "additionalProperties": {
+            "type": "object", "additionalProperties": False, "required": ["key", "weight"],
+            "properties": {"key": ID, "weight": {"type": "integer", "minimum": 0}}}}}}]},
     "throttle": {"type": "object", "additionalProperties": False, "required": ["window"], "properties": {
         "key": {"$ref": "#/$defs/template_string"}, "window": {"$ref": "#/$defs/duration"}, "limit": {"type": "integer", "minimum": 1}}},
     "digest": {"type": "object", "additionalProperties": False, "required": ["period", "send"], "properties": {

@@ -48,6 +48,7 @@ class Send:
     data: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""
     throttle_key: str | None = None
+    variant: str | None = None  # the A/B variant, for rules that declare variants
     # Planned by a reschedule: the store drops it when the key's sends were cancelled by a
     # cancel_on event (a cancelled booking that is then moved does not come back to life).
     replan: bool = False
@@ -142,6 +143,7 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
         category=rule.category,
         key=key,
         template_key=rendered.template_key,
+        variant=rendered.variant,
         template=rendered.template,
         data=rendered.data,
         idempotency_key=rendered.idempotency_key,
@@ -177,4 +179,5 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
     # The rule's own idempotency key when it declares one; else one per recipient and period.
     declared = rule.idempotency_key != Notification.idempotency_key
     return Send(rule.id, recipient, "", send_at, "scheduled", None, rule.channels, rule.category, key,
-                rendered.template_key, rendered.template, rendered.data, rendered.idempotency_key if declared else key)
+                rendered.template_key, rendered.template, rendered.data, rendered.idempotency_key if declared else key,
+                variant=rendered.variant)

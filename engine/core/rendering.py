@@ -22,6 +22,7 @@ class Rendered:
     template: str  # the resolved Courier template id
     data: dict[str, Any]
     idempotency_key: str
+    variant: str | None = None
 
     def message(self, recipient: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
         return courier_message(recipient, self.template, self.data, channels)
@@ -54,22 +55,28 @@ def common_data(config: Config, recipient: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def template_key(rule: Notification, ctx: dict[str, Any]) -> str:
+def template_key(rule: Notification, ctx: dict[str, Any]) -> tuple[str, str | None]:
+    """(template key, A/B variant or None)."""
     choice = rule.template
     if choice.key:
-        return choice.key
+        return choice.key, None
+    if choice.variants:
+        picked = choice.variant_for(rule.id, str(ctx.get("recipient", {}).get("id", "")))
+        if picked is None:
+            raise RenderError("no variant has a weight")
+        return picked[1], picked[0]
     case = str(expressions.evaluate(choice.select or "", ctx))
     key = choice.cases.get(case, choice.default)
     if key is None:
         raise RenderError(f"template select gave {case!r}, which no case names (cases: {', '.join(choice.cases)})")
-    return key
+    return key, None
 
 
 def render(config: Config, rule: Notification, ctx: dict[str, Any], recipient: Mapping[str, Any], env: str,
            environ: Mapping[str, str] | None = None, unsubscribe: UnsubscribeLinker | None = None) -> Rendered:
     """Render a rule's payload in `ctx` (see matching.context); RenderError says what failed."""
     try:
-        key = template_key(rule, ctx)
+        key, variant = template_key(rule, ctx)
         data = common_data(config, recipient)
         for name, value in rule.data.items():
             data[name] = expressions.render(value, ctx)
@@ -85,4 +92,4 @@ def render(config: Config, rule: Notification, ctx: dict[str, Any], recipient: M
     template = config.template_id(env, key, environ)
     if not template:
         raise RenderError(f"no Courier template id for {key!r} in templates_map/{env}.yaml")
-    return Rendered(key, template, data, idempotency_key)
+    return Rendered(key, template, data, idempotency_key, variant)

@@ -487,6 +487,11 @@ class _RuleContext:
     def template(self, err: Any, raw: Any) -> TemplateChoice:
         if isinstance(raw, str):
             choice = TemplateChoice(key=raw)
+        elif isinstance(raw, dict) and "variants" in raw:
+            variants = tuple((name, v["key"], int(v["weight"])) for name, v in (raw["variants"] or {}).items())
+            if not sum(w for _, _, w in variants):
+                err(("template", "variants"), "variant weights add up to 0: give at least one a weight")
+            choice = TemplateChoice(variants=variants)
         elif isinstance(raw, dict):
             choice = TemplateChoice(select=raw.get("select"), cases=dict(raw.get("cases") or {}), default=raw.get("default"))
         else:

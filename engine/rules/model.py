@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any, Literal, Mapping
@@ -72,12 +73,26 @@ class TemplateChoice:
     select: str | None = None  # ...an expression whose value picks one of `cases`
     cases: Mapping[str, str] = field(default_factory=dict)
     default: str | None = None
+    variants: tuple[tuple[str, str, int], ...] = ()  # ...or A/B variants: (name, key, weight)
 
     def keys(self) -> list[str]:
-        found = [self.key] if self.key else list(self.cases.values())
+        found = [self.key] if self.key else list(self.cases.values()) + [key for _, key, _ in self.variants]
         if self.default:
             found.append(self.default)
         return list(dict.fromkeys(found))
+
+    def variant_for(self, notification: str, recipient_id: str) -> tuple[str, str] | None:
+        """(variant, template key) for a recipient: the same every time, in every process."""
+        total = sum(weight for _, _, weight in self.variants)
+        if not total:
+            return None
+        digest = hashlib.sha256(f"{notification}:{recipient_id}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") % total
+        for name, key, weight in self.variants:
+            if point < weight:
+                return name, key
+            point -= weight
+        return None  # unreachable: point < total
 
 
 @dataclass(frozen=True)
