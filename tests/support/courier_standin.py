@@ -174,13 +174,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- helpers used by CourierStandin._handle --------------------------------
 
-    def read_body(self) -> bytes:
+    def read_body(self) -> bytes | None:
+        """The body, or None when the client went away before sending all of it (a real
+        server never processes such a request: there is no request to answer)."""
         length = self.headers.get("Content-Length")
         try:
             n = int(length) if length is not None else 0
         except ValueError:
             n = 0
-        return self.rfile.read(n) if n > 0 else b""
+        if n <= 0:
+            return b""
+        try:
+            data = self.rfile.read(n)
+        except OSError:
+            return None
+        return data if len(data) == n else None
 
     def answer(self, status: int, body: dict[str, Any], extra_headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -352,6 +360,12 @@ class CourierStandin:
 
     def _handle(self, h: _Handler) -> None:
         raw = h.read_body()
+        if raw is None:
+            with self._lock:
+                self._log.append(dict(method=h.command, path=h.path, status=None, outcome="truncated",
+                                      idempotency_key=h.headers.get("Idempotency-Key"), at=time.monotonic()))
+            h.close_connection = True
+            return
         path = h.path.split("?", 1)[0].rstrip("/") or "/"
         key = h.headers.get("Idempotency-Key")
         headers = {k.lower(): v for k, v in h.headers.items()}
