@@ -205,7 +205,38 @@ def sandbox() -> RuleSandbox:
     env.filters.update(local_time=_local_time, money=_money, iso=_iso)
     for name, width_arg in (("center", 1), ("indent", 1), ("wordwrap", 1), ("truncate", None), ("format", None), ("replace", None)):
         env.filters[name] = _bounded_filter(name, env.filters[name], width_arg)
+    # Rules need `range` and `dict`; the other globals only serve as gadgets in injection attempts.
+    for name in ("lipsum", "cycler", "joiner", "namespace"):
+        env.globals.pop(name, None)
     return env
+
+
+GLOBALS = frozenset({"range", "dict"})
+
+
+def _parse(source: str, *, expression: bool) -> Any:
+    """Parse and audit: statements other than if/for and names starting with `_` are refused
+    here, so both `engine validate` and the renderer at run time refuse them."""
+    _check_source(source)
+    text = "{{ (" + source + ") }}" if expression else source
+    try:
+        tree = sandbox().parse(text)
+    except TemplateError as exc:
+        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+    except RecursionError:
+        raise ExpressionError("the expression is nested too deeply") from None
+    for node in tree.find_all(nodes.Stmt):
+        if not isinstance(node, _ALLOWED_STATEMENTS):
+            name = _STATEMENT_NAMES.get(type(node).__name__, type(node).__name__.lower())
+            raise ExpressionError(f"the statement '{name}' is not allowed in rule expressions")
+    for node in tree.find_all((nodes.Getattr, nodes.Name)):
+        name = node.attr if isinstance(node, nodes.Getattr) else node.name
+        if name.startswith("_"):
+            raise ExpressionError(f"'{name}': names starting with an underscore are not allowed")
+    for node in tree.find_all(nodes.Getitem):
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
+            raise ExpressionError(f"'{node.arg.value}': names starting with an underscore are not allowed")
+    return tree
 
 
 def is_template(value: Any) -> bool:
@@ -219,20 +250,24 @@ def _check_source(source: str) -> None:
 
 @functools.lru_cache(maxsize=16_384)
 def compile_template(source: str) -> Any:
-    _check_source(source)
+    _parse(source, expression=False)
     try:
         return sandbox().from_string(source)
     except TemplateError as exc:
         raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+    except RecursionError:
+        raise ExpressionError("the expression is nested too deeply") from None
 
 
 @functools.lru_cache(maxsize=16_384)
 def compile_expression(source: str) -> Any:
-    _check_source(source)
+    _parse(source, expression=True)
     try:
         return sandbox().compile_expression(source, undefined_to_none=False)
     except TemplateError as exc:
         raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+    except RecursionError:
+        raise ExpressionError("the expression is nested too deeply") from None
 
 
 def _bounded(value: Any) -> Any:
@@ -281,33 +316,13 @@ class Reference:
 
 def analyse(source: str, *, expression: bool) -> list[Reference]:
     """The context fields an expression reads; raises ExpressionError for anything refused."""
-    _check_source(source)
-    env = sandbox()
-    text = "{{ (" + source + ") }}" if expression else source
-    try:
-        tree = env.parse(text)
-    except TemplateError as exc:
-        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
-    for node in tree.find_all(nodes.Stmt):
-        if not isinstance(node, _ALLOWED_STATEMENTS):
-            name = _STATEMENT_NAMES.get(type(node).__name__, type(node).__name__.lower())
-            raise ExpressionError(f"the statement '{name}' is not allowed in rule expressions")
-    for node in tree.find_all((nodes.Getattr, nodes.Name)):
-        name = node.attr if isinstance(node, nodes.Getattr) else node.name
-        if name.startswith("_"):
-            raise ExpressionError(f"'{name}': names starting with an underscore are not allowed")
-    for node in tree.find_all(nodes.Getitem):
-        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
-            raise ExpressionError(f"'{node.arg.value}': names starting with an underscore are not allowed")
-    try:
-        env.compile(tree) if not expression else compile_expression(source)
-    except TemplateError as exc:
-        raise ExpressionError(f"does not compile: {exc.message or exc}") from None
+    tree = _parse(source, expression=expression)
+    compile_expression(source) if expression else compile_template(source)
     local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     refs: list[Reference] = []
     parents = _parent_map(tree)
     for name in tree.find_all(nodes.Name):
-        if name.ctx != "load" or name.name in local:
+        if name.ctx != "load" or name.name in local or name.name in GLOBALS:
             continue
         path, index, node = [name.name], False, name
         while True:
