@@ -22,14 +22,18 @@ _runtime: Any = None  # the Runtime the tasks use in this process; set by start_
 
 
 def make_huey(url: str) -> Huey:
-    """`sqlite:///path/queue.db` or `redis://host:port/db`."""
+    """`sqlite:///path/queue.db` or `redis://host:port/db`.
+
+    No result store: nobody reads a task's return value (the row holds the outcome), and Huey
+    would keep every one of them forever.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else parsed.path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        huey: Huey = SqliteHuey("engine", filename=path, fsync=False, timeout=30)
+        huey: Huey = SqliteHuey("engine", filename=path, fsync=False, timeout=30, results=False)
     elif parsed.scheme in ("redis", "rediss"):
-        huey = RedisHuey("engine", url=url, blocking=True, read_timeout=1)
+        huey = RedisHuey("engine", url=url, blocking=True, read_timeout=1, results=False)
     else:
         raise ValueError(f"ENGINE_QUEUE_URL={url!r}: use sqlite:///path/queue.db or redis://host:port/db")
     _register(huey)

@@ -17,6 +17,7 @@ from .core.decide import Renderer, Send, decide, digest_send
 from .core.events import Event, EventRejected, parse_event
 from .core.rendering import render
 from .core.matching import context
+from .core.timing import recipient_zone
 from .delivery import Backend, backend_for
 from .rules.loader import load
 from .rules.model import Config
@@ -109,15 +110,18 @@ class Runtime:
             if self.enqueue is not None:
                 self.enqueue(notification_id)
             else:
-                self.deliver(notification_id)
+                self.deliver(notification_id, now)
         return len(ids)
 
     def _close_digest(self, digest: dict[str, Any], now: datetime) -> None:
         rule = self.config.notifications.get(digest["notification"])
         if rule is None:
             return
-        send = digest_send(self.config, rule, digest["recipient"], digest["items"], digest["period_start"],
-                           digest["period_end"], digest["send_at"], self.renderer(now))
+        # The store gives instants back in UTC; the core made the period in the recipient's zone, and
+        # renders (and keys) the digest from it: hand it the same local times, as `engine preview` does.
+        tz = recipient_zone(digest["recipient"], self.config.timezone)
+        send = digest_send(self.config, rule, digest["recipient"], digest["items"], digest["period_start"].astimezone(tz),
+                           digest["period_end"].astimezone(tz), digest["send_at"], self.renderer(now))
         self.store.close_digest(digest["bucket"], send, now)
 
     # -- delivery -------------------------------------------------------------------------------
@@ -194,9 +198,8 @@ class Runtime:
         row_id = self.schedule(notification, recipient, now, data, idempotency_key=idempotency_key, now=now)
         if row_id is None:
             return "duplicate"
-        for queued in self.store.queue_due(now, limit=10_000):
-            if queued != row_id and self.enqueue is not None:
-                self.enqueue(queued)
+        # Only this row: other due rows stay `scheduled` for the sweep (queued here, nobody might deliver them).
+        self.store.queue_due(now, ids=[row_id])
         return self.deliver(row_id, now)
 
     def _person(self, recipient: Mapping[str, Any] | str) -> dict[str, Any]:

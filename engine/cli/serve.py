@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import click
 
@@ -35,6 +36,9 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
         from ..queue import enqueuer
 
         rt.enqueue = enqueuer(huey)
+    # uvicorn re-raises SIGTERM once it has shut down; with the default handler that kills the process
+    # before `finally` stops the worker gracefully (tasks in flight would be cut off mid-send).
+    signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run(build_app(rt), host=host, port=port, log_level="warning", access_log=False)
     finally:
@@ -42,6 +46,10 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
             stop.set()
         if consumer is not None:
             consumer.stop(graceful=True)
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def announce(rt) -> None:  # type: ignore[no-untyped-def]

@@ -37,7 +37,8 @@ def command(since: str, fmt: str, config_path: str | None) -> None:
         attempted = c["sent"] + c["failed"]
         summary.append({
             "notification": name, **dict(c),
-            "delivery_rate": round(sum(c[d] for d in DELIVERED if d != "opened" and d != "clicked") / c["sent"], 4) if c["sent"] else None,
+            # A row keeps only its furthest delivery status: an opened or clicked message was delivered too.
+            "delivery_rate": round(sum(c[d] for d in DELIVERED) / c["sent"], 4) if c["sent"] else None,
             "failure_rate": round(c["failed"] / attempted, 4) if attempted else None,
         })
     if fmt == "json":

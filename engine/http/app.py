@@ -206,7 +206,9 @@ def build_app(runtime: Runtime) -> Starlette:
                 f"<p>Stop receiving “{label}” from {html.escape(runtime.config.app.name)}?</p>"
                 f"<input type=hidden name=List-Unsubscribe value=One-Click>"
                 f"<button type=submit>Unsubscribe</button></form>")
-        await runtime_set_pref(found.recipient_id, {found.scope: False})
+        # A category scope ("category:<name>") is stored under the category's own name, the key policy reads.
+        key = found.scope.removeprefix("category:")
+        await runtime_set_pref(found.recipient_id, {key: False})
         return JSONResponse({"unsubscribed": found.scope, "recipient": found.recipient_id})
 
     async def runtime_set_pref(recipient_id: str, values: dict[str, bool | None]) -> dict[str, bool]:
@@ -236,6 +238,8 @@ def build_app(runtime: Runtime) -> Starlette:
             limit = min(int(q.get("limit", "100")), 1000)
         except ValueError:
             return error(400, "limit must be a number")
+        if limit < 1:
+            return error(400, "limit must be at least 1")
         rows = await run_in_threadpool(lambda: runtime.store.list(
             status=q.getlist("status") or None, recipient_id=q.get("recipient"), notification=q.get("notification"), limit=limit))
         return JSONResponse({"notifications": [_row_json(r) for r in rows]})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -26,7 +29,7 @@ def connect(url: str) -> Engine:
             # Let SQLAlchemy issue BEGIN itself so a transaction holds the write lock from its start.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -40,6 +43,20 @@ def connect(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _wal(cur: Any) -> None:
+    """Switch to WAL. On a new file, connections doing this at once (processes starting together)
+    get "database is locked" straight away, without SQLite's busy handler: wait and try again."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

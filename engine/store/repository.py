@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..core.decide import Cancel, Decision, DigestItem, Send
+from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from .codec import Codec
 from .tables import digest_items, digests, events, history, metadata, notifications, preferences, recipients, webhook_receipts
@@ -92,31 +92,39 @@ class Store:
                 seen.add(event.id)
                 fresh.append((event, decisions))
             if fresh:
-                conn.execute(self._insert(events), [
+                # ON CONFLICT: the same id may be committed by a concurrent request after the check above
+                # (a client retrying a slow POST); that makes it a duplicate here, not an error.
+                inserted = set(conn.scalars(self._insert(events).on_conflict_do_nothing(index_elements=["id"])
+                                            .returning(events.c.id), [
                     {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "received_at": now,
                      "payload": self.codec.dumps(e.envelope())} for e, _ in fresh
-                ])
+                ]))
+                fresh = [(e, d) for e, d in fresh if e.id in inserted]
             people: dict[str, Mapping[str, Any]] = {}
             rows: list[dict[str, Any]] = []
             for event, decisions in fresh:
                 for d in decisions:
                     if isinstance(d, Cancel):
-                        rows and self._insert_sends(conn, rows, now)
-                        scheduled += len(rows)
+                        if rows:
+                            scheduled += len(self._insert_sends(conn, rows, now))
                         rows = []
                         cancelled_count += self._cancel(conn, d, now)
                     elif isinstance(d, Send):
+                        if d.replan and self._ended_by_cancel(conn, d):
+                            continue
                         rows.append(self._send_row(d, now))
                         people[d.recipient_id] = d.recipient
                     elif isinstance(d, DigestItem):
                         self._collect(conn, d, event, now)
                         people[d.recipient_id] = d.recipient
             if rows:
-                self._insert_sends(conn, rows, now)
-                scheduled += len(rows)
+                scheduled += len(self._insert_sends(conn, rows, now))
             self._upsert_recipients(conn, people, now)
-        duplicates = [i for i in ids if i in existing] + _repeats(ids)
-        return IngestResult([e.id for e, _ in fresh], duplicates, scheduled, cancelled_count)
+        accepted = [e.id for e, _ in fresh]
+        duplicates = list(ids)  # every submission but the one accepted occurrence of each id
+        for event_id in accepted:
+            duplicates.remove(event_id)
+        return IngestResult(accepted, duplicates, scheduled, cancelled_count)
 
     def _send_row(self, s: Send, now: datetime) -> dict[str, Any]:
         message = None
@@ -132,18 +140,33 @@ class Store:
             "status": s.status, "reason": s.reason, "attempts": 0, "created_at": now, "updated_at": now,
         }
 
-    def _insert_sends(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> None:
+    def _insert_sends(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> list[int]:
+        """Insert sends (history included); returns the ids of the rows actually inserted."""
         # A send whose idempotency key already belongs to a live or sent row is the same send.
         keys = [r["idempotency_key"] for r in rows]
         taken = set(conn.scalars(select(notifications.c.idempotency_key).where(
             notifications.c.idempotency_key.in_(keys), notifications.c.status.notin_(("cancelled", "skipped", "failed")))))
-        rows = [r for r in rows if r["idempotency_key"] not in taken or r["status"] == "skipped"]
+        kept = []
+        for r in rows:
+            if r["status"] != "skipped":
+                if r["idempotency_key"] in taken:
+                    continue
+                taken.add(r["idempotency_key"])  # a batch may hold the same send twice (one event sent twice)
+            kept.append(r)
+        rows = kept
         if not rows:
-            return
+            return []
         new_ids = conn.scalars(insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True), rows).all()
         conn.execute(insert(history), [
             {"notification_id": i, "status": r["status"], "reason": r["reason"], "at": now} for i, r in zip(new_ids, rows)
         ])
+        return list(new_ids)
+
+    def _ended_by_cancel(self, conn: Any, s: Send) -> bool:
+        """A reschedule does not revive the sends of a key that a cancel_on event ended (as `engine preview`)."""
+        n = notifications.c
+        return conn.scalar(select(n.id).where(n.notification == s.notification, n.key == s.key, n.status == "cancelled",
+                                              n.reason.startswith(CANCELLED_BY, autoescape=True)).limit(1)) is not None
 
     def _cancel(self, conn: Any, c: Cancel, now: datetime) -> int:
         ids = conn.scalars(update(notifications).where(
@@ -201,18 +224,18 @@ class Store:
         """Store one send made by code (not by an event); None when its idempotency key is taken."""
         with self.engine.begin() as conn:
             self._upsert_recipients(conn, {send.recipient_id: send.recipient}, now)
-            before = conn.scalar(select(func.max(notifications.c.id)))
-            self._insert_sends(conn, [self._send_row(send, now)], now)
-            new_id = conn.scalar(select(func.max(notifications.c.id)))
-        return new_id if new_id != before else None
+            # The id RETURNING gave, not max(id): another transaction may commit a higher id meanwhile.
+            new_ids = self._insert_sends(conn, [self._send_row(send, now)], now)
+        return new_ids[0] if new_ids else None
 
     def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
-                  stale_sending: timedelta = timedelta(minutes=2)) -> list[int]:
+                  stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None) -> list[int]:
         """Move due rows to `queued` and return their ids (each id is returned to one caller).
 
         Rows `queued` for longer than `requeue_after` (their queue task was lost) and rows
         `sending` for longer than `stale_sending` (their worker died) are queued again; the
         retry carries the same Idempotency-Key, so Courier does not send twice.
+        `ids` limits the hand-off to those rows.
         """
         n = notifications.c
         due = or_(
@@ -220,6 +243,8 @@ class Store:
             and_(n.status == "queued", n.queued_at < now - requeue_after),
             and_(n.status == "sending", n.claimed_at < now - stale_sending),
         )
+        if ids is not None:
+            due = and_(due, n.id.in_(list(ids)))
         pick = select(n.id).where(due).order_by(n.send_at).limit(limit)
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
@@ -319,9 +344,10 @@ class Store:
         """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale' or 'unknown'."""
         n = notifications.c
         with self.engine.begin() as conn:
+            # RETURNING, not rowcount: SQLAlchemy does not promise a rowcount for INSERT (psycopg gives -1).
             inserted = conn.execute(self._insert(webhook_receipts).values(message_id=request_id, status=status, received_at=now)
-                                    .on_conflict_do_nothing()).rowcount
-            if not inserted:
+                                    .on_conflict_do_nothing().returning(webhook_receipts.c.message_id)).first()
+            if inserted is None:
                 return "duplicate"
             row = conn.execute(select(n.id, n.delivery_status).where(n.request_id == request_id)).first()
             if row is None:
@@ -400,12 +426,3 @@ class Store:
         with self.engine.connect() as conn:
             return conn.scalar(select(func.count()).select_from(events)) or 0
 
-
-def _repeats(ids: list[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for i in ids:
-        if i in seen:
-            out.append(i)
-        seen.add(i)
-    return out

@@ -1,0 +1,104 @@
+"""The Python API: Runtime.emit, Runtime.schedule and Runtime.send_now, as their docstrings promise."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from engine.core.events import EventRejected
+from engine.delivery import CourierBackend
+from tests.support.courier_standin import CourierStandin
+
+from .conftest import COURIER_TOKEN
+from .support import NOW, booking_confirmed, person
+
+
+@pytest.fixture
+def rt(db_url: str, make_runtime: Any, standin: CourierStandin) -> Any:
+    return make_runtime(db_url, backend=CourierBackend(COURIER_TOKEN, standin.url, timeout=2))
+
+
+def test_emit_is_the_hook_in_process(rt: Any) -> None:
+    result = rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
+    assert (result.accepted, result.duplicates, result.scheduled) == (["evt_1"], [], 6)
+    again = rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
+    assert (again.accepted, again.duplicates, again.scheduled) == ([], ["evt_1"], 0)
+    bad = booking_confirmed("evt_2", "bk_2", NOW + timedelta(days=3), NOW)
+    del bad["data"]["client"]
+    with pytest.raises(EventRejected) as refused:
+        rt.emit(bad, now=NOW)
+    assert refused.value.problems == [("$.data", "'client' is a required property")]
+    assert rt.store.event_count() == 1 and len(rt.store.list()) == 6
+
+
+def test_schedule_a_one_off_later(rt: Any, standin: CourierStandin) -> None:
+    at = NOW + timedelta(hours=2)
+    who = person("usr_c_7", "Maya Chen", "America/New_York")
+    data = dict(rt.config.notifications["client_review_request"].example.data)
+    data["review_url"] = "https://estuary.app/bookings/bk_77/review"
+    row_id = rt.schedule("client_review_request", who, at, data, now=NOW)
+    [row] = rt.store.list(with_payload=True)
+    assert row["id"] == row_id
+    assert (row["status"], row["send_at"], row["recipient_id"]) == ("scheduled", at, "usr_c_7")
+    message = row["message"]["message"]
+    assert message["to"]["email"] == "usr_c_7@example.com"
+    assert message["data"]["review_url"] == "https://estuary.app/bookings/bk_77/review"
+    assert rt.schedule("client_review_request", who, at, data, now=NOW) is None  # same default idempotency key
+
+    assert rt.sweep(at - timedelta(seconds=1)) == 0
+    assert standin.requests == []
+    assert rt.sweep(at) == 1
+    [request] = standin.requests
+    assert request["headers"]["idempotency-key"] == row["idempotency_key"]
+    assert rt.store.list()[0]["status"] == "sent"
+
+
+def test_schedule_uses_known_recipients_and_the_rules_example(rt: Any) -> None:
+    rt.store.import_recipients([person("usr_known", "Known Person")], NOW)
+    row_id = rt.schedule("client_welcome", "usr_known", NOW + timedelta(days=1), now=NOW)
+    [row] = rt.store.list(with_payload=True)
+    assert row["id"] == row_id and row["message"]["message"]["data"]["user_name"] == "Known Person"
+    example = rt.config.notifications["client_welcome"].example.data
+    assert row["message"]["message"]["data"]["verification_url"] == example["verification_url"]
+    with pytest.raises(KeyError, match="unknown notification"):
+        rt.schedule("no_such_rule", "usr_known", NOW, now=NOW)
+    with pytest.raises(KeyError, match="unknown recipient"):
+        rt.schedule("client_welcome", "usr_nobody", NOW, now=NOW)
+    with pytest.raises(ValueError, match="an id"):
+        rt.schedule("client_welcome", {"email": "x@example.com"}, NOW, now=NOW)
+
+
+def test_send_now_sends_through_the_claim_and_checks(rt: Any, standin: CourierStandin) -> None:
+    assert rt.send_now("client_welcome", person("usr_1"), now=NOW) == "sent"
+    [row] = rt.store.list(notification="client_welcome")
+    assert (row["status"], row["attempts"], row["send_at"]) == ("sent", 1, NOW)
+    assert [h["status"] for h in rt.store.history(row["id"])] == ["scheduled", "sending", "sent"]
+    assert standin.sends_by_key() == {row["idempotency_key"]: 1}
+    # Preferences apply (an opt-out category), the idempotency key holds.
+    rt.store.set_preferences("usr_2", {"activity": False}, NOW)
+    assert rt.send_now("client_new_message", person("usr_2"), now=NOW) == "skipped"
+    assert rt.send_now("client_welcome", person("usr_3"), idempotency_key="once", now=NOW) == "sent"
+    assert rt.send_now("client_welcome", person("usr_3"), idempotency_key="once", now=NOW) == "duplicate"
+    assert standin.sends_by_key()["once"] == 1 and len(standin.requests) == 2
+
+
+def test_send_now_leaves_other_due_rows_to_the_sweep(rt: Any, standin: CourierStandin) -> None:
+    rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)  # two sends due now
+    assert rt.send_now("client_welcome", person("usr_1"), now=NOW) == "sent"
+    assert rt.sweep(NOW) == 2  # still there for the sweep, not parked as `queued` with nobody to deliver them
+    assert sorted(r["notification"] for r in rt.store.list(status=["sent"])) == [
+        "client_booking_confirmation", "client_welcome", "practitioner_booking_notification"]
+
+
+def test_the_same_booking_confirmed_twice_has_one_set_of_reminders(rt: Any) -> None:
+    start = NOW + timedelta(days=3)
+    first = rt.emit(booking_confirmed("evt_1", "bk_1", start, NOW), now=NOW)
+    again = rt.emit(booking_confirmed("evt_1b", "bk_1", start, NOW), now=NOW)  # the app sent it again, new id
+    assert (first.scheduled, again.scheduled) == (6, 2)  # reminders share an idempotency key; the count says so
+    both = rt.ingest([booking_confirmed("evt_2", "bk_2", start, NOW), booking_confirmed("evt_2b", "bk_2", start, NOW)], now=NOW)
+    assert both.scheduled == 8
+    for bid in ("bk_1", "bk_2"):
+        reminders = [r for r in rt.store.list(notification="client_booking_reminder_24h", limit=100) if r["key"] == bid]
+        assert len(reminders) == 1, bid
