@@ -104,8 +104,11 @@ class Runtime:
         now = now or utcnow()
         for digest in self.store.due_digests(now):
             self._close_digest(digest, now)
-        ids = self.store.queue_due(now, requeue_after=timedelta(seconds=max(30, self.settings.courier_timeout * 3)),
-                                   stale_sending=timedelta(seconds=self.settings.courier_timeout * 4 + 30))
+        # A queued row whose task was lost, or a claim whose worker died, is handed out again. Doing
+        # it early is safe: a claim is atomic, and a second attempt carries the same Idempotency-Key.
+        timeout = self.settings.courier_timeout
+        ids = self.store.queue_due(now, requeue_after=timedelta(seconds=max(5.0, 2 * timeout)),
+                                   stale_sending=timedelta(seconds=2 * timeout + 5))
         for notification_id in ids:
             if self.enqueue is not None:
                 self.enqueue(notification_id)
@@ -128,12 +131,10 @@ class Runtime:
     def deliver(self, notification_id: int, now: datetime | None = None) -> str:
         """Claim one queued send and deliver it; returns the row's new status (or 'not claimed')."""
         now = now or utcnow()
-        claimed = self.store.claim(notification_id, now)
+        claimed, verdict = self.store.claim_checked(notification_id, now, lambda c, counts: self._check(c, counts, now))
         if claimed is None:
             return "not claimed"
-        verdict = self._check(claimed, now)
         if verdict.skip:
-            self.store.finish(claimed, "skipped", now, reason=verdict.skip)
             return "skipped"
         message = claimed.message
         if verdict.channels != claimed.channels and message:
@@ -153,17 +154,17 @@ class Runtime:
         log.error("failed %s #%d: %s", claimed.notification, claimed.id, outcome.error)
         return "failed"
 
-    def _check(self, claimed: Any, now: datetime) -> policy.Verdict:
+    def _check(self, claimed: Any, counts: Any, now: datetime) -> policy.Verdict:
+        """Preferences, throttle and rate limit, decided in the claim's transaction."""
         rule = self.config.notifications.get(claimed.notification)
         throttle = None
         if rule is not None and rule.throttle is not None:
-            count = self.store.sent_count(claimed.notification, claimed.recipient_id, claimed.throttle_key, now - rule.throttle.window)
-            throttle = (count, rule.throttle.limit)
+            throttle = (counts.sent(claimed.throttle_key, now - rule.throttle.window), rule.throttle.limit)
         rate = None
         if self.config.rate_limit is not None:
             optional = [c for c, cat in self.config.categories.items() if cat.opt_out]
-            rate = self.store.recent_count(claimed.recipient_id, now - self.config.rate_limit.window, optional)
-        prefs = self.store.preferences(claimed.recipient_id)
+            rate = counts.recent(now - self.config.rate_limit.window, optional)
+        prefs = counts.preferences()
         category = rule.category if rule else claimed.category
         return policy.check(self.config, claimed.notification, category, claimed.channels, prefs, throttle, rate)
 

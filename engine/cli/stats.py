@@ -25,18 +25,19 @@ def command(since: str, fmt: str, config_path: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     rt = runtime(config_path)
-    per: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # One line per notification, and per A/B variant where a rule declares variants.
+    per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rt.store.stats(utcnow() - window):
-        counts = per[row["notification"]]
+        counts = per[(row["notification"], row.get("variant") or "")]
         counts[row["status"]] += row["count"]
         if row["delivery_status"]:
             counts[row["delivery_status"]] += row["count"]
     summary = []
-    for name in sorted(per):
-        c = per[name]
+    for name, variant in sorted(per):
+        c = per[(name, variant)]
         attempted = c["sent"] + c["failed"]
         summary.append({
-            "notification": name, **dict(c),
+            "notification": name, "variant": variant or None, **dict(c),
             # A row keeps only its furthest delivery status: an opened or clicked message was delivered too.
             "delivery_rate": round(sum(c[d] for d in DELIVERED) / c["sent"], 4) if c["sent"] else None,
             "failure_rate": round(c["failed"] / attempted, 4) if attempted else None,
@@ -50,9 +51,10 @@ def command(since: str, fmt: str, config_path: str | None) -> None:
     cols = ["scheduled", "sent", "delivered", "failed", "cancelled", "skipped"]
     table = Table(title=f"Notifications since {since} ago")
     table.add_column("notification")
+    table.add_column("variant")
     for col in cols + ["delivery", "failure"]:
         table.add_column(col, justify="right")
     for s in summary:
         rate = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-        table.add_row(s["notification"], *[str(s.get(c, 0)) for c in cols], rate(s["delivery_rate"]), rate(s["failure_rate"]))
+        table.add_row(s["notification"], s["variant"] or "", *[str(s.get(c, 0)) for c in cols], rate(s["delivery_rate"]), rate(s["failure_rate"]))
     Console().print(table)

@@ -5,6 +5,7 @@ Refused requests change nothing; an accepted batch is committed before the 202 g
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import html
 import ipaddress
@@ -111,12 +112,17 @@ def build_app(runtime: Runtime) -> Starlette:
         if settings.ingest_secret and signature:
             try:
                 verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
-                return None
             except SignatureError as exc:
                 return str(exc)
+            return None if first_use("ingest", signature) else "signature already used (a replayed request)"
         if open_hook and _is_loopback(request):
             return None
         return "missing or invalid credentials"
+
+    def first_use(kind: str, header: str) -> bool:
+        """A verified signature may be used once within the window its timestamp allows."""
+        digest = hashlib.sha256(f"{kind}:{header}".encode()).hexdigest()
+        return runtime.store.remember_signature(digest, utcnow(), timedelta(seconds=2 * settings.signature_tolerance_s))
 
     def admin(request: Request) -> bool:
         if settings.ingest_token:
@@ -136,7 +142,7 @@ def build_app(runtime: Runtime) -> Starlette:
                 body = await read_body(request, settings.max_body_bytes)
             except BodyTooLarge:
                 return error(413, f"the body is larger than {settings.max_body_bytes} bytes")
-            why = authorized(request, body)
+            why = await run_in_threadpool(authorized, request, body)
             if why:
                 return error(401, why)
             try:
@@ -175,6 +181,8 @@ def build_app(runtime: Runtime) -> Starlette:
             verify_courier(settings.webhook_secret, request.headers.get("courier-signature"), body, utcnow(), settings.signature_tolerance_s)
         except SignatureError as exc:
             return error(401, str(exc))
+        if not await run_in_threadpool(first_use, "courier", request.headers.get("courier-signature", "")):
+            return error(401, "signature already used (a replayed request)")
         try:
             payload = parse_json(body)
         except ValueError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,7 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from .codec import Codec
-from .tables import digest_items, digests, events, history, metadata, notifications, preferences, recipients, webhook_receipts
+from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
+                     signature_receipts, webhook_receipts)
 
 DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
 PENDING = ("scheduled", "queued")
@@ -56,6 +57,39 @@ class Claimed:
     message: dict[str, Any]
     attempts: int
     send_at: datetime
+    claimed_at: datetime | None = None
+
+
+class Counts:
+    """Counts made inside a claim's transaction: what was sent within a window, plus what other
+    workers are sending right now (their claims committed before this one, in order)."""
+
+    def __init__(self, conn: Any, claimed: Claimed):
+        self.conn, self.claimed = conn, claimed
+
+    def _taken(self, since: datetime) -> Any:
+        n = notifications.c
+        return or_(and_(n.status == "sent", n.sent_at > since), and_(n.status == "sending", n.id != self.claimed.id))
+
+    def sent(self, throttle_key: str | None, since: datetime) -> int:
+        """Of this notification, to this recipient, with this throttle key."""
+        n = notifications.c
+        return self.conn.scalar(select(func.count()).where(
+            n.notification == self.claimed.notification, n.recipient_id == self.claimed.recipient_id,
+            n.throttle_key == throttle_key, self._taken(since))) or 0
+
+    def preferences(self) -> dict[str, bool]:
+        """The recipient's preferences, read in the same transaction (a second connection would
+        wait on this transaction's lock on SQLite)."""
+        rows = self.conn.execute(select(preferences.c.key, preferences.c.enabled)
+                                 .where(preferences.c.recipient_id == self.claimed.recipient_id))
+        return {k: bool(v) for k, v in rows}
+
+    def recent(self, since: datetime, categories: Sequence[str]) -> int:
+        """To this recipient, in these categories."""
+        n = notifications.c
+        return self.conn.scalar(select(func.count()).where(
+            n.recipient_id == self.claimed.recipient_id, n.category.in_(list(categories)), self._taken(since))) or 0
 
 
 class Store:
@@ -135,7 +169,7 @@ class Store:
         return {
             "notification": s.notification, "recipient_id": s.recipient_id, "event_id": s.event_id or None,
             "key": s.key, "category": s.category, "channels": list(s.channels), "template_key": s.template_key,
-            "template": s.template, "idempotency_key": s.idempotency_key, "throttle_key": s.throttle_key,
+            "template": s.template, "variant": s.variant, "idempotency_key": s.idempotency_key, "throttle_key": s.throttle_key,
             "payload": self.codec.dumps(message) if message else None, "send_at": s.send_at,
             "status": s.status, "reason": s.reason, "attempts": 0, "created_at": now, "updated_at": now,
         }
@@ -255,6 +289,17 @@ class Store:
 
     def claim(self, notification_id: int, now: datetime) -> Claimed | None:
         """Atomically take a queued row for sending; None if it was cancelled or taken."""
+        return self.claim_checked(notification_id, now)[0]
+
+    def claim_checked(self, notification_id: int, now: datetime,
+                      check: Callable[[Claimed, "Counts"], Any] | None = None) -> tuple[Claimed | None, Any]:
+        """Atomically take a queued row for sending; (None, None) if it was cancelled or taken.
+
+        `check(claimed, counts)` runs inside the same transaction, serialized per recipient, and
+        returns a verdict; when `verdict.skip` is set the row is recorded as skipped with that
+        reason instead. Counting and claiming together is what keeps rate limits and throttles
+        exact when many workers deliver to one recipient at once.
+        """
         n = notifications.c
         with self.engine.begin() as conn:
             row = conn.execute(update(notifications).where(n.id == notification_id, n.status == "queued")
@@ -262,10 +307,20 @@ class Store:
                                .returning(n.id, n.notification, n.recipient_id, n.category, n.channels, n.throttle_key,
                                           n.idempotency_key, n.payload, n.attempts, n.send_at)).first()
             if row is None:
-                return None
-            conn.execute(insert(history).values(notification_id=row.id, status="sending", reason=f"attempt {row.attempts}", at=now))
-        return Claimed(row.id, row.notification, row.recipient_id, row.category, tuple(row.channels), row.throttle_key,
-                       row.idempotency_key, self.codec.loads(row.payload) or {}, row.attempts, utc(row.send_at))  # type: ignore[arg-type]
+                return None, None
+            claimed = Claimed(row.id, row.notification, row.recipient_id, row.category, tuple(row.channels), row.throttle_key,
+                              row.idempotency_key, self.codec.loads(row.payload) or {}, row.attempts, utc(row.send_at), now)  # type: ignore[arg-type]
+            verdict = None
+            if check is not None:
+                if self.dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE already serializes writers
+                    conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(row.recipient_id, 0))))
+                verdict = check(claimed, Counts(conn, claimed))
+            if verdict is not None and getattr(verdict, "skip", None):
+                conn.execute(update(notifications).where(n.id == row.id).values(status="skipped", reason=verdict.skip, updated_at=now))
+                conn.execute(insert(history).values(notification_id=row.id, status="skipped", reason=verdict.skip, at=now))
+            else:
+                conn.execute(insert(history).values(notification_id=row.id, status="sending", reason=f"attempt {row.attempts}", at=now))
+        return claimed, verdict
 
     def finish(self, claimed: Claimed, status: str, now: datetime, *, reason: str | None = None,
                request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> bool:
@@ -287,19 +342,13 @@ class Store:
         return bool(done)
 
     # -- send-time checks ---------------------------------------------------------------------------
-    def sent_count(self, notification: str, recipient_id: str, throttle_key: str | None, since: datetime) -> int:
-        n = notifications.c
-        with self.engine.connect() as conn:
-            return conn.scalar(select(func.count()).where(
-                n.notification == notification, n.recipient_id == recipient_id, n.throttle_key == throttle_key,
-                n.status == "sent", n.sent_at > since)) or 0
-
-    def recent_count(self, recipient_id: str, since: datetime, categories: Sequence[str]) -> int:
-        n = notifications.c
-        with self.engine.connect() as conn:
-            return conn.scalar(select(func.count()).where(
-                n.recipient_id == recipient_id, n.status == "sent", n.sent_at > since,
-                n.category.in_(list(categories)))) or 0
+    def remember_signature(self, signature: str, now: datetime, window: timedelta) -> bool:
+        """Record a request signature; False when it was seen within `window` (a replay)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(signature_receipts).where(signature_receipts.c.seen_at < now - window))
+            new = conn.execute(self._insert(signature_receipts).values(signature=signature[:128], seen_at=now)
+                               .on_conflict_do_nothing().returning(signature_receipts.c.signature)).first()
+        return new is not None
 
     def preferences(self, recipient_id: str) -> dict[str, bool]:
         with self.engine.connect() as conn:
@@ -365,7 +414,7 @@ class Store:
              with_payload: bool = False) -> list[dict[str, Any]]:
         n = notifications.c
         cols = [n.id, n.notification, n.recipient_id, n.event_id, n.key, n.category, n.channels, n.template_key,
-                n.template, n.idempotency_key, n.send_at, n.status, n.reason, n.attempts, n.sent_at,
+                n.template, n.variant, n.idempotency_key, n.send_at, n.status, n.reason, n.attempts, n.sent_at,
                 n.request_id, n.delivery_status, n.last_error, n.created_at]
         if with_payload:
             cols.append(n.payload)
@@ -399,9 +448,10 @@ class Store:
     def stats(self, since: datetime) -> list[dict[str, Any]]:
         n = notifications.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(n.notification, n.status, n.delivery_status, func.count())
-                                .where(n.created_at >= since).group_by(n.notification, n.status, n.delivery_status)).all()
-        return [{"notification": a, "status": b, "delivery_status": c, "count": d} for a, b, c, d in rows]
+            rows = conn.execute(select(n.notification, n.variant, n.status, n.delivery_status, func.count())
+                                .where(n.created_at >= since)
+                                .group_by(n.notification, n.variant, n.status, n.delivery_status)).all()
+        return [{"notification": a, "variant": v, "status": b, "delivery_status": c, "count": d} for a, v, b, c, d in rows]
 
     def counts_by_status(self) -> dict[str, int]:
         n = notifications.c

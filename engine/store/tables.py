@@ -93,6 +93,7 @@ notifications = Table(
     Column("channels", JSON, nullable=False),
     Column("template_key", String(200)),
     Column("template", String(300)),
+    Column("variant", String(100)),  # the A/B variant, for rules that declare variants
     Column("idempotency_key", String(500), nullable=False),
     Column("throttle_key", String(500)),
     Column("payload", Text),  # the Courier message, JSON (encrypted when a key is set)
@@ -146,6 +147,14 @@ digest_items = Table(
     Column("item", Text, nullable=False),  # the event's data, JSON (encrypted when a key is set)
     _ts("occurred_at", False),
     Index("ix_digest_items_bucket", "bucket"),
+)
+
+signature_receipts = Table(
+    # Signatures seen within the tolerance window: a replayed request is refused.
+    "signature_receipts", metadata,
+    Column("signature", String(128), primary_key=True),
+    _ts("seen_at", False),
+    Index("ix_signature_receipts_seen_at", "seen_at"),
 )
 
 webhook_receipts = Table(

@@ -25,7 +25,7 @@ from engine.store.tables import digests, events, history, metadata, notification
 from .support import NOW, booking_cancelled, booking_confirmed, booking_rescheduled, payment_succeeded, person
 
 TABLES = {"events", "recipients", "preferences", "notifications", "notification_history", "digests",
-          "digest_items", "webhook_receipts", "alembic_version"}
+          "digest_items", "webhook_receipts", "signature_receipts", "alembic_version"}
 
 
 def make_event(eid: str | None = None, at: datetime = NOW) -> Event:
@@ -105,7 +105,7 @@ class StoreContract:
             upgrade(engine)  # again: nothing changes, nothing is lost
             upgrade(engine)
             with engine.connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0001"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0002"]
             assert store.preferences("usr_1") == {"client_welcome": False}
             # The migrated schema is the one the code declares: autogenerate finds nothing to add.
             from alembic.autogenerate import compare_metadata
@@ -121,7 +121,7 @@ class StoreContract:
         try:
             run_threads(3, lambda i: upgrade(engines[i]))
             with engines[0].connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0001"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0002"]
         finally:
             for e in engines:
                 e.dispose()
