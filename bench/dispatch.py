@@ -1,0 +1,151 @@
+"""dispatch_ratio and dispatch_latency_ratio: sends per second through the engine's delivery path.
+
+The engine side is Runtime.deliver (claim, send-time checks, CourierBackend with the trycourier
+SDK, finish) on `concurrency` threads, as Huey's thread workers run it, over rows already queued
+in a scratch SQLite store; the Courier stand-in of the tests (tests/support/courier_standin.py)
+answers in a process of its own. The limit is the raw HTTP client: one shared httpx.Client (the
+SDK's own connection limits) posting the very same Courier bodies, with an Idempotency-Key, on the
+same number of threads. Rounds alternate and the best of each side counts.
+
+dispatch_latency_ratio: the same engine path with 50 ms added at the stand-in, divided by the
+ideal concurrency / 0.05 s.
+
+`--store pg`: the engine side on PostgreSQL (reported, no target).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import nullcontext
+from typing import Any, Callable
+
+from .common import (COURIER_TOKEN, EventMaker, Standin, emit, log, module_args, postgres_database, profiler, runtime,
+                     scratch, utcnow)
+
+CONCURRENCY = 8
+LATENCY = 0.05
+
+
+def run_threads(items: list[Any], work: Callable[[Any], str], concurrency: int, limit_s: float) -> tuple[float, dict[str, int]]:
+    """Run work(item) on `concurrency` threads until done (or `limit_s`); (elapsed, outcome counts)."""
+    lock = threading.Lock()
+    it = iter(items)
+    counts: dict[str, int] = {}
+    deadline = time.perf_counter() + limit_s
+
+    def loop() -> None:
+        while time.perf_counter() < deadline:
+            with lock:
+                item = next(it, None)
+            if item is None:
+                return
+            try:
+                outcome = work(item)
+            except Exception as exc:  # a benchmark records, it does not stop
+                outcome = f"error:{type(exc).__name__}"
+            with lock:
+                counts[outcome] = counts.get(outcome, 0) + 1
+
+    threads = [threading.Thread(target=loop) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, counts
+
+
+def queued_rows(rt, n: int) -> list[tuple[int, dict, str]]:
+    """At least n sends due now, queued: (id, Courier body, idempotency key)."""
+    from engine.core.decide import decide
+
+    maker = EventMaker(rt.config, prefix=f"evt_dispatch_{int(time.time())}", people=10**6, types=("booking.confirmed",))
+    ids: list[int] = []
+    while len(ids) < n:
+        now = utcnow()
+        events = rt.parse(maker.batch(min(500, (n - len(ids)) // 2 + 1), now))
+        renderer = rt.renderer(now)
+        rt.store.ingest([(e, decide(rt.config, e, now, renderer)) for e in events], now)
+        ids += rt.store.queue_due(utcnow(), limit=n - len(ids))
+    rows = {r["id"]: r for r in rt.store.list(status=["queued"], limit=10**7, with_payload=True)}
+    return [(i, rows[i]["message"], rows[i]["idempotency_key"]) for i in ids]
+
+
+def main() -> None:
+    p = module_args(__doc__.splitlines()[0])
+    p.add_argument("--store", choices=["sqlite", "pg"], default="sqlite")
+    p.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    args = p.parse_args()
+    c = args.concurrency
+    n, n_lat, rounds = (500, 300, 2) if args.quick else (2000, 1000, 3)
+    prof = profiler(args.profile)
+    import httpx
+
+    from engine.delivery import CourierBackend
+
+    with scratch() as workdir, (postgres_database() if args.store == "pg" else nullcontext(None)) as pg:
+        out: dict[str, Any] = {"store": "postgresql" if pg else "sqlite", "concurrency": c, "sends_per_round": n}
+        with Standin(0.0) as standin:
+            rt = runtime(workdir, pg, backend=CourierBackend(COURIER_TOKEN, standin.url, 10.0))
+            log(f"dispatch: preparing {n * rounds + n_lat + 20} queued sends")
+            rows = queued_rows(rt, n * rounds + n_lat + 20)
+            warm, rows = rows[:20], rows[20:]
+            client = httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+
+            def raw(row: tuple[int, dict, str], tag: str) -> str:
+                r = client.post(f"{standin.url}/send", content=json.dumps(row[1]).encode(),
+                                headers={"Authorization": f"Bearer {COURIER_TOKEN}", "Idempotency-Key": f"{tag}:{row[2]}",
+                                         "Content-Type": "application/json"})
+                return "sent" if r.status_code == 202 else f"http {r.status_code}"
+
+            for row in warm:  # first connections, imports
+                rt.deliver(row[0])
+                raw(row, "warm")
+            engine_rates, raw_rates, engine_counts = [], [], {}
+            for r in range(rounds):
+                chunk = rows[r * n:(r + 1) * n]
+                elapsed, counts = run_threads(chunk, lambda row: raw(row, f"raw{r}"), c, 120)
+                raw_rates.append(counts.get("sent", 0) / elapsed)
+                if r == rounds - 1:
+                    prof.start()
+                elapsed, engine_counts = run_threads(chunk, lambda row: rt.deliver(row[0]), c, 120)
+                if r == rounds - 1:
+                    prof.stop()
+                engine_rates.append(engine_counts.get("sent", 0) / elapsed)
+                log(f"dispatch round {r + 1}: raw {raw_rates[-1]:.0f}/s, engine {engine_rates[-1]:.0f}/s {engine_counts}")
+            lat_rows = rows[rounds * n:]
+        with Standin(LATENCY) as slow:
+            rt.backend = CourierBackend(COURIER_TOKEN, slow.url, 10.0)
+            client = httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+            standin = slow
+            half = len(lat_rows) // 2
+            rt.deliver(lat_rows[0][0])
+            elapsed, lat_counts = run_threads(lat_rows[1:half + 1], lambda row: rt.deliver(row[0]), c, 120)
+            lat_engine = lat_counts.get("sent", 0) / elapsed
+            elapsed, counts = run_threads(lat_rows[half + 1:], lambda row: raw(row, "rawlat"), c, 120)
+            lat_raw = counts.get("sent", 0) / elapsed
+            log(f"dispatch with {LATENCY * 1000:.0f} ms: engine {lat_engine:.1f}/s, raw {lat_raw:.1f}/s, ideal {c / LATENCY:.0f}/s")
+        rt.store.engine.dispose()
+    prof.write()
+    ideal = c / LATENCY
+    out.update({
+        "raw_sends_per_s": round(max(raw_rates), 1),
+        "engine_sends_per_s": round(max(engine_rates), 1),
+        "raw_rounds": [round(x, 1) for x in raw_rates],
+        "engine_rounds": [round(x, 1) for x in engine_rates],
+        "engine_outcomes_last_round": engine_counts,
+        "dispatch_ratio": round(max(engine_rates) / max(raw_rates), 4),
+        "latency_s": LATENCY,
+        "latency_engine_sends_per_s": round(lat_engine, 1),
+        "latency_raw_sends_per_s": round(lat_raw, 1),
+        "latency_ideal_sends_per_s": ideal,
+        "latency_engine_outcomes": lat_counts,
+        "dispatch_latency_ratio": round(lat_engine / ideal, 4),
+    })
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()
