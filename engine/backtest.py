@@ -22,7 +22,7 @@ from .store.tables import events
 
 
 def recorded_events(store: Store, since: datetime) -> list[tuple[int, Any]]:
-    with store.engine.connect() as conn:
+    with store.reader.connect() as conn:
         payloads = conn.scalars(select(events.c.payload).where(events.c.occurred_at >= since)
                                 .order_by(events.c.occurred_at, events.c.id)).all()
     return [(i, store.codec.loads(p)) for i, p in enumerate(payloads, 1)]

@@ -82,13 +82,18 @@ def lint_across_rules(config: Config) -> list[Problem]:
     found: list[Problem] = []
     rules = [r for r in config.notifications.values() if r.enabled]
     view = SchemaView(config.definitions)
+    # Only rules with the same trigger and audience can collide: compare within those groups.
+    groups: dict[tuple[str, str], list[Notification]] = {}
+    for r in rules:
+        for trigger in r.triggers:
+            groups.setdefault((trigger, r.audience), []).append(r)
     for rule in rules:
         mark = rule.mark or Mark(config.root)
         event = _example_event(config, rule)
         sends = _scheduled(config, rule, event) if event else []
         # 1. Two rules sending the same template to the same person close together.
-        for other in rules:
-            if other.id <= rule.id or event is None or event.type not in other.triggers or other.audience != rule.audience:
+        for other in groups.get((event.type, rule.audience), []) if event else []:
+            if other.id <= rule.id:
                 continue
             shared = set(rule.template.keys()) & set(other.template.keys())
             if not shared:

@@ -95,7 +95,7 @@ class Runtime:
         renderer = self.renderer(now)
         batch = [(e, decide(self.config, e, now, renderer)) for e in events]
         result = self.store.ingest(batch, now)
-        log.info("ingested %d event(s), %d duplicate(s), %d send(s) scheduled, %d cancelled",
+        log.debug("ingested %d event(s), %d duplicate(s), %d send(s) scheduled, %d cancelled",
                  len(result.accepted), len(result.duplicates), result.scheduled, result.cancelled)
         return result
 
@@ -143,7 +143,7 @@ class Runtime:
         done = utcnow() if now is None else now
         if outcome.status == "sent":
             self.store.finish(claimed, "sent", done, request_id=outcome.request_id)
-            log.info("sent %s #%d via %s (%s)", claimed.notification, claimed.id, self.backend.name, outcome.request_id)
+            log.debug("sent %s #%d via %s (%s)", claimed.notification, claimed.id, self.backend.name, outcome.request_id)
             return "sent"
         if outcome.status == "retry" and claimed.attempts < self.settings.max_attempts:
             retry_at = done + timedelta(seconds=backoff(claimed.attempts, outcome.retry_after))

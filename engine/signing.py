@@ -49,7 +49,7 @@ def verify_ingest(secret: str, header: str | None, body: bytes, now: datetime, t
     if abs(now.timestamp() - t) > tolerance_s:
         raise SignatureError("signature timestamp outside the tolerance")
     expected = _hex(secret, stamp.encode() + b"." + body)
-    if not any(hmac.compare_digest(expected, s) for s in sigs):
+    if not any(hmac.compare_digest(expected.encode(), s.encode("utf-8", "surrogatepass")) for s in sigs):
         raise SignatureError("signature does not match")
     return t
 
@@ -68,7 +68,7 @@ def verify_courier(secret: str, header: str | None, body: bytes, now: datetime, 
     if abs(now.timestamp() * 1000 - int(stamp)) > tolerance_s * 1000:
         raise SignatureError("signature timestamp outside the tolerance")
     expected = _hex(secret, stamp.encode() + b"." + body)
-    if not any(hmac.compare_digest(expected, s) for s in sigs):
+    if not any(hmac.compare_digest(expected.encode(), s.encode("utf-8", "surrogatepass")) for s in sigs):
         raise SignatureError("signature does not match")
     return int(stamp)
 
@@ -98,7 +98,7 @@ def read_unsubscribe_token(secret: str, token: str, now: datetime) -> Unsubscrib
     body, _, sig = (token or "").partition(".")
     if not body or not sig:
         raise SignatureError("malformed unsubscribe token")
-    if not hmac.compare_digest(_hex("unsubscribe:" + secret, body.encode()), sig):
+    if not hmac.compare_digest(_hex("unsubscribe:" + secret, body.encode("utf-8", "surrogatepass")).encode(), sig.encode("utf-8", "surrogatepass")):
         raise SignatureError("unsubscribe token is not valid")
     try:
         payload = json.loads(_unb64(body))

@@ -177,13 +177,13 @@ def test_an_expression_is_at_most_2000_characters() -> None:
 
 # -- static analysis (what `engine validate` checks) --------------------------------------------
 def test_analyse_lists_the_fields_read() -> None:
-    assert analyse("booking.start_time | local_time(client.timezone)", expression=True) == [
+    assert list(analyse("booking.start_time | local_time(client.timezone)", expression=True)) == [
         Reference(("booking", "start_time")), Reference(("client", "timezone")),
     ]
-    assert analyse("{{ booking['service']['name'] }}", expression=False) == [Reference(("booking", "service", "name"))]
-    assert analyse("{{ items[0].payment.currency }}", expression=False) == [Reference(("items", "payment", "currency"), index=True)]
+    assert list(analyse("{{ booking['service']['name'] }}", expression=False)) == [Reference(("booking", "service", "name"))]
+    assert list(analyse("{{ items[0].payment.currency }}", expression=False)) == [Reference(("items", "payment", "currency"), index=True)]
     # loop variables are local, the iterable is read
-    assert analyse("{% for i in items %}{{ i.payment.id }}{% endfor %}", expression=False) == [Reference(("items",))]
+    assert list(analyse("{% for i in items %}{{ i.payment.id }}{% endfor %}", expression=False)) == [Reference(("items",))]
 
 
 @pytest.mark.parametrize("source, statement", [

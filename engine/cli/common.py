@@ -13,8 +13,10 @@ from ..settings import Settings, SettingsError
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("ENGINE_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("ENGINE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The Courier SDK logs whole requests (addresses, names, template data) at DEBUG: never let it.
+    logging.getLogger("courier").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def settings(config_path: str | None = None) -> Settings:

@@ -59,12 +59,13 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
             when = parse_instant(occurred)
         except (ValueError, TypeError) as exc:
             problems.append((f"{where}.occurred_at", str(exc)))
-    if "type" in raw and event_type not in config.events:
+    known = isinstance(event_type, str) and event_type in config.events
+    if "type" in raw and not known:
         problems.append((f"{where}.type", f"unknown event type {event_type!r}"))
     data = raw.get("data")
     if "data" in raw and not isinstance(data, Mapping):
         problems.append((f"{where}.data", "must be an object"))
-    elif event_type in config.events and isinstance(data, Mapping):
+    elif known and isinstance(data, Mapping):
         prefix = (where + ".data")
         for path, message in schema_errors(_validators(config)[event_type], data):
             problems.append((prefix + path[1:], message))

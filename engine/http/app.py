@@ -62,11 +62,22 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ValueError(f"the body is not UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
         raise ValueError("the body is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    try:  # "\ud800" decodes to a lone surrogate, which nothing downstream can store or send
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the body holds an escaped lone surrogate (such as \\ud800), which is not text") from None
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"the body is not JSON: {name} is not a JSON number")
 
 
 def _is_loopback(request: Request) -> bool:
@@ -111,17 +122,18 @@ def build_app(runtime: Runtime) -> Starlette:
         signature = request.headers.get("x-engine-signature")
         if settings.ingest_secret and signature:
             try:
-                verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
+                stamp = verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
             except SignatureError as exc:
                 return str(exc)
-            return None if first_use("ingest", signature) else "signature already used (a replayed request)"
+            return None if first_use("ingest", stamp, body) else "signature already used (a replayed request)"
         if open_hook and _is_loopback(request):
             return None
         return "missing or invalid credentials"
 
-    def first_use(kind: str, header: str) -> bool:
-        """A verified signature may be used once within the window its timestamp allows."""
-        digest = hashlib.sha256(f"{kind}:{header}".encode()).hexdigest()
+    def first_use(kind: str, stamp: int, body: bytes) -> bool:
+        """A signed request (its timestamp and body: what the signature covers, however the header
+        is spelled) is accepted once within the window its timestamp allows."""
+        digest = hashlib.sha256(f"{kind}:{stamp}.".encode() + body).hexdigest()
         return runtime.store.remember_signature(digest, utcnow(), timedelta(seconds=2 * settings.signature_tolerance_s))
 
     def admin(request: Request) -> bool:
@@ -178,10 +190,11 @@ def build_app(runtime: Runtime) -> Starlette:
         if not settings.webhook_secret:
             return error(401, "webhooks are refused: COURIER_WEBHOOK_SECRET is not set")
         try:
-            verify_courier(settings.webhook_secret, request.headers.get("courier-signature"), body, utcnow(), settings.signature_tolerance_s)
+            stamp = verify_courier(settings.webhook_secret, request.headers.get("courier-signature"), body, utcnow(),
+                                   settings.signature_tolerance_s)
         except SignatureError as exc:
             return error(401, str(exc))
-        if not await run_in_threadpool(first_use, "courier", request.headers.get("courier-signature", "")):
+        if not await run_in_threadpool(first_use, "courier", stamp, body):
             return error(401, "signature already used (a replayed request)")
         try:
             payload = parse_json(body)

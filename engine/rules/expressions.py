@@ -314,7 +314,8 @@ class Reference:
     index: bool = False
 
 
-def analyse(source: str, *, expression: bool) -> list[Reference]:
+@functools.lru_cache(maxsize=16_384)
+def analyse(source: str, *, expression: bool) -> tuple[Reference, ...]:
     """The context fields an expression reads; raises ExpressionError for anything refused."""
     tree = _parse(source, expression=expression)
     compile_expression(source) if expression else compile_template(source)
@@ -340,7 +341,7 @@ def analyse(source: str, *, expression: bool) -> list[Reference]:
                 break
             node = parent
         refs.append(Reference(tuple(path), index))
-    return refs
+    return tuple(refs)
 
 
 def _parent_map(tree: nodes.Node) -> dict[int, nodes.Node]:

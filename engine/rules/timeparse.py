@@ -19,6 +19,8 @@ def parse_instant(text: str) -> datetime:
     """An RFC 3339 date-time with an offset, as an aware datetime; ValueError otherwise."""
     if not isinstance(text, str) or not _INSTANT.match(text):
         raise ValueError(f"{text!r} is not an RFC 3339 date-time with an offset (e.g. 2026-03-01T10:00:00Z)")
+    if not 1900 <= int(text[:4]) <= 9000:  # arithmetic near year 1 or 9999 overflows datetime
+        raise ValueError(f"{text!r} is outside the years 1900 to 9000")
     return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
 
 

@@ -95,6 +95,7 @@ class Counts:
 class Store:
     def __init__(self, engine: Engine, codec: Codec | None = None):
         self.engine = engine
+        self.reader = engine.execution_options(read_only=True)  # for transactions that only read
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
 
@@ -117,36 +118,34 @@ class Store:
         ids = [e.id for e, _ in batch]
         scheduled = cancelled_count = 0
         with self.engine.begin() as conn:
-            existing = set(conn.scalars(select(events.c.id).where(events.c.id.in_(ids))))
             fresh: list[tuple[Event, Sequence[Decision]]] = []
             seen: set[str] = set()
             for event, decisions in batch:
-                if event.id in existing or event.id in seen:
-                    continue
-                seen.add(event.id)
-                fresh.append((event, decisions))
-            if fresh:
-                # ON CONFLICT: the same id may be committed by a concurrent request after the check above
-                # (a client retrying a slow POST); that makes it a duplicate here, not an error.
-                inserted = set(conn.scalars(self._insert(events).on_conflict_do_nothing(index_elements=["id"])
-                                            .returning(events.c.id), [
-                    {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "received_at": now,
-                     "payload": self.codec.dumps(e.envelope())} for e, _ in fresh
-                ]))
-                fresh = [(e, d) for e, d in fresh if e.id in inserted]
+                if event.id not in seen:
+                    seen.add(event.id)
+                    fresh.append((event, decisions))
+            # ON CONFLICT: an id stored before (or by a concurrent request a moment ago) is a duplicate.
+            inserted = set(conn.scalars(self._insert(events).on_conflict_do_nothing(index_elements=["id"])
+                                        .returning(events.c.id), [
+                {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "received_at": now,
+                 "payload": self.codec.dumps(e.envelope())} for e, _ in fresh
+            ]))
+            fresh = [(e, d) for e, d in fresh if e.id in inserted]
             people: dict[str, Mapping[str, Any]] = {}
             rows: list[dict[str, Any]] = []
+            pending: set[tuple[str, str | None]] = set()  # (notification, key) of the rows not yet inserted
             for event, decisions in fresh:
                 for d in decisions:
                     if isinstance(d, Cancel):
-                        if rows:
+                        if (d.notification, d.key) in pending:  # it must see those rows: insert them first
                             scheduled += len(self._insert_sends(conn, rows, now))
-                        rows = []
+                            rows, pending = [], set()
                         cancelled_count += self._cancel(conn, d, now)
                     elif isinstance(d, Send):
                         if d.replan and self._ended_by_cancel(conn, d):
                             continue
                         rows.append(self._send_row(d, now))
+                        pending.add((d.notification, d.key))
                         people[d.recipient_id] = d.recipient
                     elif isinstance(d, DigestItem):
                         self._collect(conn, d, event, now)
@@ -241,12 +240,12 @@ class Store:
         return len(found)
 
     def recipient(self, recipient_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             stored = conn.scalar(select(recipients.c.profile).where(recipients.c.id == recipient_id))
         return self.codec.loads(stored) if stored else None
 
     def recipient_by_email(self, email: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             for stored in conn.scalars(select(recipients.c.profile)):
                 person = self.codec.loads(stored)
                 if person.get("email", "").lower() == email.lower():
@@ -351,7 +350,7 @@ class Store:
         return new is not None
 
     def preferences(self, recipient_id: str) -> dict[str, bool]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(preferences.c.key, preferences.c.enabled).where(preferences.c.recipient_id == recipient_id))
             return {k: bool(v) for k, v in rows}
 
@@ -366,7 +365,7 @@ class Store:
 
     # -- digests ----------------------------------------------------------------------------------
     def due_digests(self, now: datetime, limit: int = 200) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(digests).where(digests.c.status == "collecting", digests.c.send_at <= now)
                                 .order_by(digests.c.send_at).limit(limit)).mappings().all()
             out = []
@@ -430,7 +429,7 @@ class Store:
         if notification:
             stmt = stmt.where(n.notification == notification)
         stmt = stmt.order_by(n.send_at, n.notification, n.recipient_id, n.id).limit(limit)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
         for r in rows:
             for k in ("send_at", "sent_at", "created_at"):
@@ -440,14 +439,14 @@ class Store:
         return rows
 
     def history(self, notification_id: int) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(history.c.status, history.c.reason, history.c.at)
                                 .where(history.c.notification_id == notification_id).order_by(history.c.id)).mappings()
             return [{**r, "at": utc(r["at"])} for r in rows]
 
     def stats(self, since: datetime) -> list[dict[str, Any]]:
         n = notifications.c
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(n.notification, n.variant, n.status, n.delivery_status, func.count())
                                 .where(n.created_at >= since)
                                 .group_by(n.notification, n.variant, n.status, n.delivery_status)).all()
@@ -455,7 +454,7 @@ class Store:
 
     def counts_by_status(self) -> dict[str, int]:
         n = notifications.c
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return {s: c for s, c in conn.execute(select(n.status, func.count()).group_by(n.status))}
 
     def cleanup(self, now: datetime, keep_notifications: timedelta | None, keep_events: timedelta | None) -> dict[str, int]:
@@ -473,6 +472,6 @@ class Store:
         return removed
 
     def event_count(self) -> int:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return conn.scalar(select(func.count()).select_from(events)) or 0
 
