@@ -283,11 +283,6 @@ def report(log: str, found: dict[str, list[str]]) -> str:
         f"  {kind}: {needle!r}  ...{context(log, needle)}..." for kind, values in found.items() for needle in values[:3])
 
 
-COURIER_SDK_DEBUG = (
-    "the Courier SDK (Stainless client, logger `courier._base_client`) logs every request at DEBUG as "
-    "'Request options: {... json_data: {message: {to: {email}, data: {...}}}}': with ENGINE_LOG_LEVEL=DEBUG the root "
-    "logger is at DEBUG (engine/cli/common.py setup_logging, logging.basicConfig) and every email address, name, "
-    "message preview and rendered value (unsubscribe and verification links included) lands in the log")
 
 
 @pytest.mark.parametrize("which", ["plain_flow", "encrypted_flow"])
