@@ -22,16 +22,13 @@ from .delivery import Backend, backend_for
 from .rules.loader import load
 from .rules.model import Config
 from .settings import Settings
+from .clock import utcnow
 from .signing import make_unsubscribe_token
 from .store.codec import Codec
 from .store.db import connect, upgrade
 from .store.repository import IngestResult, Store
 
 log = logging.getLogger("engine")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:

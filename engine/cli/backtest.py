@@ -7,10 +7,9 @@ from dataclasses import asdict
 
 import click
 
-from ..backtest import backtest
 from ..diff import markdown
 from ..rules.timeparse import parse_duration
-from ..runtime import utcnow
+from ..clock import utcnow
 from .common import config_option, runtime
 
 
@@ -25,6 +24,8 @@ def command(candidate: str, since: str, fmt: str, config_path: str | None) -> No
         window = parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
+    from ..backtest import backtest
+
     rt = runtime(config_path)
     try:
         now = utcnow()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 import os
 import sys
 
 import click
 
-from ..runtime import Runtime
 from ..settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 def setup_logging() -> None:
@@ -27,7 +31,9 @@ def settings(config_path: str | None = None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def runtime(config_path: str | None = None, *, migrate: bool = True) -> Runtime:
+def runtime(config_path: str | None = None, *, migrate: bool = True) -> "Runtime":
+    from ..runtime import Runtime  # the store, queue and Courier SDK load only for commands that use them
+
     try:
         return Runtime.create(settings(config_path), dict(os.environ), migrate=migrate)
     except ValueError as exc:

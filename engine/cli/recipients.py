@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..runtime import utcnow
+from ..clock import utcnow
 from .common import runtime
 
 REQUIRED = ("id", "email")

@@ -8,7 +8,7 @@ from collections import defaultdict
 import click
 
 from ..rules.timeparse import parse_duration
-from ..runtime import utcnow
+from ..clock import utcnow
 from .common import config_option, runtime
 
 DELIVERED = ("delivered", "opened", "clicked")

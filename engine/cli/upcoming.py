@@ -7,7 +7,7 @@ import json
 import click
 
 from ..rules.timeparse import format_instant, parse_duration
-from ..runtime import utcnow
+from ..clock import utcnow
 from .common import config_option, runtime
 
 

@@ -11,9 +11,11 @@ States of a notification row:
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -96,10 +98,23 @@ class Store:
     def __init__(self, engine: Engine, codec: Codec | None = None):
         self.engine = engine
         self.reader = engine.execution_options(read_only=True)  # for transactions that only read
+        # SQLite has one writer at a time: queue this process's writers on a lock instead of
+        # letting them spin in SQLite's busy handler (which sleeps up to 100 ms between tries).
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
 
     # -- helpers ------------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """A write transaction (committed on success, rolled back on error)."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
 
@@ -117,7 +132,7 @@ class Store:
             return IngestResult([], [], 0, 0)
         ids = [e.id for e, _ in batch]
         scheduled = cancelled_count = 0
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             fresh: list[tuple[Event, Sequence[Decision]]] = []
             seen: set[str] = set()
             for event, decisions in batch:
@@ -235,7 +250,7 @@ class Store:
 
     def import_recipients(self, people: Iterable[Mapping[str, Any]], now: datetime) -> int:
         found = {str(p["id"]): p for p in people}
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             self._upsert_recipients(conn, found, now)
         return len(found)
 
@@ -255,7 +270,7 @@ class Store:
     # -- scheduling -------------------------------------------------------------------------------
     def schedule_direct(self, send: Send, now: datetime) -> int | None:
         """Store one send made by code (not by an event); None when its idempotency key is taken."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             self._upsert_recipients(conn, {send.recipient_id: send.recipient}, now)
             # The id RETURNING gave, not max(id): another transaction may commit a higher id meanwhile.
             new_ids = self._insert_sends(conn, [self._send_row(send, now)], now)
@@ -281,7 +296,7 @@ class Store:
         pick = select(n.id).where(due).order_by(n.send_at).limit(limit)
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             ids = conn.scalars(update(notifications).where(n.id.in_(pick.scalar_subquery()), due)
                                .values(status="queued", queued_at=now, updated_at=now).returning(n.id)).all()
         return list(ids)
@@ -300,7 +315,7 @@ class Store:
         exact when many workers deliver to one recipient at once.
         """
         n = notifications.c
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(update(notifications).where(n.id == notification_id, n.status == "queued")
                                .values(status="sending", claimed_at=now, attempts=n.attempts + 1, updated_at=now)
                                .returning(n.id, n.notification, n.recipient_id, n.category, n.channels, n.throttle_key,
@@ -332,7 +347,7 @@ class Store:
             values["last_error"] = error[:1000]
         if retry_at is not None:
             values["send_at"] = retry_at
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             done = conn.execute(update(notifications).where(
                 n.id == claimed.id, n.status == "sending", n.attempts == claimed.attempts).values(**values)).rowcount
             if done:
@@ -343,7 +358,7 @@ class Store:
     # -- send-time checks ---------------------------------------------------------------------------
     def remember_signature(self, signature: str, now: datetime, window: timedelta) -> bool:
         """Record a request signature; False when it was seen within `window` (a replay)."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             conn.execute(delete(signature_receipts).where(signature_receipts.c.seen_at < now - window))
             new = conn.execute(self._insert(signature_receipts).values(signature=signature[:128], seen_at=now)
                                .on_conflict_do_nothing().returning(signature_receipts.c.signature)).first()
@@ -356,7 +371,7 @@ class Store:
 
     def set_preferences(self, recipient_id: str, values: Mapping[str, bool | None], now: datetime) -> dict[str, bool]:
         """Set (True/False) or clear (None) preference keys; returns the recipient's preferences."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             for key, enabled in values.items():
                 conn.execute(delete(preferences).where(preferences.c.recipient_id == recipient_id, preferences.c.key == key))
                 if enabled is not None:
@@ -380,7 +395,7 @@ class Store:
 
     def close_digest(self, bucket: str, send: Send, now: datetime) -> bool:
         """Close a digest and schedule its one send, atomically; False if another process did."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             done = conn.execute(update(digests).where(digests.c.bucket == bucket, digests.c.status == "collecting")
                                 .values(status="closed")).rowcount
             if done:
@@ -391,7 +406,7 @@ class Store:
     def record_delivery(self, request_id: str, status: str, now: datetime) -> str:
         """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale' or 'unknown'."""
         n = notifications.c
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             # RETURNING, not rowcount: SQLAlchemy does not promise a rowcount for INSERT (psycopg gives -1).
             inserted = conn.execute(self._insert(webhook_receipts).values(message_id=request_id, status=status, received_at=now)
                                     .on_conflict_do_nothing().returning(webhook_receipts.c.message_id)).first()
@@ -460,7 +475,7 @@ class Store:
     def cleanup(self, now: datetime, keep_notifications: timedelta | None, keep_events: timedelta | None) -> dict[str, int]:
         """Apply retention: delete finished notifications and events older than their periods."""
         removed = {"notifications": 0, "events": 0, "webhook_receipts": 0, "digests": 0}
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             if keep_notifications:
                 cutoff = now - keep_notifications
                 removed["notifications"] = conn.execute(delete(notifications).where(
