@@ -209,7 +209,8 @@ def build_app(runtime: Runtime) -> Starlette:
         if status is None:
             return JSONResponse({"ignored": True, "status": data["status"][:50]})
         outcome = await run_in_threadpool(runtime.store.record_delivery, data["id"][:200], status, utcnow())
-        return JSONResponse({"result": outcome})
+        # Unknown: the webhook may have overtaken the commit of its send. A 404 makes Courier retry.
+        return JSONResponse({"result": outcome}, status_code=404 if outcome == "unknown" else 200)
 
     async def unsubscribe(request: Request) -> Response:
         if not settings.secret_key:

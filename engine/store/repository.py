@@ -404,17 +404,20 @@ class Store:
 
     # -- webhooks ---------------------------------------------------------------------------------
     def record_delivery(self, request_id: str, status: str, now: datetime) -> str:
-        """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale' or 'unknown'."""
+        """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale' or 'unknown'.
+
+        'unknown' (no send with that request id yet: the webhook may have overtaken the commit of
+        the send) records nothing, so that Courier's retry of the webhook is applied later."""
         n = notifications.c
         with self._tx() as conn:
+            row = conn.execute(select(n.id, n.delivery_status).where(n.request_id == request_id)).first()
+            if row is None:
+                return "unknown"
             # RETURNING, not rowcount: SQLAlchemy does not promise a rowcount for INSERT (psycopg gives -1).
             inserted = conn.execute(self._insert(webhook_receipts).values(message_id=request_id, status=status, received_at=now)
                                     .on_conflict_do_nothing().returning(webhook_receipts.c.message_id)).first()
             if inserted is None:
                 return "duplicate"
-            row = conn.execute(select(n.id, n.delivery_status).where(n.request_id == request_id)).first()
-            if row is None:
-                return "unknown"
             if DELIVERY_RANK.get(row.delivery_status or "", 0) >= DELIVERY_RANK[status] and status != "undeliverable":
                 conn.execute(insert(history).values(notification_id=row.id, status=status, reason="out of order", at=now))
                 return "stale"

@@ -229,6 +229,17 @@ def test_out_of_order_webhooks_keep_the_furthest_status(http: httpx.Client, rt: 
     assert rt.store.list(notification="client_payment_receipt")[0]["delivery_status"] == "opened"
 
 
+def test_a_webhook_that_overtakes_its_send_is_a_404_and_its_retry_applies(http: httpx.Client, rt: Any) -> None:
+    early = {"type": "message:updated", "data": {"id": "1-not-yet-committed", "status": "DELIVERED"}}
+    r = webhook(http, early)
+    assert r.status_code == 404 and r.json() == {"result": "unknown"}  # Courier retries a non-2xx answer
+    time.sleep(0.002)  # a retry is signed anew
+    assert webhook(http, early).status_code == 404  # nothing was recorded: not a "duplicate"
+    row = sent_row(rt)
+    retry = {"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}
+    assert webhook(http, retry).json() == {"result": "applied"}
+
+
 # -- unsubscribe ----------------------------------------------------------------------------------------
 def test_unsubscribe_link_from_a_rendered_message_works_one_click(http: httpx.Client, rt: Any) -> None:
     now = utcnow()
