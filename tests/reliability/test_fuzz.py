@@ -568,7 +568,7 @@ def test_courier_webhook_payloads(hook: Hook) -> None:
         if not signed:
             assert r.status_code == 401
         else:
-            assert r.status_code in (200, 422), r.text
+            assert r.status_code in (200, 404, 422), r.text  # 404: no send has that message id
 
     run()
 
