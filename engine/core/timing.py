@@ -65,7 +65,7 @@ def base_time(schedule: Schedule, event: Event) -> datetime:
 def send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> When:
     """When a rule's send for this event goes out, or why it is skipped."""
     if schedule.kind == "once":
-        at = max(now, event.occurred_at)
+        at = now  # as soon as it is processed (an event stamped in the future is not held back)
     elif schedule.kind == "after":
         at = base_time(schedule, event) + schedule.offset
     elif schedule.kind == "before":
