@@ -77,7 +77,7 @@ def start_worker(runtime: Any, huey: Huey, workers: int, *, periodic: bool = Tru
     runtime.enqueue = enqueuer(huey)
     # Short polling: Huey's default backoff lets an idle worker sleep up to 10 s between polls.
     consumer = _QuietConsumer(huey, workers=workers, periodic=periodic, initial_delay=0.05, backoff=1.1,
-                              max_delay=0.25, worker_type="thread", check_worker_health=True)
+                              max_delay=0.25, worker_type="thread", check_worker_health=False)  # health checks run in Consumer.run(), which a thread-hosted consumer never calls
     consumer.start()
     stop = threading.Event()
     thread = threading.Thread(target=_sweep_loop, args=(runtime, stop), name="engine-sweep", daemon=True)
