@@ -30,7 +30,7 @@ def main() -> None:
 
     with scratch() as workdir, (postgres_database() if args.store == "pg" else nullcontext(None)) as pg, Standin(0.0) as standin:
         rt = runtime(workdir, pg, backend=CourierBackend(COURIER_TOKEN, standin.url, 10.0))
-        rows = queued_rows(rt, n)
+        queued_rows(rt, n)
         # make them due again for the sweep (queued_rows queued them)
         from sqlalchemy import update
 

@@ -61,13 +61,12 @@ class Runtime:
 
     # -- rendering ------------------------------------------------------------------------------
     def renderer(self, now: datetime) -> Renderer:
-        secret = self.settings.secret_key
-        linker = None
-        if secret:
-            base = self.settings.public_url
+        secret, base = self.settings.secret_key, self.settings.public_url
+        if not secret:
+            return Renderer(self.settings.env, self.environ, None)
 
-            def linker(notification: str, recipient_id: str) -> str:
-                return f"{base}/unsubscribe?token={make_unsubscribe_token(secret, recipient_id, notification, now)}"
+        def linker(notification: str, recipient_id: str) -> str:
+            return f"{base}/unsubscribe?token={make_unsubscribe_token(secret, recipient_id, notification, now)}"
 
         return Renderer(self.settings.env, self.environ, linker)
 

@@ -38,20 +38,26 @@ def sign_ingest(secret: str, body: bytes, t: int) -> str:
     return f"t={t},v1={_hex(secret, str(t).encode() + b'.' + body)}"
 
 
+def _verify(secret: str, header: str | None, body: bytes, now: datetime, tolerance_s: int,
+            names: tuple[str, str], per_second: int, missing: str) -> int:
+    """Check `t=<stamp>,<name>=<hex HMAC-SHA256 of "<t>.<body>">`; returns the stamp."""
+    if not header:
+        raise SignatureError(missing)
+    stamp, sigs = _parts(header, names)
+    if not stamp.isdigit() or len(stamp) > 15:
+        raise SignatureError("malformed signature timestamp")
+    if abs(now.timestamp() * per_second - int(stamp)) > tolerance_s * per_second:
+        raise SignatureError("signature timestamp outside the tolerance")
+    expected = _hex(secret, stamp.encode() + b"." + body).encode()
+    # Bytes on both sides: compare_digest refuses non-ASCII str, and a header may carry anything.
+    if not any(hmac.compare_digest(expected, s.encode("utf-8", "surrogatepass")) for s in sigs):
+        raise SignatureError("signature does not match")
+    return int(stamp)
+
+
 def verify_ingest(secret: str, header: str | None, body: bytes, now: datetime, tolerance_s: int) -> int:
     """`X-Engine-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; returns t."""
-    if not header:
-        raise SignatureError("missing signature")
-    stamp, sigs = _parts(header, ("t", "v1"))
-    if not stamp.isdigit() or len(stamp) > 12:
-        raise SignatureError("malformed signature timestamp")
-    t = int(stamp)
-    if abs(now.timestamp() - t) > tolerance_s:
-        raise SignatureError("signature timestamp outside the tolerance")
-    expected = _hex(secret, stamp.encode() + b"." + body)
-    if not any(hmac.compare_digest(expected.encode(), s.encode("utf-8", "surrogatepass")) for s in sigs):
-        raise SignatureError("signature does not match")
-    return t
+    return _verify(secret, header, body, now, tolerance_s, ("t", "v1"), 1, "missing signature")
 
 
 def sign_courier(secret: str, body: bytes, t_ms: int) -> str:
@@ -59,18 +65,8 @@ def sign_courier(secret: str, body: bytes, t_ms: int) -> str:
 
 
 def verify_courier(secret: str, header: str | None, body: bytes, now: datetime, tolerance_s: int) -> int:
-    """`courier-signature: t=<epoch ms>,signature=<hex HMAC-SHA256 of "<t>.<body>">`."""
-    if not header:
-        raise SignatureError("missing courier-signature")
-    stamp, sigs = _parts(header, ("t", "signature"))
-    if not stamp.isdigit() or len(stamp) > 15:
-        raise SignatureError("malformed signature timestamp")
-    if abs(now.timestamp() * 1000 - int(stamp)) > tolerance_s * 1000:
-        raise SignatureError("signature timestamp outside the tolerance")
-    expected = _hex(secret, stamp.encode() + b"." + body)
-    if not any(hmac.compare_digest(expected.encode(), s.encode("utf-8", "surrogatepass")) for s in sigs):
-        raise SignatureError("signature does not match")
-    return int(stamp)
+    """`courier-signature: t=<epoch ms>,signature=<hex HMAC-SHA256 of "<t>.<body>">`; returns t."""
+    return _verify(secret, header, body, now, tolerance_s, ("t", "signature"), 1000, "missing courier-signature")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from ..rules.model import Digest, Notification, Schedule, Window
+from ..rules.model import Digest, Schedule, Window
 from ..rules.timeparse import parse_instant
 from .events import Event
 from .matching import read_path

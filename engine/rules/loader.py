@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from croniter import croniter
 
 from . import expressions
-from .event_schema import SchemaView, errors as schema_errors, validator
+from .event_schema import SchemaView, validator
 from .model import (
     App,
     Category,

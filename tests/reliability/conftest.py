@@ -84,4 +84,3 @@ def asgi_client() -> Iterator[Callable[..., AsgiClient]]:
     yield build
     for client in made:
         client.close()
-from tests.runtime.conftest import config, make_runtime, sqlite_url  # noqa: F401,E402  (fixtures)

@@ -10,8 +10,6 @@ Courier answers a repeated key with its first answer instead of sending again.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -21,34 +19,15 @@ import httpx
 import pytest
 
 from tests.support.courier_standin import CourierStandin
-from tests.support.engine_process import Engine
+from tests.support.engine_process import Engine, copy_config, engine_env
 
-ROOT = Path(__file__).resolve().parents[2]
 BOOKINGS = 150  # each: 2 sends at once, 2 reminders due within seconds, 2 far-future reminders
 PRACTITIONERS = 30  # about 5 bookings each: well under the per-recipient rate limit (20 an hour)
 
 
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
-    for name in ("notifications.yaml", "rules", "templates_map"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    return tmp_path
-
-
-def engine_env(workdir: Path, courier: CourierStandin) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "COURIER_"))}
-    env.update({
-        "ENGINE_DATABASE_URL": f"sqlite:///{workdir}/engine.db",
-        "ENGINE_QUEUE_URL": f"sqlite:///{workdir}/queue.db",
-        "COURIER_AUTH_TOKEN": "tok",
-        "COURIER_BASE_URL": courier.url,
-        "COURIER_TIMEOUT": "1",
-        "ENGINE_SWEEP_INTERVAL": "0.1",
-        "ENGINE_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    })
-    return env
+    return copy_config(tmp_path)
 
 
 def bookings(now: datetime, spread_s: float = 6.0) -> list[dict]:
@@ -132,7 +111,7 @@ def test_sigkill_while_sending_loses_nothing_and_sends_nothing_twice(workdir: Pa
     with CourierStandin(token="tok") as courier:
         courier.latency = 0.02  # sends take a moment, so kills land while some are in flight
         FAULTS[faults](courier)
-        env = engine_env(workdir, courier)
+        env = engine_env(workdir, courier.url)
         events = bookings(datetime.now(timezone.utc))
         processes: list[Engine] = []
         try:

@@ -20,9 +20,7 @@ not contain any email address or name either.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -34,9 +32,8 @@ import pytest
 
 from engine.signing import sign_courier
 from tests.support.courier_standin import CourierStandin
-from tests.support.engine_process import Engine
+from tests.support.engine_process import ROOT, Engine, copy_config, engine_env
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "pii-ingest-token"
 WEBHOOK_SECRET = "pii-webhook-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -134,30 +131,10 @@ def template_values(requests: list[dict[str, Any]]) -> set[str]:
     return values
 
 
-def make_workdir(base: Path) -> Path:
-    for name in ("notifications.yaml", "rules", "templates_map"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, base / name)
-    return base
-
-
-def engine_env(workdir: Path, courier: CourierStandin, encryption_key: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "COURIER_"))}
-    env.update({
-        "ENGINE_DATABASE_URL": f"sqlite:///{workdir}/engine.db",
-        "ENGINE_QUEUE_URL": f"sqlite:///{workdir}/queue.db",
-        "COURIER_AUTH_TOKEN": "tok",
-        "COURIER_BASE_URL": courier.url,
-        "COURIER_TIMEOUT": "2",
-        "COURIER_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "ENGINE_INGEST_TOKEN": TOKEN,
-        "ENGINE_SECRET_KEY": "pii-unsubscribe-secret",
-        "ENGINE_PUBLIC_URL": "https://engine.example.com",
-        "ENGINE_SWEEP_INTERVAL": "0.1",
-        "ENGINE_LOG_LEVEL": "DEBUG",
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUNBUFFERED": "1",
-    })
+def pii_env(workdir: Path, courier: CourierStandin, encryption_key: str | None) -> dict[str, str]:
+    env = engine_env(workdir, courier.url, COURIER_TIMEOUT="2", COURIER_WEBHOOK_SECRET=WEBHOOK_SECRET,
+                     ENGINE_INGEST_TOKEN=TOKEN, ENGINE_SECRET_KEY="pii-unsubscribe-secret",
+                     ENGINE_PUBLIC_URL="https://engine.example.com", ENGINE_LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1")
     if encryption_key:
         env["ENGINE_ENCRYPTION_KEY"] = encryption_key
     return env
@@ -166,7 +143,7 @@ def engine_env(workdir: Path, courier: CourierStandin, encryption_key: str | Non
 def run_flow(workdir: Path, courier: CourierStandin, encryption_key: str | None) -> dict[str, Any]:
     """Post the events, wait for every send, exercise the other routes, stop the engine; what happened."""
     courier.fail_next(1, status=503)  # one send is retried: the retry path logs too
-    engine = Engine(workdir, engine_env(workdir, courier, encryption_key), "serve")
+    engine = Engine(workdir, pii_env(workdir, courier, encryption_key), "serve")
     valid, invalid = estuary_events(datetime.now(timezone.utc))
     try:
         engine.start()
@@ -246,7 +223,7 @@ def context(text: str, needle: str, width: int = 160) -> str:
 def _flow(tmp_path_factory: pytest.TempPathFactory, encrypted: bool) -> dict[str, Any]:
     from cryptography.fernet import Fernet
 
-    workdir = make_workdir(tmp_path_factory.mktemp("encrypted" if encrypted else "plain"))
+    workdir = copy_config(tmp_path_factory.mktemp("encrypted" if encrypted else "plain"))
     with CourierStandin(token="tok") as courier:
         return run_flow(workdir, courier, Fernet.generate_key().decode() if encrypted else None)
 

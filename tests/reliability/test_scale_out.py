@@ -8,7 +8,6 @@ it once, or the store says it was cancelled and Courier never saw it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -20,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.reliability.test_crash import ROOT, bookings, expected_keys, wait_for
+from tests.reliability.test_crash import bookings, expected_keys, wait_for
 from tests.support.courier_standin import CourierStandin
-from tests.support.engine_process import Engine
+from tests.support.engine_process import Engine, copy_config, engine_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,17 +37,10 @@ def cancel_event(booking: dict, at: datetime) -> dict:
 
 
 def test_two_hooks_three_workers_every_send_once_and_no_cancelled_send(tmp_path: Path, pg_url: str, redis_url: str) -> None:
-    import shutil
-
-    for name in ("notifications.yaml", "rules", "templates_map"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_config(tmp_path)
     with CourierStandin(token="tok") as courier:
         courier.latency = 0.02
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "COURIER_"))}
-        env.update({"ENGINE_DATABASE_URL": pg_url, "ENGINE_QUEUE_URL": redis_url, "COURIER_AUTH_TOKEN": "tok",
-                    "COURIER_BASE_URL": courier.url, "COURIER_TIMEOUT": "1", "ENGINE_SWEEP_INTERVAL": "0.1",
-                    "ENGINE_WORKERS": "3", "ENGINE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
+        env = engine_env(tmp_path, courier.url, ENGINE_DATABASE_URL=pg_url, ENGINE_QUEUE_URL=redis_url, ENGINE_WORKERS="3")
         subprocess.run([sys.executable, "-m", "engine.cli.main", "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True)
         hooks = [Engine(tmp_path, env, "serve") for _ in range(2)]
         for hook in hooks:

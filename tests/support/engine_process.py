@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,3 +61,32 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def copy_config(dest: Path) -> Path:
+    """notifications.yaml, rules/ and templates_map/ of this repository, copied into `dest`."""
+    for name in ("notifications.yaml", "rules", "templates_map"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def engine_env(workdir: Path, courier_url: str, **settings: str) -> dict[str, str]:
+    """This process's environment without ENGINE_*/COURIER_* settings, plus a SQLite store and
+    queue in `workdir`, the Courier stand-in, quick sweeps, and `settings` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "COURIER_"))}
+    env.update({
+        "ENGINE_DATABASE_URL": f"sqlite:///{workdir}/engine.db",
+        "ENGINE_QUEUE_URL": f"sqlite:///{workdir}/queue.db",
+        "COURIER_AUTH_TOKEN": "tok",
+        "COURIER_BASE_URL": courier_url,
+        "COURIER_TIMEOUT": "1",
+        "ENGINE_SWEEP_INTERVAL": "0.1",
+        "ENGINE_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(settings)
+    return env
