@@ -120,7 +120,8 @@ def compare(source: str, before: list[dict[str, Any]], after: list[dict[str, Any
                 if old["data"].get(key) != new["data"].get(key):
                     details.append(f"data.{key} {old['data'].get(key)!r} -> {new['data'].get(key)!r}")
             if details:
-                kind = "moved" if len(details) == 1 and details[0].startswith("send_at") else "changed"
+                # Moved: its time changed (its fate may have changed with it, e.g. now sent before a cancel).
+                kind = "moved" if details[0].startswith("send_at") else "changed"
                 changes.append(Change(kind, source, identity[0], identity[1], old, new, tuple(details)))
     return changes
 
@@ -156,8 +157,9 @@ def markdown(changes: list[Change], base: str, head: str) -> str:
     for c in changes:
         before = _cell(c.before)
         after = _cell(c.after)
-        if c.kind == "changed":
-            after += "<br>" + "<br>".join(_md(d) for d in c.details if not d.startswith("send_at"))
+        others = [d for d in c.details if not d.startswith("send_at")]
+        if others:
+            after += "<br>" + "<br>".join(_md(d) for d in others)
         lines.append(f"| {c.kind} | `{c.notification}` | {_md(c.recipient)} | {before} | {after} | {_md(c.source)} |")
     return "\n".join(lines) + "\n"
 

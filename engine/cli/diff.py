@@ -37,8 +37,9 @@ def command(base: str, head: str, config_name: str, fmt: str, env: str, exit_cod
         for c in changes:
             before = f"{c.before['send_at']} {c.before['status']}" if c.before else "-"
             after = f"{c.after['send_at']} {c.after['status']}" if c.after else "-"
-            if c.kind == "changed":
-                after += "\n" + "\n".join(d for d in c.details if not d.startswith("send_at"))
+            others = [d for d in c.details if not d.startswith("send_at")]
+            if others:
+                after += "\n" + "\n".join(others)
             table.add_row(c.kind, c.notification, c.recipient, before, after, c.source)
         if changes:
             Console().print(table)

@@ -1,0 +1,72 @@
+"""`engine diff`: what a change to the rules changes in what is sent (directories and git refs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+REMINDERS = {"client_booking_reminder_24h", "practitioner_session_reminder_24h"}
+
+
+def copy(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in ("notifications.yaml", "rules", "templates_map", "examples.jsonl", "tests/scenarios"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def to_48h(root: Path) -> None:
+    for name in ("client.yaml", "practitioner.yaml"):
+        path = root / "rules" / name
+        path.write_text(path.read_text().replace("before: 24h", "before: 48h"))
+
+
+def diff(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["diff", *args])
+    return result.exit_code, result.output
+
+
+def test_a_48h_reminder_moves_exactly_the_reminders(tmp_path: Path) -> None:
+    base, head = copy(tmp_path / "base"), copy(tmp_path / "head")
+    (head / "tests").mkdir(exist_ok=True)
+    to_48h(head)
+    code, out = diff(str(base), str(head), "--format", "json")
+    assert code == 0
+    changes = json.loads(out)
+    assert changes and {c["kind"] for c in changes} == {"moved"}
+    assert {c["notification"] for c in changes} == REMINDERS
+    for c in changes:  # each exactly 24 hours earlier; a few now go out before their booking's cancel
+        before, after = (datetime.fromisoformat(c[k]["send_at"].replace("Z", "+00:00")) for k in ("before", "after"))
+        assert (before - after).total_seconds() == 24 * 3600
+        assert c["details"][1:] in ([], ["status cancelled -> sent"]), c["details"]
+    code, md = diff(str(base), str(head), "--format", "markdown")
+    rows = [line for line in md.splitlines() if line.startswith("| moved |")]
+    assert len(rows) == len(changes) and md.startswith("**Notification changes**")
+    assert diff(str(base), str(head), "--exit-code")[0] == 1
+    assert diff(str(base), str(base), "--exit-code") == (0, "no change in what is sent\n")
+
+
+def test_git_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = copy(tmp_path / "repo")
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "base")
+    to_48h(repo)
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "48 h reminders")
+    monkeypatch.chdir(repo)
+    code, md = diff("HEAD~1", "HEAD", "--format", "markdown")
+    assert code == 0
+    notifications = {line.split("|")[2].strip(" `") for line in md.splitlines() if line.startswith("| ")}
+    assert notifications - {"notification", "---"} == REMINDERS
+    assert diff("no-such-ref", "HEAD")[0] == 1
