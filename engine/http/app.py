@@ -115,26 +115,34 @@ def build_app(runtime: Runtime) -> Starlette:
     registry.register(StoreCollector())  # type: ignore[arg-type]
     open_hook = not settings.ingest_token and not settings.ingest_secret
 
-    def authorized(request: Request, body: bytes) -> str | None:
-        """None when the caller may ingest, else why not."""
+    replay_window = timedelta(seconds=2 * settings.signature_tolerance_s)
+
+    def signed(kind: str, stamp: int, body: bytes) -> str:
+        """What a signature covers (timestamp and body), however its header is spelled."""
+        return hashlib.sha256(f"{kind}:{stamp}.".encode() + body).hexdigest()
+
+    def authorized(request: Request, body: bytes) -> tuple[str | None, str | None]:
+        """(why the caller may not ingest, or None; the signed request to remember once it succeeds)."""
         if bearer_ok(request, settings.ingest_token):
-            return None
+            return None, None
         signature = request.headers.get("x-engine-signature")
         if settings.ingest_secret and signature:
             try:
                 stamp = verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
             except SignatureError as exc:
-                return str(exc)
-            return None if first_use("ingest", stamp, body) else "signature already used (a replayed request)"
+                return str(exc), None
+            digest = signed("ingest", stamp, body)
+            if runtime.store.signature_seen(digest, utcnow(), replay_window):
+                return "signature already used (a replayed request)", None
+            return None, digest
         if open_hook and _is_loopback(request):
-            return None
-        return "missing or invalid credentials"
+            return None, None
+        return "missing or invalid credentials", None
 
-    def first_use(kind: str, stamp: int, body: bytes) -> bool:
-        """A signed request (its timestamp and body: what the signature covers, however the header
-        is spelled) is accepted once within the window its timestamp allows."""
-        digest = hashlib.sha256(f"{kind}:{stamp}.".encode() + body).hexdigest()
-        return runtime.store.remember_signature(digest, utcnow(), timedelta(seconds=2 * settings.signature_tolerance_s))
+    def remember(digest: str | None) -> None:
+        # Only a request that succeeded spends its signature: a retry after a 503 goes through.
+        if digest is not None:
+            runtime.store.remember_signature(digest, utcnow(), replay_window)
 
     def admin(request: Request) -> bool:
         if settings.ingest_token:
@@ -154,7 +162,11 @@ def build_app(runtime: Runtime) -> Starlette:
                 body = await read_body(request, settings.max_body_bytes)
             except BodyTooLarge:
                 return error(413, f"the body is larger than {settings.max_body_bytes} bytes")
-            why = await run_in_threadpool(authorized, request, body)
+            try:
+                why, digest = await run_in_threadpool(authorized, request, body)
+            except SQLAlchemyError:
+                log.exception("store unavailable while checking a signature")
+                return error(503, "the store is unavailable; nothing was accepted, try again")
             if why:
                 return error(401, why)
             try:
@@ -177,6 +189,7 @@ def build_app(runtime: Runtime) -> Starlette:
             except SQLAlchemyError:
                 log.exception("store unavailable during ingest")
                 return error(503, "the store is unavailable; nothing was accepted, try again")
+            await run_in_threadpool(remember, digest)
             events_total.labels("accepted").inc(len(result.accepted))
             events_total.labels("duplicate").inc(len(result.duplicates))
             return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
@@ -194,7 +207,8 @@ def build_app(runtime: Runtime) -> Starlette:
                                    settings.signature_tolerance_s)
         except SignatureError as exc:
             return error(401, str(exc))
-        if not await run_in_threadpool(first_use, "courier", stamp, body):
+        digest = signed("courier", stamp, body)
+        if await run_in_threadpool(runtime.store.signature_seen, digest, utcnow(), replay_window):
             return error(401, "signature already used (a replayed request)")
         try:
             payload = parse_json(body)
@@ -209,8 +223,10 @@ def build_app(runtime: Runtime) -> Starlette:
         if status is None:
             return JSONResponse({"ignored": True, "status": data["status"][:50]})
         outcome = await run_in_threadpool(runtime.store.record_delivery, data["id"][:200], status, utcnow())
-        # Unknown: the webhook may have overtaken the commit of its send. A 404 makes Courier retry.
-        return JSONResponse({"result": outcome}, status_code=404 if outcome == "unknown" else 200)
+        if outcome == "unknown":  # it may have overtaken the commit of its send: a 404 makes Courier retry
+            return JSONResponse({"result": outcome}, status_code=404)
+        await run_in_threadpool(remember, digest)
+        return JSONResponse({"result": outcome})
 
     async def unsubscribe(request: Request) -> Response:
         if not settings.secret_key:

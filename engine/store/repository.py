@@ -356,6 +356,12 @@ class Store:
         return bool(done)
 
     # -- send-time checks ---------------------------------------------------------------------------
+    def signature_seen(self, signature: str, now: datetime, window: timedelta) -> bool:
+        """Whether a request signature was used within `window`."""
+        with self.reader.connect() as conn:
+            return conn.scalar(select(signature_receipts.c.signature).where(
+                signature_receipts.c.signature == signature[:128], signature_receipts.c.seen_at >= now - window)) is not None
+
     def remember_signature(self, signature: str, now: datetime, window: timedelta) -> bool:
         """Record a request signature; False when it was seen within `window` (a replay)."""
         with self._tx() as conn:
