@@ -77,7 +77,6 @@ class Timeline:
         self.digests: dict[str, DigestBucket] = {}
         self.seen: set[str] = set()
         self.duplicates: list[str] = []
-        self.clock = datetime.min.replace(tzinfo=timezone.utc)
 
     def process(self, event: Event) -> None:
         self.advance(event.occurred_at)
@@ -133,7 +132,6 @@ class Timeline:
         for row in due:
             if row.status == "scheduled":
                 self.fire(row)
-        self.clock = max(self.clock, until)
 
     def fire(self, row: Row) -> None:
         s = row.send

@@ -18,14 +18,14 @@ from .core.events import Event, EventRejected, parse_event
 from .core.rendering import render
 from .core.matching import context
 from .core.timing import recipient_zone
-from .delivery import Backend, backend_for
+from .delivery import Backend, Outcome, backend_for
 from .rules.loader import load
 from .rules.model import Config
 from .settings import Settings
 from .clock import utcnow
 from .signing import make_unsubscribe_token
 from .store.codec import Codec
-from .store.db import connect, upgrade
+from .store.db import connect, is_current, upgrade
 from .store.repository import IngestResult, Store
 
 log = logging.getLogger("engine")
@@ -56,6 +56,8 @@ class Runtime:
         engine = connect(settings.database_url)
         if migrate:
             upgrade(engine)
+        elif not is_current(engine):
+            raise ValueError("the database is not set up, or is older than this engine: run `engine db upgrade`")
         store = Store(engine, Codec(settings.encryption_keys))
         return cls(settings, config, store, backend or backend_for(settings), dict(environ or {}))
 
@@ -104,7 +106,7 @@ class Runtime:
         # it early is safe: a claim is atomic, and a second attempt carries the same Idempotency-Key.
         timeout = self.settings.courier_timeout
         ids = self.store.queue_due(now, requeue_after=timedelta(seconds=max(5.0, 2 * timeout)),
-                                   stale_sending=timedelta(seconds=2 * timeout + 5))
+                                   stale_sending=timedelta(seconds=2 * timeout + 5), max_attempts=self.settings.max_attempts)
         for notification_id in ids:
             if self.enqueue is not None:
                 self.enqueue(notification_id)
@@ -121,13 +123,14 @@ class Runtime:
         tz = recipient_zone(digest["recipient"], self.config.timezone)
         send = digest_send(self.config, rule, digest["recipient"], digest["items"], digest["period_start"].astimezone(tz),
                            digest["period_end"].astimezone(tz), digest["send_at"], self.renderer(now))
-        self.store.close_digest(digest["bucket"], send, now)
+        self.store.close_digest(digest["bucket"], send, now, items=len(digest["items"]))
 
     # -- delivery -------------------------------------------------------------------------------
     def deliver(self, notification_id: int, now: datetime | None = None) -> str:
         """Claim one queued send and deliver it; returns the row's new status (or 'not claimed')."""
-        now = now or utcnow()
-        claimed, verdict = self.store.claim_checked(notification_id, now, lambda c, counts: self._check(c, counts, now))
+        clock = (lambda: now) if now is not None else utcnow
+        start = clock()
+        claimed, verdict = self.store.claim_checked(notification_id, start, lambda c, counts: self._check(c, counts, start))
         if claimed is None:
             return "not claimed"
         if verdict.skip:
@@ -135,20 +138,25 @@ class Runtime:
         message = claimed.message
         if verdict.channels != claimed.channels and message:
             message = {"message": {**message["message"], "routing": {"method": "single", "channels": list(verdict.channels)}}}
-        outcome = self.backend.send(message, claimed.idempotency_key)
-        done = utcnow() if now is None else now
+        try:
+            outcome = self.backend.send(message, claimed.idempotency_key)
+        except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
+            log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)
+            outcome = Outcome("retry", error=f"unexpected {type(exc).__name__}")
+        done = clock()
         if outcome.status == "sent":
-            self.store.finish(claimed, "sent", done, request_id=outcome.request_id)
-            log.debug("sent %s #%d via %s (%s)", claimed.notification, claimed.id, self.backend.name, outcome.request_id)
-            return "sent"
-        if outcome.status == "retry" and claimed.attempts < self.settings.max_attempts:
+            status, kwargs = "sent", {"request_id": outcome.request_id}
+        elif outcome.status == "retry" and claimed.attempts < self.settings.max_attempts:
             retry_at = done + timedelta(seconds=backoff(claimed.attempts, outcome.retry_after))
-            self.store.finish(claimed, "scheduled", done, reason="retry", error=outcome.error, retry_at=retry_at)
+            status, kwargs = "scheduled", {"reason": "retry", "error": outcome.error, "retry_at": retry_at}
             log.warning("retrying %s #%d at %s: %s", claimed.notification, claimed.id, retry_at.isoformat(), outcome.error)
-            return "scheduled"
-        self.store.finish(claimed, "failed", done, reason=outcome.error, error=outcome.error)
-        log.error("failed %s #%d: %s", claimed.notification, claimed.id, outcome.error)
-        return "failed"
+        else:
+            status, kwargs = "failed", {"reason": outcome.error, "error": outcome.error}
+            log.error("failed %s #%d: %s", claimed.notification, claimed.id, outcome.error)
+        if not self.store.finish(claimed, status, done, **kwargs):
+            return "not claimed"  # another worker took the row over (this claim went stale)
+        log.debug("%s %s #%d via %s", status, claimed.notification, claimed.id, self.backend.name)
+        return status
 
     def _check(self, claimed: Any, counts: Any, now: datetime) -> policy.Verdict:
         """Preferences, throttle and rate limit, decided in the claim's transaction."""

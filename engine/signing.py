@@ -84,7 +84,11 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def make_unsubscribe_token(secret: str, recipient_id: str, scope: str, now: datetime, valid: timedelta = timedelta(days=60)) -> str:
+# Links are signed when a send is scheduled, which may be months before it goes out: a year, then.
+LINK_VALIDITY = timedelta(days=365)
+
+
+def make_unsubscribe_token(secret: str, recipient_id: str, scope: str, now: datetime, valid: timedelta = LINK_VALIDITY) -> str:
     payload = json.dumps({"r": recipient_id, "s": scope, "e": int((now + valid).timestamp())}, separators=(",", ":")).encode()
     body = _b64(payload)
     return f"{body}.{_hex('unsubscribe:' + secret, body.encode())}"

@@ -24,7 +24,7 @@ def command(since: str, fmt: str, config_path: str | None) -> None:
         window = parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    rt = runtime(config_path)
+    rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
     # One line per notification, and per A/B variant where a rule declares variants.
     per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rt.store.stats(utcnow() - window):

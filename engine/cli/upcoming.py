@@ -21,7 +21,7 @@ def command(within: str, fmt: str, config_path: str | None) -> None:
         window = parse_duration(within)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--within") from None
-    rt = runtime(config_path)
+    rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
     rows = rt.store.list(status=["scheduled", "queued"], until=utcnow() + window, limit=10_000, with_payload=True)
     if fmt == "json":
         for r in rows:

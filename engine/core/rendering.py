@@ -24,9 +24,6 @@ class Rendered:
     idempotency_key: str
     variant: str | None = None
 
-    def message(self, recipient: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
-        return courier_message(recipient, self.template, self.data, channels)
-
 
 def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
     """The body of Courier's POST /send for one recipient."""

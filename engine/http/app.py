@@ -279,7 +279,8 @@ def build_app(runtime: Runtime) -> Starlette:
         if limit < 1:
             return error(400, "limit must be at least 1")
         rows = await run_in_threadpool(lambda: runtime.store.list(
-            status=q.getlist("status") or None, recipient_id=q.get("recipient"), notification=q.get("notification"), limit=limit))
+            status=q.getlist("status") or None, recipient_id=q.get("recipient"), notification=q.get("notification"), limit=limit,
+            newest_first=True))
         return JSONResponse({"notifications": [_row_json(r) for r in rows]})
 
     async def upcoming(request: Request) -> Response:

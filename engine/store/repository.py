@@ -277,15 +277,25 @@ class Store:
         return new_ids[0] if new_ids else None
 
     def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
-                  stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None) -> list[int]:
+                  stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None,
+                  max_attempts: int | None = None) -> list[int]:
         """Move due rows to `queued` and return their ids (each id is returned to one caller).
 
         Rows `queued` for longer than `requeue_after` (their queue task was lost) and rows
         `sending` for longer than `stale_sending` (their worker died) are queued again; the
-        retry carries the same Idempotency-Key, so Courier does not send twice.
+        retry carries the same Idempotency-Key, so Courier does not send twice. A dead claim that
+        has used up `max_attempts` fails instead of being handed out forever.
         `ids` limits the hand-off to those rows.
         """
         n = notifications.c
+        if max_attempts is not None and ids is None:
+            with self._tx() as conn:
+                dead = conn.scalars(update(notifications).where(
+                    n.status == "sending", n.claimed_at < now - stale_sending, n.attempts >= max_attempts,
+                ).values(status="failed", reason="the worker died on every attempt", updated_at=now).returning(n.id)).all()
+                if dead:
+                    conn.execute(insert(history), [{"notification_id": i, "status": "failed",
+                                                    "reason": "the worker died on every attempt", "at": now} for i in dead])
         due = or_(
             and_(n.status == "scheduled", n.send_at <= now),
             and_(n.status == "queued", n.queued_at < now - requeue_after),
@@ -399,9 +409,12 @@ class Store:
                             "send_at": utc(row["send_at"])})
         return out
 
-    def close_digest(self, bucket: str, send: Send, now: datetime) -> bool:
-        """Close a digest and schedule its one send, atomically; False if another process did."""
+    def close_digest(self, bucket: str, send: Send, now: datetime, items: int | None = None) -> bool:
+        """Close a digest and schedule its one send, atomically; False if another process did, or
+        if items arrived since `send` was rendered from `items` of them (the next sweep renders again)."""
         with self._tx() as conn:
+            if items is not None and conn.scalar(select(func.count()).where(digest_items.c.bucket == bucket)) != items:
+                return False
             done = conn.execute(update(digests).where(digests.c.bucket == bucket, digests.c.status == "collecting")
                                 .values(status="closed")).rowcount
             if done:
@@ -434,7 +447,7 @@ class Store:
     # -- reading ------------------------------------------------------------------------------------
     def list(self, *, status: Sequence[str] | None = None, since: datetime | None = None, until: datetime | None = None,
              recipient_id: str | None = None, notification: str | None = None, limit: int = 100,
-             with_payload: bool = False) -> list[dict[str, Any]]:
+             with_payload: bool = False, newest_first: bool = False) -> list[dict[str, Any]]:
         n = notifications.c
         cols = [n.id, n.notification, n.recipient_id, n.event_id, n.key, n.category, n.channels, n.template_key,
                 n.template, n.variant, n.idempotency_key, n.send_at, n.status, n.reason, n.attempts, n.sent_at,
@@ -452,7 +465,8 @@ class Store:
             stmt = stmt.where(n.recipient_id == recipient_id)
         if notification:
             stmt = stmt.where(n.notification == notification)
-        stmt = stmt.order_by(n.send_at, n.notification, n.recipient_id, n.id).limit(limit)
+        order = (n.send_at.desc(), n.id.desc()) if newest_first else (n.send_at, n.notification, n.recipient_id, n.id)
+        stmt = stmt.order_by(*order).limit(limit)
         with self.reader.connect() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
         for r in rows:
