@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from engine.cli.main import cli
+from engine.clock import utcnow
 from engine.diff import compare
 from engine.lint import check_all
 from engine.preview import run
+from engine.runtime import Runtime
+from engine.settings import Settings
 
 BASE = Path(__file__).parent / "fixtures" / "bad_configs" / "_valid_base"
 VARIANTS = """    template:
@@ -79,3 +86,22 @@ def test_a_diff_shows_recipients_moved_to_another_variant(tmp_path: Path, monkey
     moved = {r["recipient"] for r in rows[0] if r["variant"] == "control"}
     assert {c.recipient for c in changes} == moved
     assert all(c.kind == "changed" and any(d.startswith("template") for d in c.details) for c in changes)
+
+
+def test_engine_stats_counts_by_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config_dir(tmp_path)
+    monkeypatch.chdir(cfg)
+    monkeypatch.setenv("ENGINE_DATABASE_URL", f"sqlite:///{tmp_path}/engine.db")
+    for name in ("COURIER_AUTH_TOKEN", "COURIER_API_KEY", "ENGINE_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    rt = Runtime.create(Settings.from_environ())
+    now = utcnow()
+    for i in range(40):
+        event = booking(i)
+        event["occurred_at"] = now.isoformat()
+        event["data"]["booking"]["start_time"] = (now + timedelta(days=3)).isoformat()
+        rt.emit(event, now=now)
+    result = CliRunner().invoke(cli, ["stats", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["variant"]: r["scheduled"] for r in json.loads(result.output) if r["notification"] == "booking_reminder"}
+    assert set(rows) == {"control", "short"} and sum(rows.values()) == 40
