@@ -5,27 +5,21 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.cli.main import cli
 from engine.clock import utcnow
-from engine.runtime import Runtime
-from engine.settings import Settings
 from engine.store.tables import notifications
 from tests.test_diff import copy, to_48h
 
 
-def test_backtest_reports_what_a_candidate_would_have_sent_differently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backtest_reports_what_a_candidate_would_have_sent_differently(tmp_path: Path, live_runtime: Any) -> None:
     live, candidate = copy(tmp_path / "live"), copy(tmp_path / "candidate")
     to_48h(candidate)
-    monkeypatch.chdir(live)
-    monkeypatch.setenv("ENGINE_DATABASE_URL", f"sqlite:///{tmp_path}/engine.db")
-    for name in ("COURIER_AUTH_TOKEN", "COURIER_API_KEY", "ENGINE_ENV"):
-        monkeypatch.delenv(name, raising=False)
-    rt = Runtime.create(Settings.from_environ())
+    rt = live_runtime(live)
     now = utcnow()
     start = now + timedelta(days=5)
     person = lambda pid: {"id": pid, "email": f"{pid}@example.com", "name": pid, "timezone": "Europe/Paris"}  # noqa: E731

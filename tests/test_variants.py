@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,8 +17,6 @@ from engine.clock import utcnow
 from engine.diff import compare
 from engine.lint import check_all
 from engine.preview import run
-from engine.runtime import Runtime
-from engine.settings import Settings
 
 BASE = Path(__file__).parent / "fixtures" / "bad_configs" / "_valid_base"
 VARIANTS = """    template:
@@ -88,13 +87,8 @@ def test_a_diff_shows_recipients_moved_to_another_variant(tmp_path: Path, monkey
     assert all(c.kind == "changed" and any(d.startswith("template") for d in c.details) for c in changes)
 
 
-def test_engine_stats_counts_by_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = config_dir(tmp_path)
-    monkeypatch.chdir(cfg)
-    monkeypatch.setenv("ENGINE_DATABASE_URL", f"sqlite:///{tmp_path}/engine.db")
-    for name in ("COURIER_AUTH_TOKEN", "COURIER_API_KEY", "ENGINE_ENV"):
-        monkeypatch.delenv(name, raising=False)
-    rt = Runtime.create(Settings.from_environ())
+def test_engine_stats_counts_by_variant(tmp_path: Path, live_runtime: Any) -> None:
+    rt = live_runtime(config_dir(tmp_path))
     now = utcnow()
     for i in range(40):
         event = booking(i)
