@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from croniter import croniter
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, best_match
 
 from . import expressions
 from .event_schema import SchemaView, validator
@@ -86,7 +88,7 @@ class _Loader:
         for error in validator(schema).iter_errors(doc.data):
             ok = False
             if error.context:
-                error = expressions_best(error)
+                error = best_match(error.context) or error  # the most specific message of a oneOf
             path = tuple(error.absolute_path)
             mark = doc.mark(path)
             if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -215,7 +217,7 @@ class _Loader:
                 seen_events[type_name] = mark
                 if isinstance(raw, dict) and isinstance(raw.get("schema"), dict):
                     events[type_name] = EventType(type_name, raw["schema"], str(raw.get("description", "")))
-                    self.check_event_schema(doc, type_name, raw["schema"], definitions)
+                    self.check_event_schema(doc, type_name, raw["schema"])
             for rule_id, raw in (doc.data.get("notifications") or {}).items():
                 mark = doc.mark(("notifications", rule_id), key=True)
                 if rule_id in seen_rules:
@@ -248,10 +250,7 @@ class _Loader:
             root=self.display(self.root),
         )
 
-    def check_event_schema(self, doc: Document, type_name: str, schema: dict[str, Any], definitions: Mapping[str, Any]) -> None:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
+    def check_event_schema(self, doc: Document, type_name: str, schema: dict[str, Any]) -> None:
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
@@ -555,12 +554,6 @@ class _RuleContext:
 
 _PLAIN_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _BUILTIN_ATTRS = {"items", "keys", "values", "get", "upper", "lower", "title", "strip", "split", "startswith", "endswith", "replace"}
-
-
-def expressions_best(error: Any) -> Any:
-    from jsonschema.exceptions import best_match
-
-    return best_match(error.context) or error
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
