@@ -42,7 +42,7 @@ def backtest(store: Store, current: Config, candidate: str, since: datetime, now
     for config in (current, other):
         renderer = Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
         result = run(config, _known(raw, config), now, renderer)
-        rows.append([r.as_json(now) for r in result.rows])
+        rows.append([r.as_json() for r in result.rows])
     return len(raw), compare(f"events since {since.isoformat()}", rows[0], rows[1])
 
 

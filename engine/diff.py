@@ -138,7 +138,7 @@ def diff(base: str, head: str, config_name: str = "notifications.yaml", env: str
             for config in (base_config, head_config):
                 renderer = Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
                 result = run(config, events.events, events.until, renderer, events.preferences)
-                rows.append([r.as_json(events.until) for r in result.rows])
+                rows.append([r.as_json() for r in result.rows])
             changes.extend(compare(events.name, rows[0], rows[1]))
         return changes
     finally:

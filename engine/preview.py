@@ -30,7 +30,7 @@ class Row:
     def sort_key(self) -> tuple[datetime, str, str, int]:
         return (self.send.send_at, self.send.notification, self.send.recipient_id, self.seq)
 
-    def as_json(self, until: datetime | None) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         status = self.status
         if status == "scheduled":
             status = "pending"

@@ -85,7 +85,7 @@ def test_quiet_hours_defer_sends_users_can_switch_off(tmp_path: Path, monkeypatc
     event = {"id": "e1", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
              "data": {"booking": {"id": "b1", "start_time": "2026-03-06T01:00:00Z"},
                       "client": {"id": "c1", "email": "c@example.com", "name": "C", "timezone": "Europe/Berlin"}}}
-    rows = [r.as_json(None) for r in run(config, [(1, event)]).rows]
+    rows = [r.as_json() for r in run(config, [(1, event)]).rows]
     # Due 2026-03-05T01:00Z (02:00 Berlin, quiet): waits for 07:00 Berlin, 06:00Z.
     assert [(r["notification"], r["send_at"], r["status"]) for r in rows] == [("booking_reminder", "2026-03-05T06:00:00Z", "sent")]
 

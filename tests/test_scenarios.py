@@ -160,7 +160,7 @@ def test_scenario(path: Path, shipped_config) -> None:
     if result.rejected:
         pytest.fail(f"scenario {path.name}: events refused:\n" + "\n".join(
             f"  event #{r.line}: {p}: {m}" for r in result.rejected for p, m in r.problems), pytrace=False)
-    actual = [row.as_json(until) for row in result.rows]
+    actual = [row.as_json() for row in result.rows]
     missing, unexpected = compare(scenario["expect"], actual)
     want_dups = list(scenario.get("expect_duplicates") or [])
     dups = None if sorted(want_dups) == sorted(result.duplicates) else (want_dups, result.duplicates)
@@ -199,7 +199,7 @@ expect:
 """)
     scenario = load_scenario(path)
     result = run(shipped_config, list(enumerate(scenario["events"], 1)))
-    actual = [row.as_json(None) for row in result.rows]
+    actual = [row.as_json() for row in result.rows]
     missing, unexpected = compare(scenario["expect"], actual)
     text = report(path, scenario, actual, missing, unexpected, None)
     assert [m["send_at"] for m in missing] == ["2026-03-11T14:00:00Z"]

@@ -36,7 +36,7 @@ def print_table(result: Result) -> None:
         table.add_column(col, overflow="fold")
     styles = {"sent": "green", "pending": "cyan", "cancelled": "yellow", "skipped": "red"}
     for row in result.rows:
-        out = row.as_json(result.until)
+        out = row.as_json()
         table.add_row(out["send_at"], out["notification"], out["recipient"], out["template"] or "-",
                       f"[{styles[out['status']]}]{out['status']}[/]", out["reason"] or "")
     Console().print(table)
@@ -87,7 +87,7 @@ def command(events_path: str, config_path: str, until_text: str | None, fmt: str
         write_html(result, output or "preview.html", tz, events_path)
     elif fmt == "json":
         for row in result.rows:
-            click.echo(json.dumps(row.as_json(result.until), ensure_ascii=False, sort_keys=False))
+            click.echo(json.dumps(row.as_json(), ensure_ascii=False, sort_keys=False))
     else:
         print_table(result)
 
@@ -109,4 +109,4 @@ def write_html(result: Result, output: str, tz: str | None, source: str) -> None
 
 
 def rows_json(result: Result) -> list[dict[str, Any]]:
-    return [row.as_json(result.until) for row in result.rows]
+    return [row.as_json() for row in result.rows]
