@@ -23,6 +23,7 @@ import pytest
 
 from engine.http.app import build_app
 from engine.signing import make_unsubscribe_token, read_unsubscribe_token, sign_courier, sign_ingest, SignatureError
+from engine.clock import utcnow
 from tests.runtime.support import booking_confirmed, message_sent, payment_succeeded
 
 from .conftest import row_counts
@@ -34,10 +35,6 @@ SECRET_KEY = "auth-unsubscribe-secret"
 TOLERANCE = 300
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"Content-Type": "application/json"}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @pytest.fixture

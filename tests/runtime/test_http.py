@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Iterator
 from urllib.parse import parse_qs, urlparse
 
@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from engine.http.app import build_app
 from engine.signing import make_unsubscribe_token, sign_courier, sign_ingest
+from engine.clock import utcnow
 
 from .support import LiveServer, booking_confirmed, message_sent, payment_succeeded
 
@@ -23,10 +24,6 @@ WEBHOOK_SECRET = "webhook-secret-789"
 SECRET_KEY = "unsubscribe-secret"
 MAX_BODY = 64 * 1024
 AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @pytest.fixture
