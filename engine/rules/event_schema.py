@@ -5,27 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-
-from .timeparse import is_instant, is_zone
-
-FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+from .json_schema import Checker, most_specific
 
 
-@FORMAT_CHECKER.checks("timezone")
-def _timezone(value: object) -> bool:
-    return not isinstance(value, str) or is_zone(value)
-
-
-@FORMAT_CHECKER.checks("date-time", raises=ValueError)
-def _date_time(value: object) -> bool:
-    # Stricter than RFC 3339's validator on purpose: an offset is required and checked.
-    return not isinstance(value, str) or is_instant(value)
-
-
-def validator(schema: Mapping[str, Any]) -> Draft202012Validator:
-    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+def validator(schema: Mapping[str, Any]) -> Checker:
+    return Checker(schema)
 
 
 def json_path(parts: Any) -> str:
@@ -35,12 +19,11 @@ def json_path(parts: Any) -> str:
     return out
 
 
-def errors(v: Draft202012Validator, instance: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[str, str]]:
+def errors(v: Checker, instance: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[str, str]]:
     """Every problem as (JSON path, message), most specific message for oneOf/anyOf."""
     found = []
     for error in v.iter_errors(instance):
-        if error.context:
-            error = best_match(error.context) or error
+        error = most_specific(error)
         found.append((json_path(prefix + tuple(error.absolute_path)), error.message))
     return sorted(found)
 

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from croniter import croniter
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
 
 from . import expressions
-from .event_schema import SchemaView, validator
+from .event_schema import SchemaView
+from .json_schema import Checker, most_specific, schema_error
 from .model import (
     App,
     Category,
@@ -58,6 +57,16 @@ def rule_schema() -> dict[str, Any]:
         return json.load(fh)
 
 
+@lru_cache(maxsize=1)
+def rule_file_checker() -> Checker:
+    return Checker(rule_schema())
+
+
+@lru_cache(maxsize=1)
+def templates_map_checker() -> Checker:
+    return Checker({**rule_schema()["$defs"]["templates_map"], "$defs": rule_schema()["$defs"]})
+
+
 class _Loader:
     def __init__(self, root: str, environ: Mapping[str, str]):
         self.root = root
@@ -83,12 +92,11 @@ class _Loader:
         self.problems.extend(problems)
         return doc
 
-    def check_shape(self, doc: Document, schema: Mapping[str, Any]) -> bool:
+    def check_shape(self, doc: Document, checker: Checker) -> bool:
         ok = True
-        for error in validator(schema).iter_errors(doc.data):
+        for error in checker.iter_errors(doc.data):
             ok = False
-            if error.context:
-                error = best_match(error.context) or error  # the most specific message of a oneOf
+            error = most_specific(error)
             path = tuple(error.absolute_path)
             mark = doc.mark(path)
             if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -129,7 +137,7 @@ class _Loader:
             return None
         if root.data is None or not isinstance(root.data, dict):
             return None
-        self.check_shape(root, rule_schema())
+        self.check_shape(root, rule_file_checker())
         self.docs.append(root)
         for pattern_index, pattern in enumerate(root.data.get("include", []) or []):
             if not isinstance(pattern, str):
@@ -146,7 +154,7 @@ class _Loader:
                     continue
                 if doc.data is None:
                     continue
-                self.check_shape(doc, rule_schema())
+                self.check_shape(doc, rule_file_checker())
                 for key in ROOT_ONLY:
                     if key in doc.data:
                         self.error(doc.mark((key,), key=True), f"{key!r} belongs in {os.path.basename(self.root)}, not in a rule file")
@@ -160,12 +168,11 @@ class _Loader:
         paths = sorted(glob.glob(os.path.join(folder, "*.yaml")) + glob.glob(os.path.join(folder, "*.yml")))
         if not paths:
             self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: add one per environment (production.yaml, ...)")
-        schema = {**rule_schema()["$defs"]["templates_map"], "$defs": rule_schema()["$defs"]}
         for path in paths:
             doc = self.read(path)
             if doc.data is None:
                 doc.data = {}
-            if self.check_shape(doc, schema):
+            if self.check_shape(doc, templates_map_checker()):
                 found[Path(path).stem] = (doc, dict(doc.data))
         return found
 
@@ -251,9 +258,8 @@ class _Loader:
         )
 
     def check_event_schema(self, doc: Document, type_name: str, schema: dict[str, Any]) -> None:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
+        exc = schema_error(schema)
+        if exc is not None:
             path = ("events", type_name, "schema") + tuple(exc.absolute_path)
             self.error(doc.mark(path), f"events.{type_name}.schema: not a valid JSON Schema: {exc.message}")
 
