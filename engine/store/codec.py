@@ -9,7 +9,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson  # 5-10x the standard library's speed on the write path, same output for our values
+
 PREFIX = "fernet:"
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def to_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; what JSON has no type for (a datetime, say) is written as str().
+    Values nested deeper than orjson goes (254 levels; events may nest up to 1 000) take the
+    standard library's encoder, which writes the same values."""
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def from_json(data: str | bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)  # nested deeper than orjson reads, or not JSON (then this raises)
 
 
 class Codec:
@@ -29,10 +49,10 @@ class Codec:
         return self._fernet is not None
 
     def dumps(self, value: Any) -> str:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        data = to_json(value)
         if self._fernet is None:
-            return text
-        return PREFIX + self._fernet.encrypt(text.encode()).decode()
+            return data.decode()
+        return PREFIX + self._fernet.encrypt(data).decode()
 
     def loads(self, stored: str | None) -> Any:
         if stored is None:
@@ -40,8 +60,8 @@ class Codec:
         if stored.startswith(PREFIX):
             if self._fernet is None:
                 raise ValueError("a stored payload is encrypted but ENGINE_ENCRYPTION_KEY is not set")
-            return json.loads(self._fernet.decrypt(stored[len(PREFIX):].encode()))
-        return json.loads(stored)
+            return from_json(self._fernet.decrypt(stored[len(PREFIX):].encode()))
+        return from_json(stored)
 
     def rotate(self, stored: str) -> str:
         """Re-encrypt with the first key (after a new key was put in front)."""

@@ -7,27 +7,32 @@ States of a notification row:
   scheduled | queued -> cancelled (a cancel or reschedule; a row already `sending` is too late)
   any due row -> skipped (preferences, throttle, rate limit at send time)
   sent -> delivered | opened | clicked | undeliverable are recorded in `delivery_status`.
+A row is its own record of creation; `notification_history` keeps every change after it
+(`Store.history` gives both).
 """
 
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from .codec import Codec
+from .statements import SEND_IDEMPOTENCY, SEND_STATUS, Statements, like_prefix
 from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
                      signature_receipts, webhook_receipts)
 
 DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
 PENDING = ("scheduled", "queued")
+_ENDED_BY_CANCEL = like_prefix(CANCELLED_BY)
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -94,6 +99,52 @@ class Counts:
             n.recipient_id == self.claimed.recipient_id, n.category.in_(list(categories)), self._taken(since))) or 0
 
 
+class _Pending:
+    """The sends and cancels of an ingest, written in bulk.
+
+    Runs of sends and runs of cancels are written together: a send with cancels pending writes
+    those first, and a cancel with sends pending writes those first, so each decision sees what
+    the decisions before it wrote, as applying them one by one would. Within a run, sends of
+    one idempotency key are one send (`Store._insert_sends`), and cancels commute: each ends the
+    pending rows of its own (notification, key), and a second cancel of a key finds nothing.
+    """
+
+    def __init__(self, store: "Store", cur: Any, now: datetime):
+        self.store, self.cur, self.now = store, cur, now
+        self.sends: list[tuple[Any, ...]] = []
+        self.cancels: dict[tuple[str, str | None], Cancel] = {}
+        self.scheduled = self.cancelled = 0
+
+    def send(self, s: Send) -> None:
+        if self.cancels:
+            self.flush()
+        self.sends.append(self.store._send_row(s, self.now))
+
+    def cancel(self, c: Cancel) -> None:
+        if self.sends:
+            self.flush()
+        self.cancels.setdefault((c.notification, c.key), c)
+
+    def ended_by_cancel(self, s: Send) -> bool:
+        """A reschedule does not revive the sends of a key that a cancel_on event ended (as `engine preview`)."""
+        if self.cancels:
+            self.flush()
+        self.cur.execute(self.store.sql.ended_by_cancel, (s.notification, s.key, _ENDED_BY_CANCEL))
+        return self.cur.fetchone() is not None
+
+    def flush(self) -> None:
+        sql, at = self.store.sql, self.store.sql.time(self.now)
+        if self.cancels:
+            params = [(c.reason, at, c.notification, c.key) for c in self.cancels.values()]
+            self.cur.executemany(sql.cancel_history, params)
+            self.cur.executemany(sql.cancel, params)
+            self.cancelled += self.cur.rowcount
+            self.cancels = {}
+        if self.sends:
+            self.scheduled += self.store._insert_sends(self.cur, self.sends)
+            self.sends = []
+
+
 class Store:
     def __init__(self, engine: Engine, codec: Codec | None = None):
         self.engine = engine
@@ -103,17 +154,19 @@ class Store:
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
+        self.sql = Statements(self.dialect)
 
     # -- helpers ------------------------------------------------------------------------------
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        """A write transaction (committed on success, rolled back on error)."""
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
+        """A write transaction (committed on success, rolled back on error). An error of the
+        driver's own cursor (`Statements`) is raised as SQLAlchemy's, as every other one is."""
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            with self._write_lock or nullcontext(), self.engine.begin() as conn:
                 yield conn
-            return
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        except driver_error as exc:
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
@@ -127,131 +180,106 @@ class Store:
         """Store new events and apply the decisions of each, all in one transaction.
 
         An event id seen before is a duplicate: its decisions are dropped and nothing changes.
+        Sends and cancels are written together, in bulk (`_Pending`), in an order that gives the
+        same rows as applying every decision one by one.
         """
         if not batch:
             return IngestResult([], [], 0, 0)
         ids = [e.id for e, _ in batch]
-        scheduled = cancelled_count = 0
+        sql = self.sql
         with self._tx() as conn:
-            fresh: list[tuple[Event, Sequence[Decision]]] = []
-            seen: set[str] = set()
+            cur = sql.cursor(conn)
+            fresh: dict[str, tuple[Event, Sequence[Decision]]] = {}
             for event, decisions in batch:
-                if event.id not in seen:
-                    seen.add(event.id)
-                    fresh.append((event, decisions))
+                fresh.setdefault(event.id, (event, decisions))
             # ON CONFLICT: an id stored before (or by a concurrent request a moment ago) is a duplicate.
-            inserted = set(conn.scalars(self._insert(events).on_conflict_do_nothing(index_elements=["id"])
-                                        .returning(events.c.id), [
-                {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "received_at": now,
-                 "payload": self.codec.dumps(e.envelope())} for e, _ in fresh
-            ]))
-            fresh = [(e, d) for e, d in fresh if e.id in inserted]
+            received, inserted = sql.time(now), set()
+            for chunk in sql.chunks(list(fresh.values())):
+                cur.execute(sql.insert_events(len(chunk)), [
+                    v for e, _ in chunk for v in (e.id, e.type, sql.time(e.occurred_at), received, self.codec.dumps(e.envelope()))])
+                inserted.update(r[0] for r in cur.fetchall())
+            pending = _Pending(self, cur, now)
             people: dict[str, Mapping[str, Any]] = {}
-            rows: list[dict[str, Any]] = []
-            pending: set[tuple[str, str | None]] = set()  # (notification, key) of the rows not yet inserted
-            for event, decisions in fresh:
+            for event, decisions in fresh.values():
+                if event.id not in inserted:
+                    continue
                 for d in decisions:
                     if isinstance(d, Cancel):
-                        if (d.notification, d.key) in pending:  # it must see those rows: insert them first
-                            scheduled += len(self._insert_sends(conn, rows, now))
-                            rows, pending = [], set()
-                        cancelled_count += self._cancel(conn, d, now)
+                        pending.cancel(d)
                     elif isinstance(d, Send):
-                        if d.replan and self._ended_by_cancel(conn, d):
+                        if d.replan and pending.ended_by_cancel(d):
                             continue
-                        rows.append(self._send_row(d, now))
-                        pending.add((d.notification, d.key))
+                        pending.send(d)
                         people[d.recipient_id] = d.recipient
                     elif isinstance(d, DigestItem):
-                        self._collect(conn, d, event, now)
+                        self._collect(cur, d, event)
                         people[d.recipient_id] = d.recipient
-            if rows:
-                scheduled += len(self._insert_sends(conn, rows, now))
-            self._upsert_recipients(conn, people, now)
-        accepted = [e.id for e, _ in fresh]
+            pending.flush()
+            self._upsert_recipients(cur, people, now)
+        accepted = [i for i in fresh if i in inserted]
         duplicates = list(ids)  # every submission but the one accepted occurrence of each id
         for event_id in accepted:
             duplicates.remove(event_id)
-        return IngestResult(accepted, duplicates, scheduled, cancelled_count)
+        return IngestResult(accepted, duplicates, pending.scheduled, pending.cancelled)
 
-    def _send_row(self, s: Send, now: datetime) -> dict[str, Any]:
+    def _send_row(self, s: Send, now: datetime) -> tuple[Any, ...]:
+        """The row of a send, in `statements.SEND_COLUMNS` order."""
         message = None
         if s.template:
             from ..core.rendering import courier_message
 
             message = courier_message(s.recipient, s.template, s.data, s.channels)
-        return {
-            "notification": s.notification, "recipient_id": s.recipient_id, "event_id": s.event_id or None,
-            "key": s.key, "category": s.category, "channels": list(s.channels), "template_key": s.template_key,
-            "template": s.template, "variant": s.variant, "idempotency_key": s.idempotency_key, "throttle_key": s.throttle_key,
-            "payload": self.codec.dumps(message) if message else None, "send_at": s.send_at,
-            "status": s.status, "reason": s.reason, "attempts": 0, "created_at": now, "updated_at": now,
-        }
+        sql, at = self.sql, self.sql.time(now)
+        return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
+                s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
+                self.codec.dumps(message) if message else None, sql.time(s.send_at), s.status, s.reason, 0, at, at)
 
-    def _insert_sends(self, conn: Any, rows: list[dict[str, Any]], now: datetime) -> list[int]:
-        """Insert sends (history included); returns the ids of the rows actually inserted."""
-        # A send whose idempotency key already belongs to a live or sent row is the same send.
-        keys = [r["idempotency_key"] for r in rows]
-        taken = set(conn.scalars(select(notifications.c.idempotency_key).where(
-            notifications.c.idempotency_key.in_(keys), notifications.c.status.notin_(("cancelled", "skipped", "failed")))))
+    def _insert_sends(self, cur: Any, rows: Sequence[tuple[Any, ...]], *, returning: bool = False) -> list[int] | int:
+        """Insert sends; returns how many rows were inserted (with `returning`, their ids).
+
+        A send whose idempotency key already belongs to a live or sent row is the same send, and
+        so is a second send of one key within `rows` (one event submitted twice in a batch)."""
+        sql = self.sql
+        taken: set[str] = set()
+        for chunk in sql.chunks([r[SEND_IDEMPOTENCY] for r in rows]):
+            cur.execute(sql.live_keys(len(chunk)), chunk)
+            taken.update(k for k, in cur.fetchall())
         kept = []
         for r in rows:
-            if r["status"] != "skipped":
-                if r["idempotency_key"] in taken:
+            if r[SEND_STATUS] != "skipped":
+                if r[SEND_IDEMPOTENCY] in taken:
                     continue
-                taken.add(r["idempotency_key"])  # a batch may hold the same send twice (one event sent twice)
+                taken.add(r[SEND_IDEMPOTENCY])
             kept.append(r)
-        rows = kept
-        if not rows:
-            return []
-        new_ids = conn.scalars(insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True), rows).all()
-        conn.execute(insert(history), [
-            {"notification_id": i, "status": r["status"], "reason": r["reason"], "at": now} for i, r in zip(new_ids, rows)
-        ])
-        return list(new_ids)
+        if not returning:
+            if kept:
+                cur.executemany(sql.insert_send, kept)
+            return len(kept)
+        new_ids = []
+        for r in kept:
+            cur.execute(sql.insert_send + " RETURNING id", r)
+            new_ids.append(cur.fetchone()[0])
+        return new_ids
 
-    def _ended_by_cancel(self, conn: Any, s: Send) -> bool:
-        """A reschedule does not revive the sends of a key that a cancel_on event ended (as `engine preview`)."""
-        n = notifications.c
-        return conn.scalar(select(n.id).where(n.notification == s.notification, n.key == s.key, n.status == "cancelled",
-                                              n.reason.startswith(CANCELLED_BY, autoescape=True)).limit(1)) is not None
-
-    def _cancel(self, conn: Any, c: Cancel, now: datetime) -> int:
-        ids = conn.scalars(update(notifications).where(
-            notifications.c.notification == c.notification, notifications.c.key == c.key,
-            notifications.c.status.in_(PENDING),
-        ).values(status="cancelled", reason=c.reason, updated_at=now).returning(notifications.c.id)).all()
-        if ids:
-            conn.execute(insert(history), [{"notification_id": i, "status": "cancelled", "reason": c.reason, "at": now} for i in ids])
-        return len(ids)
-
-    def _collect(self, conn: Any, d: DigestItem, event: Event, now: datetime) -> None:
-        stmt = self._insert(digests).values(
-            bucket=d.bucket, notification=d.notification, recipient_id=d.recipient_id,
-            recipient=self.codec.dumps(dict(d.recipient)), period_start=d.period_start, period_end=d.period_end,
-            send_at=d.send_at, status="collecting",
-        ).on_conflict_do_nothing(index_elements=["bucket"])
-        conn.execute(stmt)
-        status = conn.scalar(select(digests.c.status).where(digests.c.bucket == d.bucket))
-        if status != "collecting":
+    def _collect(self, cur: Any, d: DigestItem, event: Event) -> None:
+        sql = self.sql
+        cur.execute(sql.open_digest, (d.bucket, d.notification, d.recipient_id, self.codec.dumps(dict(d.recipient)),
+                                      sql.time(d.period_start), sql.time(d.period_end), sql.time(d.send_at)))
+        cur.execute(sql.digest_status, (d.bucket,))
+        if cur.fetchone()[0] != "collecting":
             return  # that period's digest already went out
-        conn.execute(insert(digest_items).values(bucket=d.bucket, event_id=d.event_id, item=self.codec.dumps(dict(d.item)),
-                                                 occurred_at=event.occurred_at))
+        cur.execute(sql.add_digest_item, (d.bucket, d.event_id, self.codec.dumps(dict(d.item)), sql.time(event.occurred_at)))
 
-    def _upsert_recipients(self, conn: Any, people: Mapping[str, Mapping[str, Any]], now: datetime) -> None:
-        if not people:
-            return
-        rows = [{"id": rid, "profile": self.codec.dumps(dict(p)), "timezone": p.get("timezone"), "updated_at": now}
-                for rid, p in sorted(people.items())]
-        stmt = self._insert(recipients)
-        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
-            "profile": stmt.excluded.profile, "timezone": stmt.excluded.timezone, "updated_at": stmt.excluded.updated_at})
-        conn.execute(stmt, rows)
+    def _upsert_recipients(self, cur: Any, people: Mapping[str, Mapping[str, Any]], now: datetime) -> None:
+        if people:
+            at = self.sql.time(now)
+            cur.executemany(self.sql.upsert_recipient, [(rid, self.codec.dumps(dict(p)), p.get("timezone"), at)
+                                                        for rid, p in sorted(people.items())])
 
     def import_recipients(self, people: Iterable[Mapping[str, Any]], now: datetime) -> int:
         found = {str(p["id"]): p for p in people}
         with self._tx() as conn:
-            self._upsert_recipients(conn, found, now)
+            self._upsert_recipients(self.sql.cursor(conn), found, now)
         return len(found)
 
     def recipient(self, recipient_id: str) -> dict[str, Any] | None:
@@ -271,9 +299,10 @@ class Store:
     def schedule_direct(self, send: Send, now: datetime) -> int | None:
         """Store one send made by code (not by an event); None when its idempotency key is taken."""
         with self._tx() as conn:
-            self._upsert_recipients(conn, {send.recipient_id: send.recipient}, now)
+            cur = self.sql.cursor(conn)
+            self._upsert_recipients(cur, {send.recipient_id: send.recipient}, now)
             # The id RETURNING gave, not max(id): another transaction may commit a higher id meanwhile.
-            new_ids = self._insert_sends(conn, [self._send_row(send, now)], now)
+            new_ids = self._insert_sends(cur, [self._send_row(send, now)], returning=True)
         return new_ids[0] if new_ids else None
 
     def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
@@ -418,7 +447,7 @@ class Store:
             done = conn.execute(update(digests).where(digests.c.bucket == bucket, digests.c.status == "collecting")
                                 .values(status="closed")).rowcount
             if done:
-                self._insert_sends(conn, [self._send_row(send, now)], now)
+                self._insert_sends(self.sql.cursor(conn), [self._send_row(send, now)])
         return bool(done)
 
     # -- webhooks ---------------------------------------------------------------------------------
@@ -477,10 +506,23 @@ class Store:
         return rows
 
     def history(self, notification_id: int) -> list[dict[str, Any]]:
+        """Every state of a row, oldest first; [] for an unknown id.
+
+        The first entry is the row's creation, read from the row itself: `scheduled`, or `skipped`
+        with its reason when it was created skipped (a row that is skipped and has no later
+        change). The history table holds the changes after it."""
+        n = notifications.c
         with self.reader.connect() as conn:
-            rows = conn.execute(select(history.c.status, history.c.reason, history.c.at)
-                                .where(history.c.notification_id == notification_id).order_by(history.c.id)).mappings()
-            return [{**r, "at": utc(r["at"])} for r in rows]
+            row = conn.execute(select(n.status, n.reason, n.created_at).where(n.id == notification_id)).first()
+            if row is None:
+                return []
+            changes = [{**r, "at": utc(r["at"])} for r in conn.execute(
+                select(history.c.status, history.c.reason, history.c.at)
+                .where(history.c.notification_id == notification_id).order_by(history.c.id)).mappings()]
+        created_skipped = row.status == "skipped" and not changes
+        created = {"status": row.status if created_skipped else "scheduled", "reason": row.reason if created_skipped else None,
+                   "at": utc(row.created_at)}
+        return [created, *changes]
 
     def stats(self, since: datetime) -> list[dict[str, Any]]:
         n = notifications.c

@@ -6,8 +6,10 @@ hold it to that, including under concurrency (threads of one process stand in fo
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -105,7 +107,7 @@ class StoreContract:
             upgrade(engine)  # again: nothing changes, nothing is lost
             upgrade(engine)
             with engine.connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0002"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0003"]
             assert store.preferences("usr_1") == {"client_welcome": False}
             # The migrated schema is the one the code declares: autogenerate finds nothing to add.
             from alembic.autogenerate import compare_metadata
@@ -121,7 +123,7 @@ class StoreContract:
         try:
             run_threads(3, lambda i: upgrade(engines[i]))
             with engines[0].connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0002"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0003"]
         finally:
             for e in engines:
                 e.dispose()
@@ -140,6 +142,39 @@ class StoreContract:
         for r in rows.values():
             assert [h["status"] for h in store.history(r["id"])] == ["scheduled"]
         assert store.recipient("usr_c_1")["email"] == "usr_c_1@example.com"
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_a_batch_gives_the_rows_of_its_decisions_applied_one_by_one(self, engine: Any, seed: int) -> None:
+        # Store.ingest writes a batch's sends and cancels in bulk; the rows must be those of
+        # applying each decision in its own transaction, in order. Keys, rules and idempotency
+        # keys are few, so sends, cancels, reschedules and taken keys collide often.
+        rng = random.Random(seed)
+        decisions: list[Any] = []
+        for i in range(60):
+            rule, key = rng.choice(["client_booking_reminder_24h", "client_booking_reminder_30m"]), rng.choice(["bk_1", "bk_2", "bk_3"])
+            roll = rng.random()
+            if roll < 0.3:
+                reason = rng.choice(["cancelled by booking.cancelled", "rescheduled by booking.rescheduled"])
+                decisions.append(Cancel(rule, key, reason, f"evt_{i}"))
+            else:
+                send = make_send(notification=rule, key=key, idem=f"idem_{rng.randrange(12)}", send_at=NOW + timedelta(hours=i),
+                                 status="skipped" if roll > 0.9 else "scheduled")
+                decisions.append(replace(send, replan=roll < 0.55))
+        bulk, single = Store(engine), Store(engine)
+        result = bulk.ingest([(make_event(f"evt_bulk_{seed}"), decisions)], NOW)
+        rows = [(r["notification"], r["key"], r["idempotency_key"], r["status"], r["reason"]) for r in bulk.list(limit=1000, newest_first=True)]
+        with engine.begin() as conn:  # the same database, empty again
+            for table in (history, notifications, events, recipients):
+                conn.execute(table.delete())
+        totals = [0, 0]
+        for i, d in enumerate(decisions):
+            one_result = single.ingest([(make_event(f"evt_one_{seed}_{i}"), [d])], NOW)
+            totals[0] += one_result.scheduled
+            totals[1] += one_result.cancelled
+        assert [(r["notification"], r["key"], r["idempotency_key"], r["status"], r["reason"])
+                for r in single.list(limit=1000, newest_first=True)] == rows
+        assert [result.scheduled, result.cancelled] == totals
+        assert result.cancelled > 0 and result.scheduled > 0
 
     def test_ingest_is_one_transaction(self, store: Store) -> None:
         good = make_send(key="bk_1")

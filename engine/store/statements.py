@@ -1,0 +1,101 @@
+"""SQL for the hot write paths, written once and run on the driver's cursor.
+
+SQLAlchemy Core builds a statement, looks up its cache key and processes every bound value on
+each call: about 0.1 ms a statement, and an event batch runs thousands. The statements here
+skip that. They are plain SQL that both databases accept (`?` placeholders become `%s` for
+PostgreSQL's driver), and they take values already in the driver's form: `time()` and `json()`
+turn a value into exactly what the Core tables of `tables.py` store, so rows written either way
+read and compare the same (SQLite compares times as text).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+LIVE = "status NOT IN ('cancelled', 'skipped', 'failed')"  # a row that still holds its idempotency key
+PENDING = "status IN ('scheduled', 'queued')"
+
+SEND_COLUMNS = ("notification", "recipient_id", "event_id", "key", "category", "channels", "template_key", "template",
+                "variant", "idempotency_key", "throttle_key", "payload", "send_at", "status", "reason", "attempts",
+                "created_at", "updated_at")
+SEND_IDEMPOTENCY, SEND_STATUS = SEND_COLUMNS.index("idempotency_key"), SEND_COLUMNS.index("status")
+EVENT_COLUMNS = ("id", "type", "occurred_at", "received_at", "payload")
+
+_SQL = {
+    "insert_send": f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) VALUES ({', '.join('?' * len(SEND_COLUMNS))})",
+    # A cancel writes its history rows first (they select the rows the update then changes).
+    "cancel_history": "INSERT INTO notification_history (notification_id, status, reason, at) "
+                      f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}",
+    "cancel": f"UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
+              f"WHERE notification = ? AND key = ? AND {PENDING}",
+    "ended_by_cancel": "SELECT 1 FROM notifications WHERE notification = ? AND key = ? AND status = 'cancelled' "
+                       "AND reason LIKE ? ESCAPE '/' LIMIT 1",
+    "upsert_recipient": "INSERT INTO recipients (id, profile, timezone, updated_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, timezone = excluded.timezone, "
+                        "updated_at = excluded.updated_at",
+    "open_digest": "INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, send_at, "
+                   "status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING",
+    "digest_status": "SELECT status FROM digests WHERE bucket = ?",
+    "add_digest_item": "INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)",
+}
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (with ESCAPE '/') matching text that starts with `prefix`."""
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+class Statements:
+    """The statements of one dialect, and the conversions to its driver's values."""
+
+    CHUNK = 500  # rows per multi-row statement: far under both databases' limits on parameters
+
+    def __init__(self, dialect: str):
+        self.pg = dialect == "postgresql"
+        self._channels: dict[tuple[str, ...], Any] = {}
+        for name, sql in _SQL.items():
+            setattr(self, name, self._text(sql))
+        if self.pg:
+            from psycopg.types.json import Json
+
+            self._json = Json
+
+    def _text(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.pg else sql
+
+    @staticmethod
+    def cursor(conn: Any) -> Any:
+        """The driver's cursor, inside the transaction `conn` (a SQLAlchemy Connection) holds."""
+        return conn.connection.cursor()
+
+    def time(self, value: datetime | None) -> Any:
+        """As `tables.UTCDateTime` binds it: UTC; on SQLite the text SQLAlchemy's DATETIME stores."""
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        if self.pg:
+            return value
+        return value.isoformat(" ", "microseconds")[:26]  # without the offset
+
+    def channels(self, channels: tuple[str, ...]) -> Any:
+        """A tuple of channels as the JSON column `notifications.channels` binds it (a rule's
+        channels are few and repeat: each is encoded once)."""
+        found = self._channels.get(channels)
+        if found is None:
+            found = self._channels[channels] = self._json(list(channels)) if self.pg else json.dumps(list(channels))
+        return found
+
+    def insert_events(self, n: int) -> str:
+        """Insert `n` events at once; RETURNING the ids that were new (a stored id is a duplicate)."""
+        return self._text(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
+                          + ", ".join(["(?, ?, ?, ?, ?)"] * n) + " ON CONFLICT (id) DO NOTHING RETURNING id")
+
+    def live_keys(self, n: int) -> str:
+        """Which of `n` idempotency keys a live or sent row holds."""
+        return self._text(f"SELECT idempotency_key FROM notifications WHERE idempotency_key IN ({', '.join('?' * n)}) AND {LIVE}")
+
+    def chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
+        return [items[i:i + self.CHUNK] for i in range(0, len(items), self.CHUNK)]

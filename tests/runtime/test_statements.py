@@ -1,0 +1,91 @@
+"""The hot-path statements write exactly what the SQLAlchemy Core tables write.
+
+SQLite compares times as text: a time bound by `Statements.time` must be the very text that
+`tables.UTCDateTime` stores, or a due-row query would miss rows written the other way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.dialects import sqlite
+
+from engine.store.db import connect, upgrade
+from engine.store.statements import Statements, like_prefix
+from engine.store.tables import UTCDateTime, events, history, notifications
+
+from .support import NOW
+
+TIMES = [NOW, NOW.replace(microsecond=0), datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-7))),
+         datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), datetime(2026, 1, 2, 3, 4, 5)]
+
+
+@pytest.mark.parametrize("value", TIMES)
+def test_a_sqlite_time_is_the_text_the_core_type_stores(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    impl = UTCDateTime().dialect_impl(dialect)
+    core = impl.bind_processor(dialect)(impl.process_bind_param(value, dialect))
+    assert Statements("sqlite").time(value) == core
+
+
+@pytest.mark.parametrize("prefix, matches, misses", [
+    ("cancelled by ", ["cancelled by booking.cancelled", "cancelled by "], ["rescheduled by x", "cancelled b"]),
+    ("50%_a/b", ["50%_a/b", "50%_a/bc"], ["50x_a/b", "50%ya/b", "500_a/b"]),
+])
+def test_like_prefix_matches_only_the_prefix(prefix: str, matches: list[str], misses: list[str]) -> None:
+    conn = sqlite3.connect(":memory:")
+    for value in matches + misses:
+        found = conn.execute("SELECT ? LIKE ? ESCAPE '/'", (value, like_prefix(prefix))).fetchone()[0]
+        assert bool(found) == (value in matches), value
+
+
+def test_migration_0003_keeps_one_creation_entry(tmp_path: Any) -> None:
+    # A database written before 0003 holds a creation entry in the history table; after the
+    # upgrade, Store.history shows each state once, as for rows written since.
+    from alembic import command
+
+    from engine.store.db import alembic_config
+    from engine.store.repository import Store
+
+    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = alembic_config(engine)
+    command.upgrade(cfg, "0002")
+    created, claimed = NOW, NOW + timedelta(hours=1)
+    row = {"notification": "n", "recipient_id": "usr_1", "category": "c", "channels": ["email"], "idempotency_key": "k",
+           "send_at": created, "status": "sent", "attempts": 1, "created_at": created, "updated_at": claimed}
+    with engine.begin() as conn:
+        sent_id = conn.execute(notifications.insert().values(**row).returning(notifications.c.id)).scalar_one()
+        skipped_id = conn.execute(notifications.insert().values(**{**row, "idempotency_key": "k2", "status": "skipped",
+                                                                   "reason": "quiet"}).returning(notifications.c.id)).scalar_one()
+        conn.execute(history.insert(), [
+            {"notification_id": sent_id, "status": "scheduled", "reason": None, "at": created},
+            {"notification_id": skipped_id, "status": "skipped", "reason": "quiet", "at": created},
+            {"notification_id": sent_id, "status": "sending", "reason": "attempt 1", "at": claimed},
+            {"notification_id": sent_id, "status": "sent", "reason": None, "at": claimed},
+        ])
+    upgrade(engine)
+    store = Store(engine)
+    assert [(h["status"], h["reason"]) for h in store.history(sent_id)] == [("scheduled", None), ("sending", "attempt 1"), ("sent", None)]
+    assert [(h["status"], h["reason"], h["at"]) for h in store.history(skipped_id)] == [("skipped", "quiet", created)]
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM notification_history")) == 2
+    engine.dispose()
+
+
+def test_rows_written_by_statements_read_back_through_the_core_tables(tmp_path: Any) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(engine)
+    sql = Statements("sqlite")
+    with engine.begin() as conn:
+        cur = sql.cursor(conn)
+        cur.execute(sql.insert_events(1), ("evt_1", "t", sql.time(TIMES[2]), sql.time(NOW), "{}"))
+        assert cur.fetchall() == [("evt_1",)]
+        cur.execute(sql.insert_events(1), ("evt_1", "t", sql.time(TIMES[2]), sql.time(NOW), "{}"))
+        assert cur.fetchall() == []  # a stored id is a duplicate
+    with engine.connect() as conn:
+        assert conn.execute(select(events.c.occurred_at).where(events.c.occurred_at == TIMES[2])).scalar_one() == TIMES[2]
+    engine.dispose()
