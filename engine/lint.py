@@ -8,10 +8,12 @@ the past (a warning: legal, but usually a mistake).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Mapping
 
-from .core.decide import DigestItem, Renderer, Send, digest_send, plan
+from .core.decide import Decision, DigestItem, Renderer, Send, digest_send, plan
 from .core.events import Event, EventRejected, parse_event
 from .core.timing import recipient_zone
 from .rules.event_schema import SchemaView
@@ -24,28 +26,56 @@ def check_all(root: str, environ: Mapping[str, str] | None = None) -> tuple[Conf
     config, problems = check(root, environ)
     if config is None:
         return None, problems
+    tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
     for rule in config.notifications.values():
-        problems.extend(check_example(config, rule))
-    problems.extend(lint_across_rules(config))
+        problems.extend(check_example(config, rule, tried[rule.id]))
+    problems.extend(lint_across_rules(config, tried))
     return config, sorted(problems, key=Problem.sort_key)
 
 
-def check_example(config: Config, rule: Notification) -> list[Problem]:
-    mark = rule.mark or Mark(config.root)
+@dataclass(frozen=True)
+class Tried:
+    """A rule's example event run through the core, once for every check that needs it."""
+
+    event: Event | None  # None when there is no example or it is invalid
+    rejected: list[tuple[str, str]]  # why the example is invalid: (JSON path, message)
+    decisions: dict[str, list[Decision]]  # what the rule decides, per environment
+
+    @property
+    def first(self) -> list[Decision]:
+        """The decisions in the first environment, the one the lints read."""
+        return next(iter(self.decisions.values()), [])
+
+
+def try_example(config: Config, rule: Notification) -> Tried:
     example = rule.example
     if example is None:
-        return [Problem.at(mark, f"{rule.id}: no example event; add one so it can be previewed and snapshotted", "warning")]
-    at = example.mark or mark
+        return Tried(None, [], {})
     raw = {"id": example.id, "type": example.type, "occurred_at": example.occurred_at, "data": dict(example.data)}
     try:
         event = parse_event(raw, config)
     except EventRejected as exc:
+        return Tried(None, exc.problems, {})
+    return Tried(event, [], {env: plan(config, rule, event, event.occurred_at, Renderer(env=env, environ={}))
+                             for env in _environments(config)})
+
+
+def _environments(config: Config) -> list[str]:
+    return sorted(config.templates) or ["production"]
+
+
+def check_example(config: Config, rule: Notification, tried: Tried) -> list[Problem]:
+    mark = rule.mark or Mark(config.root)
+    if rule.example is None:
+        return [Problem.at(mark, f"{rule.id}: no example event; add one so it can be previewed and snapshotted", "warning")]
+    at = rule.example.mark or mark
+    if tried.event is None:
         return [Problem.at(at, f"{rule.id}: the example event is invalid: {path.replace('$', 'example', 1)}: {msg}")
-                for path, msg in exc.problems]
+                for path, msg in tried.rejected]
     found: list[Problem] = []
-    for env in sorted(config.templates) or ["production"]:
+    for env, decisions in tried.decisions.items():
         renderer = Renderer(env=env, environ={})
-        for decision in plan(config, rule, event, event.occurred_at, renderer):
+        for decision in decisions:
             if isinstance(decision, DigestItem):  # a digest renders when sent: render it over the example alone
                 decision = digest_send(config, rule, decision.recipient, [decision.item], decision.period_start,
                                        decision.period_end, decision.send_at, renderer)
@@ -53,55 +83,40 @@ def check_example(config: Config, rule: Notification) -> list[Problem]:
                 found.append(Problem.at(at, f"{rule.id}: with its example event ({env}): {decision.reason}"))
             elif isinstance(decision, Send) and decision.reason == "past":
                 found.append(Problem.at(at, f"{rule.id}: with its example event this send lands in the past and is skipped; is the offset right?", "warning"))
-    if not found and rule.condition and not plan(config, rule, event, event.occurred_at, Renderer(env=sorted(config.templates)[0] if config.templates else "production")):
+    if not found and rule.condition and not tried.first:
         found.append(Problem.at(at, f"{rule.id}: the example event does not meet the condition {rule.condition!r}", "warning"))
     return list(dict.fromkeys(found))
-
 
 
 SAME_TEMPLATE_WINDOW = timedelta(hours=1)
 
 
-def _example_event(config: Config, rule: Notification) -> Event | None:
-    e = rule.example
-    if e is None:
-        return None
-    try:
-        return parse_event({"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "data": dict(e.data)}, config)
-    except EventRejected:
-        return None  # reported by check_example
+def _scheduled(decisions: list[Decision]) -> list[Send]:
+    return [d for d in decisions if isinstance(d, Send) and d.status == "scheduled"]
 
 
-def _scheduled(config: Config, rule: Notification, event: Event) -> list[Send]:
-    renderer = Renderer(env=sorted(config.templates)[0] if config.templates else "production", environ={})
-    return [d for d in plan(config, rule, event, event.occurred_at, renderer) if isinstance(d, Send) and d.status == "scheduled"]
-
-
-def lint_across_rules(config: Config) -> list[Problem]:
+def lint_across_rules(config: Config, tried: Mapping[str, Tried]) -> list[Problem]:
     """Warnings about rules that are legal alone but risky together or in a recipient's day."""
     found: list[Problem] = []
     rules = [r for r in config.notifications.values() if r.enabled]
-    view = SchemaView(config.definitions)
-    # Only rules with the same trigger and audience can collide: compare within those groups.
-    groups: dict[tuple[str, str], list[Notification]] = {}
+    # Only rules with the same trigger, audience and a template key in common can collide.
+    sharing: dict[tuple[str, str, str], list[Notification]] = {}
     for r in rules:
         for trigger in r.triggers:
-            groups.setdefault((trigger, r.audience), []).append(r)
+            for key in r.template.keys():
+                sharing.setdefault((trigger, r.audience, key), []).append(r)
+    view = SchemaView(config.definitions)
+
+    @lru_cache(maxsize=None)
+    def key_schema(event_type: str, path: str) -> Mapping[str, Any]:
+        return view.resolve(view.field(config.event_schema(event_type), tuple(path.split("."))).schema or {})
+
     for rule in rules:
         mark = rule.mark or Mark(config.root)
-        event = _example_event(config, rule)
-        sends = _scheduled(config, rule, event) if event else []
+        event, sends = tried[rule.id].event, _scheduled(tried[rule.id].first)
         # 1. Two rules sending the same template to the same person close together.
-        for other in groups.get((event.type, rule.audience), []) if event else []:
-            if other.id <= rule.id:
-                continue
-            shared = set(rule.template.keys()) & set(other.template.keys())
-            if not shared:
-                continue
-            for a in sends:
-                for b in _scheduled(config, other, event):
-                    if abs(a.send_at - b.send_at) < SAME_TEMPLATE_WINDOW:
-                        found.append(Problem.at(other.mark or mark, f"{other.id}: sends template {sorted(shared)[0]!r} to the same {rule.audience} as {rule.id} within {SAME_TEMPLATE_WINDOW} of it", "warning"))
+        if event is not None and sends:
+            found.extend(_same_template(config, rule, event, sends, sharing))
         # 2. A send that lands inside the recipient's quiet hours (only transactional ones can).
         if config.quiet_hours:
             for s in sends:
@@ -110,14 +125,30 @@ def lint_across_rules(config: Config) -> list[Problem]:
                     found.append(Problem.at(mark, f"{rule.id}: with its example event it goes out at {local:%H:%M} in the recipient's zone, inside quiet hours", "warning"))
         # 3. A cancel or reschedule key that can never equal the rule's own key.
         if rule.key:
-            own = {t: view.field(config.event_schema(t), tuple(rule.key.split("."))).schema or {} for t in rule.triggers if t in config.events}
+            own = {t: key_schema(t, rule.key) for t in rule.triggers if t in config.events}
             for match in (*rule.cancel_on, *rule.reschedule_on):
-                theirs = view.field(config.event_schema(match.event), tuple(match.key.split("."))).schema or {}
+                theirs = key_schema(match.event, match.key)
                 for trigger, mine in own.items():
-                    why = _never_equal(view.resolve(mine), view.resolve(theirs))
+                    why = _never_equal(mine, theirs)
                     if why:
                         found.append(Problem.at(mark, f"{rule.id}: {match.event} key {match.key!r} can never equal {trigger} key {rule.key!r}: {why}", "warning"))
     return list(dict.fromkeys(found))
+
+
+def _same_template(config: Config, rule: Notification, event: Event, sends: list[Send],
+                   sharing: Mapping[tuple[str, str, str], list[Notification]]) -> list[Problem]:
+    found = []
+    renderer = Renderer(env=_environments(config)[0], environ={})
+    others = {other.id: other for key in rule.template.keys() for other in sharing.get((event.type, rule.audience, key), [])
+              if other.id > rule.id}
+    for other in others.values():
+        shared = set(rule.template.keys()) & set(other.template.keys())
+        other_sends = _scheduled(plan(config, other, event, event.occurred_at, renderer))
+        for a in sends:
+            for b in other_sends:
+                if abs(a.send_at - b.send_at) < SAME_TEMPLATE_WINDOW:
+                    found.append(Problem.at(other.mark or rule.mark or Mark(config.root), f"{other.id}: sends template {sorted(shared)[0]!r} to the same {rule.audience} as {rule.id} within {SAME_TEMPLATE_WINDOW} of it", "warning"))
+    return found
 
 
 def _never_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
