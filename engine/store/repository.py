@@ -71,32 +71,32 @@ class Counts:
     """Counts made inside a claim's transaction: what was sent within a window, plus what other
     workers are sending right now (their claims committed before this one, in order)."""
 
-    def __init__(self, conn: Any, claimed: Claimed):
-        self.conn, self.claimed = conn, claimed
+    def __init__(self, store: "Store", cur: Any, claimed: Claimed):
+        self.sql, self.cur, self.claimed = store.sql, cur, claimed
 
-    def _taken(self, since: datetime) -> Any:
-        n = notifications.c
-        return or_(and_(n.status == "sent", n.sent_at > since), and_(n.status == "sending", n.id != self.claimed.id))
+    def _count(self, statement: str, params: Sequence[Any]) -> int:
+        self.cur.execute(statement, params)
+        return self.cur.fetchone()[0] or 0
 
     def sent(self, throttle_key: str | None, since: datetime) -> int:
         """Of this notification, to this recipient, with this throttle key."""
-        n = notifications.c
-        return self.conn.scalar(select(func.count()).where(
-            n.notification == self.claimed.notification, n.recipient_id == self.claimed.recipient_id,
-            n.throttle_key == throttle_key, self._taken(since))) or 0
+        c, taken = self.claimed, (self.sql.time(since), self.claimed.id)
+        if throttle_key is None:
+            return self._count(self.sql.sent_without_key, (c.notification, c.recipient_id, *taken))
+        return self._count(self.sql.sent_with_key, (c.notification, c.recipient_id, throttle_key, *taken))
 
     def preferences(self) -> dict[str, bool]:
         """The recipient's preferences, read in the same transaction (a second connection would
         wait on this transaction's lock on SQLite)."""
-        rows = self.conn.execute(select(preferences.c.key, preferences.c.enabled)
-                                 .where(preferences.c.recipient_id == self.claimed.recipient_id))
-        return {k: bool(v) for k, v in rows}
+        self.cur.execute(self.sql.preferences, (self.claimed.recipient_id,))
+        return {k: bool(v) for k, v in self.cur.fetchall()}
 
     def recent(self, since: datetime, categories: Sequence[str]) -> int:
         """To this recipient, in these categories."""
-        n = notifications.c
-        return self.conn.scalar(select(func.count()).where(
-            n.recipient_id == self.claimed.recipient_id, n.category.in_(list(categories)), self._taken(since))) or 0
+        if not categories:
+            return 0
+        return self._count(self.sql.recent(len(categories)),
+                           (self.claimed.recipient_id, *categories, self.sql.time(since), self.claimed.id))
 
 
 class _Pending:
@@ -168,6 +168,26 @@ class Store:
         except driver_error as exc:
             raise DBAPIError.instance(None, None, exc, driver_error) from exc
 
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A write transaction on the driver's cursor, for the hot paths (`Statements`): no
+        SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s."""
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        with self._write_lock or nullcontext():
+            conn = self.engine.raw_connection()
+            try:
+                cur = conn.cursor()
+                self.sql.begin(cur)
+                yield cur
+                conn.commit()
+            except BaseException as exc:
+                conn.rollback()
+                if isinstance(exc, driver_error):
+                    raise DBAPIError.instance(None, None, exc, driver_error) from exc
+                raise
+            finally:
+                conn.close()  # back to the pool
+
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
 
@@ -187,8 +207,7 @@ class Store:
             return IngestResult([], [], 0, 0)
         ids = [e.id for e, _ in batch]
         sql = self.sql
-        with self._tx() as conn:
-            cur = sql.cursor(conn)
+        with self._cursor() as cur:
             fresh: dict[str, tuple[Event, Sequence[Decision]]] = {}
             for event, decisions in batch:
                 fresh.setdefault(event.id, (event, decisions))
@@ -353,45 +372,45 @@ class Store:
         reason instead. Counting and claiming together is what keeps rate limits and throttles
         exact when many workers deliver to one recipient at once.
         """
-        n = notifications.c
-        with self._tx() as conn:
-            row = conn.execute(update(notifications).where(n.id == notification_id, n.status == "queued")
-                               .values(status="sending", claimed_at=now, attempts=n.attempts + 1, updated_at=now)
-                               .returning(n.id, n.notification, n.recipient_id, n.category, n.channels, n.throttle_key,
-                                          n.idempotency_key, n.payload, n.attempts, n.send_at)).first()
+        sql, at = self.sql, self.sql.time(now)
+        with self._cursor() as cur:
+            cur.execute(sql.claim, (at, at, notification_id))
+            row = cur.fetchone()
             if row is None:
                 return None, None
-            claimed = Claimed(row.id, row.notification, row.recipient_id, row.category, tuple(row.channels), row.throttle_key,
-                              row.idempotency_key, self.codec.loads(row.payload) or {}, row.attempts, utc(row.send_at), now)  # type: ignore[arg-type]
+            (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
+             send_at) = row
+            claimed = Claimed(row_id, notification, recipient_id, category, tuple(sql.read_json(channels)), throttle_key,
+                              idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now)  # type: ignore[arg-type]
             verdict = None
             if check is not None:
-                if self.dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE already serializes writers
-                    conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(row.recipient_id, 0))))
-                verdict = check(claimed, Counts(conn, claimed))
+                if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
+                    cur.execute(sql.lock_recipient, (recipient_id,))
+                verdict = check(claimed, Counts(self, cur, claimed))
             if verdict is not None and getattr(verdict, "skip", None):
-                conn.execute(update(notifications).where(n.id == row.id).values(status="skipped", reason=verdict.skip, updated_at=now))
-                conn.execute(insert(history).values(notification_id=row.id, status="skipped", reason=verdict.skip, at=now))
+                cur.execute(sql.skip, (verdict.skip, at, row_id))
+                cur.execute(sql.add_history, (row_id, "skipped", verdict.skip, at))
             else:
-                conn.execute(insert(history).values(notification_id=row.id, status="sending", reason=f"attempt {row.attempts}", at=now))
+                cur.execute(sql.add_history, (row_id, "sending", f"attempt {attempts}", at))
         return claimed, verdict
 
     def finish(self, claimed: Claimed, status: str, now: datetime, *, reason: str | None = None,
                request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> bool:
         """Record the outcome of a claimed send; False if the claim was lost (another worker took over)."""
-        n = notifications.c
-        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": now}
-        if status == "sent":
-            values.update(sent_at=now, request_id=request_id, last_error=None)
+        sql, at = self.sql, self.sql.time(now)
+        sent = status == "sent"
+        params: list[Any] = [status, reason, at]
+        if sent:
+            params += [at, request_id]
         if error is not None:
-            values["last_error"] = error[:1000]
+            params.append(error[:1000])
         if retry_at is not None:
-            values["send_at"] = retry_at
-        with self._tx() as conn:
-            done = conn.execute(update(notifications).where(
-                n.id == claimed.id, n.status == "sending", n.attempts == claimed.attempts).values(**values)).rowcount
+            params.append(sql.time(retry_at))
+        with self._cursor() as cur:
+            cur.execute(sql.finish(sent, error is not None, retry_at is not None), (*params, claimed.id, claimed.attempts))
+            done = cur.rowcount
             if done:
-                conn.execute(insert(history).values(notification_id=claimed.id, status=status,
-                                                    reason=reason or error, at=now))
+                cur.execute(sql.add_history, (claimed.id, status, reason or error, at))
         return bool(done)
 
     # -- send-time checks ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 LIVE = "status NOT IN ('cancelled', 'skipped', 'failed')"  # a row that still holds its idempotency key
 PENDING = "status IN ('scheduled', 'queued')"
+TAKEN = "((status = 'sent' AND sent_at > ?) OR (status = 'sending' AND id <> ?))"  # binds: since, the claimed row's id
 
 SEND_COLUMNS = ("notification", "recipient_id", "event_id", "key", "category", "channels", "template_key", "template",
                 "variant", "idempotency_key", "throttle_key", "payload", "send_at", "status", "reason", "attempts",
@@ -39,6 +40,16 @@ _SQL = {
                    "status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING",
     "digest_status": "SELECT status FROM digests WHERE bucket = ?",
     "add_digest_item": "INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)",
+    "claim": "UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
+             "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "
+             "throttle_key, idempotency_key, payload, attempts, send_at",
+    "lock_recipient": "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+    "skip": "UPDATE notifications SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
+    "add_history": "INSERT INTO notification_history (notification_id, status, reason, at) VALUES (?, ?, ?, ?)",
+    "preferences": "SELECT key, enabled FROM preferences WHERE recipient_id = ?",
+    # What counts against a throttle or rate limit: sent within the window, or being sent by another worker.
+    "sent_with_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key = ? AND {TAKEN}",
+    "sent_without_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key IS NULL AND {TAKEN}",
 }
 
 
@@ -70,6 +81,12 @@ class Statements:
         """The driver's cursor, inside the transaction `conn` (a SQLAlchemy Connection) holds."""
         return conn.connection.cursor()
 
+    def begin(self, cur: Any) -> None:
+        """Start a write transaction on a pooled driver connection (PostgreSQL's driver starts one
+        by itself); on SQLite, take the write lock up front, as `db.connect` has SQLAlchemy do."""
+        if not self.pg:
+            cur.execute("BEGIN IMMEDIATE")
+
     def time(self, value: datetime | None) -> Any:
         """As `tables.UTCDateTime` binds it: UTC; on SQLite the text SQLAlchemy's DATETIME stores."""
         if value is None:
@@ -96,6 +113,34 @@ class Statements:
     def live_keys(self, n: int) -> str:
         """Which of `n` idempotency keys a live or sent row holds."""
         return self._text(f"SELECT idempotency_key FROM notifications WHERE idempotency_key IN ({', '.join('?' * n)}) AND {LIVE}")
+
+    def recent(self, n: int) -> str:
+        """Sent or being sent to a recipient in `n` categories (binds: recipient, categories, TAKEN's)."""
+        return self._text(f"SELECT count(*) FROM notifications WHERE recipient_id = ? AND category IN ({', '.join('?' * n)}) AND {TAKEN}")
+
+    def finish(self, sent: bool, error: bool, retry: bool) -> str:
+        """Record an attempt's outcome on a row still claimed by that attempt (binds: status, reason,
+        updated_at, [sent_at, request_id], [last_error], [send_at], id, attempts)."""
+        sets = ["status = ?", "reason = ?", "updated_at = ?"]
+        if sent:
+            sets += ["sent_at = ?", "request_id = ?"] + ([] if error else ["last_error = NULL"])
+        if error:
+            sets.append("last_error = ?")
+        if retry:
+            sets.append("send_at = ?")
+        return self._text(f"UPDATE notifications SET {', '.join(sets)} WHERE id = ? AND status = 'sending' AND attempts = ?")
+
+    def read_time(self, value: Any) -> datetime | None:
+        """A stored time as an aware UTC datetime (as `tables.UTCDateTime` reads it)."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    def read_json(self, value: Any) -> Any:
+        """A JSON column's value (PostgreSQL's driver has decoded it already)."""
+        return value if self.pg else json.loads(value)
 
     def chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
         return [items[i:i + self.CHUNK] for i in range(0, len(items), self.CHUNK)]
