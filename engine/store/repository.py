@@ -99,6 +99,29 @@ class Counts:
                            (self.claimed.recipient_id, *categories, self.sql.time(since), self.claimed.id))
 
 
+class _Ticket:
+    """One caller's batch in a group commit, and what became of it."""
+
+    def __init__(self, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime):
+        self.batch, self.now = batch, now
+        self.settled = False
+        self.result: IngestResult | None = None
+        self.error: BaseException | None = None
+
+    def settle(self, run: Callable[[], IngestResult]) -> None:
+        try:
+            self.result = run()
+        except Exception as exc:
+            self.error = exc
+        self.settled = True
+
+    def outcome(self) -> IngestResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
 class _Pending:
     """The sends and cancels of an ingest, written in bulk.
 
@@ -152,6 +175,8 @@ class Store:
         # SQLite has one writer at a time: queue this process's writers on a lock instead of
         # letting them spin in SQLite's busy handler (which sleeps up to 100 ms between tries).
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._waiting: list[_Ticket] = []  # batches handed to `ingest`, for the next writer to take
+        self._waiting_lock = threading.Lock()
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
         self.sql = Statements(self.dialect)
@@ -169,11 +194,12 @@ class Store:
             raise DBAPIError.instance(None, None, exc, driver_error) from exc
 
     @contextmanager
-    def _cursor(self) -> Iterator[Any]:
+    def _cursor(self, locked: bool = False) -> Iterator[Any]:
         """A write transaction on the driver's cursor, for the hot paths (`Statements`): no
-        SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s."""
+        SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
+        `locked`: the caller holds the write lock already."""
         driver_error = self.engine.dialect.loaded_dbapi.Error
-        with self._write_lock or nullcontext():
+        with nullcontext() if locked else self._write_lock or nullcontext():
             conn = self.engine.raw_connection()
             try:
                 cur = conn.cursor()
@@ -202,44 +228,94 @@ class Store:
         An event id seen before is a duplicate: its decisions are dropped and nothing changes.
         Sends and cancels are written together, in bulk (`_Pending`), in an order that gives the
         same rows as applying every decision one by one.
+
+        On SQLite, batches that callers in other threads hand in meanwhile share the transaction
+        (group commit: one writer at a time, and a commit costs more than a small batch). Each
+        caller still gets its own result, and only its own error: when the shared transaction
+        fails, each batch is tried again alone.
         """
-        if not batch:
-            return IngestResult([], [], 0, 0)
-        ids = [e.id for e, _ in batch]
+        if self._write_lock is None:
+            return self._ingest_all([(batch, now)])[0]
+        ticket = _Ticket(batch, now)
+        with self._waiting_lock:
+            self._waiting.append(ticket)
+        with self._write_lock:
+            if not ticket.settled:
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._settle(group)
+        return ticket.outcome()
+
+    def _settle(self, group: list["_Ticket"]) -> None:
+        """Write a group of batches (the caller holds the write lock)."""
+        try:
+            try:
+                results = self._ingest_all([(t.batch, t.now) for t in group], locked=True)
+            except Exception:
+                if len(group) == 1:
+                    raise
+                for t in group:  # one batch spoilt the group: the others go through alone
+                    t.settle(lambda t=t: self._ingest_all([(t.batch, t.now)], locked=True)[0])
+                return
+            for t, result in zip(group, results):
+                t.settle(lambda result=result: result)
+        except BaseException as exc:
+            for t in group:
+                if not t.settled:
+                    t.error, t.settled = exc, True
+            if not isinstance(exc, Exception):
+                raise
+
+    def _ingest_all(self, batches: Sequence[tuple[Sequence[tuple[Event, Sequence[Decision]]], datetime]],
+                    locked: bool = False) -> list[IngestResult]:
+        """`ingest` of several batches, in order, in one transaction; one result each. An event
+        id given in more than one batch is accepted in the first."""
         sql = self.sql
-        with self._cursor() as cur:
-            fresh: dict[str, tuple[Event, Sequence[Decision]]] = {}
-            for event, decisions in batch:
-                fresh.setdefault(event.id, (event, decisions))
+        with self._cursor(locked=locked) as cur:
+            owner: dict[str, int] = {}  # event id -> the batch whose occurrence is the one stored
+            fresh = []
+            for n, (batch, now) in enumerate(batches):
+                received = sql.time(now)
+                for event, _ in batch:
+                    if event.id not in owner:
+                        owner[event.id] = n
+                        fresh.append((event.id, event.type, sql.time(event.occurred_at), received,
+                                      self.codec.dumps(event.envelope())))
             # ON CONFLICT: an id stored before (or by a concurrent request a moment ago) is a duplicate.
-            received, inserted = sql.time(now), set()
-            for chunk in sql.chunks(list(fresh.values())):
-                cur.execute(sql.insert_events(len(chunk)), [
-                    v for e, _ in chunk for v in (e.id, e.type, sql.time(e.occurred_at), received, self.codec.dumps(e.envelope()))])
+            inserted: set[str] = set()
+            for chunk in sql.chunks(fresh):
+                cur.execute(sql.insert_events(len(chunk)), [v for row in chunk for v in row])
                 inserted.update(r[0] for r in cur.fetchall())
-            pending = _Pending(self, cur, now)
-            people: dict[str, Mapping[str, Any]] = {}
-            for event, decisions in fresh.values():
-                if event.id not in inserted:
+            results = []
+            for n, (batch, now) in enumerate(batches):
+                accepted: dict[str, None] = {}  # in order
+                pending, people = _Pending(self, cur, now), {}
+                for event, decisions in batch:
+                    if owner[event.id] != n or event.id not in inserted or event.id in accepted:
+                        continue
+                    accepted[event.id] = None
+                    self._apply(cur, pending, people, event, decisions)
+                pending.flush()
+                self._upsert_recipients(cur, people, now)
+                duplicates = [e.id for e, _ in batch]  # every submission but the one accepted occurrence of each id
+                for event_id in accepted:
+                    duplicates.remove(event_id)
+                results.append(IngestResult(list(accepted), duplicates, pending.scheduled, pending.cancelled))
+        return results
+
+    def _apply(self, cur: Any, pending: "_Pending", people: dict[str, Mapping[str, Any]], event: Event,
+               decisions: Sequence[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, Cancel):
+                pending.cancel(d)
+            elif isinstance(d, Send):
+                if d.replan and pending.ended_by_cancel(d):
                     continue
-                for d in decisions:
-                    if isinstance(d, Cancel):
-                        pending.cancel(d)
-                    elif isinstance(d, Send):
-                        if d.replan and pending.ended_by_cancel(d):
-                            continue
-                        pending.send(d)
-                        people[d.recipient_id] = d.recipient
-                    elif isinstance(d, DigestItem):
-                        self._collect(cur, d, event)
-                        people[d.recipient_id] = d.recipient
-            pending.flush()
-            self._upsert_recipients(cur, people, now)
-        accepted = [i for i in fresh if i in inserted]
-        duplicates = list(ids)  # every submission but the one accepted occurrence of each id
-        for event_id in accepted:
-            duplicates.remove(event_id)
-        return IngestResult(accepted, duplicates, pending.scheduled, pending.cancelled)
+                pending.send(d)
+                people[d.recipient_id] = d.recipient
+            elif isinstance(d, DigestItem):
+                self._collect(cur, d, event)
+                people[d.recipient_id] = d.recipient
 
     def _send_row(self, s: Send, now: datetime) -> tuple[Any, ...]:
         """The row of a send, in `statements.SEND_COLUMNS` order."""

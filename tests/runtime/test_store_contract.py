@@ -185,6 +185,36 @@ class StoreContract:
         assert store.list() == []
         assert store.recipient("usr_c_1") is None
 
+    def test_concurrent_batches_each_get_their_own_result_and_error(self, store: Store) -> None:
+        # On SQLite concurrent ingests share a transaction (group commit); a broken batch among
+        # them fails alone, and every other caller gets the result of its own batch.
+        def one(i: int) -> Any:
+            send = make_send(key=f"bk_{i}", category=None if i == 3 else "reminders")
+            try:
+                return store.ingest([(make_event(f"evt_g{i}"), [send]), (make_event("evt_shared"), [])], NOW)
+            except IntegrityError:
+                return "refused"
+
+        sizes: list[int] = []
+        settle = store._settle
+        store._settle = lambda group: (sizes.append(len(group)), settle(group))  # type: ignore[method-assign]
+        for _ in range(5):  # several rounds: the threads group differently each time
+            results = run_threads(8, one)
+            assert results[3] == "refused"
+            ok = [r for i, r in enumerate(results) if i != 3]
+            assert all(r.accepted[0].startswith("evt_g") and r.scheduled == 1 for r in ok)
+            # the shared id is accepted by exactly one caller and a duplicate for the rest
+            assert sum("evt_shared" in r.accepted for r in ok) <= 1
+            assert all("evt_shared" in r.accepted or r.duplicates == ["evt_shared"] for r in ok)
+            assert store.event_count() == 8
+            rows = by_key(store)
+            assert len(rows) == 7 and all(r["status"] == "scheduled" for r in rows.values())
+            with store.engine.begin() as conn:
+                for table in (history, notifications, events, recipients):
+                    conn.execute(table.delete())
+        if store.dialect == "sqlite":
+            assert max(sizes) > 1, "no two batches ever shared a transaction"
+
     def test_a_repeated_event_id_changes_nothing(self, store: Store) -> None:
         first = make_send(key="bk_1")
         self.ingest(store, first, event=make_event("evt_1"))
