@@ -125,7 +125,7 @@ def _has_tuple(instance: Any) -> bool:
     return False
 
 
-def _compile(schema: Mapping[str, Any]) -> Any:
+def _compile(schema: dict[str, Any]) -> Any:
     """The compiled validator, or None where only jsonschema may judge."""
     named: set[str] = set()
     for key, value in _walk(schema):
@@ -145,8 +145,8 @@ class Checker:
     """One schema: `iter_errors` yields jsonschema's errors, and is quick when there are none."""
 
     def __init__(self, schema: Mapping[str, Any]):
-        self.schema = schema
-        self.compiled = _compile(schema)
+        self.schema = dict(schema)
+        self.compiled = _compile(self.schema)
         self._full: Draft202012Validator | None = None
 
     def surely_valid(self, instance: Any) -> bool:
