@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -42,29 +42,62 @@ _STANDARD_TAGS = {
 }
 
 
-# libyaml's parser when PyYAML was built with it: about four times faster on large rule sets.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Plain scalars are resolved here, by the YAML 1.2 core schema, so the parser's own resolver
+# only has to recognise a merge key (`<<`, refused below) and name everything else a string.
+class _PlainResolver:
+    def descend_resolver(self, parent: Any, index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type, value: str | None, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            return _MERGE if implicit[0] and value == "<<" else _STR
+        return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else "tag:yaml.org,2002:map"
+
+
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_LOADER: Any = yaml.SafeLoader
+if yaml.__with_libyaml__:  # libyaml's parser when PyYAML was built with it: several times faster
+    class _LibyamlLoader(yaml.cyaml.CParser, _PlainResolver):
+        pass
+
+    _LOADER = _LibyamlLoader
+# The first characters (or none) of a plain scalar that may be a null, a boolean, a number or a
+# YAML 1.1 surprise; any other plain scalar is a string without trying the patterns.
+_MAYBE_TYPED = frozenset(["", *"~nNtTfFyYoO+-.0123456789"])
+_MAYBE_TYPED_KEY = frozenset(["", *"~nNtTfFyYoO"])
+
+
+class _Position(Protocol):
+    line: int  # 0-based, as the parser counts
+    column: int
 
 
 @dataclass
 class Document:
-    """A parsed file: its data and the mark of every value (by path) and every key."""
+    """A parsed file: its data and the position of every value (by path) and every key."""
 
     file: str
     data: Any = None
-    values: dict[Path, Mark] = field(default_factory=dict)
-    keys: dict[Path, Mark] = field(default_factory=dict)
+    values: dict[Path, _Position] = field(default_factory=dict)
+    keys: dict[Path, _Position] = field(default_factory=dict)
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """The mark of the value at `path` (or of its key), else of the nearest parent."""
         path = tuple(path)
         if key and path in self.keys:
-            return self.keys[path]
+            return self._at(self.keys[path])
         while path:
             if path in self.values:
-                return self.values[path]
+                return self._at(self.values[path])
             path = path[:-1]
-        return self.values.get((), Mark(self.file, 1, 1))
+        return self._at(self.values[()]) if () in self.values else Mark(self.file, 1, 1)
+
+    def _at(self, position: _Position) -> Mark:
+        return Mark(self.file, position.line + 1, position.column + 1)
 
 
 def _short(tag: str) -> str:
@@ -83,6 +116,8 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
         problems.append(Problem.at(_mark(file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
         return value
     if node.style:  # quoted or block (None from the Python parser, "" from libyaml when plain)
+        return value
+    if value[:1] not in _MAYBE_TYPED:
         return value
     if _NULL.match(value):
         return None
@@ -114,33 +149,34 @@ def _build(node: yaml.Node, path: Path, doc: Document, problems: list[Problem], 
     if depth > 64:
         problems.append(Problem.at(_mark(doc.file, node), "nesting deeper than 64 levels"))
         return None
-    doc.values[path] = _mark(doc.file, node)
-    if node.tag not in _STANDARD_TAGS and node.tag != "?" and not isinstance(node, yaml.ScalarNode):
-        problems.append(Problem.at(_mark(doc.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
+    doc.values[path] = node.start_mark
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node, doc.file, problems)
+    if node.tag not in _STANDARD_TAGS and node.tag != "?":
+        problems.append(Problem.at(_mark(doc.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), doc, problems, depth + 1) for i, item in enumerate(node.value)]
     result: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
+        if key_node.tag == _MERGE:
             problems.append(Problem.at(_mark(doc.file, key_node), "merge keys (<<) are not allowed"))
             continue
         if not isinstance(key_node, yaml.ScalarNode):
             problems.append(Problem.at(_mark(doc.file, key_node), "a key must be a plain string"))
             continue
         key = key_node.value
-        if not key_node.style and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
+        if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
             problems.append(
                 Problem.at(_mark(doc.file, key_node), f"ambiguous key {key!r}: quote it")
             )
+        key_path = path + (key,)
         if key in result:
-            first = doc.keys.get(path + (key,))
-            where = f" (first at line {first.line})" if first else ""
+            first = doc.keys.get(key_path)
+            where = f" (first at line {first.line + 1})" if first else ""
             problems.append(Problem.at(_mark(doc.file, key_node), f"duplicate key {key!r}{where}"))
             continue
-        doc.keys[path + (key,)] = _mark(doc.file, key_node)
-        result[key] = _build(value_node, path + (key,), doc, problems, depth + 1)
+        doc.keys[key_path] = key_node.start_mark
+        result[key] = _build(value_node, key_path, doc, problems, depth + 1)
     return result
 
 
@@ -164,8 +200,6 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
         problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
         return doc, problems
     if node is None:
-        doc.data = None
-        doc.values[()] = Mark(file, 1, 1)
         return doc, problems
     doc.data = _build(node, (), doc, problems)
     return doc, problems
