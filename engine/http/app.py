@@ -11,6 +11,8 @@ import html
 import ipaddress
 import json
 import logging
+
+import orjson
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
@@ -56,7 +58,35 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_DEPTH = 200  # levels of nesting a body may have (the store's encoder writes up to 254)
+
+
 def parse_json(body: bytes) -> Any:
+    try:
+        # Whatever orjson reads is UTF-8 JSON without NaN, Infinity or lone surrogates; anything
+        # else goes the slow way, which reads it or says what is wrong.
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = _parse_slowly(body)
+    if _deeper_than(value, MAX_DEPTH):
+        raise ValueError(f"the body is nested too deeply (more than {MAX_DEPTH} levels)")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def _parse_slowly(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -162,38 +192,41 @@ def build_app(runtime: Runtime) -> Starlette:
                 body = await read_body(request, settings.max_body_bytes)
             except BodyTooLarge:
                 return error(413, f"the body is larger than {settings.max_body_bytes} bytes")
-            try:
-                why, digest = await run_in_threadpool(authorized, request, body)
-            except SQLAlchemyError:
-                log.exception("store unavailable while checking a signature")
-                return error(503, "the store is unavailable; nothing was accepted, try again")
-            if why:
-                return error(401, why)
-            try:
-                payload = parse_json(body)
-            except ValueError as exc:
-                return error(400, str(exc))
-            if isinstance(payload, dict) and set(payload) == {"events"}:
-                batch = payload["events"]
-                if not isinstance(batch, list) or not batch:
-                    return error(422, "events must be a non-empty list", problems=[{"path": "$.events", "message": "must be a non-empty list"}])
-                if len(batch) > 1000:
-                    return error(413, "at most 1000 events per request")
-            else:
-                batch = [payload]
-            try:
-                result = await run_in_threadpool(runtime.ingest, batch)
-            except EventRejected as exc:
-                events_total.labels("rejected").inc(len(batch))
-                return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
-            except SQLAlchemyError:
-                log.exception("store unavailable during ingest")
-                return error(503, "the store is unavailable; nothing was accepted, try again")
-            await run_in_threadpool(remember, digest)
-            events_total.labels("accepted").inc(len(result.accepted))
-            events_total.labels("duplicate").inc(len(result.duplicates))
-            return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
-                                 "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
+            return await run_in_threadpool(accept_events, request, body)  # one hop: the rest may wait on the store
+
+    def accept_events(request: Request, body: bytes) -> Response:
+        try:
+            why, digest = authorized(request, body)
+        except SQLAlchemyError:
+            log.exception("store unavailable while checking a signature")
+            return error(503, "the store is unavailable; nothing was accepted, try again")
+        if why:
+            return error(401, why)
+        try:
+            payload = parse_json(body)
+        except ValueError as exc:
+            return error(400, str(exc))
+        if isinstance(payload, dict) and set(payload) == {"events"}:
+            batch = payload["events"]
+            if not isinstance(batch, list) or not batch:
+                return error(422, "events must be a non-empty list", problems=[{"path": "$.events", "message": "must be a non-empty list"}])
+            if len(batch) > 1000:
+                return error(413, "at most 1000 events per request")
+        else:
+            batch = [payload]
+        try:
+            result = runtime.ingest(batch)
+        except EventRejected as exc:
+            events_total.labels("rejected").inc(len(batch))
+            return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
+        except SQLAlchemyError:
+            log.exception("store unavailable during ingest")
+            return error(503, "the store is unavailable; nothing was accepted, try again")
+        remember(digest)
+        events_total.labels("accepted").inc(len(result.accepted))
+        events_total.labels("duplicate").inc(len(result.duplicates))
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                             "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
 
     async def courier_webhook(request: Request) -> Response:
         try:
