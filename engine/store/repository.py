@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
+from ..core.rendering import courier_message
 from .codec import Codec
 from .statements import SEND_IDEMPOTENCY, SEND_STATUS, Statements, like_prefix
 from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
@@ -133,7 +134,8 @@ class _Pending:
     """
 
     def __init__(self, store: "Store", cur: Any, now: datetime):
-        self.store, self.cur, self.now = store, cur, now
+        self.store, self.cur = store, cur
+        self.at = store.sql.time(now)
         self.sends: list[tuple[Any, ...]] = []
         self.cancels: dict[tuple[str, str | None], Cancel] = {}
         self.scheduled = self.cancelled = 0
@@ -141,7 +143,7 @@ class _Pending:
     def send(self, s: Send) -> None:
         if self.cancels:
             self.flush()
-        self.sends.append(self.store._send_row(s, self.now))
+        self.sends.append(self.store._send_row(s, self.at))
 
     def cancel(self, c: Cancel) -> None:
         if self.sends:
@@ -156,11 +158,10 @@ class _Pending:
         return self.cur.fetchone() is not None
 
     def flush(self) -> None:
-        sql, at = self.store.sql, self.store.sql.time(self.now)
         if self.cancels:
-            params = [(c.reason, at, c.notification, c.key) for c in self.cancels.values()]
-            self.cur.executemany(sql.cancel_history, params)
-            self.cur.executemany(sql.cancel, params)
+            params = [(c.reason, self.at, c.notification, c.key) for c in self.cancels.values()]
+            self.cur.executemany(self.store.sql.cancel_history, params)
+            self.cur.executemany(self.store.sql.cancel, params)
             self.cancelled += self.cur.rowcount
             self.cancels = {}
         if self.sends:
@@ -317,14 +318,12 @@ class Store:
                 self._collect(cur, d, event)
                 people[d.recipient_id] = d.recipient
 
-    def _send_row(self, s: Send, now: datetime) -> tuple[Any, ...]:
-        """The row of a send, in `statements.SEND_COLUMNS` order."""
+    def _send_row(self, s: Send, at: Any) -> tuple[Any, ...]:
+        """The row of a send, in `statements.SEND_COLUMNS` order; `at` is now, as `Statements.time` binds it."""
         message = None
         if s.template:
-            from ..core.rendering import courier_message
-
             message = courier_message(s.recipient, s.template, s.data, s.channels)
-        sql, at = self.sql, self.sql.time(now)
+        sql = self.sql
         return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
                 s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
                 self.codec.dumps(message) if message else None, sql.time(s.send_at), s.status, s.reason, 0, at, at)
@@ -397,7 +396,7 @@ class Store:
             cur = self.sql.cursor(conn)
             self._upsert_recipients(cur, {send.recipient_id: send.recipient}, now)
             # The id RETURNING gave, not max(id): another transaction may commit a higher id meanwhile.
-            new_ids = self._insert_sends(cur, [self._send_row(send, now)], returning=True)
+            new_ids = self._insert_sends(cur, [self._send_row(send, self.sql.time(now))], returning=True)
         return new_ids[0] if new_ids else None
 
     def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
@@ -542,7 +541,7 @@ class Store:
             done = conn.execute(update(digests).where(digests.c.bucket == bucket, digests.c.status == "collecting")
                                 .values(status="closed")).rowcount
             if done:
-                self._insert_sends(self.sql.cursor(conn), [self._send_row(send, now)])
+                self._insert_sends(self.sql.cursor(conn), [self._send_row(send, self.sql.time(now))])
         return bool(done)
 
     # -- webhooks ---------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Statements:
         """As `tables.UTCDateTime` binds it: UTC; on SQLite the text SQLAlchemy's DATETIME stores."""
         if value is None:
             return None
-        if value.tzinfo is not None:
+        if value.tzinfo is not None and value.tzinfo is not timezone.utc:
             value = value.astimezone(timezone.utc)
         if self.pg:
             return value
