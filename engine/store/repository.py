@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,6 +27,7 @@ from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from ..core.rendering import courier_message
 from .codec import Codec
+from .groupcommit import GroupCommit
 from .statements import SEND_IDEMPOTENCY, SEND_STATUS, Statements, like_prefix
 from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
                      signature_receipts, webhook_receipts)
@@ -34,6 +35,7 @@ from .tables import (digest_items, digests, events, history, metadata, notificat
 DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
 PENDING = ("scheduled", "queued")
 _ENDED_BY_CANCEL = like_prefix(CANCELLED_BY)
+T = TypeVar("T")
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -100,29 +102,6 @@ class Counts:
                            (self.claimed.recipient_id, *categories, self.sql.time(since), self.claimed.id))
 
 
-class _Ticket:
-    """One caller's batch in a group commit, and what became of it."""
-
-    def __init__(self, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime):
-        self.batch, self.now = batch, now
-        self.settled = False
-        self.result: IngestResult | None = None
-        self.error: BaseException | None = None
-
-    def settle(self, run: Callable[[], IngestResult]) -> None:
-        try:
-            self.result = run()
-        except Exception as exc:
-            self.error = exc
-        self.settled = True
-
-    def outcome(self) -> IngestResult:
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
 class _Pending:
     """The sends and cancels of an ingest, written in bulk.
 
@@ -176,8 +155,9 @@ class Store:
         # SQLite has one writer at a time: queue this process's writers on a lock instead of
         # letting them spin in SQLite's busy handler (which sleeps up to 100 ms between tries).
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
-        self._waiting: list[_Ticket] = []  # batches handed to `ingest`, for the next writer to take
-        self._waiting_lock = threading.Lock()
+        self._driver_error = engine.dialect.loaded_dbapi.Error
+        self._group = (GroupCommit(self._write_lock, lambda: self._cursor(locked=True), self._wrap)
+                       if self._write_lock is not None else None)
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
         self.sql = Statements(self.dialect)
@@ -187,19 +167,23 @@ class Store:
     def _tx(self) -> Iterator[Any]:
         """A write transaction (committed on success, rolled back on error). An error of the
         driver's own cursor (`Statements`) is raised as SQLAlchemy's, as every other one is."""
-        driver_error = self.engine.dialect.loaded_dbapi.Error
         try:
             with self._write_lock or nullcontext(), self.engine.begin() as conn:
                 yield conn
-        except driver_error as exc:
-            raise DBAPIError.instance(None, None, exc, driver_error) from exc
+        except self._driver_error as exc:
+            raise self._wrap(exc) from exc
+
+    def _wrap(self, exc: BaseException) -> BaseException:
+        """A driver's error as SQLAlchemy's; any other error as it is."""
+        if isinstance(exc, self._driver_error):
+            return DBAPIError.instance(None, None, exc, self._driver_error)  # type: ignore[arg-type]
+        return exc
 
     @contextmanager
     def _cursor(self, locked: bool = False) -> Iterator[Any]:
         """A write transaction on the driver's cursor, for the hot paths (`Statements`): no
         SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
         `locked`: the caller holds the write lock already."""
-        driver_error = self.engine.dialect.loaded_dbapi.Error
         with nullcontext() if locked else self._write_lock or nullcontext():
             conn = self.engine.raw_connection()
             try:
@@ -209,11 +193,20 @@ class Store:
                 conn.commit()
             except BaseException as exc:
                 conn.rollback()
-                if isinstance(exc, driver_error):
-                    raise DBAPIError.instance(None, None, exc, driver_error) from exc
+                wrapped = self._wrap(exc)
+                if wrapped is not exc:
+                    raise wrapped from exc
                 raise
             finally:
                 conn.close()  # back to the pool
+
+    def _write(self, op: Callable[[Any], T]) -> T:
+        """op(cursor) in a write transaction of its own, or on SQLite in one shared with the
+        writes other threads hand in at the same moment (`groupcommit`)."""
+        if self._group is None:
+            with self._cursor() as cur:
+                return op(cur)
+        return self._group.run(op)
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
@@ -229,80 +222,31 @@ class Store:
         An event id seen before is a duplicate: its decisions are dropped and nothing changes.
         Sends and cancels are written together, in bulk (`_Pending`), in an order that gives the
         same rows as applying every decision one by one.
-
-        On SQLite, batches that callers in other threads hand in meanwhile share the transaction
-        (group commit: one writer at a time, and a commit costs more than a small batch). Each
-        caller still gets its own result, and only its own error: when the shared transaction
-        fails, each batch is tried again alone.
         """
-        if self._write_lock is None:
-            return self._ingest_all([(batch, now)])[0]
-        ticket = _Ticket(batch, now)
-        with self._waiting_lock:
-            self._waiting.append(ticket)
-        with self._write_lock:
-            if not ticket.settled:
-                with self._waiting_lock:
-                    group, self._waiting = self._waiting, []
-                self._settle(group)
-        return ticket.outcome()
+        return self._write(lambda cur: self._ingest(cur, batch, now))
 
-    def _settle(self, group: list["_Ticket"]) -> None:
-        """Write a group of batches (the caller holds the write lock)."""
-        try:
-            try:
-                results = self._ingest_all([(t.batch, t.now) for t in group], locked=True)
-            except Exception:
-                if len(group) == 1:
-                    raise
-                for t in group:  # one batch spoilt the group: the others go through alone
-                    t.settle(lambda t=t: self._ingest_all([(t.batch, t.now)], locked=True)[0])
-                return
-            for t, result in zip(group, results):
-                t.settle(lambda result=result: result)
-        except BaseException as exc:
-            for t in group:
-                if not t.settled:
-                    t.error, t.settled = exc, True
-            if not isinstance(exc, Exception):
-                raise
-
-    def _ingest_all(self, batches: Sequence[tuple[Sequence[tuple[Event, Sequence[Decision]]], datetime]],
-                    locked: bool = False) -> list[IngestResult]:
-        """`ingest` of several batches, in order, in one transaction; one result each. An event
-        id given in more than one batch is accepted in the first."""
-        sql = self.sql
-        with self._cursor(locked=locked) as cur:
-            owner: dict[str, int] = {}  # event id -> the batch whose occurrence is the one stored
-            fresh = []
-            for n, (batch, now) in enumerate(batches):
-                received = sql.time(now)
-                for event, _ in batch:
-                    if event.id not in owner:
-                        owner[event.id] = n
-                        fresh.append((event.id, event.type, sql.time(event.occurred_at), received,
-                                      self.codec.dumps(event.envelope())))
-            # ON CONFLICT: an id stored before (or by a concurrent request a moment ago) is a duplicate.
-            inserted: set[str] = set()
-            for chunk in sql.chunks(fresh):
-                cur.execute(sql.insert_events(len(chunk)), [v for row in chunk for v in row])
-                inserted.update(r[0] for r in cur.fetchall())
-            results = []
-            for n, (batch, now) in enumerate(batches):
-                accepted: dict[str, None] = {}  # in order
-                pending, people = _Pending(self, cur, now), {}
-                for event, decisions in batch:
-                    if owner[event.id] != n or event.id not in inserted or event.id in accepted:
-                        continue
-                    accepted[event.id] = None
-                    self._apply(cur, pending, people, event, decisions)
-                pending.flush()
-                self._upsert_recipients(cur, people, now)
-                duplicates = [e.id for e, _ in batch]  # every submission but the one accepted occurrence of each id
-                for event_id in accepted:
-                    duplicates.remove(event_id)
-                results.append(IngestResult(list(accepted), duplicates, pending.scheduled, pending.cancelled))
-        return results
+    def _ingest(self, cur: Any, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime) -> IngestResult:
+        sql, received = self.sql, self.sql.time(now)
+        fresh: dict[str, tuple[Event, Sequence[Decision]]] = {}
+        for event, decisions in batch:
+            fresh.setdefault(event.id, (event, decisions))
+        # ON CONFLICT: an id stored before (or by a concurrent request a moment ago) is a duplicate.
+        inserted: set[str] = set()
+        for chunk in sql.chunks(list(fresh.values())):
+            cur.execute(sql.insert_events(len(chunk)), [
+                v for e, _ in chunk for v in (e.id, e.type, sql.time(e.occurred_at), received, self.codec.dumps(e.envelope()))])
+            inserted.update(r[0] for r in cur.fetchall())
+        pending, people = _Pending(self, cur, now), {}
+        for event, decisions in fresh.values():
+            if event.id in inserted:
+                self._apply(cur, pending, people, event, decisions)
+        pending.flush()
+        self._upsert_recipients(cur, people, now)
+        accepted = [i for i in fresh if i in inserted]
+        duplicates = [e.id for e, _ in batch]  # every submission but the one accepted occurrence of each id
+        for event_id in accepted:
+            duplicates.remove(event_id)
+        return IngestResult(accepted, duplicates, pending.scheduled, pending.cancelled)
 
     def _apply(self, cur: Any, pending: "_Pending", people: dict[str, Mapping[str, Any]], event: Event,
                decisions: Sequence[Decision]) -> None:
@@ -447,26 +391,29 @@ class Store:
         reason instead. Counting and claiming together is what keeps rate limits and throttles
         exact when many workers deliver to one recipient at once.
         """
+        return self._write(lambda cur: self._claim(cur, notification_id, now, check))
+
+    def _claim(self, cur: Any, notification_id: int, now: datetime,
+               check: Callable[[Claimed, "Counts"], Any] | None) -> tuple[Claimed | None, Any]:
         sql, at = self.sql, self.sql.time(now)
-        with self._cursor() as cur:
-            cur.execute(sql.claim, (at, at, notification_id))
-            row = cur.fetchone()
-            if row is None:
-                return None, None
-            (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
-             send_at) = row
-            claimed = Claimed(row_id, notification, recipient_id, category, tuple(sql.read_json(channels)), throttle_key,
-                              idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now)  # type: ignore[arg-type]
-            verdict = None
-            if check is not None:
-                if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
-                    cur.execute(sql.lock_recipient, (recipient_id,))
-                verdict = check(claimed, Counts(self, cur, claimed))
-            if verdict is not None and getattr(verdict, "skip", None):
-                cur.execute(sql.skip, (verdict.skip, at, row_id))
-                cur.execute(sql.add_history, (row_id, "skipped", verdict.skip, at))
-            else:
-                cur.execute(sql.add_history, (row_id, "sending", f"attempt {attempts}", at))
+        cur.execute(sql.claim, (at, at, notification_id))
+        row = cur.fetchone()
+        if row is None:
+            return None, None
+        (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
+         send_at) = row
+        claimed = Claimed(row_id, notification, recipient_id, category, tuple(sql.read_json(channels)), throttle_key,
+                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now)  # type: ignore[arg-type]
+        verdict = None
+        if check is not None:
+            if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
+                cur.execute(sql.lock_recipient, (recipient_id,))
+            verdict = check(claimed, Counts(self, cur, claimed))
+        if verdict is not None and getattr(verdict, "skip", None):
+            cur.execute(sql.skip, (verdict.skip, at, row_id))
+            cur.execute(sql.add_history, (row_id, "skipped", verdict.skip, at))
+        else:
+            cur.execute(sql.add_history, (row_id, "sending", f"attempt {attempts}", at))
         return claimed, verdict
 
     def finish(self, claimed: Claimed, status: str, now: datetime, *, reason: str | None = None,
@@ -481,12 +428,13 @@ class Store:
             params.append(error[:1000])
         if retry_at is not None:
             params.append(sql.time(retry_at))
-        with self._cursor() as cur:
+        def op(cur: Any) -> bool:
             cur.execute(sql.finish(sent, error is not None, retry_at is not None), (*params, claimed.id, claimed.attempts))
-            done = cur.rowcount
-            if done:
+            if cur.rowcount:
                 cur.execute(sql.add_history, (claimed.id, status, reason or error, at))
-        return bool(done)
+            return bool(cur.rowcount)
+
+        return self._write(op)
 
     # -- send-time checks ---------------------------------------------------------------------------
     def signature_seen(self, signature: str, now: datetime, window: timedelta) -> bool:

@@ -1,0 +1,80 @@
+"""Group commit: writes that threads hand in at the same moment share one transaction.
+
+SQLite has one writer at a time, and on the hot paths a commit (with the WAL checkpoints it
+sets off) costs more than the statements of a single write. A thread with a write to make
+queues it and takes the write lock; whoever gets the lock first runs every write queued by
+then, in order, in one transaction, and the threads whose writes it ran find them done. Each
+write runs inside a savepoint: one that fails is rolled back alone and its own caller gets the
+error, while the others commit. A commit that fails is every caller's error.
+
+Writes are serialized by the lock exactly as before; only the transactions are fewer.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Write(Generic[T]):
+    def __init__(self, op: Callable[[Any], T]):
+        self.op = op
+        self.done = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommit:
+    """`run(op)` calls op(cursor) in a write transaction shared with the writes queued with it.
+
+    `transaction()` opens a write transaction on a cursor (the caller already holding `lock`);
+    `wrap(exc)` turns a driver's error into the one callers expect."""
+
+    def __init__(self, lock: Any, transaction: Callable[[], AbstractContextManager[Any]],
+                 wrap: Callable[[BaseException], BaseException]):
+        self.lock, self.transaction, self.wrap = lock, transaction, wrap
+        self._queued: list[_Write[Any]] = []
+        self._queue_lock = threading.Lock()
+
+    def run(self, op: Callable[[Any], T]) -> T:
+        write: _Write[T] = _Write(op)
+        with self._queue_lock:
+            self._queued.append(write)
+        with self.lock:
+            if not write.done:
+                with self._queue_lock:
+                    group, self._queued = self._queued, []
+                self._commit(group)
+        return write.outcome()
+
+    def _commit(self, group: list[_Write[Any]]) -> None:
+        results: list[tuple[_Write[Any], Any, BaseException | None]] = []
+        try:
+            with self.transaction() as cur:
+                if len(group) == 1:  # no savepoint needed: its error is the transaction's
+                    results.append((group[0], group[0].op(cur), None))
+                else:
+                    for write in group:
+                        cur.execute("SAVEPOINT grouped_write")
+                        try:
+                            results.append((write, write.op(cur), None))
+                        except Exception as exc:
+                            cur.execute("ROLLBACK TO grouped_write")
+                            results.append((write, None, self.wrap(exc)))
+                        cur.execute("RELEASE grouped_write")
+        except BaseException as exc:  # nothing of the group was written
+            for write in group:
+                write.error, write.done = exc, True
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for write, result, error in results:
+            write.result, write.error, write.done = result, error, True
