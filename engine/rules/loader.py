@@ -12,7 +12,7 @@ import glob
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -297,6 +297,7 @@ class _RuleContext:
         self.defaults = defaults
         self.tz = tz
         self.quiet = quiet
+        self.known: dict[tuple[Any, ...], list[str]] = {}  # the problems of each check already made
 
     def rule(self, doc: Document, rule_id: str, raw: dict[str, Any]) -> Notification | None:
         base = ("notifications", rule_id)
@@ -345,7 +346,7 @@ class _RuleContext:
                     continue
                 if not key:
                     err((kind, i), f"{kind} needs the notification's `key` (the field its events match on)")
-                self.check_path(err, (kind, i, "key"), self.full_schema(ev), m.get("key", ""), f"{kind} key", event_name=ev)
+                self.check_path(err, (kind, i, "key"), ev, m.get("key", ""), f"{kind} key", event_name=ev)
                 found.append(Match(ev, m.get("key", "")))
             matches[kind] = tuple(found)
         template = self.template(err, raw.get("template"))
@@ -361,16 +362,15 @@ class _RuleContext:
         # from: every trigger, and every event that reschedules it.
         sources = [t for t in triggers if t in self.events] + [m.event for m in matches["reschedule_on"]]
         for source in dict.fromkeys(sources):
-            schema = self.full_schema(source)
             on = source if len(sources) > 1 else None
-            self.check_path(err, ("audience",), schema, raw.get("audience", ""), "audience", person=True, event_name=on)
+            self.check_path(err, ("audience",), source, raw.get("audience", ""), "audience", person=True, event_name=on)
             if key:
-                self.check_path(err, ("key",), schema, key, "key", event_name=on)
+                self.check_path(err, ("key",), source, key, "key", event_name=on)
             if schedule.of:
-                self.check_path(err, ("schedule", "of"), schema, schedule.of, "schedule.of", date_time=True, event_name=on)
+                self.check_path(err, ("schedule", "of"), source, schedule.of, "schedule.of", date_time=True, event_name=on)
             if template.select and not template.default:
-                self.check_cases(err, schema, template, on)
-            checks = [(("trigger", "condition"), condition, False, True)] if condition else []
+                self.check_cases(err, self.full_schema(source), template, on)
+            checks: list[tuple[tuple[str, ...], Any, bool, bool]] = [(("trigger", "condition"), condition, False, True)] if condition else []
             if template.select:
                 checks.append((("template", "select"), template.select, False, True))
             checks += [(("data", name), value, digest is not None, False) for name, value in data.items() if expressions.is_template(value)]
@@ -378,8 +378,8 @@ class _RuleContext:
                 checks.append((("idempotency_key",), idem, digest is not None, False))
             if throttle and "key" in raw["throttle"]:
                 checks.append((("throttle", "key"), throttle.key, False, False))
-            for where, source_text, in_digest, bare in checks:
-                self.check_expression(err, where, source_text, schema, in_digest, expression=bare, event_name=on)
+            for place, source_text, in_digest, bare in checks:
+                self.check_expression(err, place, source_text, source, in_digest, expression=bare, event_name=on)
         provided = set(data) | set(COMMON_DATA) | {"unsubscribe_url"}
         for i, needed in enumerate(raw.get("requires") or []):
             if needed not in provided:
@@ -439,25 +439,36 @@ class _RuleContext:
             return CONTEXT_NAMES | DIGEST_NAMES
         return set(self.view.resolve(schema).get("properties", {})) | CONTEXT_NAMES
 
-    def check_path(self, err: Any, where: tuple[Any, ...], schema: Mapping[str, Any], path: str, what: str,
+    def report(self, err: Any, where: tuple[Any, ...], check: tuple[Any, ...], problems: Callable[[], Iterator[str]]) -> None:
+        """Report the problems of a check, found once: rules repeat the same checks on the same events."""
+        if check not in self.known:
+            self.known[check] = list(problems())
+        for message in self.known[check]:
+            err(where, message)
+
+    def check_path(self, err: Any, where: tuple[Any, ...], event_type: str, path: str, what: str,
                    *, person: bool = False, event_name: str | None = None, date_time: bool = False) -> None:
-        if not path:
-            return
+        if path:
+            self.report(err, where, ("path", event_type, path, what, person, event_name, date_time),
+                        lambda: self.path_problems(self.full_schema(event_type), path, what, person, event_name, date_time))
+
+    def path_problems(self, schema: Mapping[str, Any], path: str, what: str, person: bool, event_name: str | None,
+                      date_time: bool) -> Iterator[str]:
         field = self.view.field(schema, tuple(path.split(".")))
         on = f" of {event_name!r}" if event_name else ""
         if field.schema is None:
-            err(where, f"{what} {path!r}: the event schema{on} does not declare {field.missing!r}")
+            yield f"{what} {path!r}: the event schema{on} does not declare {field.missing!r}"
             return
         if not field.required:
-            err(where, f"{what} {path!r}: the event schema{on} must declare it as required (add it to `required`)")
+            yield f"{what} {path!r}: the event schema{on} must declare it as required (add it to `required`)"
             return
         if date_time and field.schema.get("format") != "date-time":
-            err(where, f"{what} {path!r}: the event schema{on} must declare it as a string with format: date-time")
+            yield f"{what} {path!r}: the event schema{on} must declare it as a string with format: date-time"
         if person:
             props = field.schema.get("properties", {})
             missing = [p for p in ("id", "email") if p not in props]
             if missing:
-                err(where, f"{what} {path!r} is not a person (no {', '.join(missing)} in its schema)")
+                yield f"{what} {path!r} is not a person (no {', '.join(missing)} in its schema)"
 
     def schedule(self, err: Any, raw: Mapping[str, Any], doc: Document, base: tuple[Any, ...]) -> Schedule:
         forms = [k for k in ("at", "after", "before", "cron") if k in raw]
@@ -514,39 +525,44 @@ class _RuleContext:
                 err(("template",), f"template key {key!r} is missing from templates_map/{', templates_map/'.join(e + '.yaml' for e in sorted(missing))}")
         return choice
 
-    def check_expression(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], digest: bool,
+    def check_expression(self, err: Any, where: tuple[Any, ...], source: str, event_type: str, digest: bool,
                          *, expression: bool, event_name: str | None = None) -> None:
+        self.report(err, where, ("expression", source, event_type, digest, expression, event_name),
+                    lambda: self.expression_problems(source, self.full_schema(event_type), digest, expression, event_name))
+
+    def expression_problems(self, source: str, schema: Mapping[str, Any], digest: bool, expression: bool,
+                            event_name: str | None) -> Iterator[str]:
         on = f" (in {event_name!r})" if event_name else ""
         try:
             refs = expressions.analyse(source, expression=expression)
         except expressions.ExpressionError as exc:
-            err(where, f"expression {source!r}: {exc}")
+            yield f"expression {source!r}: {exc}"
             return
         names = self.names(schema, digest)
         for ref in refs:
             root = ref.path[0]
             if root not in names:
-                err(where, f"expression {source!r} reads {root!r}, which the event does not declare{on}")
+                yield f"expression {source!r} reads {root!r}, which the event does not declare{on}"
                 continue
             if root == "recipient":
                 continue  # any person field; checked on the example at run time
             if root == "event":
                 if len(ref.path) > 1 and ref.path[1] not in EVENT_FIELDS:
-                    err(where, f"expression {source!r} reads event.{ref.path[1]}; the envelope has id, type, occurred_at")
+                    yield f"expression {source!r} reads event.{ref.path[1]}; the envelope has id, type, occurred_at"
                 continue
             if root == "app":
                 if len(ref.path) > 1 and ref.path[1] not in APP_FIELDS:
-                    err(where, f"expression {source!r} reads app.{ref.path[1]}; app has name, frontend_url, support_email")
+                    yield f"expression {source!r} reads app.{ref.path[1]}; app has name, frontend_url, support_email"
                 continue
             if root in ("notification", "period_start", "period_end"):
                 continue
             if root == "items":
                 if ref.index and len(ref.path) > 1:
-                    self.check_read(err, where, source, schema, ref.path[1:], on)
+                    yield from self.read_problems(source, schema, ref.path[1:], on)
                 continue
-            self.check_read(err, where, source, schema, ref.path, on)
+            yield from self.read_problems(source, schema, ref.path, on)
 
-    def check_read(self, err: Any, where: tuple[Any, ...], source: str, schema: Mapping[str, Any], path: tuple[str, ...], on: str = "") -> None:
+    def read_problems(self, source: str, schema: Mapping[str, Any], path: tuple[str, ...], on: str = "") -> Iterator[str]:
         node: Mapping[str, Any] = self.view.resolve(schema)
         for i, step in enumerate(path):
             resolved = self.view.resolve(node)
@@ -556,7 +572,7 @@ class _RuleContext:
             if props is None:
                 return
             if step not in props:
-                err(where, f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare{on}")
+                yield f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare{on}"
                 return
             node = props[step]
 
