@@ -17,19 +17,20 @@ from .core.decide import Decision, DigestItem, Renderer, Send, digest_send, plan
 from .core.events import Event, EventRejected, parse_event
 from .core.timing import recipient_zone
 from .rules.event_schema import SchemaView
-from .rules.loader import check
+from .rules.loader import check, collector_paused
 from .rules.model import Config, Notification
 from .rules.problems import Mark, Problem
 
 
 def check_all(root: str, environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
-    config, problems = check(root, environ)
-    if config is None:
-        return None, problems
-    tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
-    for rule in config.notifications.values():
-        problems.extend(check_example(config, rule, tried[rule.id]))
-    problems.extend(lint_across_rules(config, tried))
+    with collector_paused():  # what the examples make lives until the end, as what loading makes
+        config, problems = check(root, environ)
+        if config is None:
+            return None, problems
+        tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
+        for rule in config.notifications.values():
+            problems.extend(check_example(config, rule, tried[rule.id]))
+        problems.extend(lint_across_rules(config, tried))
     return config, sorted(problems, key=Problem.sort_key)
 
 

@@ -609,16 +609,16 @@ def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = 
     loader = _Loader(root, environ if environ is not None else os.environ)
     if not os.path.exists(root):
         return None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")]
-    with _collector_paused():
+    with collector_paused():
         config = loader.load()
     return config, loader.clearest()
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    # Loading builds hundreds of thousands of small objects (values, positions, paths) that all
-    # live until it returns: the cyclic collector frees nothing among them, but walked them again
-    # and again for half the time of a large load.
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: loading builds hundreds of thousands of small objects
+    (values, positions, paths) that all live until it returns, and the collector, which frees
+    nothing among them, walked them again and again for half the time of a large load."""
     enabled = gc.isenabled()
     gc.disable()
     try:
