@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
@@ -71,33 +71,49 @@ _MAYBE_TYPED = frozenset(["", *"~nNtTfFyYoO+-.0123456789"])
 _MAYBE_TYPED_KEY = frozenset(["", *"~nNtTfFyYoO"])
 
 
-class _Position(Protocol):
-    line: int  # 0-based, as the parser counts
-    column: int
+MAX_DEPTH = 64
 
 
 @dataclass
 class Document:
-    """A parsed file: its data and the position of every value (by path) and every key."""
+    """A parsed file: its data, and the parser's nodes, where the position of any value or key is
+    looked up when a message needs it."""
 
     file: str
     data: Any = None
-    values: dict[Path, _Position] = field(default_factory=dict)
-    keys: dict[Path, _Position] = field(default_factory=dict)
+    root: yaml.Node | None = None
+    _entries: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = field(default_factory=dict, repr=False)
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """The mark of the value at `path` (or of its key), else of the nearest parent."""
-        path = tuple(path)
-        if key and path in self.keys:
-            return self._at(self.keys[path])
-        while path:
-            if path in self.values:
-                return self._at(self.values[path])
-            path = path[:-1]
-        return self._at(self.values[()]) if () in self.values else Mark(self.file, 1, 1)
+        if self.root is None:
+            return Mark(self.file, 1, 1)
+        node, key_node = self.root, None
+        for step in tuple(path)[:MAX_DEPTH]:  # deeper values are not read (see _build)
+            found = self._child(node, step)
+            if found is None:
+                return _mark(self.file, node)
+            key_node, node = found
+        return _mark(self.file, key_node if key and key_node is not None else node)
 
-    def _at(self, position: _Position) -> Mark:
-        return Mark(self.file, position.line + 1, position.column + 1)
+    def _child(self, node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Node] | None:
+        if isinstance(node, yaml.SequenceNode):
+            return (None, node.value[step]) if isinstance(step, int) and 0 <= step < len(node.value) else None
+        if isinstance(node, yaml.MappingNode):
+            if id(node) not in self._entries:
+                self._entries[id(node)] = _entries(node)
+            return self._entries[id(node)].get(step)  # type: ignore[arg-type]
+        return None
+
+
+def _entries(node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """The (key, value) nodes of a mapping by key, as _build reads them: the first of duplicates;
+    merge keys and keys that are not scalars left out."""
+    entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE and isinstance(key_node, yaml.ScalarNode):
+            entries.setdefault(key_node.value, (key_node, value_node))
+    return entries
 
 
 def _short(tag: str) -> str:
@@ -145,38 +161,34 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
     return value
 
 
-def _build(node: yaml.Node, path: Path, doc: Document, problems: list[Problem], depth: int = 0) -> Any:
-    if depth > 64:
-        problems.append(Problem.at(_mark(doc.file, node), "nesting deeper than 64 levels"))
+def _build(node: yaml.Node, file: str, problems: list[Problem], depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        problems.append(Problem.at(_mark(file, node), f"nesting deeper than {MAX_DEPTH} levels"))
         return None
-    doc.values[path] = node.start_mark
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(node, doc.file, problems)
+        return _scalar(node, file, problems)
     if node.tag not in _STANDARD_TAGS and node.tag != "?":
-        problems.append(Problem.at(_mark(doc.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
+        problems.append(Problem.at(_mark(file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), doc, problems, depth + 1) for i, item in enumerate(node.value)]
+        return [_build(item, file, problems, depth + 1) for item in node.value]
     result: dict[str, Any] = {}
     for key_node, value_node in node.value:
         if key_node.tag == _MERGE:
-            problems.append(Problem.at(_mark(doc.file, key_node), "merge keys (<<) are not allowed"))
+            problems.append(Problem.at(_mark(file, key_node), "merge keys (<<) are not allowed"))
             continue
         if not isinstance(key_node, yaml.ScalarNode):
-            problems.append(Problem.at(_mark(doc.file, key_node), "a key must be a plain string"))
+            problems.append(Problem.at(_mark(file, key_node), "a key must be a plain string"))
             continue
         key = key_node.value
         if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
             problems.append(
-                Problem.at(_mark(doc.file, key_node), f"ambiguous key {key!r}: quote it")
+                Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it")
             )
-        key_path = path + (key,)
         if key in result:
-            first = doc.keys.get(key_path)
-            where = f" (first at line {first.line + 1})" if first else ""
-            problems.append(Problem.at(_mark(doc.file, key_node), f"duplicate key {key!r}{where}"))
+            first, _ = _entries(node)[key]
+            problems.append(Problem.at(_mark(file, key_node), f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"))
             continue
-        doc.keys[key_path] = key_node.start_mark
-        result[key] = _build(value_node, key_path, doc, problems, depth + 1)
+        result[key] = _build(value_node, file, problems, depth + 1)
     return result
 
 
@@ -201,7 +213,8 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
         return doc, problems
     if node is None:
         return doc, problems
-    doc.data = _build(node, (), doc, problems)
+    doc.root = node
+    doc.data = _build(node, file, problems)
     return doc, problems
 
 
