@@ -28,7 +28,7 @@ from ..core.events import Event
 from ..core.rendering import courier_message
 from .codec import Codec
 from .groupcommit import GroupCommit
-from .statements import SEND_IDEMPOTENCY, SEND_STATUS, Statements, like_prefix
+from .statements import Statements, like_prefix
 from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
                      signature_receipts, webhook_receipts)
 
@@ -276,27 +276,19 @@ class Store:
         """Insert sends; returns how many rows were inserted (with `returning`, their ids).
 
         A send whose idempotency key already belongs to a live or sent row is the same send, and
-        so is a second send of one key within `rows` (one event submitted twice in a batch)."""
-        sql = self.sql
-        taken: set[str] = set()
-        for chunk in sql.chunks([r[SEND_IDEMPOTENCY] for r in rows]):
-            cur.execute(sql.live_keys(len(chunk)), chunk)
-            taken.update(k for k, in cur.fetchall())
-        kept = []
-        for r in rows:
-            if r[SEND_STATUS] != "skipped":
-                if r[SEND_IDEMPOTENCY] in taken:
-                    continue
-                taken.add(r[SEND_IDEMPOTENCY])
-            kept.append(r)
+        so is a second send of one key within `rows` (one event submitted twice in a batch): the
+        unique index on live keys refuses it, and nothing is inserted."""
         if not returning:
-            if kept:
-                cur.executemany(sql.insert_send, kept)
-            return len(kept)
+            if not rows:
+                return 0
+            cur.executemany(self.sql.insert_send, rows)
+            return cur.rowcount
         new_ids = []
-        for r in kept:
-            cur.execute(sql.insert_send + " RETURNING id", r)
-            new_ids.append(cur.fetchone()[0])
+        for r in rows:
+            cur.execute(self.sql.insert_send + " RETURNING id", r)
+            found = cur.fetchone()
+            if found is not None:
+                new_ids.append(found[0])
         return new_ids
 
     def _collect(self, cur: Any, d: DigestItem, event: Event) -> None:

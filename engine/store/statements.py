@@ -14,18 +14,20 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-LIVE = "status NOT IN ('cancelled', 'skipped', 'failed')"  # a row that still holds its idempotency key
+from .tables import LIVE_ROW
+
 PENDING = "status IN ('scheduled', 'queued')"
 TAKEN = "((status = 'sent' AND sent_at > ?) OR (status = 'sending' AND id <> ?))"  # binds: since, the claimed row's id
 
 SEND_COLUMNS = ("notification", "recipient_id", "event_id", "key", "category", "channels", "template_key", "template",
                 "variant", "idempotency_key", "throttle_key", "payload", "send_at", "status", "reason", "attempts",
                 "created_at", "updated_at")
-SEND_IDEMPOTENCY, SEND_STATUS = SEND_COLUMNS.index("idempotency_key"), SEND_COLUMNS.index("status")
 EVENT_COLUMNS = ("id", "type", "occurred_at", "received_at", "payload")
 
 _SQL = {
-    "insert_send": f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) VALUES ({', '.join('?' * len(SEND_COLUMNS))})",
+    # A send whose idempotency key a live or sent row holds is that send: nothing is inserted.
+    "insert_send": f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) VALUES ({', '.join('?' * len(SEND_COLUMNS))}) "
+                   f"ON CONFLICT (idempotency_key) WHERE {LIVE_ROW} DO NOTHING",
     # A cancel writes its history rows first (they select the rows the update then changes).
     "cancel_history": "INSERT INTO notification_history (notification_id, status, reason, at) "
                       f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}",
@@ -109,10 +111,6 @@ class Statements:
         """Insert `n` events at once; RETURNING the ids that were new (a stored id is a duplicate)."""
         return self._text(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
                           + ", ".join(["(?, ?, ?, ?, ?)"] * n) + " ON CONFLICT (id) DO NOTHING RETURNING id")
-
-    def live_keys(self, n: int) -> str:
-        """Which of `n` idempotency keys a live or sent row holds."""
-        return self._text(f"SELECT idempotency_key FROM notifications WHERE idempotency_key IN ({', '.join('?' * n)}) AND {LIVE}")
 
     def recent(self, n: int) -> str:
         """Sent or being sent to a recipient in `n` categories (binds: recipient, categories, TAKEN's)."""

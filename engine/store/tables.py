@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 metadata = MetaData(naming_convention={
@@ -28,6 +29,7 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
+LIVE_ROW = "status NOT IN ('cancelled', 'skipped', 'failed')"  # a row that holds its idempotency key
 Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 
@@ -112,7 +114,9 @@ notifications = Table(
     Index("ix_notifications_due", "status", "send_at"),
     Index("ix_notifications_match", "notification", "key", "status"),
     Index("ix_notifications_recent", "recipient_id", "status", "sent_at"),
-    Index("ix_notifications_idempotency", "idempotency_key"),
+    # One live or sent row per idempotency key: the database refuses a second, whatever the race.
+    Index("ix_notifications_live_idempotency", "idempotency_key", unique=True,
+          sqlite_where=text(LIVE_ROW), postgresql_where=text(LIVE_ROW)),
     Index("ix_notifications_request", "request_id"),
 )
 

@@ -89,3 +89,23 @@ def test_rows_written_by_statements_read_back_through_the_core_tables(tmp_path: 
     with engine.connect() as conn:
         assert conn.execute(select(events.c.occurred_at).where(events.c.occurred_at == TIMES[2])).scalar_one() == TIMES[2]
     engine.dispose()
+
+
+def test_migration_0004_keeps_the_first_of_live_rows_sharing_a_key(tmp_path: Any) -> None:
+    from alembic import command
+
+    from engine.store.db import alembic_config
+    from engine.store.repository import Store
+
+    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0003")
+    row = {"notification": "n", "recipient_id": "usr_1", "category": "c", "channels": ["email"], "idempotency_key": "k",
+           "send_at": NOW, "status": "scheduled", "attempts": 0, "created_at": NOW, "updated_at": NOW}
+    with engine.begin() as conn:
+        ids = [conn.execute(notifications.insert().values(**{**row, **extra}).returning(notifications.c.id)).scalar_one()
+               for extra in ({"status": "sent"}, {}, {"status": "cancelled"}, {}, {"idempotency_key": "other"})]
+    upgrade(engine)
+    statuses = {r["id"]: (r["status"], r["reason"]) for r in Store(engine).list(limit=10)}
+    duplicate = ("skipped", "a duplicate of an earlier send with the same idempotency key")
+    assert [statuses[i] for i in ids] == [("sent", None), duplicate, ("cancelled", None), duplicate, ("scheduled", None)]
+    engine.dispose()

@@ -107,7 +107,7 @@ class StoreContract:
             upgrade(engine)  # again: nothing changes, nothing is lost
             upgrade(engine)
             with engine.connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0003"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0004"]
             assert store.preferences("usr_1") == {"client_welcome": False}
             # The migrated schema is the one the code declares: autogenerate finds nothing to add.
             from alembic.autogenerate import compare_metadata
@@ -123,7 +123,7 @@ class StoreContract:
         try:
             run_threads(3, lambda i: upgrade(engines[i]))
             with engines[0].connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0003"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0004"]
         finally:
             for e in engines:
                 e.dispose()
@@ -253,6 +253,17 @@ class StoreContract:
         self.ingest(store, a)
         self.ingest(store, make_send(key="bk_1", idem="same-key"))
         assert len(store.list()) == 1
+
+    def test_concurrent_sends_of_one_idempotency_key_store_one_row(self, store: Store) -> None:
+        # Separate transactions racing (on PostgreSQL truly in parallel): the unique index on live
+        # keys lets one row in; the others store nothing and report nothing scheduled.
+        results = run_threads(8, lambda i: self.ingest(store, make_send(key=f"bk_{i}", idem="raced-key")))
+        assert sum(r.scheduled for r in results) == 1
+        assert [r["idempotency_key"] for r in store.list()] == ["raced-key"]
+        # Once that row no longer holds the key (cancelled), the key can be used again.
+        [row] = store.list()
+        store.ingest([(make_event("evt_cancel_raced"), [Cancel(row["notification"], row["key"], "cancelled by test", "e")])], NOW)
+        assert self.ingest(store, make_send(key="bk_again", idem="raced-key")).scheduled == 1
 
     # -- cancel and reschedule ----------------------------------------------------------------------
     def test_cancel_touches_only_pending_rows_of_that_notification_and_key(self, store: Store) -> None:

@@ -1,0 +1,45 @@
+"""one live row per idempotency key
+
+The engine checked an idempotency key before inserting a send, but two transactions on
+PostgreSQL could both pass that check at once; Courier's own idempotency kept the second from
+being sent. Now a unique index on the keys of live and sent rows (status not cancelled, skipped
+or failed) refuses the second row. A database that already holds such a pair keeps the first
+row; each later one is recorded as skipped, with the reason, so that the index can be built.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-24
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision: str = '0004'
+down_revision: Union[str, Sequence[str], None] = '0003'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+LIVE_ROW = "status NOT IN ('cancelled', 'skipped', 'failed')"
+
+
+def upgrade() -> None:
+    op.execute(
+        "UPDATE notifications SET status = 'skipped', "
+        "reason = 'a duplicate of an earlier send with the same idempotency key' "
+        f"WHERE {LIVE_ROW} AND EXISTS (SELECT 1 FROM notifications earlier "
+        "WHERE earlier.idempotency_key = notifications.idempotency_key AND earlier.id < notifications.id "
+        f"AND earlier.{LIVE_ROW})"
+    )
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index('ix_notifications_idempotency')
+        batch_op.create_index('ix_notifications_live_idempotency', ['idempotency_key'], unique=True,
+                              sqlite_where=sa.text(LIVE_ROW), postgresql_where=sa.text(LIVE_ROW))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index('ix_notifications_live_idempotency')
+        batch_op.create_index('ix_notifications_idempotency', ['idempotency_key'], unique=False)
