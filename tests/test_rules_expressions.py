@@ -270,3 +270,43 @@ def test_width_and_growth_refused_before_allocating(source: str) -> None:
 ])
 def test_small_widths_still_work(source: str, expected: str) -> None:
     assert expressions.render(source, {}) == expected
+
+
+LOOKUP_CONTEXT = {
+    "booking": {"id": "bk_1", "service": {"name": "Yoga"}, "items": ["a"], "keys": 3, "tags": ["x"], "n": None,
+                "when": {"nested": {"deep": True}}},
+    "items": "top-level items",
+    "name": "Ada",
+    "big": "x" * 10_001,
+    "fn": len,
+    "range": "a data field named like a global",
+}
+
+
+@pytest.mark.parametrize("source", [
+    "{{ booking.id }}", "{{booking.service.name}}", "{{ booking.items }}", "{{ booking.keys }}", "{{ booking.tags }}",
+    "{{ booking.n }}", "{{ booking.when.nested.deep }}", "{{ booking.when }}", "{{ items }}", "{{ name.upper }}",
+    "{{ booking.missing }}", "{{ missing }}", "{{ missing.id }}", "{{ booking.id.x }}", "{{ big }}", "{{ fn }}",
+    "{{ range }}", "{{ dict }}", "{{ booking.service.name.title }}",
+])
+def test_a_plain_lookup_gives_what_the_template_gives(source: str) -> None:
+    # render() reads `{{ a.b.c }}` from the context itself when each step is a key of a dict;
+    # the result, or the error, must be the template's own.
+    def outcome(run: object) -> object:
+        try:
+            return ("value", run())  # type: ignore[operator]
+        except ExpressionError as exc:
+            return ("error", str(exc))
+
+    template = expressions.compile_template(source)
+    assert outcome(lambda: render(source, LOOKUP_CONTEXT)) == outcome(
+        lambda: expressions._bounded(_jinja(template, LOOKUP_CONTEXT)))
+
+
+def _jinja(template: object, context: dict) -> object:
+    try:
+        return template.render(context)  # type: ignore[attr-defined]
+    except ExpressionError:
+        raise
+    except Exception as exc:
+        raise ExpressionError(expressions._describe(exc)) from None
