@@ -3,9 +3,9 @@
 SQLAlchemy Core builds a statement, looks up its cache key and processes every bound value on
 each call: about 0.1 ms a statement, and an event batch runs thousands. The statements here
 skip that. They are plain SQL that both databases accept (`?` placeholders become `%s` for
-PostgreSQL's driver), and they take values already in the driver's form: `time()` and `json()`
-turn a value into exactly what the Core tables of `tables.py` store, so rows written either way
-read and compare the same (SQLite compares times as text).
+PostgreSQL's driver), and they take values already in the driver's form: `time()` and
+`channels()` turn a value into exactly what the Core tables of `tables.py` store, so rows
+written either way read and compare the same (SQLite compares times as text).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class Statements:
     def __init__(self, dialect: str):
         self.pg = dialect == "postgresql"
         self._channels: dict[tuple[str, ...], Any] = {}
+        self._built: dict[tuple[Any, ...], str] = {}  # statements whose text depends on their arguments
         for name, sql in _SQL.items():
             setattr(self, name, self._text(sql))
         if self.pg:
@@ -77,6 +78,12 @@ class Statements:
 
     def _text(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.pg else sql
+
+    def _once(self, key: tuple[Any, ...], build: Any) -> str:
+        found = self._built.get(key)
+        if found is None:
+            found = self._built[key] = self._text(build())
+        return found
 
     @staticmethod
     def cursor(conn: Any) -> Any:
@@ -109,24 +116,28 @@ class Statements:
 
     def insert_events(self, n: int) -> str:
         """Insert `n` events at once; RETURNING the ids that were new (a stored id is a duplicate)."""
-        return self._text(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
+        return self._once(("insert_events", n), lambda: f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
                           + ", ".join(["(?, ?, ?, ?, ?)"] * n) + " ON CONFLICT (id) DO NOTHING RETURNING id")
 
     def recent(self, n: int) -> str:
         """Sent or being sent to a recipient in `n` categories (binds: recipient, categories, TAKEN's)."""
-        return self._text(f"SELECT count(*) FROM notifications WHERE recipient_id = ? AND category IN ({', '.join('?' * n)}) AND {TAKEN}")
+        return self._once(("recent", n), lambda: f"SELECT count(*) FROM notifications WHERE recipient_id = ? "
+                          f"AND category IN ({', '.join('?' * n)}) AND {TAKEN}")
 
     def finish(self, sent: bool, error: bool, retry: bool) -> str:
         """Record an attempt's outcome on a row still claimed by that attempt (binds: status, reason,
         updated_at, [sent_at, request_id], [last_error], [send_at], id, attempts)."""
-        sets = ["status = ?", "reason = ?", "updated_at = ?"]
-        if sent:
-            sets += ["sent_at = ?", "request_id = ?"] + ([] if error else ["last_error = NULL"])
-        if error:
-            sets.append("last_error = ?")
-        if retry:
-            sets.append("send_at = ?")
-        return self._text(f"UPDATE notifications SET {', '.join(sets)} WHERE id = ? AND status = 'sending' AND attempts = ?")
+        def build() -> str:
+            sets = ["status = ?", "reason = ?", "updated_at = ?"]
+            if sent:
+                sets += ["sent_at = ?", "request_id = ?"] + ([] if error else ["last_error = NULL"])
+            if error:
+                sets.append("last_error = ?")
+            if retry:
+                sets.append("send_at = ?")
+            return f"UPDATE notifications SET {', '.join(sets)} WHERE id = ? AND status = 'sending' AND attempts = ?"
+
+        return self._once(("finish", sent, error, retry), build)
 
     def read_time(self, value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime (as `tables.UTCDateTime` reads it)."""
