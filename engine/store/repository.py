@@ -156,8 +156,7 @@ class Store:
         # letting them spin in SQLite's busy handler (which sleeps up to 100 ms between tries).
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._driver_error = engine.dialect.loaded_dbapi.Error
-        self._group = (GroupCommit(self._write_lock, lambda: self._cursor(locked=True), self._wrap)
-                       if self._write_lock is not None else None)
+        self._group = GroupCommit(self._write_lock, self._cursor, self._wrap) if self._write_lock is not None else None
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
         self.sql = Statements(self.dialect)
@@ -180,25 +179,24 @@ class Store:
         return exc
 
     @contextmanager
-    def _cursor(self, locked: bool = False) -> Iterator[Any]:
+    def _cursor(self) -> Iterator[Any]:
         """A write transaction on the driver's cursor, for the hot paths (`Statements`): no
         SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
-        `locked`: the caller holds the write lock already."""
-        with nullcontext() if locked else self._write_lock or nullcontext():
-            conn = self.engine.raw_connection()
-            try:
-                cur = conn.cursor()
-                self.sql.begin(cur)
-                yield cur
-                conn.commit()
-            except BaseException as exc:
-                conn.rollback()
-                wrapped = self._wrap(exc)
-                if wrapped is not exc:
-                    raise wrapped from exc
-                raise
-            finally:
-                conn.close()  # back to the pool
+        On SQLite the caller holds the write lock (`_write` sees to it)."""
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            self.sql.begin(cur)
+            yield cur
+            conn.commit()
+        except BaseException as exc:
+            conn.rollback()
+            wrapped = self._wrap(exc)
+            if wrapped is not exc:
+                raise wrapped from exc
+            raise
+        finally:
+            conn.close()  # back to the pool
 
     def _write(self, op: Callable[[Any], T]) -> T:
         """op(cursor) in a write transaction of its own, or on SQLite in one shared with the
