@@ -45,7 +45,7 @@ def openapi(config: Config) -> dict[str, Any]:
                     "202": {"description": "Accepted and stored", "content": {"application/json": {"schema": {"type": "object", "properties": {
                         "accepted": {"type": "array", "items": {"type": "string"}},
                         "duplicates": {"type": "array", "items": {"type": "string"}}}}}}},
-                    "400": {"description": "Not JSON"}, "401": {"description": "No valid credentials"},
+                    "400": {"description": "Not JSON, or nested more than 200 levels deep"}, "401": {"description": "No valid credentials"},
                     "413": {"description": "Body too large"},
                     "422": {"description": "An event fails its schema", "content": {"application/json": {"schema": PROBLEMS}}},
                 }}},
