@@ -67,7 +67,10 @@ class GroupCommit:
                         try:
                             results.append((write, write.op(cur), None))
                         except Exception as exc:
-                            cur.execute("ROLLBACK TO grouped_write")
+                            try:
+                                cur.execute("ROLLBACK TO grouped_write")
+                            except Exception:  # the database ended the transaction itself: the group fails
+                                raise exc from None
                             results.append((write, None, self.wrap(exc)))
                         cur.execute("RELEASE grouped_write")
         except BaseException as exc:  # nothing of the group was written

@@ -183,20 +183,26 @@ class Store:
         """A write transaction on the driver's cursor, for the hot paths (`Statements`): no
         SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
         On SQLite the caller holds the write lock (`_write` sees to it)."""
-        conn = self.engine.raw_connection()
+        conn = None
         try:
+            conn = self.engine.raw_connection()  # the pool's errors are the driver's own: wrapped below
             cur = conn.cursor()
             self.sql.begin(cur)
             yield cur
             conn.commit()
         except BaseException as exc:
-            conn.rollback()
+            if conn is not None:
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - a lost connection: the first error is the one to tell
+                    conn.invalidate()
             wrapped = self._wrap(exc)
             if wrapped is not exc:
                 raise wrapped from exc
             raise
         finally:
-            conn.close()  # back to the pool
+            if conn is not None:
+                conn.close()  # back to the pool (or dropped, when invalidated)
 
     def _write(self, op: Callable[[Any], T]) -> T:
         """op(cursor) in a write transaction of its own, or on SQLite in one shared with the
@@ -221,6 +227,8 @@ class Store:
         Sends and cancels are written together, in bulk (`_Pending`), in an order that gives the
         same rows as applying every decision one by one.
         """
+        if not batch:
+            return IngestResult([], [], 0, 0)
         return self._write(lambda cur: self._ingest(cur, batch, now))
 
     def _ingest(self, cur: Any, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime) -> IngestResult:
@@ -274,7 +282,7 @@ class Store:
         """Insert sends; returns how many rows were inserted (with `returning`, their ids).
 
         A send whose idempotency key already belongs to a live or sent row is the same send, and
-        so is a second send of one key within `rows` (one event submitted twice in a batch): the
+        so is a second send of one key within `rows` (two events or rules giving one key): the
         unique index on live keys refuses it, and nothing is inserted."""
         if not returning:
             if not rows:

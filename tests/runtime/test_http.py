@@ -325,3 +325,19 @@ def test_notifications_and_upcoming(http: httpx.Client, rt: Any) -> None:
     assert upcoming[0]["message"]["message"]["data"]["booking_id"] == "bk_1"
     assert http.get("/notifications/upcoming", params={"within": "1h"}, headers=AUTH).json()["upcoming"] == []
     assert http.get("/notifications/upcoming", params={"within": "soon"}, headers=AUTH).status_code == 400
+
+
+@pytest.mark.parametrize("broken", ["sqlite-directory", "postgres-closed-port"])
+def test_a_store_that_cannot_be_reached_is_a_503(rt: Any, tmp_path: Any, broken: str) -> None:
+    # The hook answers 503 (try again; nothing was accepted), never a 500, whichever database
+    # is down: the hot paths' own driver errors are raised as the store's other errors are.
+    from engine.store.db import connect
+    from engine.store.repository import Store
+
+    url = (f"sqlite:///{tmp_path}" if broken == "sqlite-directory"  # a directory where the file should be
+           else "postgresql+psycopg://postgres@127.0.0.1:1/test")
+    rt.store = Store(connect(url))
+    with LiveServer(build_app(rt)) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        r = client.post("/events", json=event(), headers=AUTH)
+    assert r.status_code == 503, r.text
+    assert "unavailable" in r.json()["error"]
