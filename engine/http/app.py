@@ -11,11 +11,10 @@ import html
 import ipaddress
 import json
 import logging
-
-import orjson
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +28,7 @@ from ..core.events import EventRejected
 from ..rules.timeparse import format_instant, parse_duration
 from ..runtime import Runtime, utcnow
 from ..signing import SignatureError, read_unsubscribe_token, verify_courier, verify_ingest
+from ..store.codec import orjson_reads_exactly
 from .openapi import openapi
 
 log = logging.getLogger("engine.http")
@@ -59,14 +59,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 MAX_DEPTH = 200  # levels of nesting a body may have (the store's encoder writes up to 254)
+_NOT_READ = object()
 
 
 def parse_json(body: bytes) -> Any:
-    try:
-        # Whatever orjson reads is UTF-8 JSON without NaN, Infinity or lone surrogates; anything
-        # else goes the slow way, which reads it or says what is wrong.
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    value = _NOT_READ
+    if orjson_reads_exactly(body):
+        try:
+            # Whatever orjson reads is UTF-8 JSON without NaN, Infinity or lone surrogates; anything
+            # else goes the slow way, which reads it or says what is wrong.
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    if value is _NOT_READ:
         value = _parse_slowly(body)
     if _deeper_than(value, MAX_DEPTH):
         raise ValueError(f"the body is nested too deeply (more than {MAX_DEPTH} levels)")
@@ -94,7 +99,7 @@ def _parse_slowly(body: bytes) -> Any:
     try:
         value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
+        raise ValueError(f"the body is nested too deeply (more than {MAX_DEPTH} levels)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     try:  # "\ud800" decodes to a lone surrogate, which nothing downstream can store or send
@@ -102,7 +107,7 @@ def _parse_slowly(body: bytes) -> Any:
     except UnicodeEncodeError:
         raise ValueError("the body holds an escaped lone surrogate (such as \\ud800), which is not text") from None
     except RecursionError:
-        raise ValueError("the body is nested too deeply") from None
+        raise ValueError(f"the body is nested too deeply (more than {MAX_DEPTH} levels)") from None
     return value
 
 
