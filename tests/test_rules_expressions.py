@@ -280,6 +280,9 @@ LOOKUP_CONTEXT = {
     "big": "x" * 10_001,
     "fn": len,
     "range": "a data field named like a global",
+    "none": "a data field named like a constant",
+    "self": "a data field named like the template itself",
+    "true": "a data field named like a constant",
 }
 
 
@@ -287,7 +290,8 @@ LOOKUP_CONTEXT = {
     "{{ booking.id }}", "{{booking.service.name}}", "{{ booking.items }}", "{{ booking.keys }}", "{{ booking.tags }}",
     "{{ booking.n }}", "{{ booking.when.nested.deep }}", "{{ booking.when }}", "{{ items }}", "{{ name.upper }}",
     "{{ booking.missing }}", "{{ missing }}", "{{ missing.id }}", "{{ booking.id.x }}", "{{ big }}", "{{ fn }}",
-    "{{ range }}", "{{ dict }}", "{{ booking.service.name.title }}",
+    "{{ range }}", "{{ dict }}", "{{ booking.service.name.title }}", "{{ none }}", "{{ self }}", "{{ true }}",
+    "{{ booking.none }}",
 ])
 def test_a_plain_lookup_gives_what_the_template_gives(source: str) -> None:
     # render() reads `{{ a.b.c }}` from the context itself when each step is a key of a dict;

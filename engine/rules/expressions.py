@@ -307,11 +307,15 @@ def _simple_path(source: str) -> tuple[str, ...] | None:
     return tuple(found.group(1).split(".")) if found else None
 
 
+_JINJA_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop", "caller", "varargs", "kwargs"})
+
+
 def _lookup(context: dict[str, Any], path: tuple[str, ...]) -> Any:
     """What the template gives for `path` when every step is a key of a plain dict (most data
     fields are such lookups, and a Jinja render costs ten times more); _MISSING where Jinja would
-    do something else: a global, a dict's own attribute (`items`), an undefined name."""
-    if path[0] not in context:
+    do something else: a constant or a name of its own (`none`, `self`), a global, a dict's own
+    attribute (`items`), an undefined name."""
+    if path[0] in _JINJA_NAMES or path[0] not in context:
         return _MISSING
     value = context[path[0]]
     for name in path[1:]:
