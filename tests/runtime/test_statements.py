@@ -44,7 +44,7 @@ def test_like_prefix_matches_only_the_prefix(prefix: str, matches: list[str], mi
         assert bool(found) == (value in matches), value
 
 
-def test_migration_0003_keeps_one_creation_entry(tmp_path: Any) -> None:
+def test_migration_0003_keeps_one_creation_entry(db_url: str) -> None:
     # A database written before 0003 holds a creation entry in the history table; after the
     # upgrade, Store.history shows each state once, as for rows written since.
     from alembic import command
@@ -52,7 +52,7 @@ def test_migration_0003_keeps_one_creation_entry(tmp_path: Any) -> None:
     from engine.store.db import alembic_config
     from engine.store.repository import Store
 
-    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = connect(db_url)
     cfg = alembic_config(engine)
     command.upgrade(cfg, "0002")
     created, claimed = NOW, NOW + timedelta(hours=1)
@@ -92,23 +92,29 @@ def test_rows_written_by_statements_read_back_through_the_core_tables(tmp_path: 
     engine.dispose()
 
 
-def test_migration_0004_keeps_the_first_of_live_rows_sharing_a_key(tmp_path: Any) -> None:
+def test_migration_0004_keeps_one_live_row_of_a_key_the_sent_one_first(db_url: str) -> None:
     from alembic import command
 
     from engine.store.db import alembic_config
     from engine.store.repository import Store
 
-    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = connect(db_url)
     command.upgrade(alembic_config(engine), "0003")
     row = {"notification": "n", "recipient_id": "usr_1", "category": "c", "channels": ["email"], "idempotency_key": "k",
            "send_at": NOW, "status": "scheduled", "attempts": 0, "created_at": NOW, "updated_at": NOW}
     with engine.begin() as conn:
         ids = [conn.execute(notifications.insert().values(**{**row, **extra}).returning(notifications.c.id)).scalar_one()
-               for extra in ({"status": "sent"}, {}, {"status": "cancelled"}, {}, {"idempotency_key": "other"})]
+               for extra in ({}, {"status": "sent"}, {"status": "cancelled"}, {}, {"idempotency_key": "other"},
+                             {"idempotency_key": "k2"}, {"idempotency_key": "k2", "status": "sending"},
+                             {"idempotency_key": "k3"}, {"idempotency_key": "k3", "status": "queued"})]
     upgrade(engine)
-    statuses = {r["id"]: (r["status"], r["reason"]) for r in Store(engine).list(limit=10)}
-    duplicate = ("skipped", "a duplicate of an earlier send with the same idempotency key")
-    assert [statuses[i] for i in ids] == [("sent", None), duplicate, ("cancelled", None), duplicate, ("scheduled", None)]
+    statuses = {r["id"]: (r["status"], r["reason"]) for r in Store(engine).list(limit=20)}
+    duplicate = ("skipped", "a duplicate of another send with the same idempotency key")
+    assert [statuses[i] for i in ids] == [
+        duplicate, ("sent", None), ("cancelled", None), duplicate, ("scheduled", None),  # the sent row is kept
+        duplicate, ("sending", None),  # then the one being sent
+        ("scheduled", None), duplicate,  # else the oldest
+    ]
     engine.dispose()
 
 
