@@ -249,9 +249,12 @@ class Store:
         pending.flush()
         self._upsert_recipients(cur, people, now)
         accepted = [i for i in fresh if i in inserted]
-        duplicates = [e.id for e, _ in batch]  # every submission but the one accepted occurrence of each id
-        for event_id in accepted:
-            duplicates.remove(event_id)
+        duplicates, counted = [], set()  # every submission but the one accepted occurrence of each id
+        for event, _ in batch:
+            if event.id in inserted and event.id not in counted:
+                counted.add(event.id)
+            else:
+                duplicates.append(event.id)
         return IngestResult(accepted, duplicates, pending.scheduled, pending.cancelled)
 
     def _apply(self, cur: Any, pending: "_Pending", people: dict[str, Mapping[str, Any]], event: Event,
