@@ -281,24 +281,16 @@ class Store:
                 s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
                 self.codec.dumps(message) if message else None, sql.time(s.send_at), s.status, s.reason, 0, at, at)
 
-    def _insert_sends(self, cur: Any, rows: Sequence[tuple[Any, ...]], *, returning: bool = False) -> list[int] | int:
-        """Insert sends; returns how many rows were inserted (with `returning`, their ids).
+    def _insert_sends(self, cur: Any, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert sends; returns how many rows were inserted.
 
         A send whose idempotency key already belongs to a live or sent row is the same send, and
         so is a second send of one key within `rows` (two events or rules giving one key): the
         unique index on live keys refuses it, and nothing is inserted."""
-        if not returning:
-            if not rows:
-                return 0
-            cur.executemany(self.sql.insert_send, rows)
-            return cur.rowcount
-        new_ids = []
-        for r in rows:
-            cur.execute(self.sql.insert_send + " RETURNING id", r)
-            found = cur.fetchone()
-            if found is not None:
-                new_ids.append(found[0])
-        return new_ids
+        if not rows:
+            return 0
+        cur.executemany(self.sql.insert_send, rows)
+        return cur.rowcount
 
     def _collect(self, cur: Any, d: DigestItem, event: Event) -> None:
         sql = self.sql
@@ -317,8 +309,7 @@ class Store:
 
     def import_recipients(self, people: Iterable[Mapping[str, Any]], now: datetime) -> int:
         found = {str(p["id"]): p for p in people}
-        with self._tx() as conn:
-            self._upsert_recipients(self.sql.cursor(conn), found, now)
+        self._write(lambda cur: self._upsert_recipients(cur, found, now))
         return len(found)
 
     def recipient(self, recipient_id: str) -> dict[str, Any] | None:
@@ -337,12 +328,14 @@ class Store:
     # -- scheduling -------------------------------------------------------------------------------
     def schedule_direct(self, send: Send, now: datetime) -> int | None:
         """Store one send made by code (not by an event); None when its idempotency key is taken."""
-        with self._tx() as conn:
-            cur = self.sql.cursor(conn)
+        def op(cur: Any) -> int | None:
             self._upsert_recipients(cur, {send.recipient_id: send.recipient}, now)
             # The id RETURNING gave, not max(id): another transaction may commit a higher id meanwhile.
-            new_ids = self._insert_sends(cur, [self._send_row(send, self.sql.time(now))], returning=True)
-        return new_ids[0] if new_ids else None
+            cur.execute(self.sql.insert_send_returning_id, self._send_row(send, self.sql.time(now)))
+            found = cur.fetchone()
+            return found[0] if found else None
+
+        return self._write(op)
 
     def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
                   stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None,

@@ -71,6 +71,7 @@ class Statements:
         self._built: dict[tuple[Any, ...], str] = {}  # statements whose text depends on their arguments
         for name, sql in _SQL.items():
             setattr(self, name, self._text(sql))
+        self.insert_send_returning_id = self.insert_send + " RETURNING id"
         if self.pg:
             from psycopg.types.json import Json
 
