@@ -12,6 +12,8 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from .checkpoint import BACKSTOP_PAGES, CHECKPOINTER
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -32,6 +34,8 @@ def connect(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # checkpoints run on a thread of their own (checkpoint.py); a writer only past this
+            cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -40,6 +44,8 @@ def connect(url: str) -> Engine:
             # BEGIN, which in WAL mode never blocks a writer nor waits for one.
             conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
 
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            CHECKPOINTER.watch(engine, parsed.database)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
