@@ -14,6 +14,7 @@ A row is its own record of creation; `notification_history` keeps every change a
 from __future__ import annotations
 
 import threading
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -157,6 +158,7 @@ class Store:
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         self._driver_error = engine.dialect.loaded_dbapi.Error
         self._group = GroupCommit(self._write_lock, self._cursor, self._wrap) if self._write_lock is not None else None
+        self._writer: Any = None  # SQLite: the pooled connection the writes run on, kept out of the pool (`_cursor`)
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
         self.sql = Statements(self.dialect)
@@ -184,8 +186,9 @@ class Store:
         SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
         On SQLite the caller holds the write lock (`_write` sees to it)."""
         conn = None
+        keep = self._write_lock is not None  # SQLite: one writer at a time, so one connection kept for it
         try:
-            conn = self.engine.raw_connection()  # the pool's errors are the driver's own: wrapped below
+            conn = self._writer if keep and self._writer is not None else self._connection(keep)
             cur = conn.cursor()
             self.sql.begin(cur)
             yield cur
@@ -195,14 +198,31 @@ class Store:
                 try:
                     conn.rollback()
                 except Exception:  # noqa: BLE001 - a lost connection: the first error is the one to tell
-                    conn.invalidate()
+                    try:
+                        conn.close() if keep else conn.invalidate()
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+                    conn = None
             wrapped = self._wrap(exc)
             if wrapped is not exc:
                 raise wrapped from exc
             raise
         finally:
-            if conn is not None:
+            if keep:
+                self._writer = conn
+            elif conn is not None:
                 conn.close()  # back to the pool (or dropped, when invalidated)
+
+    def _connection(self, keep: bool) -> Any:
+        """A pooled connection (the pool's errors are the driver's own: `_cursor` wraps them); the one
+        to keep is taken out of the pool, and closed when this store goes."""
+        conn = self.engine.raw_connection()
+        if not keep:
+            return conn
+        conn.detach()
+        raw = conn.dbapi_connection
+        weakref.finalize(self, raw.close)
+        return raw
 
     def _write(self, op: Callable[[Any], T]) -> T:
         """op(cursor) in a write transaction of its own, or on SQLite in one shared with the
@@ -396,7 +416,7 @@ class Store:
             return None, None
         (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
          send_at) = row
-        claimed = Claimed(row_id, notification, recipient_id, category, tuple(sql.read_json(channels)), throttle_key,
+        claimed = Claimed(row_id, notification, recipient_id, category, sql.read_channels(channels), throttle_key,
                           idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now)  # type: ignore[arg-type]
         verdict = None
         if check is not None:

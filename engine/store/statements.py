@@ -37,7 +37,8 @@ _SQL = {
                        "AND reason LIKE ? ESCAPE '/' LIMIT 1",
     "upsert_recipient": "INSERT INTO recipients (id, profile, timezone, updated_at) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, timezone = excluded.timezone, "
-                        "updated_at = excluded.updated_at",
+                        "updated_at = excluded.updated_at WHERE recipients.profile <> excluded.profile "
+                        "OR recipients.timezone IS DISTINCT FROM excluded.timezone",
     "open_digest": "INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, send_at, "
                    "status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING",
     "digest_status": "SELECT status FROM digests WHERE bucket = ?",
@@ -68,6 +69,7 @@ class Statements:
     def __init__(self, dialect: str):
         self.pg = dialect == "postgresql"
         self._channels: dict[tuple[str, ...], Any] = {}
+        self._read_channels: dict[str, tuple[str, ...]] = {}
         self._built: dict[tuple[Any, ...], str] = {}  # statements whose text depends on their arguments
         for name, sql in _SQL.items():
             setattr(self, name, self._text(sql))
@@ -151,6 +153,17 @@ class Statements:
     def read_json(self, value: Any) -> Any:
         """A JSON column's value (PostgreSQL's driver has decoded it already)."""
         return value if self.pg else json.loads(value)
+
+    def read_channels(self, value: Any) -> tuple[str, ...]:
+        """`notifications.channels` as a tuple (the few stored spellings are decoded once each)."""
+        if self.pg:
+            return tuple(value)
+        found = self._read_channels.get(value)
+        if found is None:
+            found = tuple(json.loads(value))
+            if len(self._read_channels) < 256:
+                self._read_channels[value] = found
+        return found
 
     def chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
         return [items[i:i + self.CHUNK] for i in range(0, len(items), self.CHUNK)]

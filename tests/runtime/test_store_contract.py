@@ -400,6 +400,25 @@ class StoreContract:
         assert all(row_id == rows[key]["id"] for key, row_id in pairs)
         assert store.schedule_direct(make_send(idem="direct-0-0"), NOW) is None  # its key is taken
 
+    # -- recipients -----------------------------------------------------------------------------------
+    def test_a_recipient_row_changes_only_when_the_person_does(self, store: Store) -> None:
+        def stored() -> tuple[Any, ...]:
+            with store.engine.connect() as conn:
+                return tuple(conn.execute(select(recipients.c.profile, recipients.c.timezone, recipients.c.updated_at)
+                                          .where(recipients.c.id == "usr_r")).one())
+
+        alice = {"id": "usr_r", "email": "r@example.com", "name": "R", "timezone": "Europe/Paris"}
+        store.import_recipients([alice], NOW)
+        first = stored()
+        store.import_recipients([alice], NOW + timedelta(hours=1))  # the same person: the row is left as it was
+        assert stored() == first
+        store.import_recipients([{**alice, "timezone": None}], NOW + timedelta(hours=2))
+        assert stored()[1:] == (None, NOW + timedelta(hours=2))
+        store.import_recipients([{**alice, "timezone": None, "name": "Renamed"}], NOW + timedelta(hours=3))
+        assert stored()[2] == NOW + timedelta(hours=3) and store.recipient("usr_r")["name"] == "Renamed"
+        store.import_recipients([alice], NOW + timedelta(hours=4))
+        assert stored()[1:] == ("Europe/Paris", NOW + timedelta(hours=4))
+
     # -- preferences ----------------------------------------------------------------------------------
     def test_preferences_set_and_clear(self, store: Store) -> None:
         assert store.preferences("usr_1") == {}
