@@ -38,6 +38,13 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+def _logged(result: IngestResult | Exception) -> Any:
+    if not isinstance(result, Exception):
+        log.debug("ingested %d event(s), %d duplicate(s), %d send(s) scheduled, %d cancelled",
+                  len(result.accepted), len(result.duplicates), result.scheduled, result.cancelled)
+    return result
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -91,11 +98,24 @@ class Runtime:
         now = now or utcnow()
         events = self.parse(raw_events)
         renderer = self.renderer(now)
-        batch = [(e, decide(self.config, e, now, renderer)) for e in events]
-        result = self.store.ingest(batch, now)
-        log.debug("ingested %d event(s), %d duplicate(s), %d send(s) scheduled, %d cancelled",
-                 len(result.accepted), len(result.duplicates), result.scheduled, result.cancelled)
-        return result
+        return _logged(self.store.ingest([(e, decide(self.config, e, now, renderer)) for e in events], now))
+
+    def ingest_many(self, batches: list[list[Event]], now: datetime | None = None) -> list[IngestResult | Exception]:
+        """Decide and store several batches of checked events (`parse`), each all or nothing, in one
+        transaction (`Store.ingest_many`): a batch whose deciding or writing fails gets its error in
+        its place and changes nothing; the others are stored. An error of the transaction itself is
+        raised."""
+        now = now or utcnow()
+        renderer = self.renderer(now)
+        decided: list[Any] = []
+        for events in batches:
+            try:
+                decided.append([(e, decide(self.config, e, now, renderer)) for e in events])
+            except Exception as exc:  # noqa: BLE001 - that batch's error, not the others'
+                log.exception("deciding a batch of %d event(s) failed", len(events))
+                decided.append(exc)
+        stored = iter(self.store.ingest_many([d for d in decided if not isinstance(d, Exception)], now))
+        return [d if isinstance(d, Exception) else _logged(next(stored)) for d in decided]
 
     # -- the sweep: the database is the source of truth, the queue only carries "send N now" --------
     def sweep(self, now: datetime | None = None) -> int:

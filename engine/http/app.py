@@ -11,8 +11,9 @@ import html
 import ipaddress
 import json
 import logging
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,6 +30,7 @@ from ..rules.timeparse import format_instant, parse_duration
 from ..runtime import Runtime, utcnow
 from ..signing import SignatureError, read_unsubscribe_token, verify_courier, verify_ingest
 from ..store.codec import orjson_reads_exactly
+from .intake import Intake, IntakeClosed
 from .openapi import openapi
 
 log = logging.getLogger("engine.http")
@@ -151,13 +153,15 @@ def build_app(runtime: Runtime) -> Starlette:
     open_hook = not settings.ingest_token and not settings.ingest_secret
 
     replay_window = timedelta(seconds=2 * settings.signature_tolerance_s)
+    intake = Intake(runtime)
 
     def signed(kind: str, stamp: int, body: bytes) -> str:
         """What a signature covers (timestamp and body), however its header is spelled."""
         return hashlib.sha256(f"{kind}:{stamp}.".encode() + body).hexdigest()
 
-    def authorized(request: Request, body: bytes) -> tuple[str | None, str | None]:
-        """(why the caller may not ingest, or None; the signed request to remember once it succeeds)."""
+    def credentials(request: Request, body: bytes) -> tuple[str | None, str | None]:
+        """(why the caller may not ingest, or None; the signature to check against the ones used
+        before, then remember once the request succeeds). Reads nothing from the store."""
         if bearer_ok(request, settings.ingest_token):
             return None, None
         signature = request.headers.get("x-engine-signature")
@@ -166,13 +170,15 @@ def build_app(runtime: Runtime) -> Starlette:
                 stamp = verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
             except SignatureError as exc:
                 return str(exc), None
-            digest = signed("ingest", stamp, body)
-            if runtime.store.signature_seen(digest, utcnow(), replay_window):
-                return "signature already used (a replayed request)", None
-            return None, digest
+            return None, signed("ingest", stamp, body)
         if open_hook and _is_loopback(request):
             return None, None
         return "missing or invalid credentials", None
+
+    def replayed(digest: str) -> str | None:
+        if runtime.store.signature_seen(digest, utcnow(), replay_window):
+            return "signature already used (a replayed request)"
+        return None
 
     def remember(digest: str | None) -> None:
         # Only a request that succeeded spends its signature: a retry after a 503 goes through.
@@ -197,41 +203,46 @@ def build_app(runtime: Runtime) -> Starlette:
                 body = await read_body(request, settings.max_body_bytes)
             except BodyTooLarge:
                 return error(413, f"the body is larger than {settings.max_body_bytes} bytes")
-            return await run_in_threadpool(accept_events, request, body)  # one hop: the rest may wait on the store
-
-    def accept_events(request: Request, body: bytes) -> Response:
-        try:
-            why, digest = authorized(request, body)
-        except SQLAlchemyError:
-            log.exception("store unavailable while checking a signature")
-            return error(503, "the store is unavailable; nothing was accepted, try again")
-        if why:
-            return error(401, why)
-        try:
-            payload = parse_json(body)
-        except ValueError as exc:
-            return error(400, str(exc))
-        if isinstance(payload, dict) and set(payload) == {"events"}:
-            batch = payload["events"]
-            if not isinstance(batch, list) or not batch:
-                return error(422, "events must be a non-empty list", problems=[{"path": "$.events", "message": "must be a non-empty list"}])
-            if len(batch) > 1000:
-                return error(413, "at most 1000 events per request")
-        else:
-            batch = [payload]
-        try:
-            result = runtime.ingest(batch)
-        except EventRejected as exc:
-            events_total.labels("rejected").inc(len(batch))
-            return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
-        except SQLAlchemyError:
-            log.exception("store unavailable during ingest")
-            return error(503, "the store is unavailable; nothing was accepted, try again")
-        remember(digest)
-        events_total.labels("accepted").inc(len(result.accepted))
-        events_total.labels("duplicate").inc(len(result.duplicates))
-        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
-                             "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
+            why, digest = credentials(request, body)
+            if why is None and digest is not None:
+                try:
+                    why = await run_in_threadpool(replayed, digest)
+                except SQLAlchemyError:
+                    log.exception("store unavailable while checking a signature")
+                    return error(503, "the store is unavailable; nothing was accepted, try again")
+            if why:
+                return error(401, why)
+            try:
+                payload = parse_json(body)
+            except ValueError as exc:
+                return error(400, str(exc))
+            if isinstance(payload, dict) and set(payload) == {"events"}:
+                batch = payload["events"]
+                if not isinstance(batch, list) or not batch:
+                    return error(422, "events must be a non-empty list", problems=[{"path": "$.events", "message": "must be a non-empty list"}])
+                if len(batch) > 1000:
+                    return error(413, "at most 1000 events per request")
+            else:
+                batch = [payload]
+            try:
+                # a few events are checked here, on the loop; a big batch on a thread of the pool
+                events = runtime.parse(batch) if len(batch) <= 20 else await run_in_threadpool(runtime.parse, batch)
+            except EventRejected as exc:
+                events_total.labels("rejected").inc(len(batch))
+                return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
+            try:
+                result = await intake.submit(events)  # decided and committed with the requests queued with it
+            except SQLAlchemyError:
+                log.exception("store unavailable during ingest")
+                return error(503, "the store is unavailable; nothing was accepted, try again")
+            except IntakeClosed:
+                return error(503, "the hook is shutting down; nothing was accepted, try again")
+            if digest is not None:
+                await run_in_threadpool(remember, digest)
+            events_total.labels("accepted").inc(len(result.accepted))
+            events_total.labels("duplicate").inc(len(result.duplicates))
+            return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                                 "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
 
     async def courier_webhook(request: Request) -> Response:
         try:
@@ -352,7 +363,13 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(intake.close)  # what is queued is finished first
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _check_prefs(runtime: Runtime, values: Any) -> list[dict[str, str]]:

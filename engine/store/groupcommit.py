@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -56,28 +56,37 @@ class GroupCommit:
         return write.outcome()
 
     def _commit(self, group: list[_Write[Any]]) -> None:
-        results: list[tuple[_Write[Any], Any, BaseException | None]] = []
         try:
             with self.transaction() as cur:
-                if len(group) == 1:  # no savepoint needed: its error is the transaction's
-                    results.append((group[0], group[0].op(cur), None))
-                else:
-                    for write in group:
-                        cur.execute("SAVEPOINT grouped_write")
-                        try:
-                            results.append((write, write.op(cur), None))
-                        except Exception as exc:
-                            try:
-                                cur.execute("ROLLBACK TO grouped_write")
-                            except Exception:  # the database ended the transaction itself: the group fails
-                                raise exc from None
-                            results.append((write, None, self.wrap(exc)))
-                        cur.execute("RELEASE grouped_write")
+                results = each_in_savepoint(cur, [write.op for write in group], self.wrap)
         except BaseException as exc:  # nothing of the group was written
             for write in group:
                 write.error, write.done = exc, True
             if not isinstance(exc, Exception):
                 raise
             return
-        for write, result, error in results:
+        for write, (result, error) in zip(group, results):
             write.result, write.error, write.done = result, error, True
+
+
+def each_in_savepoint(cur: Any, ops: Sequence[Callable[[Any], Any]],
+                      wrap: Callable[[BaseException], BaseException]) -> list[tuple[Any, BaseException | None]]:
+    """Run each op(cur) in a savepoint of its own within the open transaction: one that fails is
+    rolled back alone and its (wrapped) error returned in its place; (result, None) for the others.
+    A single op needs no savepoint: its error is the transaction's, and is raised. So is an error
+    after which the database cannot roll back to the savepoint (it ended the transaction itself)."""
+    if len(ops) == 1:
+        return [(ops[0](cur), None)]
+    results: list[tuple[Any, BaseException | None]] = []
+    for op in ops:
+        cur.execute("SAVEPOINT grouped_write")
+        try:
+            results.append((op(cur), None))
+        except Exception as exc:
+            try:
+                cur.execute("ROLLBACK TO grouped_write")
+            except Exception:  # the database ended the transaction itself: the group fails
+                raise exc from None
+            results.append((None, wrap(exc)))
+        cur.execute("RELEASE grouped_write")
+    return results

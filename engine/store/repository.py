@@ -28,7 +28,7 @@ from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from ..core.rendering import courier_message
 from .codec import Codec
-from .groupcommit import GroupCommit
+from .groupcommit import GroupCommit, each_in_savepoint
 from .statements import Statements, like_prefix
 from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
                      signature_receipts, webhook_receipts)
@@ -250,6 +250,20 @@ class Store:
         if not batch:
             return IngestResult([], [], 0, 0)
         return self._write(lambda cur: self._ingest(cur, batch, now))
+
+    def ingest_many(self, batches: Sequence[Sequence[tuple[Event, Sequence[Decision]]]],
+                    now: datetime) -> list[IngestResult | Exception]:
+        """`ingest` of several batches (the requests the hook has queued) in one transaction, each
+        in a savepoint of its own: a batch that fails is rolled back alone and its error given in its
+        place, as SQLAlchemy's. If the transaction itself fails, every batch fails: that is raised."""
+        def op(cur: Any) -> list[IngestResult | Exception]:
+            ops = [(lambda c, b=batch: self._ingest(c, b, now) if b else IngestResult([], [], 0, 0)) for batch in batches]
+            return [result if error is None else error  # type: ignore[misc]
+                    for result, error in each_in_savepoint(cur, ops, self._wrap)]
+
+        if not batches:
+            return []
+        return self._write(op)
 
     def _ingest(self, cur: Any, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime) -> IngestResult:
         sql, received = self.sql, self.sql.time(now)

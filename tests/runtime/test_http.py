@@ -55,6 +55,23 @@ def test_a_single_event_is_accepted_and_durable(http: httpx.Client, rt: Any) -> 
     assert stored(rt) == (1, 6)  # committed before the answer
 
 
+def test_concurrent_requests_each_get_the_answer_for_their_own_events(http: httpx.Client, rt: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(i: int) -> httpx.Response:
+        body = {"events": [event(f"evt_c{i}", f"bk_c{i}"), event("evt_shared", "bk_shared")]}
+        return http.post("/events", json=body, headers=AUTH)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [r.json() for r in pool.map(post, range(32))]
+    for i, answer in enumerate(answers):
+        assert answer["accepted"][0] == f"evt_c{i}"
+    shared = [a for a in answers if "evt_shared" in a["accepted"]]
+    assert len(shared) == 1 and shared[0]["scheduled"] == 12
+    assert all(a["duplicates"] == ["evt_shared"] and a["scheduled"] == 6 for a in answers if a not in shared)
+    assert stored(rt) == (33, 33 * 6)
+
+
 def test_a_batch_is_accepted_and_repeats_are_duplicates(http: httpx.Client, rt: Any) -> None:
     body = {"events": [event("evt_1", "bk_1"), event("evt_2", "bk_2"), event("evt_1", "bk_1")]}
     r = http.post("/events", json=body, headers=AUTH)

@@ -216,6 +216,23 @@ class StoreContract:
         if store.dialect == "sqlite":
             assert max(sizes) > 1, "no two batches ever shared a transaction"
 
+    def test_ingest_many_fails_a_broken_batch_alone(self, store: Store) -> None:
+        batches = [[(make_event("evt_m1"), [make_send(key="bk_1")]), (make_event("evt_m_shared"), [])],
+                   [(make_event("evt_m2"), [make_send(key="bk_2", category=None)])],  # refused by NOT NULL
+                   [],
+                   [(make_event("evt_m3"), [make_send(key="bk_3")]), (make_event("evt_m_shared"), [])]]
+        first, broken, empty, last = store.ingest_many(batches, NOW)
+        assert (first.accepted, first.scheduled) == (["evt_m1", "evt_m_shared"], 1)
+        assert isinstance(broken, IntegrityError)
+        assert (empty.accepted, empty.scheduled) == ([], 0)
+        assert (last.accepted, last.duplicates, last.scheduled) == (["evt_m3"], ["evt_m_shared"], 1)
+        assert store.event_count() == 3  # evt_m2 went with its batch
+        assert {r["key"] for r in store.list()} == {"bk_1", "bk_3"}
+        assert store.ingest_many([], NOW) == []
+        with pytest.raises(IntegrityError):  # a single batch's error is the transaction's
+            store.ingest_many([[(make_event("evt_m4"), [make_send(key="bk_4", category=None)])]], NOW)
+        assert store.event_count() == 3
+
     def test_a_repeated_event_id_changes_nothing(self, store: Store) -> None:
         first = make_send(key="bk_1")
         self.ingest(store, first, event=make_event("evt_1"))
