@@ -8,7 +8,7 @@ the past (a warning: legal, but usually a mistake).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Mapping
@@ -57,8 +57,28 @@ def try_example(config: Config, rule: Notification) -> Tried:
         event = parse_event(raw, config)
     except EventRejected as exc:
         return Tried(None, exc.problems, {})
-    return Tried(event, [], {env: plan(config, rule, event, event.occurred_at, Renderer(env=env, environ={}))
-                             for env in _environments(config)})
+    first, *others = _environments(config)
+    decisions = {first: plan(config, rule, event, event.occurred_at, Renderer(env=first, environ={}))}
+    for env in others:
+        decisions[env] = planned_in(config, rule, event, decisions[first], env)
+    return Tried(event, [], decisions)
+
+
+def planned_in(config: Config, rule: Notification, event: Event, first: list[Decision], env: str) -> list[Decision]:
+    """What `plan` gives in `env` for the example, from what it gave in the first environment.
+
+    Planning is the same in every environment up to the Courier template id of a rendered send
+    (the examples are planned without `environ` or an unsubscribe linker), so a rendered send
+    only has its template id looked up again; a rule whose condition does not hold decides
+    nothing anywhere. Anything else (a failure, a digest item, a template id missing in `env`)
+    is planned again in full."""
+    if not first:
+        return []
+    if len(first) == 1 and isinstance(first[0], Send) and first[0].template_key is not None:
+        template = config.template_id(env, first[0].template_key, {})
+        if template:
+            return [replace(first[0], template=template)]
+    return plan(config, rule, event, event.occurred_at, Renderer(env=env, environ={}))
 
 
 def _environments(config: Config) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from engine.rules.json_schema import Checker, format_checker, schema_error
+from engine.rules.json_schema import Checker, _has_tuple, format_checker, schema_error
 
 # (schema, instance) pairs where a regular expression engine, a format or a number could be read
 # otherwise than jsonschema reads them.
@@ -52,6 +52,14 @@ def messages(errors: Any) -> list[tuple[list[Any], str]]:
 def test_the_same_errors_as_jsonschema(schema: dict[str, Any], instance: Any) -> None:
     expected = messages(Draft202012Validator(schema, format_checker=format_checker()).iter_errors(instance))
     assert messages(Checker(schema).iter_errors(instance)) == expected
+
+
+@pytest.mark.parametrize("schema, instance", [(s, i) for s, i in CASES if not _has_tuple(i)])
+def test_a_plain_instance_is_judged_alike_unwalked(schema: dict[str, Any], instance: Any) -> None:
+    # plain=True (an instance read from YAML: dicts, lists and scalars) only skips the tuple walk.
+    checker = Checker(schema)
+    assert checker.surely_valid(instance, plain=True) == checker.surely_valid(instance)
+    assert messages(checker.iter_errors(instance, plain=True)) == messages(checker.iter_errors(instance))
 
 
 @pytest.mark.parametrize("schema", [

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from engine.lint import check_all
+from engine.core.decide import Renderer, plan
+from engine.lint import check_all, try_example
 from engine.preview import run
 
 BASE = Path(__file__).parent / "fixtures" / "bad_configs" / "_valid_base"
@@ -97,3 +99,33 @@ def test_a_cancel_key_that_can_never_match(tmp_path: Path, monkeypatch: pytest.M
         "rules/booking.yaml:36:3: booking_reminder: booking.cancelled key 'booking' can never equal "
         "booking.confirmed key 'booking.id': one of them is not a single value",
     ]
+
+
+def _broken(config, **changes):
+    """The configuration with every rule changed (a data field or condition that fails to render)."""
+    return replace(config, notifications={rule_id: replace(rule, **{k: (v(rule) if callable(v) else v) for k, v in changes.items()})
+                                          for rule_id, rule in config.notifications.items()})
+
+
+@pytest.mark.parametrize("change", [
+    "none", "an id missing in staging", "ids missing in production", "a render that fails", "a condition that fails",
+])
+def test_the_examples_decide_as_planned_in_each_environment(shipped_config, change: str) -> None:
+    # try_example plans in the first environment and only looks the template id up again in the
+    # others: the decisions must be those of planning in each environment in full.
+    config = shipped_config
+    if change == "an id missing in staging":
+        config = replace(config, templates={**config.templates, "staging": dict(list(config.templates["staging"].items())[::2])})
+    elif change == "ids missing in production":
+        config = replace(config, templates={**config.templates, "production": {}})
+    elif change == "a render that fails":
+        config = _broken(config, data=lambda rule: {**rule.data, "broken": "{{ (notification | length) // 0 }}"})
+    elif change == "a condition that fails":
+        config = _broken(config, condition="(notification | length) // 0")
+    envs = sorted(config.templates)
+    assert len(envs) == 2
+    for rule in config.notifications.values():
+        tried = try_example(config, rule)
+        assert tried.event is not None, rule.id
+        assert tried.decisions == {env: plan(config, rule, tried.event, tried.event.occurred_at, Renderer(env=env, environ={}))
+                                   for env in envs}, rule.id

@@ -283,6 +283,7 @@ LOOKUP_CONTEXT = {
     "none": "a data field named like a constant",
     "self": "a data field named like the template itself",
     "true": "a data field named like a constant",
+    "half": "y" * 5_000,
 }
 
 
@@ -292,10 +293,19 @@ LOOKUP_CONTEXT = {
     "{{ booking.missing }}", "{{ missing }}", "{{ missing.id }}", "{{ booking.id.x }}", "{{ big }}", "{{ fn }}",
     "{{ range }}", "{{ dict }}", "{{ booking.service.name.title }}", "{{ none }}", "{{ self }}", "{{ true }}",
     "{{ booking.none }}",
+    # plain lookups among plain text, as idempotency keys are written
+    "{{ name }}:{{ booking.id }}:{{ booking.service.name }}", "x {{ booking.id }} y", "{{ booking.id }}{{ name }}",
+    "#{{ booking.n }}", "{{ booking.when }} and {{ booking.tags }}", "{{ booking.when.nested.deep }}!",
+    "{{ half }}{{ half }}", "{{ half }}{{ half }}.", "{{ big }}:{{ name }}", "a{{ booking.missing }}b",
+    "{{ name }}-{{ missing }}", "{{ none }}-{{ name }}", "{{ self }}:{{ name }}", "{{ range }}:{{ dict }}",
+    "{{ fn }}-x", "{{ booking.keys }}.", "{{ booking.items }}!", "{{ name.upper }}:", "{{ name }}\n",
+    "{{ name }}\r\n{{ name }}", "{{- name }} x", "x {{ name -}} y", "{ {{ name }} }", "{{ name }}}",
+    "{{ name }}{# a comment #}", "{{ name }} {% if true %}y{% endif %}", "{{ name }} {{ booking.id.x }}",
+    "{% raw %}{{ name }}{% endraw %}", "{{ name }} {{ 'a' }}",
 ])
 def test_a_plain_lookup_gives_what_the_template_gives(source: str) -> None:
-    # render() reads `{{ a.b.c }}` from the context itself when each step is a key of a dict;
-    # the result, or the error, must be the template's own.
+    # render() reads `{{ a.b.c }}` (alone or among plain text) from the context itself when each
+    # step is a key of a dict; the result, or the error, must be the template's own.
     def outcome(run: object) -> object:
         try:
             return ("value", run())  # type: ignore[operator]
@@ -305,6 +315,15 @@ def test_a_plain_lookup_gives_what_the_template_gives(source: str) -> None:
     template = expressions.compile_template(source)
     assert outcome(lambda: render(source, LOOKUP_CONTEXT)) == outcome(
         lambda: expressions._bounded(_jinja(template, LOOKUP_CONTEXT)))
+
+
+def test_the_templates_read_without_jinja() -> None:
+    # Lookups among text with no delimiter and no newline in it; anything else is Jinja's.
+    assert expressions._lookups("{{ notification }}:{{ recipient.id }}:{{ event.id }}") == (
+        ("notification",), ":", ("recipient", "id"), ":", ("event", "id"))
+    assert expressions._lookups("{{ booking.id }}") == (("booking", "id"),)
+    for source in ("{{ name }}\n", "{{- name }} x", "{ {{ name }} }", "{{ name }}{# c #}", "{{ name | upper }}", "no lookup"):
+        assert expressions._lookups(source) is None, source
 
 
 def _jinja(template: object, context: dict) -> object:

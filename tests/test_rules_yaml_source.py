@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from engine.rules.json_schema import _has_tuple
 from engine.rules.problems import Mark
 from engine.rules.yaml_source import load_file, parse
 
@@ -118,3 +121,14 @@ def test_load_file_reports_unreadable_files(tmp_path) -> None:
     latin.write_bytes(b"name: Caf\xe9\n")
     _, problems = load_file(str(latin), "latin.yaml")
     assert [p.message for p in problems] == ["not UTF-8 text (byte 9)"]
+
+
+
+def test_the_data_read_holds_no_tuple() -> None:
+    # The loader checks shapes with plain=True (no walk looking for tuples) on what is read here.
+    doc, _ = parse("a: [1, {b: [x, 2.5, null, true]}]\nc: &k {d: [[]]}\ne: *k\nf: 'q'\ng: |\n  block\n", "f.yaml")
+    assert doc.data == {"a": [1, {"b": ["x", 2.5, None, True]}], "c": {"d": [[]]}, "e": {"d": [[]]}, "f": "q", "g": "block\n"}
+    assert not _has_tuple(doc.data)
+    root = Path(__file__).resolve().parent.parent
+    for path in [*root.glob("*.yaml"), *root.glob("rules/*.yaml"), *root.glob("templates_map/*.yaml"), *root.glob("tests/**/*.yaml")]:
+        assert not _has_tuple(load_file(str(path))[0].data), path

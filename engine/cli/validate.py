@@ -7,6 +7,7 @@ import json
 import click
 
 from ..lint import check_all
+from ..rules.loader import collector_paused
 from ..rules.problems import Problem
 
 
@@ -36,7 +37,10 @@ def _escape(message: str) -> str:
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def command(config_path: str, fmt: str, strict: bool) -> None:
     """Check the rules: shape, meaning and every example. Exit 1 on any error."""
-    _, problems = check_all(config_path)
+    # The collector stays paused until the configuration is freed: re-enabled while it lives,
+    # its first pass walks all of it (50 ms on 5 000 rules) and frees nothing.
+    with collector_paused():
+        problems = check_all(config_path)[1]
     errors = [p for p in problems if p.severity == "error" or strict]
     out = render(problems, fmt)
     if out and (fmt == "json" or problems):

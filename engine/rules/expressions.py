@@ -296,15 +296,33 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_SIMPLE = re.compile(r"\{\{\s*([A-Za-z]\w*(?:\.[A-Za-z]\w*)*)\s*\}\}")
+_LOOKUP = re.compile(r"\{\{\s*([A-Za-z]\w*(?:\.[A-Za-z]\w*)*)\s*\}\}")
+# Text Jinja passes through untouched: no delimiter can start in it, no newline to normalise.
+_TEXT = re.compile(r"[^{}\r\n]*")
 _MISSING = object()
 
 
 @functools.lru_cache(maxsize=16_384)
-def _simple_path(source: str) -> tuple[str, ...] | None:
-    """The names of a template that is one plain lookup, such as `{{ booking.service.name }}`."""
-    found = _SIMPLE.fullmatch(source)
-    return tuple(found.group(1).split(".")) if found else None
+def _lookups(source: str) -> tuple[str | tuple[str, ...], ...] | None:
+    """A template made of plain lookups and plain text, such as `{{ booking.service.name }}` or
+    `{{ notification }}:{{ booking.id }}`, as its parts: text as a string, a lookup as its names.
+    None for any other template."""
+    parts: list[str | tuple[str, ...]] = []
+    end = 0
+    for found in _LOOKUP.finditer(source):
+        text = source[end:found.start()]
+        if not _TEXT.fullmatch(text):
+            return None
+        if text:
+            parts.append(text)
+        parts.append(tuple(found.group(1).split(".")))
+        end = found.end()
+    tail = source[end:]
+    if not parts or not _TEXT.fullmatch(tail):
+        return None
+    if tail:
+        parts.append(tail)
+    return tuple(parts)
 
 
 _JINJA_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop", "caller", "varargs", "kwargs"})
@@ -325,17 +343,31 @@ def _lookup(context: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def _render_lookups(parts: tuple[str | tuple[str, ...], ...], context: dict[str, Any]) -> Any:
+    """What the template of `parts` renders to, or _MISSING where a lookup is not a plain one."""
+    if len(parts) == 1:  # a lone lookup renders to the value itself (a native render)
+        found = _lookup(context, parts[0])  # type: ignore[arg-type]
+        return found if found is _MISSING else _bounded(_plain(found))
+    values = []
+    for part in parts:
+        found = part if isinstance(part, str) else _lookup(context, part)
+        if found is _MISSING:
+            return _MISSING
+        values.append(found)
+    return _bounded(_concat(iter(values)))  # as the template joins its output, with the same bound
+
+
 def render(value: Any, context: dict[str, Any]) -> Any:
     """Render one data value: a template string is rendered, anything else returned as is."""
     if not is_template(value):
         return value
     try:
         template = compile_template(value)  # checks the source (once: it is cached)
-        path = _simple_path(value)
-        if path is not None:
-            found = _lookup(context, path)
+        parts = _lookups(value)
+        if parts is not None:
+            found = _render_lookups(parts, context)
             if found is not _MISSING:
-                return _bounded(_plain(found))  # as the template gives it
+                return found
         return _bounded(template.render(context))
     except ExpressionError:
         raise

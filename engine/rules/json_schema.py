@@ -149,17 +149,19 @@ class Checker:
         self.compiled = _compile(self.schema)
         self._full: Draft202012Validator | None = None
 
-    def surely_valid(self, instance: Any) -> bool:
-        """True when the compiled validator finds `instance` valid (so jsonschema would too)."""
-        if self.compiled is None or _has_tuple(instance):
+    def surely_valid(self, instance: Any, *, plain: bool = False) -> bool:
+        """True when the compiled validator finds `instance` valid (so jsonschema would too).
+        `plain`: the caller knows `instance` holds no tuple (it is built of dicts, lists and
+        scalars, as the YAML reader builds it), so it is not walked to look for one."""
+        if self.compiled is None or (not plain and _has_tuple(instance)):
             return False
         try:
             return bool(self.compiled.is_valid(instance))
         except Exception:  # a value it cannot read (a set, a mapping proxy): jsonschema decides
             return False
 
-    def iter_errors(self, instance: Any) -> Iterator["ValidationError"]:
-        return iter(()) if self.surely_valid(instance) else self.full().iter_errors(instance)
+    def iter_errors(self, instance: Any, *, plain: bool = False) -> Iterator["ValidationError"]:
+        return iter(()) if self.surely_valid(instance, plain=plain) else self.full().iter_errors(instance)
 
     def full(self) -> "Draft202012Validator":
         if self._full is None:

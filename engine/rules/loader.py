@@ -97,7 +97,7 @@ class _Loader:
 
     def check_shape(self, doc: Document, checker: Checker) -> bool:
         ok = True
-        for error in checker.iter_errors(doc.data):
+        for error in checker.iter_errors(doc.data, plain=True):  # read by yaml_source: no tuple in it
             ok = False
             error = most_specific(error)
             path = tuple(error.absolute_path)
@@ -207,7 +207,7 @@ class _Loader:
 
         definitions: dict[str, Any] = {}
         events: dict[str, EventType] = {}
-        raw_rules: list[tuple[Document, str, dict[str, Any]]] = []
+        raw_rules: list[tuple[Document, str, dict[str, Any], Mark]] = []
         seen_rules: dict[str, Mark] = {}
         seen_events: dict[str, Mark] = {}
         seen_defs: dict[str, Mark] = {}
@@ -235,13 +235,13 @@ class _Loader:
                     continue
                 seen_rules[rule_id] = mark
                 if isinstance(raw, dict):
-                    raw_rules.append((doc, rule_id, raw))
+                    raw_rules.append((doc, rule_id, raw, mark))
 
         env_maps = {env: mapping for env, (_, mapping) in templates.items()}
         ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz, quiet)
         notifications: dict[str, Notification] = {}
-        for doc, rule_id, raw in raw_rules:
-            rule = ctx.rule(doc, rule_id, raw)
+        for doc, rule_id, raw, mark in raw_rules:
+            rule = ctx.rule(doc, rule_id, raw, mark)
             if rule is not None:
                 notifications[rule_id] = rule
         if any(p.severity == "error" for p in self.problems):
@@ -299,7 +299,8 @@ class _RuleContext:
         self.quiet = quiet
         self.known: dict[tuple[Any, ...], list[str]] = {}  # the problems of each check already made
 
-    def rule(self, doc: Document, rule_id: str, raw: dict[str, Any]) -> Notification | None:
+    def rule(self, doc: Document, rule_id: str, raw: dict[str, Any], mark: Mark) -> Notification | None:
+        """The rule `rule_id` (its key at `mark`), or None when it has an error."""
         base = ("notifications", rule_id)
         errors_before = len([p for p in self.l.problems if p.severity == "error"])
 
@@ -413,7 +414,7 @@ class _RuleContext:
             example=example,
             enabled=bool(raw.get("enabled", True)),
             description=str(raw.get("description", "")),
-            mark=doc.mark(base, key=True),
+            mark=mark,
         )
 
     def check_cases(self, err: Any, schema: Mapping[str, Any], template: TemplateChoice, on: str | None) -> None:
@@ -611,7 +612,9 @@ def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = 
         return None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")]
     with collector_paused():
         config = loader.load()
-    return config, loader.clearest()
+        problems = loader.clearest()
+        del loader  # its files and nodes are freed now, not walked by the collector first
+    return config, problems
 
 
 @contextmanager
