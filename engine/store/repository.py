@@ -130,12 +130,14 @@ class _Pending:
             self.flush()
         self.cancels.setdefault((c.notification, c.key), c)
 
-    def ended_by_cancel(self, s: Send) -> bool:
-        """A reschedule does not revive the sends of a key that a cancel_on event ended (as `engine preview`)."""
+    def ended_by_cancel(self, sends: Sequence[Send]) -> set[tuple[str, str | None]]:
+        """The (notification, key) pairs of `sends` that a cancel_on event ended: a reschedule does
+        not revive those (as `engine preview`). One query for all of an event's reschedules."""
         if self.cancels:
             self.flush()
-        self.cur.execute(self.store.sql.ended_by_cancel, (s.notification, s.key, _ENDED_BY_CANCEL))
-        return self.cur.fetchone() is not None
+        pairs = list(dict.fromkeys((s.notification, s.key) for s in sends))
+        self.cur.execute(self.store.sql.ended_by_cancel(len(pairs)), [v for n, k in pairs for v in (n, k, _ENDED_BY_CANCEL)])
+        return {(n, k) for n, k in self.cur.fetchall()}
 
     def flush(self) -> None:
         if self.cancels:
@@ -293,12 +295,17 @@ class Store:
 
     def _apply(self, cur: Any, pending: "_Pending", people: dict[str, Mapping[str, Any]], event: Event,
                decisions: Sequence[Decision]) -> None:
+        ended: set[tuple[str, str | None]] | None = None  # asked once for the event's reschedules...
         for d in decisions:
             if isinstance(d, Cancel):
                 pending.cancel(d)
+                ended = None  # ...and again should a cancel come after one of them
             elif isinstance(d, Send):
-                if d.replan and pending.ended_by_cancel(d):
-                    continue
+                if d.replan:
+                    if ended is None:
+                        ended = pending.ended_by_cancel([r for r in decisions if isinstance(r, Send) and r.replan])
+                    if (d.notification, d.key) in ended:
+                        continue
                 pending.send(d)
                 people[d.recipient_id] = d.recipient
             elif isinstance(d, DigestItem):

@@ -129,3 +129,16 @@ def test_integers_beyond_64_bits_stay_exact(number: int) -> None:
     assert Codec().loads(Codec().dumps({"order": number})) == {"order": number}
     assert from_json(body) == from_json(body.encode()) == {"data": {"order": number, "note": "x"}}
     assert type(from_json(body)["data"]["order"]) is int
+
+
+@pytest.mark.parametrize("pairs", [1, 4])
+def test_ended_by_cancel_searches_the_match_index(tmp_path: Any, pairs: int) -> None:
+    # An OR of the pairs had SQLite's planner scan every cancelled row through the due index.
+    engine = connect(f"sqlite:///{tmp_path / 'plan.db'}")
+    upgrade(engine)
+    engine.dispose()
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    plan = conn.execute("EXPLAIN QUERY PLAN " + Statements("sqlite").ended_by_cancel(pairs), ["rule", "bk_1", "x%"] * pairs).fetchall()
+    conn.close()
+    searches = [row[3] for row in plan if row[3].startswith(("SEARCH", "SCAN"))]
+    assert len(searches) == pairs and all("USING INDEX ix_notifications_match" in s for s in searches), plan
