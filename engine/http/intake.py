@@ -25,6 +25,7 @@ from ..store.repository import IngestResult
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000  # a group stops growing past this many events (one transaction's worth)
+IDLE_S = 60.0  # an intake with nothing to do for this long lets its thread end (the next request starts one)
 
 _Item = tuple[asyncio.AbstractEventLoop, "asyncio.Future[IngestResult]", list[Event]]
 
@@ -34,8 +35,8 @@ class IntakeClosed(RuntimeError):
 
 
 class Intake:
-    def __init__(self, runtime: Any):
-        self.runtime = runtime
+    def __init__(self, runtime: Any, idle_s: float = IDLE_S):
+        self.runtime, self.idle_s = runtime, idle_s
         self._queue: deque[_Item] = deque()
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -68,7 +69,9 @@ class Intake:
     def _take(self) -> list[_Item] | None:
         with self._cv:
             while not self._queue and not self._closed:
-                self._cv.wait()
+                if not self._cv.wait(self.idle_s) and not self._queue:
+                    self._thread = None  # idle: this thread ends; `submit` starts another
+                    return None
             if not self._queue:
                 return None
             group = [self._queue.popleft()]

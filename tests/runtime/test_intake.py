@@ -112,3 +112,21 @@ def test_close_finishes_what_is_queued_and_refuses_the_rest() -> None:
 
     a, b = asyncio.run(scenario())
     assert (a.accepted, b.accepted) == (["a"], ["b"])
+
+
+def test_an_idle_intake_lets_its_thread_end_and_starts_another() -> None:
+    runtime = Recorder()
+    runtime.release.set()
+    intake = Intake(runtime, idle_s=0.05)
+
+    async def one(name: str) -> Any:
+        return await intake.submit([name])
+
+    assert asyncio.run(one("a")).accepted == ["a"]
+    first = intake._thread
+    assert first is not None
+    first.join(5)
+    assert not first.is_alive() and intake._thread is None
+    assert asyncio.run(one("b")).accepted == ["b"]
+    assert intake._thread is not None and intake._thread is not first
+    intake.close()
