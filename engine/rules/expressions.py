@@ -344,10 +344,8 @@ def _lookup(context: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _render_lookups(parts: tuple[str | tuple[str, ...], ...], context: dict[str, Any]) -> Any:
-    """What the template of `parts` renders to, or _MISSING where a lookup is not a plain one."""
-    if len(parts) == 1:  # a lone lookup renders to the value itself (a native render)
-        found = _lookup(context, parts[0])  # type: ignore[arg-type]
-        return found if found is _MISSING else _bounded(_plain(found))
+    """What the template of `parts` renders to, or _MISSING where a lookup is not a plain one (a
+    lone lookup gives the value itself, as a native render does: `_concat` sees to it)."""
     values = []
     for part in parts:
         found = part if isinstance(part, str) else _lookup(context, part)

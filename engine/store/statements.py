@@ -156,10 +156,6 @@ class Statements:
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
-    def read_json(self, value: Any) -> Any:
-        """A JSON column's value (PostgreSQL's driver has decoded it already)."""
-        return value if self.pg else json.loads(value)
-
     def read_channels(self, value: Any) -> tuple[str, ...]:
         """`notifications.channels` as a tuple (the few stored spellings are decoded once each)."""
         if self.pg:
