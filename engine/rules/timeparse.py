@@ -50,15 +50,32 @@ def parse_local_time(text: str) -> time:
         raise ValueError(f"{text!r} is not a local time (write HH:MM, e.g. \"09:00\")") from None
 
 
-@lru_cache(maxsize=1024)
+# No IANA name comes near this; a longer one is refused before the file system sees it.
+MAX_ZONE_NAME = 64
+
+
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone; ValueError for an unknown name."""
+    """The IANA zone; ValueError for anything else, whatever the name (events and rule files
+    are untrusted: a folder of the zone database such as `Europe`, a name too long for the file
+    system, a NUL byte, a list... each makes zoneinfo raise an error of its own)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_ZONE_NAME:
+        raise ValueError(f"{_shown(name)} is not an IANA time zone (e.g. Europe/Berlin)")
+    return _zone(name)
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
     try:
-        if not name or name.startswith(("/", ".")) or ".." in name:
+        if name.startswith(("/", ".")) or ".." in name or "\x00" in name:
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as Europe
+        raise ValueError(f"{_shown(name)} is not an IANA time zone (e.g. Europe/Berlin)") from None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:60] + "...' (" + str(len(str(value))) + " characters)"
 
 
 def is_zone(name: object) -> bool:
