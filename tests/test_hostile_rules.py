@@ -15,14 +15,18 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli.main import cli
-from engine.core.events import EventRejected, parse_event
+from engine.core.events import Event, EventRejected, parse_event
+from engine.core.timing import When, digest_period, send_time
 from engine.rules import timeparse
+from engine.rules.model import Digest, RateLimit, Schedule, Throttle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE = FIXTURES / "bad_configs" / "_valid_base"
@@ -102,3 +106,62 @@ def test_preview_refuses_a_folder_zone_cleanly(tmp_path: Path, monkeypatch: pyte
     assert isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 2
     assert "'Etc' is not an IANA time zone" in result.stderr
+
+
+# -- B. durations that overflow, cron expressions that never fire ------------------------------
+@pytest.mark.parametrize("text", ["999999999d", "9999999999d", "3651d", "522w", "9" * 5000 + "s", "3650d1s"])
+def test_a_duration_beyond_ten_years_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match="longer than 3650d"):
+        timeparse.parse_duration(text)
+
+
+def test_durations_up_to_ten_years_still_parse() -> None:
+    assert timeparse.parse_duration("3650d") == timedelta(days=3650)
+    assert timeparse.parse_duration("0000000000000000000001h30m") == timedelta(hours=1, minutes=30)
+
+
+@pytest.mark.parametrize("where, old, new, line", [
+    ("notifications.yaml", "include:", "rate_limits:\n  per_recipient: {limit: 5, window: 999999999d}\ninclude:",
+     "notifications.yaml:13:37: rate_limits.per_recipient.window: '999999999d' is longer than 3650d (ten years), "
+     "the longest duration allowed"),
+    (BOOKING, "before: 24h", "before: 9999999999d",
+     f"{BOOKING}:42:15: notifications.booking_reminder.schedule.before: '9999999999d' is longer than 3650d (ten years), "
+     "the longest duration allowed"),
+    (BOOKING, "    channels: [email]", "    throttle: {window: 999999999d}\n    channels: [email]",
+     f"{BOOKING}:48:24: notifications.booking_reminder.throttle.window: '999999999d' is longer than 3650d (ten years), "
+     "the longest duration allowed"),
+    (BOOKING, "      before: 24h\n      of: booking.start_time", "      cron: '0 0 31 2 *'\n      of: booking.start_time",
+     f"{BOOKING}:42:13: booking_reminder: cron expression '0 0 31 2 *' never fires in the next 5 years "
+     "(is the day of the month in the month?)"),
+    (BOOKING, "      before: 24h\n      of: booking.start_time", "      cron: '0 9 30 2 MON#5'\n      of: booking.start_time",
+     f"{BOOKING}:42:13: booking_reminder: cron expression '0 9 30 2 MON#5' never fires in the next 5 years "
+     "(is the day of the month in the month?)"),
+], ids=["rate_limit_window", "schedule_offset", "throttle_window", "cron_31_february", "cron_fifth_monday_30_february"])
+def test_validate_refuses_durations_that_overflow_and_cron_that_never_fires(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, old: str, new: str, line: str) -> None:
+    cfg = base_copy(tmp_path)
+    edit(cfg / where, old, new)
+    result = validate(cfg, monkeypatch)
+    assert result.exit_code == 1
+    assert line in result.stdout.splitlines(), result.stdout
+
+
+def test_no_configuration_object_holds_a_duration_that_overflows() -> None:
+    with pytest.raises(ValueError, match="longer than 3650 days"):
+        Throttle("{{ recipient.id }}", timedelta(days=999_999_999))
+    with pytest.raises(ValueError, match="longer than 3650 days"):
+        RateLimit(5, timedelta(days=999_999_999))
+    with pytest.raises(ValueError, match="longer than 3650 days"):
+        Schedule("after", offset=timedelta(days=999_999_999))
+
+
+def test_timing_skips_what_it_cannot_compute_instead_of_raising() -> None:
+    now = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    event = Event("evt_1", "booking.confirmed", datetime(2026, 3, 1, 9, tzinfo=timezone.utc), {})
+    never = Schedule("cron", cron="0 0 31 2 *")
+    assert send_time(never, event, ZoneInfo("Europe/Berlin"), now) == When(now, "no_cron_time")
+    huge = Schedule("after")
+    object.__setattr__(huge, "offset", timedelta(days=999_999_999))  # past the model's own check
+    assert send_time(huge, event, ZoneInfo("UTC"), now) == When(now, "out_of_range")
+    period = digest_period(Digest("week", "0 0 31 2 *"), event.occurred_at, ZoneInfo("UTC"))
+    assert period.send_at == period.end

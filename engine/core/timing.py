@@ -13,10 +13,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from ..rules.model import Digest, Schedule, Window
-from ..rules.timeparse import parse_instant
+from ..rules.timeparse import CRON_HORIZON_YEARS, parse_instant
 from .events import Event
 from .matching import read_path
 
@@ -37,11 +37,16 @@ def local_at(day: date, t: time, tz: ZoneInfo) -> datetime:
     return aware.astimezone(timezone.utc).astimezone(tz)
 
 
-def next_cron(expression: str, after: datetime, tz: ZoneInfo) -> datetime:
-    """The first cron time strictly after `after`, read in `tz` (never a fixed offset)."""
+def next_cron(expression: str, after: datetime, tz: ZoneInfo) -> datetime | None:
+    """The first cron time strictly after `after`, read in `tz` (never a fixed offset); None when
+    there is none within CRON_HORIZON_YEARS (validation refuses such an expression; a rule that
+    skipped it must still not raise at every event)."""
     start = after.astimezone(tz)
-    it = croniter(expression, start)
-    return it.get_next(datetime).astimezone(timezone.utc)
+    try:
+        it = croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS)
+        return it.get_next(datetime).astimezone(timezone.utc)
+    except (CroniterError, ValueError, OverflowError, TypeError):
+        return None
 
 
 def in_window(at: datetime, window: Window, tz: ZoneInfo) -> bool:
@@ -64,6 +69,13 @@ def base_time(schedule: Schedule, event: Event) -> datetime:
 
 def send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> When:
     """When a rule's send for this event goes out, or why it is skipped."""
+    try:
+        return _send_time(schedule, event, tz, now)
+    except OverflowError:  # an offset no loaded rule has (see MAX_DURATION); skipped, never raised
+        return When(now, "out_of_range")
+
+
+def _send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> When:
     if schedule.kind == "once":
         at = now  # as soon as it is processed (an event stamped in the future is not held back)
     elif schedule.kind == "after":
@@ -71,7 +83,10 @@ def send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> 
     elif schedule.kind == "before":
         at = base_time(schedule, event) - schedule.offset
     else:
-        at = next_cron(schedule.cron or "", base_time(schedule, event), tz)
+        found = next_cron(schedule.cron or "", base_time(schedule, event), tz)
+        if found is None:
+            return When(now, "no_cron_time")
+        at = found
     at = at.astimezone(timezone.utc)
     if schedule.window and not in_window(at, schedule.window, tz):
         if schedule.outside_window == "skip":
@@ -103,7 +118,8 @@ def digest_period(digest: Digest, occurred_at: datetime, tz: ZoneInfo) -> Period
         first = local.replace(day=1)
         last = (first + timedelta(days=32)).replace(day=1)
     start, end = local_at(first, time(0), tz), local_at(last, time(0), tz)
-    send_at = next_cron(digest.send, end - timedelta(seconds=1), tz)
+    # A digest whose cron never fires (refused by validation) goes out when its period ends.
+    send_at = next_cron(digest.send, end - timedelta(seconds=1), tz) or end.astimezone(timezone.utc)
     return Period(start, end, send_at)
 
 

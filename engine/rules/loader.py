@@ -20,8 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from croniter import croniter
-
 from . import expressions
 from .event_schema import SchemaView
 from .json_schema import Checker, most_specific, schema_error
@@ -41,7 +39,7 @@ from .model import (
     Window,
 )
 from .problems import ConfigError, Mark, Problem
-from .timeparse import is_zone, parse_duration, parse_local_time
+from .timeparse import check_cron, is_zone, parse_duration, parse_local_time
 from .yaml_source import Document, load_file
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -330,8 +328,10 @@ class _RuleContext:
         if raw.get("digest"):
             d = raw["digest"]
             digest = Digest(d["period"], d["send"])
-            if not croniter.is_valid(d["send"]):
-                err(("digest", "send"), f"invalid cron expression {d['send']!r} (e.g. \"0 9 * * MON\")")
+            try:
+                check_cron(d["send"])
+            except ValueError as exc:
+                err(("digest", "send"), str(exc))
             if raw.get("schedule"):
                 err(("schedule",), "a digest is sent by digest.send; remove schedule")
         matches = {}
@@ -496,8 +496,10 @@ class _RuleContext:
         if kind == "at" and of:
             err(("schedule", "of"), "`of` goes with before, after or cron, not with `at: once`")
         if kind == "cron":
-            if not croniter.is_valid(raw["cron"]):
-                err(("schedule", "cron"), f"invalid cron expression {raw['cron']!r} (e.g. \"0 9 * * MON\")")
+            try:
+                check_cron(raw["cron"])
+            except ValueError as exc:
+                err(("schedule", "cron"), str(exc))
             return Schedule("cron", of=of, cron=raw["cron"], **common)
         if kind == "at":
             return Schedule("once", **common)

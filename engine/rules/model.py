@@ -8,8 +8,17 @@ from datetime import time, timedelta
 from typing import Any, Literal, Mapping
 
 from .problems import Mark
+from .timeparse import MAX_DURATION
 
 IfPast = Literal["skip", "send_now"]
+
+
+def _bounded(duration: timedelta, what: str) -> None:
+    """No configuration holds a duration that datetime arithmetic could overflow with: the
+    loader refuses them with a message, and a Config built by other code fails here, once,
+    rather than at every send that adds or subtracts it."""
+    if abs(duration) > MAX_DURATION:
+        raise ValueError(f"{what} {duration} is longer than {MAX_DURATION.days} days")
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,9 @@ class Window:
 class RateLimit:
     limit: int
     window: timedelta
+
+    def __post_init__(self) -> None:
+        _bounded(self.window, "a rate limit window of")
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,9 @@ class Schedule:
     window: Window | None = None
     outside_window: Literal["defer", "skip"] = "defer"
     quiet_hours: bool = False  # the window is the complement of defaults.quiet_hours
+
+    def __post_init__(self) -> None:
+        _bounded(self.offset, "a schedule offset of")
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,9 @@ class Throttle:
     key: str  # a template
     window: timedelta
     limit: int = 1
+
+    def __post_init__(self) -> None:
+        _bounded(self.window, "a throttle window of")
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,10 @@ class Config:
     retention: Mapping[str, timedelta] = field(default_factory=dict)
     definitions: Mapping[str, Any] = field(default_factory=dict)
     root: str = "notifications.yaml"
+
+    def __post_init__(self) -> None:
+        for name, period in self.retention.items():
+            _bounded(period, f"retention.{name} of")
 
     def by_trigger(self, event_type: str) -> tuple[Notification, ...]:
         return self._index()["trigger"].get(event_type, ())

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterError, croniter
 
 _INSTANT = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$"
 )
 _DURATION = re.compile(r"^(?:\d+[wdhms])+$")
 _DURATION_PART = re.compile(r"(\d+)([wdhms])")
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+# The longest duration a rule may declare: ten years. Offsets, windows and retention periods are
+# added to and taken from instants of the years 1900 to 9000 (see parse_instant), so anything
+# within this bound stays inside what a datetime can hold; timedelta itself stops at 2.7 million
+# years, and a window that long made every claim raise OverflowError.
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_instant(text: str) -> datetime:
@@ -33,13 +40,39 @@ def is_instant(text: object) -> bool:
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30s`, `30m`, `24h`, `3d`, `1w`, or combined (`1h30m`)."""
+    """`30s`, `30m`, `24h`, `3d`, `1w`, or combined (`1h30m`); at most MAX_DURATION."""
     if not isinstance(text, str) or not _DURATION.match(text):
-        raise ValueError(f"{text!r} is not a duration (write e.g. 30m, 24h, 3d, 1h30m)")
-    total = timedelta(0)
+        raise ValueError(f"{_shown(text)} is not a duration (write e.g. 30m, 24h, 3d, 1h30m)")
+    limit = int(MAX_DURATION.total_seconds())
+    total = 0
     for amount, unit in _DURATION_PART.findall(text):
-        total += timedelta(**{_UNITS[unit]: int(amount)})
-    return total
+        # Counted in whole seconds, against the bound as it goes: an amount of more digits than
+        # any bound needs never reaches int() or timedelta (which raise errors of their own).
+        digits = amount.lstrip("0")
+        total = limit + 1 if len(digits) > 12 else total + int(digits or "0") * _SECONDS[unit]
+        if total > limit:
+            raise ValueError(f"{_shown(text)} is longer than {MAX_DURATION.days}d (ten years), the longest duration allowed")
+    return timedelta(seconds=total)
+
+
+# A cron expression must fire within this many years of validation: one that never does (the
+# 31st of February) would leave its sends unscheduled forever, and croniter searches 50 years
+# before it says so.
+CRON_HORIZON_YEARS = 5
+MAX_CRON = 200
+
+
+def check_cron(expression: object, now: datetime | None = None) -> None:
+    """ValueError unless `expression` is a cron expression that fires within CRON_HORIZON_YEARS
+    of `now` (default: the current time)."""
+    if not isinstance(expression, str) or len(expression) > MAX_CRON or not croniter.is_valid(expression):
+        raise ValueError(f"invalid cron expression {_shown(expression)} (e.g. \"0 9 * * MON\")")
+    start = now or datetime.now(timezone.utc)
+    try:
+        croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        raise ValueError(f"cron expression {expression!r} never fires in the next {CRON_HORIZON_YEARS} years "
+                         f"(is the day of the month in the month?)") from None
 
 
 def parse_local_time(text: str) -> time:
