@@ -8,30 +8,125 @@ cast_to=httpx.Response)`), not `client.send.message`: the body the core rendered
 Courier's wire format, and skipping the SDK's walk over it (typed-dict transform) and its
 response model saves a third of the CPU a send costs. Authentication, base URL, timeouts and
 the exceptions stay the SDK's.
+
+Every request has a total deadline (`timeout` seconds from the moment it starts), not only a
+timeout per read: a Courier, or a proxy, that trickles its answer a byte at a time would
+otherwise hold a delivery thread for as long as it likes, and with it a share of all delivery.
+A request past its deadline is a timeout, retried like any other.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import time
+from contextvars import ContextVar
 from typing import Any
 
 import courier
+import httpcore
 import httpx
 
 from .base import Outcome
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
+MAX_HEADER_KEY = 255  # the longest Idempotency-Key sent as it is (a common bound of idempotency keys)
+_HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")  # printable ASCII, no outer space
+_UNSAFE = re.compile(r"[^\x21-\x7e]")
+
+
+def header_key(key: str) -> str:
+    """The Idempotency-Key header for a send's idempotency key: the key itself when it is short
+    printable ASCII; else a readable ASCII prefix of it and the SHA-256 of the whole key. HTTP
+    headers carry ASCII only (a recipient `usr_josé` made httpx raise before the request left),
+    and never CR, LF or NUL. The same key always gives the same header, across attempts and
+    processes, and keys that were already safe are unchanged."""
+    if len(key) <= MAX_HEADER_KEY and _HEADER_SAFE.fullmatch(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{_UNSAFE.sub('_', key[:160])}~{digest}"
+
+
+# When the request running on this thread must be over (time.monotonic()); None: no deadline.
+_deadline: ContextVar[float | None] = ContextVar("courier_deadline", default=None)
+
+
+def _left(timeout: float | None, late: type[Exception]) -> float | None:
+    """What a network operation may wait: its own timeout, cut to what is left of the request."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise late("the request's total deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _Stream(httpcore.NetworkStream):
+    """A connection whose every read and write waits no longer than the request has left."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self.inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _Stream(self.inner.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend):
+        self.inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _Stream(self.inner.connect_tcp(host, port, _left(timeout, httpcore.ConnectTimeout), local_address,
+                                              socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        return _Stream(self.inner.connect_unix_socket(path, _left(timeout, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+def _http_client(timeout: float) -> httpx.Client:
+    """The SDK's own HTTP client, its connections made through `_Backend`. httpx takes no network
+    backend as an argument, so it is put in place in the connection pool of each transport (the
+    direct one, and those of proxies from the environment); tests/runtime/test_hostile_input.py proves
+    that it is in force."""
+    client = courier.DefaultHttpxClient(timeout=timeout)
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        if pool is not None:
+            pool._network_backend = _Backend(pool._network_backend)
+    return client
 
 
 class CourierBackend:
     name = "courier"
 
     def __init__(self, token: str, base_url: str | None = None, timeout: float = 10.0):
-        self.client = courier.Courier(api_key=token, base_url=base_url, timeout=timeout, max_retries=0)
+        self.timeout = timeout
+        self.client = courier.Courier(api_key=token, base_url=base_url, timeout=timeout, max_retries=0,
+                                      http_client=_http_client(timeout))
 
     def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+        started = _deadline.set(time.monotonic() + self.timeout)
         try:
             response = self.client.post("/send", body={"message": message["message"]}, cast_to=httpx.Response,
-                                        options={"headers": {"Idempotency-Key": idempotency_key}})
+                                        options={"headers": {"Idempotency-Key": header_key(idempotency_key)}})
         except courier.APITimeoutError:
             return Outcome("retry", error="timeout waiting for Courier")
         except courier.APIConnectionError as exc:
@@ -42,6 +137,8 @@ class CourierBackend:
             if code >= 500 or code in RETRYABLE_STATUS:
                 return Outcome("retry", error=f"HTTP {code}: {detail}", retry_after=_retry_after(exc))
             return Outcome("failed", error=f"HTTP {code}: {detail}")
+        finally:
+            _deadline.reset(started)
         return Outcome("sent", request_id=_request_id(response))
 
 

@@ -38,6 +38,11 @@ Checks, in the order applied to each request:
    ``{"message": "<what is wrong>", "type": "invalid_request_error"}``.
 6. Accepted -> 202 ``{"requestId": "1-<hex>"}``, appended to ``standin.requests``.
 
+``trickle_next(n, seconds_per_byte)`` processes the request (the send is recorded) and then
+writes its answer, status line and headers included, one byte at a time, sleeping between two
+bytes: every read of the client gets a byte well within its timeout, so only a total deadline
+ends the request. It stops when the client goes away or the server stops.
+
 ``delay_next(n, seconds)`` sleeps before writing the answer. By default the request is
 processed first (``process_first=True``): the send is recorded even though the client
 may have timed out, which models "Courier got it, we never heard back" - a retry with
@@ -206,6 +211,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # client went away (e.g. it timed out)
             self.close_connection = True
 
+    def answer_slowly(self, status: int, body: dict[str, Any], seconds_per_byte: float, stop: threading.Event) -> None:
+        data = json.dumps(body).encode()
+        head = (f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n").encode()
+        self.close_connection = True
+        for i in range(len(head + data)):
+            if stop.wait(seconds_per_byte):
+                return
+            try:
+                self.wfile.write((head + data)[i:i + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
+
     def drop(self) -> None:
         self.close_connection = True
         try:
@@ -297,6 +316,11 @@ class CourierStandin:
         with self._lock:
             self._faults["delay"].append(_Fault(n, seconds=seconds, process_first=process_first))
 
+    def trickle_next(self, n: int, seconds_per_byte: float) -> None:
+        """The next ``n`` POST /send are recorded, then answered one byte every ``seconds_per_byte``."""
+        with self._lock:
+            self._faults["trickle"].append(_Fault(n, seconds=seconds_per_byte))
+
     def drop_next(self, n: int = 1, *, process_first: bool = False) -> None:
         """The next ``n`` POST /send get their connection closed without an answer."""
         with self._lock:
@@ -340,7 +364,7 @@ class CourierStandin:
         self._injected: list[dict[str, Any]] = []
         self._log: list[dict[str, Any]] = []
         self._stored: dict[str, tuple[int, dict[str, Any], Any]] = {}  # key -> (status, response, body)
-        self._faults: dict[str, list[_Fault]] = {"fail": [], "delay": [], "drop": []}
+        self._faults: dict[str, list[_Fault]] = {"fail": [], "delay": [], "drop": [], "trickle": []}
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
@@ -393,6 +417,7 @@ class CourierStandin:
             drop = self._take("drop")
             fail = self._take("fail")
             delay = self._take("delay")
+            trickle = self._take("trickle")
         delay_s = delay.params["seconds"] if delay is not None else 0.0
         if delay is not None and not delay.params["process_first"]:
             self._sleep(delay_s)  # the request "arrives" late: processed after the sleep
@@ -422,6 +447,9 @@ class CourierStandin:
         self._sleep(delay_s + self.latency)
         if drop is not None:
             h.drop()
+            return
+        if trickle is not None:
+            h.answer_slowly(status, response, trickle.params["seconds"], self._stop)
             return
         h.answer(status, response, extra)
 
