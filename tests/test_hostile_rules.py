@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,6 +27,8 @@ from engine.cli.main import cli
 from engine.core.events import Event, EventRejected, parse_event
 from engine.core.timing import When, digest_period, send_time
 from engine.rules import timeparse
+from engine.rules.json_schema import Checker
+from engine.rules.loader import load
 from engine.rules.model import Digest, RateLimit, Schedule, Throttle
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -165,3 +168,78 @@ def test_timing_skips_what_it_cannot_compute_instead_of_raising() -> None:
     assert send_time(huge, event, ZoneInfo("UTC"), now) == When(now, "out_of_range")
     period = digest_period(Digest("week", "0 0 31 2 *"), event.occurred_at, ZoneInfo("UTC"))
     assert period.send_at == period.end
+
+
+# -- B. patterns run on a linear-time engine ---------------------------------------------------
+EVIL = "a" * 26 + "!"  # `^(a+)+$` on Python's re: 2**26 steps, seconds (41 characters: days)
+
+
+class _NoRe:
+    """Stands in for the `re` module inside jsonschema: any use is a test failure."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"re.{name} was called on event data")
+
+
+def test_a_backtracking_pattern_is_judged_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonschema._keywords
+    import jsonschema._utils
+
+    monkeypatch.setattr(jsonschema._keywords, "re", _NoRe())
+    monkeypatch.setattr(jsonschema._utils, "re", _NoRe())
+    checker = Checker({"type": "object", "properties": {"code": {"type": "string", "pattern": "^(a+)+$"}},
+                       "patternProperties": {"^(b+)+$": {"type": "integer"}}, "additionalProperties": False})
+    started = time.monotonic()
+    found = sorted(e.message for e in checker.iter_errors({"code": EVIL, "b" * 26 + "!": 1, "bbb": "x"}))
+    assert time.monotonic() - started < 1
+    assert found == [f"'{EVIL}' does not match '^(a+)+$'", "'bbbbbbbbbbbbbbbbbbbbbbbbbb!' does not match any "
+                     "of the regexes: '^(b+)+$'", "'x' is not of type 'integer'"]
+    assert checker.surely_valid({"code": "aaa", "bbb": 1})
+
+
+def _with_code_pattern(tmp_path: Path, pattern: str) -> Path:
+    cfg = base_copy(tmp_path)
+    edit(cfg / BOOKING, "            id: {type: string}\n            start_time",
+         f"            id: {{type: string, pattern: '{pattern}'}}\n            start_time")
+    return cfg
+
+
+def test_an_event_checked_by_a_backtracking_pattern_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonschema._keywords
+
+    monkeypatch.setattr(jsonschema._keywords, "re", _NoRe())
+    config = load(str(_with_code_pattern(tmp_path, "^([a-z0-9_]+)+$") / "notifications.yaml"), environ={})
+    evil = config.notifications["booking_reminder"].example
+    assert evil is not None
+    raw = {"id": "e", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
+           "data": {**evil.data, "booking": {**evil.data["booking"], "id": "b" * 26 + "!"}}}
+    started = time.monotonic()
+    with pytest.raises(EventRejected) as refused:
+        parse_event(raw, config)
+    assert time.monotonic() - started < 1
+    assert refused.value.problems[0][0] == "$.data.booking.id"
+
+
+@pytest.mark.parametrize("pattern, line", [
+    ("^(?=a)b$", f"{BOOKING}:20:41: events.booking.confirmed.schema.properties.booking.properties.id.pattern: the pattern "
+                 "'^(?=a)b$' cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"),
+    ("^(a)\\1$", f"{BOOKING}:20:41: events.booking.confirmed.schema.properties.booking.properties.id.pattern: the pattern "
+                 "'^(a)\\\\1$' cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"),
+], ids=["lookahead", "backreference"])
+def test_validate_refuses_a_pattern_the_linear_engine_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 pattern: str, line: str) -> None:
+    result = validate(_with_code_pattern(tmp_path, pattern), monkeypatch)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [line]
+
+
+def test_validate_refuses_unevaluated_properties_beside_pattern_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = base_copy(tmp_path)
+    edit(cfg / BOOKING, "          required: [id, start_time]\n",
+         "          required: [id, start_time]\n          unevaluatedProperties: false\n"
+         "          patternProperties: {'^x_': {type: string}}\n")
+    result = validate(cfg, monkeypatch)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{BOOKING}:19:11: events.booking.confirmed.schema.properties.booking: unevaluatedProperties cannot be used "
+        "where event schemas use patternProperties; use additionalProperties"]

@@ -43,8 +43,8 @@ def next_cron(expression: str, after: datetime, tz: ZoneInfo) -> datetime | None
     skipped it must still not raise at every event)."""
     start = after.astimezone(tz)
     try:
-        it = croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS)
-        return it.get_next(datetime).astimezone(timezone.utc)
+        found: datetime = croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+        return found.astimezone(timezone.utc)
     except (CroniterError, ValueError, OverflowError, TypeError):
         return None
 

@@ -2,9 +2,14 @@
 
 Almost every instance checked is valid, so a compiled validator answers "is it valid?" and
 jsonschema, imported only when the answer is no, finds the errors and words them. The compiled
-validator never accepts what jsonschema refuses: it matches `pattern` with Python's `re` as
-jsonschema does, checks formats with the functions below, and a schema using a keyword whose
-arithmetic or regular expressions could differ is left to jsonschema alone.
+validator never accepts what jsonschema refuses: it checks formats with the functions below, and
+a schema using a keyword whose arithmetic could differ is left to jsonschema alone.
+
+Patterns come from rule files, which are untrusted, and are matched against event data, so no
+pattern ever runs on Python's backtracking `re` (`^(a+)+$` takes minutes on 41 characters
+there): both validators match `pattern` and `patternProperties` with Rust's regex crate, which
+runs in linear time and refuses what it cannot run that way (lookaround, backreferences, a
+pattern too large once compiled).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import SchemaError, ValidationError
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-# Keywords the compiled validator could judge otherwise than jsonschema (a regular expression
-# not run by `re`, float division): a schema that uses them is checked by jsonschema only.
-_LEFT_TO_JSONSCHEMA = ("patternProperties", "multipleOf")
+# Keywords the compiled validator could judge otherwise than jsonschema (float division): a
+# schema that uses them is checked by jsonschema only.
+_LEFT_TO_JSONSCHEMA = ("multipleOf",)
+# Rust's regex crate: linear-time matching, no lookaround or backreferences.
+_LINEAR = jsonschema_rs.RegexOptions()
 
 
 def _timezone(value: object) -> bool:
@@ -52,10 +59,32 @@ def _date(value: str) -> bool:
 
 def _regex(value: str) -> bool:
     try:
-        re.compile(value)
-    except re.error:
+        re.compile(value)  # compiled only, never matched: `format: regex` asks for a valid regex
+    except (re.error, RecursionError, OverflowError, ValueError):  # e.g. 5 000 nested groups
         return False
     return True
+
+
+@lru_cache(maxsize=4096)
+def pattern_search(pattern: str) -> Callable[[str], bool]:
+    """`re.search(pattern, text)` on the linear-time engine, as a function of `text`;
+    ValueError for a pattern that engine cannot run."""
+    try:
+        return jsonschema_rs.Draft202012Validator({"pattern": pattern}, pattern_options=_LINEAR).is_valid
+    except Exception:  # its own ValidationError: the schema `{"pattern": ...}` is not valid
+        raise ValueError(f"the pattern {pattern!r} cannot be used: patterns run on a linear-time engine, "
+                         f"without lookaround or backreferences") from None
+
+
+def pattern_problem(pattern: object) -> str | None:
+    """Why `pattern` cannot be used in a schema, or None."""
+    if not isinstance(pattern, str):
+        return None  # the meta-schema check says so
+    try:
+        pattern_search(pattern)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 # The formats the compiled validator checks itself, each as jsonschema checks it (the engine's
@@ -81,6 +110,7 @@ def format_checker() -> "FormatChecker":
     checker = Draft202012Validator.FORMAT_CHECKER
     checker.checks("timezone")(_timezone)
     checker.checks("date-time", raises=ValueError)(_date_time)
+    checker.checks("regex")(_regex)
     return checker
 
 
@@ -88,15 +118,69 @@ def _asked_of_jsonschema(name: str) -> Callable[[str], bool]:
     return lambda value: format_checker().conforms(value, name)
 
 
-class _Pattern:
-    """The `pattern` keyword as jsonschema reads it: `re.search`."""
+def _matches(pattern: str, text: str) -> bool | None:
+    """Whether `pattern` finds a match in `text`; None when the pattern cannot be run."""
+    try:
+        return pattern_search(pattern)(text)
+    except ValueError:
+        return None
 
-    def __init__(self, parent_schema: Any, value: str, schema_path: Any):
-        self.search = re.compile(value).search
 
-    def validate(self, instance: Any) -> None:
-        if isinstance(instance, str) and not self.search(instance):
-            raise ValueError("does not match")
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator["ValidationError"]:
+    # jsonschema's `pattern`, matched on the linear-time engine.
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string"):
+        found = _matches(pattern, instance)
+        if found is None:
+            yield ValidationError(f"the pattern {pattern!r} cannot be checked")
+        elif not found:
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Any) -> Iterator["ValidationError"]:
+    # jsonschema's `patternProperties`, matched on the linear-time engine.
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _matches(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any) -> Iterator["ValidationError"]:
+    # jsonschema's `additionalProperties`, whose patternProperties are matched on the linear-time engine.
+    from jsonschema import _keywords
+    from jsonschema.exceptions import ValidationError
+
+    if "patternProperties" not in schema or not validator.is_type(instance, "object"):
+        yield from _keywords.additionalProperties(validator, allowed, instance, schema)
+        return
+    declared = schema.get("properties", {})
+    extras = {key for key in instance
+              if key not in declared and not any(_matches(p, key) for p in schema["patternProperties"])}
+    if validator.is_type(allowed, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], allowed, path=extra)
+    elif not allowed and extras:
+        verb = "does" if len(extras) == 1 else "do"
+        joined = ", ".join(repr(each) for each in sorted(extras))
+        patterns = ", ".join(repr(each) for each in sorted(schema["patternProperties"]))
+        yield ValidationError(f"{joined} {verb} not match any of the regexes: {patterns}")
+
+
+@lru_cache(maxsize=1)
+def _validator_class() -> type["Draft202012Validator"]:
+    """jsonschema's 2020-12 validator with the keywords that match patterns replaced (see the
+    module docstring). `unevaluatedProperties` still reads patternProperties with `re`: the
+    loader refuses event schemas that use both."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {  # type: ignore[no-any-return]
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    })
 
 
 def _walk(node: Any) -> Iterator[tuple[str, Any]]:
@@ -136,7 +220,7 @@ def _compile(schema: dict[str, Any]) -> Any:
     formats = {name: QUICK_FORMATS.get(name) or _asked_of_jsonschema(name) for name in named | set(QUICK_FORMATS)}
     try:
         return jsonschema_rs.Draft202012Validator(schema, formats=formats, validate_formats=True,
-                                                  keywords={"pattern": _Pattern}, offline=True)
+                                                  pattern_options=_LINEAR, offline=True)
     except Exception:  # anything it cannot compile (a remote $ref, a bad pattern): jsonschema decides
         return None
 
@@ -165,9 +249,7 @@ class Checker:
 
     def full(self) -> "Draft202012Validator":
         if self._full is None:
-            from jsonschema import Draft202012Validator
-
-            self._full = Draft202012Validator(self.schema, format_checker=format_checker())
+            self._full = _validator_class()(self.schema, format_checker=format_checker())
         return self._full
 
 

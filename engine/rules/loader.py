@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import expressions
-from .event_schema import SchemaView
+from .event_schema import SchemaView, pattern_problems, subschemas
 from .json_schema import Checker, most_specific, schema_error
 from .model import (
     App,
@@ -76,6 +76,8 @@ class _Loader:
         self.problems: list[Problem] = []
         self.shape_problems: set[Problem] = set()  # from schema.json; dropped where a clearer one stands
         self.docs: list[Document] = []
+        self.pattern_properties = False  # whether any event schema or definition uses patternProperties
+        self.unevaluated: list[tuple[Mark, tuple[Any, ...]]] = []  # where unevaluatedProperties stand
 
     # -- helpers -------------------------------------------------------------------------
     def display(self, path: str) -> str:
@@ -217,6 +219,7 @@ class _Loader:
                     continue
                 seen_defs[name] = mark
                 definitions[name] = fragment
+                self.check_patterns(doc, ("definitions", name), fragment)
             for type_name, raw in (doc.data.get("events") or {}).items():
                 mark = doc.mark(("events", type_name), key=True)
                 if type_name in seen_events:
@@ -235,6 +238,7 @@ class _Loader:
                 if isinstance(raw, dict):
                     raw_rules.append((doc, rule_id, raw, mark))
 
+        self.check_unevaluated()
         env_maps = {env: mapping for env, (_, mapping) in templates.items()}
         ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz, quiet)
         notifications: dict[str, Notification] = {}
@@ -263,6 +267,26 @@ class _Loader:
         if exc is not None:
             path = ("events", type_name, "schema") + tuple(exc.absolute_path)
             self.error(doc.mark(path), f"events.{type_name}.schema: not a valid JSON Schema: {exc.message}")
+        self.check_patterns(doc, ("events", type_name, "schema"), schema)
+
+    def check_patterns(self, doc: Document, at: tuple[Any, ...], schema: Any) -> None:
+        """Patterns run on event data, on a linear-time engine: one it cannot run is refused."""
+        for path, message in pattern_problems(schema, at):
+            self.error(doc.mark(path), f"{_dotted(path)}: {message}")
+        for node, path in subschemas(schema, at):
+            if "patternProperties" in node:
+                self.pattern_properties = True
+            if "unevaluatedProperties" in node:
+                self.unevaluated.append((doc.mark(path + ("unevaluatedProperties",), key=True), path))
+
+    def check_unevaluated(self) -> None:
+        """jsonschema reads patternProperties with Python's backtracking `re` when it judges an
+        `unevaluatedProperties` (through any $ref), so the two keywords may not meet in the
+        event schemas of one configuration."""
+        if self.pattern_properties:
+            for mark, path in self.unevaluated:
+                self.error(mark, f"{_dotted(path)}: unevaluatedProperties cannot be used where event schemas use "
+                                 f"patternProperties; use additionalProperties")
 
     def duration(self, doc: Document, path: tuple[Any, ...], value: Any) -> timedelta:
         try:
