@@ -11,6 +11,7 @@ import html
 import ipaddress
 import json
 import logging
+import re
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -18,14 +19,14 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..core.events import EventRejected
+from ..core.events import MAX_ID, EventRejected
 from ..rules.timeparse import format_instant, parse_duration
 from ..runtime import Runtime, utcnow
 from ..signing import SignatureError, read_unsubscribe_token, verify_courier, verify_ingest
@@ -43,6 +44,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyIncomplete(Exception):
+    """The client went away (or was cut off at the server's read deadline) before the body ended."""
+
+
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
@@ -52,12 +57,31 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BodyIncomplete from None
     return b"".join(chunks)
+
+
+MAX_PREFERENCE_KEY = 300  # preferences.key
+MAX_WITHIN = timedelta(days=3660)  # `within` of /notifications/upcoming: ten years is plenty, and never overflows
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def recipient_problem(recipient_id: str) -> str | None:
+    """Why a recipient id from a URL can name nobody, or None (the door refuses such ids in events)."""
+    if not recipient_id:
+        return "a recipient id must not be empty"
+    if len(recipient_id) > MAX_ID:
+        return f"a recipient id has at most {MAX_ID} characters (this one has {len(recipient_id)})"
+    if _CONTROL.search(recipient_id):
+        return "a recipient id holds no control characters"
+    return None
 
 
 MAX_DEPTH = 200  # levels of nesting a body may have (the store's encoder writes up to 254)
@@ -175,13 +199,20 @@ def build_app(runtime: Runtime) -> Starlette:
             return None, None
         return "missing or invalid credentials", None
 
-    def replayed(digest: str) -> str | None:
-        if runtime.store.signature_seen(digest, utcnow(), replay_window):
-            return "signature already used (a replayed request)"
-        return None
+    def claim(digest: str) -> bool:
+        """Record a signature before its request is stored; False when it was recorded already (a
+        replay, or a copy of a request in flight). The store's insert is the check: of concurrent
+        copies, exactly one is recorded, on every store and across processes."""
+        return runtime.store.remember_signature(digest, utcnow(), replay_window)
+
+    def release(digest: str) -> None:
+        # Only a request that succeeded spends its signature: a retry after a 503 goes through.
+        try:
+            runtime.store.forget_signature(digest)
+        except SQLAlchemyError:  # the store is down: the client must sign its retry anew, as the README asks
+            log.warning("could not release the signature of a failed request")
 
     def remember(digest: str | None) -> None:
-        # Only a request that succeeded spends its signature: a retry after a 503 goes through.
         if digest is not None:
             runtime.store.remember_signature(digest, utcnow(), replay_window)
 
@@ -203,13 +234,9 @@ def build_app(runtime: Runtime) -> Starlette:
                 body = await read_body(request, settings.max_body_bytes)
             except BodyTooLarge:
                 return error(413, f"the body is larger than {settings.max_body_bytes} bytes")
+            except BodyIncomplete:
+                return error(400, "the body ended early")
             why, digest = credentials(request, body)
-            if why is None and digest is not None:
-                try:
-                    why = await run_in_threadpool(replayed, digest)
-                except SQLAlchemyError:
-                    log.exception("store unavailable while checking a signature")
-                    return error(503, "the store is unavailable; nothing was accepted, try again")
             if why:
                 return error(401, why)
             try:
@@ -230,15 +257,30 @@ def build_app(runtime: Runtime) -> Starlette:
             except EventRejected as exc:
                 events_total.labels("rejected").inc(len(batch))
                 return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
+            if digest is not None:
+                try:
+                    fresh = await run_in_threadpool(claim, digest)
+                except SQLAlchemyError:
+                    log.exception("store unavailable while checking a signature")
+                    return error(503, "the store is unavailable; nothing was accepted, try again")
+                if not fresh:
+                    return error(401, "signature already used (a replayed request)")
+            stored = False
             try:
                 result = await intake.submit(events)  # decided and committed with the requests queued with it
+                stored = True
+            except DataError as exc:  # what the door did not foresee: permanent, so not a 503 to retry forever
+                log.warning("the store refused a value of an event: %s", type(exc.orig).__name__)
+                return error(422, "event refused: the store cannot hold one of its values",
+                             problems=[{"path": "$", "message": _first_line(exc.orig)}])
             except SQLAlchemyError:
                 log.exception("store unavailable during ingest")
                 return error(503, "the store is unavailable; nothing was accepted, try again")
             except IntakeClosed:
                 return error(503, "the hook is shutting down; nothing was accepted, try again")
-            if digest is not None:
-                await run_in_threadpool(remember, digest)
+            finally:
+                if digest is not None and not stored:
+                    await run_in_threadpool(release, digest)
             events_total.labels("accepted").inc(len(result.accepted))
             events_total.labels("duplicate").inc(len(result.duplicates))
             return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
@@ -249,6 +291,8 @@ def build_app(runtime: Runtime) -> Starlette:
             body = await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
             return error(413, "body too large")
+        except BodyIncomplete:
+            return error(400, "the body ended early")
         if not settings.webhook_secret:
             return error(401, "webhooks are refused: COURIER_WEBHOOK_SECRET is not set")
         try:
@@ -268,6 +312,8 @@ def build_app(runtime: Runtime) -> Starlette:
         data = payload.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("status"), str):
             return error(422, "message:updated needs data.id and data.status")
+        if _CONTROL.search(data["id"]):  # no message id holds one, and PostgreSQL cannot compare a NUL
+            return error(422, "data.id holds a control character")
         status = COURIER_STATUSES.get(data["status"].upper())
         if status is None:
             return JSONResponse({"ignored": True, "status": data["status"][:50]})
@@ -304,23 +350,33 @@ def build_app(runtime: Runtime) -> Starlette:
     async def prefs(request: Request) -> Response:
         if not admin(request):
             return error(401, "missing or invalid credentials")
-        recipient_id = request.path_params["recipient_id"]
+        recipient_id = request.path_params["recipient_id"]  # a `/` in an id arrives percent-encoded, or as it is
+        why = recipient_problem(recipient_id)
+        if why:
+            return error(422, why, problems=[{"path": "recipient_id", "message": why}])
         if request.method == "GET":
             return JSONResponse({"recipient": recipient_id, "preferences": await run_in_threadpool(runtime.store.preferences, recipient_id)})
         try:
             payload = parse_json(await read_body(request, 65_536))
-        except (ValueError, BodyTooLarge) as exc:
-            return error(400, str(exc) or "body too large")
+        except (ValueError, BodyTooLarge, BodyIncomplete) as exc:
+            return error(400, str(exc) or "body too large or incomplete")
         values = payload.get("preferences") if isinstance(payload, dict) else None
         problems = _check_prefs(runtime, values)
         if problems:
             return error(422, "invalid preferences", problems=problems)
-        return JSONResponse({"recipient": recipient_id, "preferences": await runtime_set_pref(recipient_id, values)})
+        try:
+            stored = await runtime_set_pref(recipient_id, values)
+        except DataError as exc:
+            return error(422, "invalid preferences: the store cannot hold one of the values",
+                         problems=[{"path": "$.preferences", "message": _first_line(exc.orig)}])
+        return JSONResponse({"recipient": recipient_id, "preferences": stored})
 
     async def list_notifications(request: Request) -> Response:
         if not admin(request):
             return error(401, "missing or invalid credentials")
         q = request.query_params
+        if any(_CONTROL.search(value) for _, value in q.multi_items()):
+            return error(400, "a query parameter holds a control character")
         try:
             limit = min(int(q.get("limit", "100")), 1000)
         except ValueError:
@@ -339,6 +395,8 @@ def build_app(runtime: Runtime) -> Starlette:
             within = parse_duration(request.query_params.get("within", "24h"))
         except ValueError as exc:
             return error(400, str(exc))
+        if within > MAX_WITHIN:
+            return error(400, f"within is at most {MAX_WITHIN.days}d")
         now = utcnow()
         rows = await run_in_threadpool(lambda: runtime.store.list(status=["scheduled", "queued"], until=now + within, limit=1000, with_payload=True))
         return JSONResponse({"upcoming": [_row_json(r) for r in rows]})
@@ -356,7 +414,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/events", counted("events", post_events), methods=["POST"]),
         Route("/webhooks/courier", counted("webhooks", courier_webhook), methods=["POST"]),
         Route("/unsubscribe", counted("unsubscribe", unsubscribe), methods=["GET", "POST"]),
-        Route("/recipients/{recipient_id}/preferences", counted("preferences", prefs), methods=["GET", "PUT"]),
+        Route("/recipients/{recipient_id:path}/preferences", counted("preferences", prefs), methods=["GET", "PUT"]),
         Route("/notifications", counted("notifications", list_notifications), methods=["GET"]),
         Route("/notifications/upcoming", counted("upcoming", upcoming), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -379,11 +437,19 @@ def _check_prefs(runtime: Runtime, values: Any) -> list[dict[str, str]]:
     known = set(runtime.config.notifications) | set(runtime.config.categories)
     for key, value in values.items():
         base = key.split(":", 1)[0]
-        if base not in known:
+        if len(key) > MAX_PREFERENCE_KEY or _CONTROL.search(key):
+            problems.append({"path": "$.preferences", "message": f"a key has at most {MAX_PREFERENCE_KEY} characters "
+                                                                 "and no control character"})
+        elif base not in known:
             problems.append({"path": f"$.preferences.{key}", "message": "not a notification id or category"})
         elif value is not None and not isinstance(value, bool):
             problems.append({"path": f"$.preferences.{key}", "message": "must be true, false or null"})
     return problems
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """The driver's reason, without the statement or the values."""
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _row_json(row: dict[str, Any]) -> dict[str, Any]:

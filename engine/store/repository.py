@@ -486,6 +486,11 @@ class Store:
                                .on_conflict_do_nothing().returning(signature_receipts.c.signature)).first()
         return new is not None
 
+    def forget_signature(self, signature: str) -> None:
+        """Forget a recorded signature (the request that recorded it failed): its retry may go through."""
+        with self._tx() as conn:
+            conn.execute(delete(signature_receipts).where(signature_receipts.c.signature == signature[:128]))
+
     def preferences(self, recipient_id: str) -> dict[str, bool]:
         with self.reader.connect() as conn:
             rows = conn.execute(select(preferences.c.key, preferences.c.enabled).where(preferences.c.recipient_id == recipient_id))
