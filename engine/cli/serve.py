@@ -23,6 +23,7 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     import uvicorn
 
     from ..http.app import build_app
+    from ..http.server import raise_open_file_limit, server_config
     from ..queue import make_huey, start_worker
 
     setup_logging()
@@ -40,7 +41,11 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     # before `finally` stops the worker gracefully (tasks in flight would be cut off mid-send).
     signal.signal(signal.SIGTERM, _exit)
     try:
-        uvicorn.run(build_app(rt), host=host, port=port, log_level="warning", access_log=False)
+        log.debug("open-file limit %s", raise_open_file_limit())
+        server = uvicorn.Server(server_config(build_app(rt), host, port))
+        server.run()
+        if not server.started:  # the port is taken, say: uvicorn has logged why
+            raise SystemExit(3)
     finally:
         if stop is not None:
             stop.set()
