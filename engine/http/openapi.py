@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.events import MAX_ID, MAX_INTEGER, TypeLimits, type_limits
 from ..rules.model import Config
+
+# What `engine.core.events.parse_event` refuses beyond the event schemas, said in JSON Schema.
+TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f]*$"  # tab, LF and CR are the only control characters
+ID = "^[^\\u0000-\\u001f\\u007f]*$"  # an id or an address holds none
+LIMITS = (f"Beyond its type's schema, an event is refused (422, with the JSON path) when a string holds a control "
+          f"character other than tab, line feed and carriage return; when an id or an address (the event id, a "
+          f"recipient's id, email and phone, a rule's key) holds any control character; when an integer lies outside "
+          f"±{MAX_INTEGER} (2**53 - 1); when the event id or a recipient's id is longer than {MAX_ID} characters, a "
+          f"rule's key longer than 300, or a rule's idempotency or throttle key would render longer than 500.")
 
 PROBLEMS = {"type": "object", "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {
     "type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}}}
@@ -12,18 +22,18 @@ PROBLEMS = {"type": "object", "properties": {"error": {"type": "string"}, "probl
 
 def openapi(config: Config) -> dict[str, Any]:
     envelopes = []
-    defs: dict[str, Any] = {name: fragment for name, fragment in config.definitions.items()}
+    defs: dict[str, Any] = {name: _bounded(fragment) for name, fragment in config.definitions.items()}
     for name in sorted(config.events):
-        schema = dict(config.events[name].schema)
+        schema = _bounded(dict(config.events[name].schema))
         ref = "event_" + name.replace(".", "_")
         defs[ref] = {
             "type": "object", "additionalProperties": False, "required": ["id", "type", "occurred_at", "data"],
             "description": config.events[name].description,
             "properties": {
-                "id": {"type": "string", "minLength": 1, "maxLength": 200},
+                "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID},
                 "type": {"const": name},
                 "occurred_at": {"type": "string", "format": "date-time"},
-                "data": schema,
+                "data": {"allOf": [schema, _id_limits(type_limits(config, name))]},
             },
         }
         envelopes.append({"$ref": f"#/components/schemas/{ref}"})
@@ -33,7 +43,7 @@ def openapi(config: Config) -> dict[str, Any]:
                               "properties": {"events": {"type": "array", "minItems": 1, "maxItems": 1000, "items": event}}}]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"{config.app.name} notification engine", "version": "1"},
+        "info": {"title": f"{config.app.name} notification engine", "version": "1", "description": LIMITS},
         "components": {"schemas": text, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                                             "signature": {"type": "apiKey", "in": "header", "name": "X-Engine-Signature"}}},
         "security": [{"bearer": []}, {"signature": []}],
@@ -47,13 +57,60 @@ def openapi(config: Config) -> dict[str, Any]:
                         "duplicates": {"type": "array", "items": {"type": "string"}}}}}}},
                     "400": {"description": "Not JSON, or nested more than 200 levels deep"}, "401": {"description": "No valid credentials"},
                     "413": {"description": "Body too large"},
-                    "422": {"description": "An event fails its schema", "content": {"application/json": {"schema": PROBLEMS}}},
+                    "422": {"description": "An event fails its schema or a limit (see the description above)",
+                            "content": {"application/json": {"schema": PROBLEMS}}},
                 }}},
             "/webhooks/courier": {"post": {"summary": "Courier delivery-status webhooks", "security": [],
                                            "responses": {"200": {"description": "Recorded"}, "401": {"description": "Bad signature"}}}},
             "/healthz": {"get": {"security": [], "responses": {"200": {"description": "Alive"}}}},
         },
     }
+
+
+# The JSON Schema keywords whose values are schemas, lists of schemas, or maps of names to schemas.
+_SCHEMAS = {"items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else",
+            "unevaluatedItems", "unevaluatedProperties"}
+_SCHEMA_LISTS = {"allOf", "anyOf", "oneOf", "prefixItems"}
+_SCHEMA_MAPS = {"properties", "patternProperties", "$defs", "dependentSchemas"}
+
+
+def _bounded(schema: Any) -> Any:
+    """A schema whose integers lie within ±MAX_INTEGER and whose strings hold no control
+    character but tab, line feed and carriage return (a string with a pattern of its own gets
+    this one beside it)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _bounded(sub) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_bounded(sub) for sub in value]
+        elif key in _SCHEMAS:
+            out[key] = _bounded(value)
+    types = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
+    if "integer" in types:
+        out["minimum"] = max(out.get("minimum", -MAX_INTEGER), -MAX_INTEGER)
+        out["maximum"] = min(out.get("maximum", MAX_INTEGER), MAX_INTEGER)
+    if "string" in types:
+        if "pattern" in out:
+            out = {"allOf": [out, {"pattern": TEXT}]}
+        else:
+            out["pattern"] = TEXT
+    return out
+
+
+def _id_limits(limits: TypeLimits) -> dict[str, Any]:
+    """The ids and keys of one event type: each path's length and characters."""
+    root: dict[str, Any] = {}
+    for field in limits.ids:
+        node = root
+        for step in field.path:
+            node = node.setdefault("properties", {}).setdefault(step, {})
+        node["pattern"] = ID
+        if field.limit is not None:
+            node["maxLength"] = field.limit
+    return root
 
 
 def _rewrite_refs(value: Any) -> Any:
