@@ -1,29 +1,41 @@
-"""`engine preview`: the core on a virtual clock, with an in-memory timeline as its store.
+"""`engine preview`: the live engine itself, on a scratch database and a virtual clock.
 
-Events are processed in `occurred_at` order; before each one, every send that fell due earlier
-goes out (or is skipped by the send-time checks), exactly as the live engine would have done.
+Nothing here decides anything: the events go through `Runtime.ingest` and the sends through
+`Runtime.sweep` and `Runtime.deliver`, on a SQLite database of their own, with a delivery
+backend that records instead of sending. Only the edges differ from `engine serve`: the clock
+(each event at its `occurred_at`; before it, every send due earlier goes out or is skipped, at
+its own due time), the store (a scratch file) and the backend.
 """
 
 from __future__ import annotations
 
+import gc
 import json
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .core import policy
-from .core.decide import CANCELLED_BY, Cancel, DigestItem, Renderer, Send, decide, digest_send
+from .core.decide import Renderer, Send
 from .core.events import Event, EventRejected, parse_event
+from .delivery.base import Outcome
 from .rules.model import Config
 from .rules.timeparse import format_instant
+from .runtime import Runtime
+from .settings import Settings
+from .store.db import scratch
+from .store.repository import Store
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+PENDING = {"scheduled", "queued", "sending"}
+Progress = Callable[[int, int], None]  # (events done, events in all)
 
 
 @dataclass
 class Row:
     send: Send
-    status: str  # scheduled | sent | skipped | cancelled
+    status: str  # scheduled | sent | skipped | cancelled | failed
     reason: str | None
     seq: int
 
@@ -31,9 +43,7 @@ class Row:
         return (self.send.send_at, self.send.notification, self.send.recipient_id, self.seq)
 
     def as_json(self) -> dict[str, Any]:
-        status = self.status
-        if status == "scheduled":
-            status = "pending"
+        status = "pending" if self.status in PENDING else self.status
         s = self.send
         return {
             "notification": s.notification,
@@ -54,107 +64,9 @@ class Row:
 
 
 @dataclass
-class DigestBucket:
-    first: DigestItem
-    items: list[Mapping[str, Any]] = field(default_factory=list)
-    done: bool = False
-
-
-@dataclass
 class Rejected:
     line: int
     problems: list[tuple[str, str]]
-
-
-class Timeline:
-    """The preview's store: the same decisions the live store would record, in memory."""
-
-    def __init__(self, config: Config, renderer: Renderer, preferences: Mapping[str, policy.Preferences]):
-        self.config = config
-        self.renderer = renderer
-        self.preferences = preferences
-        self.rows: list[Row] = []
-        self.digests: dict[str, DigestBucket] = {}
-        self.seen: set[str] = set()
-        self.duplicates: list[str] = []
-
-    def process(self, event: Event) -> None:
-        self.advance(event.occurred_at)
-        if event.id in self.seen:
-            self.duplicates.append(event.id)
-            return
-        self.seen.add(event.id)
-        for decision in decide(self.config, event, event.occurred_at, self.renderer):
-            self.apply(decision)
-
-    def apply(self, decision: Cancel | Send | DigestItem) -> None:
-        if isinstance(decision, Cancel):
-            for row in self.rows:
-                if (row.status == "scheduled" and row.send.notification == decision.notification
-                        and row.send.key == decision.key):
-                    row.status, row.reason = "cancelled", decision.reason
-        elif isinstance(decision, Send):
-            if decision.replan and any(
-                    r.send.notification == decision.notification and r.send.key == decision.key
-                    and r.status == "cancelled" and (r.reason or "").startswith(CANCELLED_BY) for r in self.rows):
-                return
-            self.rows.append(Row(decision, decision.status, decision.reason, len(self.rows)))
-        else:
-            bucket = self.digests.setdefault(decision.bucket, DigestBucket(decision))
-            if bucket.done:
-                return  # the period's digest already went out; a late event cannot join it
-            bucket.items.append(decision.item)
-
-    def _digest_row(self, bucket: DigestBucket) -> None:
-        rule = self.config.notifications[bucket.first.notification]
-        send = digest_send(self.config, rule, bucket.first.recipient, bucket.items,
-                           bucket.first.period_start, bucket.first.period_end,
-                           bucket.first.send_at, self.renderer)
-        self.rows.append(Row(send, send.status, send.reason, len(self.rows)))
-
-    def _due_digests(self, until: datetime) -> None:
-        for bucket in self.digests.values():
-            if not bucket.done and bucket.first.send_at <= until:
-                self._digest_row(bucket)
-                bucket.done = True
-
-    def pending_digests(self) -> None:
-        """Digests still collecting when the clock stops are due after it: show them pending,
-        rendered from what they hold so far."""
-        for bucket in self.digests.values():
-            if not bucket.done:
-                self._digest_row(bucket)
-
-    def advance(self, until: datetime) -> None:
-        """Every send due at or before `until` goes out or is skipped, in time order."""
-        self._due_digests(until)
-        due = sorted((r for r in self.rows if r.status == "scheduled" and r.send.send_at <= until), key=Row.sort_key)
-        for row in due:
-            if row.status == "scheduled":
-                self.fire(row)
-
-    def fire(self, row: Row) -> None:
-        s = row.send
-        rule = self.config.notifications.get(s.notification)
-        throttle = None
-        if rule and rule.throttle:
-            since = s.send_at - rule.throttle.window
-            count = sum(1 for r in self.rows if r.status == "sent" and r.send.notification == s.notification
-                        and r.send.recipient_id == s.recipient_id and r.send.throttle_key == s.throttle_key
-                        and r.send.send_at > since)
-            throttle = (count, rule.throttle.limit)
-        rate = None
-        if self.config.rate_limit:
-            since = s.send_at - self.config.rate_limit.window
-            rate = sum(1 for r in self.rows if r.status == "sent" and r.send.recipient_id == s.recipient_id
-                       and policy.can_opt_out(self.config, r.send.category) and r.send.send_at > since)
-        verdict = policy.check(self.config, s.notification, s.category, s.channels,
-                               self.preferences.get(s.recipient_id, {}), throttle, rate)
-        row.send = replace(s, channels=verdict.channels)
-        row.status, row.reason = ("skipped", verdict.skip) if verdict.skip else ("sent", None)
-
-    def outcomes(self) -> list[Row]:
-        return sorted(self.rows, key=Row.sort_key)
 
 
 @dataclass
@@ -163,6 +75,15 @@ class Result:
     rejected: list[Rejected]
     duplicates: list[str]
     until: datetime | None
+
+
+class RecordingBackend:
+    """The preview's delivery edge: every send is accepted, nothing leaves the process."""
+
+    name = "preview"
+
+    def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+        return Outcome("sent", request_id=f"preview:{idempotency_key}"[:200])
 
 
 def read_events(lines: Iterable[str]) -> tuple[list[tuple[int, Any]], list[Rejected]]:
@@ -174,11 +95,14 @@ def read_events(lines: Iterable[str]) -> tuple[list[tuple[int, Any]], list[Rejec
             found.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             rejected.append(Rejected(number, [("$", f"not JSON: {exc.msg} (column {exc.colno})")]))
+        except RecursionError:
+            rejected.append(Rejected(number, [("$", "not readable: nested too deeply")]))
     return found, rejected
 
 
 def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | None = None,
-        renderer: Renderer = Renderer(), preferences: Mapping[str, policy.Preferences] | None = None) -> Result:
+        renderer: Renderer = Renderer(), preferences: Mapping[str, policy.Preferences] | None = None,
+        progress: Progress | None = None) -> Result:
     """Process the events on a virtual clock; stop at `until` or when nothing is left pending."""
     events, rejected = [], []
     for number, raw in raw_events:
@@ -186,13 +110,73 @@ def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | Non
             events.append(parse_event(raw, config))
         except EventRejected as exc:
             rejected.append(Rejected(number, exc.problems))
-    timeline = Timeline(config, renderer, preferences or {})
-    for event in sorted(events, key=lambda e: e.occurred_at):
+    events.sort(key=lambda e: e.occurred_at)
+    # The rules and the events stay for the whole run: kept out of the collector's full passes,
+    # which would otherwise walk all of them again and again (a run would grow faster than its input).
+    gc.freeze()
+    try:
+        with scratch_runtime(config, renderer) as runtime:
+            for recipient_id, prefs in (preferences or {}).items():
+                runtime.store.set_preferences(recipient_id, dict(prefs), events[0].occurred_at if events else FAR_FUTURE)
+            duplicates = replay(runtime, events, until, progress)
+            rows = outcomes(runtime, until or FAR_FUTURE)
+    finally:
+        gc.unfreeze()
+    return Result(rows, rejected, duplicates, until)
+
+
+def replay(runtime: Runtime, events: list[Event], until: datetime | None, progress: Progress | None) -> list[str]:
+    """Each event at its own time, after every send due before it; then the sends due by `until`."""
+    duplicates: list[str] = []
+    due = runtime.store.next_due()
+    for done, event in enumerate(events):
         if until is not None and event.occurred_at > until:
             break
-        timeline.process(event)
-    timeline.advance(until or FAR_FUTURE)
-    timeline.pending_digests()
-    return Result(timeline.outcomes(), rejected, timeline.duplicates, until)
+        if due is not None and due <= event.occurred_at:
+            runtime.sweep(event.occurred_at, on_time=True)
+        [result] = runtime.ingest_many([[event]], event.occurred_at)
+        if isinstance(result, Exception):
+            raise result
+        duplicates += result.duplicates
+        due = runtime.store.next_due()
+        if progress is not None and done % 1000 == 0:
+            progress(done, len(events))
+    end = until or FAR_FUTURE
+    while runtime.sweep(end, on_time=True):
+        pass
+    if progress is not None:
+        progress(len(events), len(events))
+    return duplicates
 
 
+def outcomes(runtime: Runtime, until: datetime) -> list[Row]:
+    """Every row the engine recorded, and the digests still collecting when the clock stopped
+    (shown pending, rendered from what they hold so far, as `engine upcoming` shows them)."""
+    store = runtime.store
+    people = store.people()
+    rows = [_row(r, people) for r in store.rows()]
+    for digest in store.due_digests(FAR_FUTURE, limit=None):
+        send = runtime.digest_send(digest, until)
+        if send is not None:
+            rows.append(Row(send, send.status, send.reason, len(rows) + 1_000_000_000))
+    return sorted(rows, key=Row.sort_key)
+
+
+def _row(r: Mapping[str, Any], people: Mapping[str, Mapping[str, Any]]) -> Row:
+    message = (r.get("message") or {}).get("message", {})
+    recipient = people.get(r["recipient_id"]) or {"id": r["recipient_id"]}
+    send = Send(r["notification"], recipient, r["event_id"] or "", r["send_at"], "scheduled", r["reason"],
+                tuple(r["channels"]), r["category"], r["key"], r["template_key"], r["template"],
+                message.get("data", {}), r["idempotency_key"], None, r["variant"])
+    return Row(send, r["status"], r["reason"], r["id"])
+
+
+@contextmanager
+def scratch_runtime(config: Config, renderer: Renderer) -> Iterator[Runtime]:
+    """The live runtime on a database of its own in memory, thrown away afterwards."""
+    engine = scratch()
+    try:
+        settings = Settings(config_path="", database_url="sqlite://", queue_url="", env=renderer.env)
+        yield Runtime(settings, config, Store(engine), RecordingBackend(), dict(renderer.environ))
+    finally:
+        engine.dispose()

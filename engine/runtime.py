@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 from .core import policy
-from .core.decide import Renderer, Send, decide, digest_send
+from .core.decide import Renderer, Send, decide, digest_send, plan
 from .core.events import Event, EventRejected, parse_event
-from .core.rendering import render
-from .core.matching import context
-from .core.timing import recipient_zone
+from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
 from .rules.loader import load
 from .rules.model import Config
@@ -36,6 +34,25 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     base = min(600.0, 2.0 ** (attempt - 1))
     delay = base * (0.5 + random.random() / 2)
     return max(delay, retry_after or 0.0)
+
+
+def addressed(message: Mapping[str, Any], verdict: policy.Verdict) -> dict[str, Any]:
+    """The stored Courier message with the template id and channels the send-time verdict settled on."""
+    body = dict(message.get("message", {}))
+    if verdict.template:
+        body["template"] = verdict.template
+    body["routing"] = {"method": "single", "channels": list(verdict.channels)}
+    return {"message": body}
+
+
+def with_person(data: Mapping[str, Any], path: str, person: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `data` with `person` at the dotted `path`, over the fields the data gave that
+    person (the mappings on the way are copied, not changed)."""
+    head, _, rest = path.partition(".")
+    out = dict(data)
+    found = out.get(head) if isinstance(out.get(head), Mapping) else {}
+    out[head] = with_person(found, rest, person) if rest else {**found, **person}
+    return out
 
 
 def _logged(result: IngestResult | Exception) -> Any:
@@ -118,32 +135,43 @@ class Runtime:
         return [d if isinstance(d, Exception) else _logged(next(stored)) for d in decided]
 
     # -- the sweep: the database is the source of truth, the queue only carries "send N now" --------
-    def sweep(self, now: datetime | None = None) -> int:
+    def sweep(self, now: datetime | None = None, *, on_time: bool = False) -> int:
+        """Close the digests due by `now` and hand out the sends due by then; returns how many.
+
+        `on_time` is the virtual clock of `engine preview`: each digest closes and each send is
+        delivered at its own due time, as a sweep that never sleeps would have done it."""
         now = now or utcnow()
         for digest in self.store.due_digests(now):
-            self._close_digest(digest, now)
+            self.close_digest(digest, digest["send_at"] if on_time else now)
         # A queued row whose task was lost, or a claim whose worker died, is handed out again. Doing
         # it early is safe: a claim is atomic, and a second attempt carries the same Idempotency-Key.
         timeout = self.settings.courier_timeout
-        ids = self.store.queue_due(now, requeue_after=timedelta(seconds=max(5.0, 2 * timeout)),
-                                   stale_sending=timedelta(seconds=2 * timeout + 5), max_attempts=self.settings.max_attempts)
-        for notification_id in ids:
+        due = self.store.queue_due_times(now, requeue_after=timedelta(seconds=max(5.0, 2 * timeout)),
+                                         stale_sending=timedelta(seconds=2 * timeout + 5),
+                                         max_attempts=self.settings.max_attempts)
+        for notification_id, send_at in due:
             if self.enqueue is not None:
                 self.enqueue(notification_id)
             else:
-                self.deliver(notification_id, now)
-        return len(ids)
+                self.deliver(notification_id, send_at if on_time else now)
+        return len(due)
 
-    def _close_digest(self, digest: dict[str, Any], now: datetime) -> None:
+    def close_digest(self, digest: dict[str, Any], now: datetime) -> None:
+        """Render a due digest from every item it collected and schedule its one send."""
+        send = self.digest_send(digest, now)
+        if send is not None:
+            self.store.close_digest(digest["bucket"], send, now, items=len(digest["items"]))
+
+    def digest_send(self, digest: dict[str, Any], now: datetime) -> Send | None:
+        """The send a digest makes from what it holds (None when its rule is gone)."""
         rule = self.config.notifications.get(digest["notification"])
         if rule is None:
-            return
+            return None
         # The store gives instants back in UTC; the core made the period in the recipient's zone, and
-        # renders (and keys) the digest from it: hand it the same local times, as `engine preview` does.
+        # renders (and keys) the digest from it: hand it the same local times.
         tz = recipient_zone(digest["recipient"], self.config.timezone)
-        send = digest_send(self.config, rule, digest["recipient"], digest["items"], digest["period_start"].astimezone(tz),
+        return digest_send(self.config, rule, digest["recipient"], digest["items"], digest["period_start"].astimezone(tz),
                            digest["period_end"].astimezone(tz), digest["send_at"], self.renderer(now))
-        self.store.close_digest(digest["bucket"], send, now, items=len(digest["items"]))
 
     # -- delivery -------------------------------------------------------------------------------
     def deliver(self, notification_id: int, now: datetime | None = None) -> str:
@@ -155,11 +183,8 @@ class Runtime:
             return "not claimed"
         if verdict.skip:
             return "skipped"
-        message = claimed.message
-        if verdict.channels != claimed.channels and message:
-            message = {"message": {**message["message"], "routing": {"method": "single", "channels": list(verdict.channels)}}}
         try:
-            outcome = self.backend.send(message, claimed.idempotency_key)
+            outcome = self.backend.send(addressed(claimed.message, verdict), claimed.idempotency_key)
         except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
             log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)
             outcome = Outcome("retry", error=f"unexpected {type(exc).__name__}")
@@ -169,28 +194,41 @@ class Runtime:
         elif outcome.status == "retry" and claimed.attempts < self.settings.max_attempts:
             retry_at = done + timedelta(seconds=backoff(claimed.attempts, outcome.retry_after))
             status, kwargs = "scheduled", {"reason": "retry", "error": outcome.error, "retry_at": retry_at}
-            log.warning("retrying %s #%d at %s: %s", claimed.notification, claimed.id, retry_at.isoformat(), outcome.error)
         else:
             status, kwargs = "failed", {"reason": outcome.error, "error": outcome.error}
-            log.error("failed %s #%d: %s", claimed.notification, claimed.id, outcome.error)
-        if not self.store.finish(claimed, status, done, **kwargs):
+        recorded = self.store.finish(claimed, status, done, **kwargs)
+        if recorded is None:
             return "not claimed"  # another worker took the row over (this claim went stale)
-        log.debug("%s %s #%d via %s", status, claimed.notification, claimed.id, self.backend.name)
-        return status
+        if recorded == "scheduled":
+            log.warning("retrying %s #%d at %s: %s", claimed.notification, claimed.id,
+                        kwargs["retry_at"].isoformat(), outcome.error)  # type: ignore[union-attr]
+        elif recorded == "failed":
+            log.error("failed %s #%d: %s", claimed.notification, claimed.id, outcome.error)
+        log.debug("%s %s #%d via %s", recorded, claimed.notification, claimed.id, self.backend.name)
+        return recorded
 
     def _check(self, claimed: Any, counts: Any, now: datetime) -> policy.Verdict:
-        """Preferences, throttle and rate limit, decided in the claim's transaction."""
-        rule = self.config.notifications.get(claimed.notification)
+        """The send-time verdict, decided in the claim's transaction: the rules in force (a paused or
+        removed notification is not sent; the template id is the one mapped now), then preferences,
+        throttle and rate limit."""
+        ended = policy.in_force(self.config, claimed.notification)
+        if ended is not None:
+            return policy.Verdict(claimed.channels, ended)
+        rule = self.config.notifications[claimed.notification]
+        template = self.config.template_id(self.settings.env, claimed.template_key or "", self.environ)
+        if not template:
+            return policy.Verdict(claimed.channels, f"no Courier template id for {claimed.template_key!r} "
+                                                    f"in templates_map/{self.settings.env}.yaml")
         throttle = None
-        if rule is not None and rule.throttle is not None:
+        if rule.throttle is not None:
             throttle = (counts.sent(claimed.throttle_key, now - rule.throttle.window), rule.throttle.limit)
         rate = None
         if self.config.rate_limit is not None:
             optional = [c for c, cat in self.config.categories.items() if cat.opt_out]
             rate = counts.recent(now - self.config.rate_limit.window, optional)
-        prefs = counts.preferences()
-        category = rule.category if rule else claimed.category
-        return policy.check(self.config, claimed.notification, category, claimed.channels, prefs, throttle, rate)
+        verdict = policy.check(self.config, claimed.notification, rule.category, claimed.channels, counts.preferences(),
+                               throttle, rate)
+        return replace(verdict, template=template)
 
     # -- the Python API ---------------------------------------------------------------------------
     def emit(self, event: Mapping[str, Any], now: datetime | None = None) -> IngestResult:
@@ -199,32 +237,55 @@ class Runtime:
 
     def schedule(self, notification: str, recipient: Mapping[str, Any] | str, at: datetime,
                  data: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None,
-                 now: datetime | None = None) -> int | None:
+                 example: bool = False, now: datetime | None = None) -> int | None:
         """Schedule one notification of a declared type for `recipient` at `at`, with `data` as the
-        event data its rule renders from (its example's data when omitted). Returns the row id."""
+        event data its rule renders from (the rule's example data only with `example=True`).
+
+        The send is planned by the core as an event's would be: the rule's condition, key (so its
+        cancel_on and reschedule_on events reach it), throttle key, variant and idempotency key
+        apply. Returns the row id, or None when a send with its idempotency key exists already."""
         now = now or utcnow()
+        send = self._plan_direct(notification, recipient, at, data, example, now)
+        if idempotency_key is not None:
+            send = replace(send, idempotency_key=idempotency_key)
+        return self.store.schedule_direct(send, now)
+
+    def _plan_direct(self, notification: str, recipient: Mapping[str, Any] | str, at: datetime,
+                     data: Mapping[str, Any] | None, example: bool, now: datetime) -> Send:
         rule = self.config.notifications.get(notification)
         if rule is None:
             raise KeyError(f"unknown notification {notification!r}")
+        if data is None:
+            if not example or rule.example is None:
+                raise ValueError(f"{notification}: give the event data its rule renders from"
+                                 + (" (or ask for the rule's example data explicitly)" if rule.example else ""))
+            data = rule.example.data
         person = self._person(recipient)
-        payload = dict(data if data is not None else (rule.example.data if rule.example else {}))
+        payload = with_person(data, rule.audience, person)
+        at = at.astimezone(timezone.utc)
         event = Event(f"direct:{notification}:{person['id']}:{at.isoformat()}", rule.triggers[0], now, payload)
-        ctx = context(self.config, rule, event, person)
-        rendered = render(self.config, rule, ctx, person, self.settings.env, self.environ, self.renderer(now).unsubscribe)
-        send = Send(notification, person, "", at.astimezone(timezone.utc), "scheduled", None, rule.channels, rule.category,
-                    None, rendered.template_key, rendered.template, rendered.data,
-                    idempotency_key or f"{notification}:{person['id']}:direct:{at.astimezone(timezone.utc).isoformat()}")
-        return self.store.schedule_direct(send, now)
+        renderer = self.renderer(now)
+        if rule.digest:
+            tz = recipient_zone(person, self.config.timezone)
+            period = digest_period(rule.digest, at, tz)
+            return digest_send(self.config, rule, person, [payload], period.start, period.end, at, renderer)
+        planned = [d for d in plan(self.config, rule, event, now, renderer, at) if isinstance(d, Send)]
+        if not planned:
+            raise ValueError(f"{notification}: its condition does not hold for this data")
+        return planned[0]
 
     def send_now(self, notification: str, recipient: Mapping[str, Any] | str, data: Mapping[str, Any] | None = None,
-                 *, idempotency_key: str | None = None, now: datetime | None = None) -> str:
-        """Send one notification now (through the same claim and checks); returns its status."""
+                 *, idempotency_key: str | None = None, example: bool = False, now: datetime | None = None) -> str:
+        """Send one notification now (through the same claim and checks); returns its status, or
+        'duplicate' when a send with its idempotency key exists already."""
         now = now or utcnow()
-        row_id = self.schedule(notification, recipient, now, data, idempotency_key=idempotency_key, now=now)
+        row_id = self.schedule(notification, recipient, now, data, idempotency_key=idempotency_key,
+                               example=example, now=now)
         if row_id is None:
             return "duplicate"
         # Only this row: other due rows stay `scheduled` for the sweep (queued here, nobody might deliver them).
-        self.store.queue_due(now, ids=[row_id])
+        if not self.store.queue_due(now, ids=[row_id]):
+            return self.store.status(row_id)  # planned skipped (a render failure): nothing to deliver
         return self.deliver(row_id, now)
 
     def _person(self, recipient: Mapping[str, Any] | str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 
 import click
 
@@ -36,10 +37,14 @@ def command(notification: str, user_id: str | None, email: str | None, data_path
         recipient = rt.store.recipient_by_email(email) or {"id": test_id, "email": email, "name": email.split("@")[0]}
     else:
         recipient = user_id  # type: ignore[assignment]
+    # A test send goes out each time it is asked for: its own idempotency key, not the rule's.
+    key = f"send-test:{notification}:{uuid.uuid4().hex}"
     try:
-        status = rt.send_now(notification, recipient, data, idempotency_key=None)
+        status = rt.send_now(notification, recipient, data, idempotency_key=key, example=data is None)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{notification}: {status} (via {rt.backend.name})")
     if status not in ("sent",):
         raise click.exceptions.Exit(1)

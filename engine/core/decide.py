@@ -9,7 +9,7 @@ this very function.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, Union
 
 from ..rules import expressions
@@ -17,7 +17,7 @@ from ..rules.model import Config, Notification
 from .events import Event
 from .matching import cancelled, condition_holds, context, read_path, rescheduled, triggered
 from .rendering import RenderError, UnsubscribeLinker, render
-from .timing import digest_period, recipient_zone, send_time
+from .timing import When, digest_period, recipient_zone, send_time
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,10 @@ def decide(config: Config, event: Event, now: datetime, renderer: Renderer = Ren
     return decisions
 
 
-def plan(config: Config, rule: Notification, event: Event, now: datetime, renderer: Renderer) -> list[Decision]:
-    """The send (or digest item) one rule makes of one event, if its condition holds."""
+def plan(config: Config, rule: Notification, event: Event, now: datetime, renderer: Renderer,
+         at: datetime | None = None) -> list[Decision]:
+    """The send (or digest item) one rule makes of one event, if its condition holds; `at`, when
+    given, is the send time instead of the rule's schedule (a send the application times itself)."""
     try:
         recipient = dict(read_path(event.data, rule.audience))
     except (KeyError, TypeError, ValueError):
@@ -125,7 +127,7 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
         return [DigestItem(rule.id, recipient, event.id, bucket, period.start, period.end, period.send_at,
                            event.data, rule.channels, rule.category)]
     ctx = context(config, rule, event, recipient)
-    when = send_time(rule.schedule, event, tz, now)
+    when = send_time(rule.schedule, event, tz, now) if at is None else When(at.astimezone(timezone.utc))
     key = str(read_path(event.data, rule.key)) if rule.key else None
     try:
         rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)

@@ -19,6 +19,16 @@ Preferences = Mapping[str, bool]
 class Verdict:
     channels: tuple[str, ...]
     skip: str | None = None
+    template: str | None = None  # the Courier template id in force when the send goes out
+
+
+def in_force(config: Config, notification: str) -> str | None:
+    """Why a due send of `notification` must not go out under the rules in force, or None:
+    `removed` when no rule declares it any more, `paused` when its rule says `enabled: false`."""
+    rule = config.notifications.get(notification)
+    if rule is None:
+        return "removed"
+    return None if rule.enabled else "paused"
 
 
 def can_opt_out(config: Config, category: str) -> bool:

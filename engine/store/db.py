@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.engine import make_url
 
 from .checkpoint import BACKSTOP_PAGES, CHECKPOINTER
@@ -38,11 +40,7 @@ def connect(url: str) -> Engine:
             cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             cur.close()
 
-        @event.listens_for(engine, "begin")
-        def _begin(conn):  # type: ignore[no-untyped-def]
-            # Writers take the lock up front (no deadlocking lock upgrades); readers use a plain
-            # BEGIN, which in WAL mode never blocks a writer nor waits for one.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+        _begin_explicitly(engine)
 
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             CHECKPOINTER.watch(engine, parsed.database)
@@ -50,6 +48,35 @@ def connect(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _begin_explicitly(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        # Writers take the lock up front (no deadlocking lock upgrades); readers use a plain
+        # BEGIN, which in WAL mode never blocks a writer nor waits for one.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE")
+
+
+_SCRATCH: list[sqlite3.Connection] = []
+_SCRATCH_LOCK = threading.Lock()
+
+
+def scratch() -> Engine:
+    """A database in memory with every migration applied, for one run of `engine preview`: one
+    connection, shared by everything that uses the engine, and gone with it. The migrated schema is
+    made once per process and copied (migrating takes far longer than copying)."""
+    with _SCRATCH_LOCK:
+        if not _SCRATCH:
+            empty = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+            upgrade(empty)
+            _SCRATCH.append(empty.raw_connection().dbapi_connection)  # type: ignore[arg-type]
+        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        _SCRATCH[0].backup(db)
+    db.execute("PRAGMA foreign_keys=ON")
+    engine = create_engine("sqlite://", poolclass=StaticPool, creator=lambda: db)
+    _begin_explicitly(engine)
+    return engine
 
 
 def _wal(cur: Any) -> None:

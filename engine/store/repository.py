@@ -69,6 +69,8 @@ class Claimed:
     attempts: int
     send_at: datetime
     claimed_at: datetime | None = None
+    template_key: str | None = None
+    template: str | None = None  # the template id it was scheduled with (the verdict gives the one in force)
 
 
 class Counts:
@@ -136,7 +138,7 @@ class _Pending:
         if self.cancels:
             self.flush()
         pairs = list(dict.fromkeys((s.notification, s.key) for s in sends))
-        self.cur.execute(self.store.sql.ended_by_cancel(len(pairs)), [v for n, k in pairs for v in (n, k, _ENDED_BY_CANCEL)])
+        self.cur.execute(self.store.sql.ended_by_cancel(len(pairs)), [v for n, k in pairs for v in (n, k, _ENDED_BY_CANCEL, _ENDED_BY_CANCEL)])
         return {(n, k) for n, k in self.cur.fetchall()}
 
     def flush(self) -> None:
@@ -145,6 +147,7 @@ class _Pending:
             self.cur.executemany(self.store.sql.cancel_history, params)
             self.cur.executemany(self.store.sql.cancel, params)
             self.cancelled += self.cur.rowcount
+            self.cur.executemany(self.store.sql.cancel_in_flight, params)
             self.cancels = {}
         if self.sends:
             self.scheduled += self.store._insert_sends(self.cur, self.sends)
@@ -161,6 +164,8 @@ class Store:
         self._driver_error = engine.dialect.loaded_dbapi.Error
         self._group = GroupCommit(self._write_lock, self._cursor, self._wrap) if self._write_lock is not None else None
         self._writer: Any = None  # SQLite: the pooled connection the writes run on, kept out of the pool (`_cursor`)
+        # An in-memory database lives in its one pooled connection: writes use it as everything else does.
+        self._keep_writer = self._write_lock is not None and engine.url.database not in (None, "", ":memory:")
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
         self.sql = Statements(self.dialect)
@@ -188,7 +193,7 @@ class Store:
         SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
         On SQLite the caller holds the write lock (`_write` sees to it)."""
         conn = None
-        keep = self._write_lock is not None  # SQLite: one writer at a time, so one connection kept for it
+        keep = self._keep_writer  # SQLite: one writer at a time, so one connection kept for it
         try:
             conn = self._writer if keep and self._writer is not None else self._connection(keep)
             cur = conn.cursor()
@@ -233,6 +238,22 @@ class Store:
             with self._cursor() as cur:
                 return op(cur)
         return self._group.run(op)
+
+    def _read(self, op: Callable[[Any], T]) -> T:
+        """op(cursor) on a pooled connection, for reads on the hot paths (`Statements`)."""
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            try:
+                return op(cur)
+            finally:
+                cur.close()
+                if self.sql.pg:
+                    conn.rollback()  # psycopg opened a transaction for the reads: end it
+        except self._driver_error as exc:
+            raise self._wrap(exc) from exc
+        finally:
+            conn.close()
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table))
@@ -358,6 +379,11 @@ class Store:
             stored = conn.scalar(select(recipients.c.profile).where(recipients.c.id == recipient_id))
         return self.codec.loads(stored) if stored else None
 
+    def people(self) -> dict[str, dict[str, Any]]:
+        """Every recipient's profile, by id."""
+        with self.reader.connect() as conn:
+            return {rid: self.codec.loads(p) for rid, p in conn.execute(select(recipients.c.id, recipients.c.profile))}
+
     def recipient_by_email(self, email: str) -> dict[str, Any] | None:
         with self.reader.connect() as conn:
             for stored in conn.scalars(select(recipients.c.profile)):
@@ -386,32 +412,41 @@ class Store:
         Rows `queued` for longer than `requeue_after` (their queue task was lost) and rows
         `sending` for longer than `stale_sending` (their worker died) are queued again; the
         retry carries the same Idempotency-Key, so Courier does not send twice. A dead claim that
-        has used up `max_attempts` fails instead of being handed out forever.
-        `ids` limits the hand-off to those rows.
+        has used up `max_attempts` fails instead of being handed out forever, and one that a
+        cancel reached while it was being sent ends cancelled. `ids` limits the hand-off to those rows.
         """
-        n = notifications.c
-        if max_attempts is not None and ids is None:
-            with self._tx() as conn:
-                dead = conn.scalars(update(notifications).where(
-                    n.status == "sending", n.claimed_at < now - stale_sending, n.attempts >= max_attempts,
-                ).values(status="failed", reason="the worker died on every attempt", updated_at=now).returning(n.id)).all()
-                if dead:
-                    conn.execute(insert(history), [{"notification_id": i, "status": "failed",
-                                                    "reason": "the worker died on every attempt", "at": now} for i in dead])
-        due = or_(
-            and_(n.status == "scheduled", n.send_at <= now),
-            and_(n.status == "queued", n.queued_at < now - requeue_after),
-            and_(n.status == "sending", n.claimed_at < now - stale_sending),
-        )
-        if ids is not None:
-            due = and_(due, n.id.in_(list(ids)))
-        pick = select(n.id).where(due).order_by(n.send_at).limit(limit)
-        if self.dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        with self._tx() as conn:
-            ids = conn.scalars(update(notifications).where(n.id.in_(pick.scalar_subquery()), due)
-                               .values(status="queued", queued_at=now, updated_at=now).returning(n.id)).all()
-        return list(ids)
+        return [i for i, _ in self.queue_due_times(now, limit, requeue_after, stale_sending, ids, max_attempts)]
+
+    def queue_due_times(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
+                        stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None,
+                        max_attempts: int | None = None) -> list[tuple[int, datetime]]:
+        """`queue_due`, with each row's due time: (id, send_at), earliest first."""
+        sql, at = self.sql, self.sql.time(now)
+        due = (at, sql.time(now - requeue_after), sql.time(now - stale_sending))
+        among = tuple(ids or ())
+
+        def op(cur: Any) -> list[tuple[int, datetime]]:
+            if ids is None:
+                self._end_dead_claims(cur, at, due[2], max_attempts)
+            cur.execute(sql.queue_due(len(among)), (at, at, *due, *among, limit, *due))
+            return sorted(((i, sql.read_time(t)) for i, t in cur.fetchall()), key=lambda r: (r[1], r[0]))  # type: ignore[return-value]
+
+        if ids is not None and not among:
+            return []
+        return self._write(op)
+
+    def _end_dead_claims(self, cur: Any, at: Any, claimed_before: Any, max_attempts: int | None) -> None:
+        """Claims whose worker died: cancelled when a cancel reached them meanwhile, failed when
+        they used up their attempts (the others are handed out again)."""
+        sql = self.sql
+        cur.execute(sql.end_cancelled_claims, (at, claimed_before))
+        ended = [(i, "cancelled", why, at) for i, why in cur.fetchall()]
+        if max_attempts is not None:
+            why = "the worker died on every attempt"
+            cur.execute(sql.end_spent_claims, (why, at, claimed_before, max_attempts))
+            ended += [(i, "failed", why, at) for (i,) in cur.fetchall()]
+        if ended:
+            cur.executemany(sql.add_history, ended)
 
     def claim(self, notification_id: int, now: datetime) -> Claimed | None:
         """Atomically take a queued row for sending; None if it was cancelled or taken."""
@@ -436,9 +471,10 @@ class Store:
         if row is None:
             return None, None
         (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
-         send_at) = row
+         send_at, template_key, template) = row
         claimed = Claimed(row_id, notification, recipient_id, category, sql.read_channels(channels), throttle_key,
-                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now)  # type: ignore[arg-type]
+                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now,  # type: ignore[arg-type]
+                          template_key, template)
         verdict = None
         if check is not None:
             if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
@@ -449,11 +485,20 @@ class Store:
             cur.execute(sql.add_history, (row_id, "skipped", verdict.skip, at))
         else:
             cur.execute(sql.add_history, (row_id, "sending", f"attempt {attempts}", at))
+            self._settle(cur, claimed, verdict)
         return claimed, verdict
 
+    def _settle(self, cur: Any, claimed: Claimed, verdict: Any) -> None:
+        """The row records the template id and channels it goes out with, when the verdict changed them."""
+        template = getattr(verdict, "template", None) or claimed.template
+        channels = getattr(verdict, "channels", None) or claimed.channels
+        if template != claimed.template or tuple(channels) != claimed.channels:
+            cur.execute(self.sql.settle, (template, self.sql.channels(tuple(channels)), claimed.id))
+
     def finish(self, claimed: Claimed, status: str, now: datetime, *, reason: str | None = None,
-               request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> bool:
-        """Record the outcome of a claimed send; False if the claim was lost (another worker took over)."""
+               request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> str | None:
+        """Record the outcome of a claimed send; returns the status recorded (`cancelled` for a retry
+        when a cancel came during the attempt), or None if the claim was lost (another worker took over)."""
         sql, at = self.sql, self.sql.time(now)
         sent = status == "sent"
         params: list[Any] = [status, reason, at]
@@ -463,11 +508,14 @@ class Store:
             params.append(error[:1000])
         if retry_at is not None:
             params.append(sql.time(retry_at))
-        def op(cur: Any) -> bool:
+        def op(cur: Any) -> str | None:
             cur.execute(sql.finish(sent, error is not None, retry_at is not None), (*params, claimed.id, claimed.attempts))
-            if cur.rowcount:
-                cur.execute(sql.add_history, (claimed.id, status, reason or error, at))
-            return bool(cur.rowcount)
+            found = cur.fetchone()
+            if found is not None:
+                recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile
+                cur.execute(sql.add_history, (claimed.id, recorded, why if recorded != status else reason or error, at))
+                return str(recorded)
+            return None
 
         return self._write(op)
 
@@ -506,19 +554,22 @@ class Store:
         return self.preferences(recipient_id)
 
     # -- digests ----------------------------------------------------------------------------------
-    def due_digests(self, now: datetime, limit: int = 200) -> list[dict[str, Any]]:
-        with self.reader.connect() as conn:
-            rows = conn.execute(select(digests).where(digests.c.status == "collecting", digests.c.send_at <= now)
-                                .order_by(digests.c.send_at).limit(limit)).mappings().all()
+    def due_digests(self, now: datetime, limit: int | None = 200) -> list[dict[str, Any]]:
+        """The digests still collecting whose send time has come by `now`, earliest first, with their items."""
+        sql = self.sql
+
+        def op(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(sql.due_digests, (sql.time(now), 2 ** 62 if limit is None else limit))
             out = []
-            for row in rows:
-                items = conn.execute(select(digest_items.c.item).where(digest_items.c.bucket == row["bucket"])
-                                     .order_by(digest_items.c.occurred_at, digest_items.c.id)).scalars().all()
-                out.append({**row, "recipient": self.codec.loads(row["recipient"]),
-                            "items": [self.codec.loads(i) for i in items],
-                            "period_start": utc(row["period_start"]), "period_end": utc(row["period_end"]),
-                            "send_at": utc(row["send_at"])})
-        return out
+            for bucket, notification, recipient_id, recipient, start, end, send_at in cur.fetchall():
+                cur.execute(sql.digest_items, (bucket,))
+                out.append({"bucket": bucket, "notification": notification, "recipient_id": recipient_id,
+                            "recipient": self.codec.loads(recipient), "items": [self.codec.loads(i) for (i,) in cur.fetchall()],
+                            "period_start": sql.read_time(start), "period_end": sql.read_time(end),
+                            "send_at": sql.read_time(send_at), "status": "collecting"})
+            return out
+
+        return self._read(op)
 
     def close_digest(self, bucket: str, send: Send, now: datetime, items: int | None = None) -> bool:
         """Close a digest and schedule its one send, atomically; False if another process did, or
@@ -557,7 +608,7 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------------------
     def list(self, *, status: Sequence[str] | None = None, since: datetime | None = None, until: datetime | None = None,
-             recipient_id: str | None = None, notification: str | None = None, limit: int = 100,
+             recipient_id: str | None = None, notification: str | None = None, limit: int | None = 100,
              with_payload: bool = False, newest_first: bool = False) -> list[dict[str, Any]]:
         n = notifications.c
         cols = [n.id, n.notification, n.recipient_id, n.event_id, n.key, n.category, n.channels, n.template_key,
@@ -586,6 +637,43 @@ class Store:
             if with_payload:
                 r["message"] = self.codec.loads(r.pop("payload"))
         return rows
+
+    def status(self, notification_id: int) -> str:
+        """A row's status ('unknown' for an id that does not exist)."""
+        with self.reader.connect() as conn:
+            found = conn.scalar(select(notifications.c.status).where(notifications.c.id == notification_id))
+        return str(found) if found is not None else "unknown"
+
+    def next_due(self) -> datetime | None:
+        """The earliest time a scheduled send or a collecting digest falls due (None: nothing waits)."""
+        def op(cur: Any) -> datetime | None:
+            found = []
+            for statement in (self.sql.next_send, self.sql.next_digest):
+                cur.execute(statement)
+                found.append(self.sql.read_time(cur.fetchone()[0]))
+            return min((t for t in found if t is not None), default=None)
+
+        return self._read(op)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every notification row, oldest first, with its Courier message (`message`): what a whole
+        run recorded, read in one pass (`list` pages through rows for people)."""
+        sql, loads = self.sql, self.codec.loads
+        names = ("id", "notification", "recipient_id", "event_id", "key", "category", "channels", "template_key",
+                 "template", "variant", "idempotency_key", "send_at", "status", "reason", "message")
+
+        def op(cur: Any) -> list[dict[str, Any]]:
+            cur.execute(sql.all_rows)
+            out = []
+            for row in cur.fetchall():
+                found = dict(zip(names, row))
+                found["channels"] = sql.read_channels(found["channels"])
+                found["send_at"] = sql.read_time(found["send_at"])
+                found["message"] = loads(found["message"]) if found["message"] else None
+                out.append(found)
+            return out
+
+        return self._read(op)
 
     def history(self, notification_id: int) -> list[dict[str, Any]]:
         """Every state of a row, oldest first; [] for an unknown id.

@@ -33,6 +33,9 @@ _SQL = {
                       f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}",
     "cancel": f"UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
               f"WHERE notification = ? AND key = ? AND {PENDING}",
+    # A row being sent is not ended (Courier may yet accept it): its attempt, if it fails, ends it.
+    "cancel_in_flight": "UPDATE notifications SET cancel_reason = ?, updated_at = ? "
+                        "WHERE notification = ? AND key = ? AND status = 'sending'",
     "upsert_recipient": "INSERT INTO recipients (id, profile, timezone, updated_at) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, timezone = excluded.timezone, "
                         "updated_at = excluded.updated_at WHERE recipients.profile <> excluded.profile "
@@ -43,11 +46,26 @@ _SQL = {
     "add_digest_item": "INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)",
     "claim": "UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
              "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "
-             "throttle_key, idempotency_key, payload, attempts, send_at",
+             "throttle_key, idempotency_key, payload, attempts, send_at, template_key, template",
     "lock_recipient": "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
     "skip": "UPDATE notifications SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
+    # What a claim's verdict settled on at send time: the template id in force and the channels kept.
+    "settle": "UPDATE notifications SET template = ?, channels = ? WHERE id = ?",
     "add_history": "INSERT INTO notification_history (notification_id, status, reason, at) VALUES (?, ?, ?, ?)",
     "preferences": "SELECT key, enabled FROM preferences WHERE recipient_id = ?",
+    # Claims whose worker died (binds: updated_at, claimed before): ended by a cancel that reached them...
+    "end_cancelled_claims": "UPDATE notifications SET status = 'cancelled', reason = cancel_reason, updated_at = ? "
+                            "WHERE status = 'sending' AND claimed_at < ? AND cancel_reason IS NOT NULL RETURNING id, reason",
+    # ...or failed when they used up their attempts (binds: reason, updated_at, claimed before, attempts).
+    "end_spent_claims": "UPDATE notifications SET status = 'failed', reason = ?, updated_at = ? "
+                        "WHERE status = 'sending' AND claimed_at < ? AND attempts >= ? RETURNING id",
+    "all_rows": "SELECT id, notification, recipient_id, event_id, key, category, channels, template_key, template, variant, "
+                "idempotency_key, send_at, status, reason, payload FROM notifications ORDER BY id",
+    "next_send": "SELECT min(send_at) FROM notifications WHERE status = 'scheduled'",
+    "next_digest": "SELECT min(send_at) FROM digests WHERE status = 'collecting'",
+    "due_digests": "SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at FROM digests "
+                   "WHERE status = 'collecting' AND send_at <= ? ORDER BY send_at LIMIT ?",
+    "digest_items": "SELECT item FROM digest_items WHERE bucket = ? ORDER BY occurred_at, id",
     # What counts against a throttle or rate limit: sent within the window, or being sent by another worker.
     "sent_with_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key = ? AND {TAKEN}",
     "sent_without_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key IS NULL AND {TAKEN}",
@@ -121,12 +139,13 @@ class Statements:
                           + ", ".join(["(?, ?, ?, ?, ?)"] * n) + " ON CONFLICT (id) DO NOTHING RETURNING id")
 
     def ended_by_cancel(self, n: int) -> str:
-        """Which of `n` (notification, key) pairs have a row a cancel_on event ended (binds: each
-        pair, then the reason's LIKE pattern). A UNION: each part is a search of the match index,
-        where an OR of the pairs would have the planner scan every cancelled row."""
+        """Which of `n` (notification, key) pairs have a row a cancel_on event ended, or reached
+        while it was being sent (binds: each pair, then the reason's LIKE pattern twice). A UNION:
+        each part is a search of the match index, where an OR of the pairs would have the planner
+        scan every cancelled row."""
         return self._once(("ended_by_cancel", n), lambda: " UNION ".join(
-            ["SELECT notification, key FROM notifications WHERE notification = ? AND key = ? AND status = 'cancelled' "
-             "AND reason LIKE ? ESCAPE '/'"] * n))
+            ["SELECT notification, key FROM notifications WHERE notification = ? AND key = ? AND "
+             "((status = 'cancelled' AND reason LIKE ? ESCAPE '/') OR cancel_reason LIKE ? ESCAPE '/')"] * n))
 
     def recent(self, n: int) -> str:
         """Sent or being sent to a recipient in `n` categories (binds: recipient, categories, TAKEN's)."""
@@ -144,9 +163,27 @@ class Statements:
                 sets.append("last_error = ?")
             if retry:
                 sets.append("send_at = ?")
-            return f"UPDATE notifications SET {', '.join(sets)} WHERE id = ? AND status = 'sending' AND attempts = ?"
+                # A cancel that came during the attempt ends the row instead of arming a retry.
+                sets[:2] = ["status = CASE WHEN cancel_reason IS NULL THEN ? ELSE 'cancelled' END",
+                            "reason = CASE WHEN cancel_reason IS NULL THEN ? ELSE cancel_reason END"]
+            return (f"UPDATE notifications SET {', '.join(sets)} WHERE id = ? AND status = 'sending' AND attempts = ? "
+                    "RETURNING status, reason")
 
         return self._once(("finish", sent, error, retry), build)
+
+    def queue_due(self, ids: int) -> str:
+        """Hand out up to a limit of due rows, earliest first (binds: queued_at, updated_at, then DUE's
+        binds, then `ids` row ids when given, then the limit, then DUE's binds again). RETURNING id, send_at."""
+        def build() -> str:
+            due = ("((status = 'scheduled' AND send_at <= ?) OR (status = 'queued' AND queued_at < ?) "
+                   "OR (status = 'sending' AND claimed_at < ? AND cancel_reason IS NULL))")
+            among = f" AND id IN ({', '.join('?' * ids)})" if ids else ""
+            lock = " FOR UPDATE SKIP LOCKED" if self.pg else ""
+            return (f"UPDATE notifications SET status = 'queued', queued_at = ?, updated_at = ? WHERE id IN "
+                    f"(SELECT id FROM notifications WHERE {due}{among} ORDER BY send_at LIMIT ?{lock}) AND {due} "
+                    "RETURNING id, send_at")
+
+        return self._once(("queue_due", ids), build)
 
     def read_time(self, value: Any) -> datetime | None:
         """A stored time as an aware UTC datetime (as `tables.UTCDateTime` reads it)."""

@@ -102,6 +102,8 @@ notifications = Table(
     _ts("send_at", False),
     Column("status", String(20), nullable=False),
     Column("reason", String(500)),
+    # A cancel that came while the row was being sent: that attempt, if it fails, ends it cancelled.
+    Column("cancel_reason", String(500)),
     Column("attempts", Integer, nullable=False, default=0),
     _ts("queued_at"),
     _ts("claimed_at"),

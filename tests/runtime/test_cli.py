@@ -126,7 +126,7 @@ def test_stats_json(cli: Any, project: Path, make_runtime: Any) -> None:
     rt = make_runtime(url)
     now = datetime.now(timezone.utc)
     for i in range(3):
-        rt.send_now("client_welcome", person(f"usr_{i}"), now=now)
+        rt.send_now("client_welcome", person(f"usr_{i}"), example=True, now=now)
     rows = rt.store.list(notification="client_welcome")
     rt.store.record_delivery(rows[0]["request_id"], "delivered", now)
     rt.store.record_delivery(rows[1]["request_id"], "opened", now)  # opened implies delivered

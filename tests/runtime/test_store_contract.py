@@ -107,7 +107,7 @@ class StoreContract:
             upgrade(engine)  # again: nothing changes, nothing is lost
             upgrade(engine)
             with engine.connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0004"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0005"]
             assert store.preferences("usr_1") == {"client_welcome": False}
             # The migrated schema is the one the code declares: autogenerate finds nothing to add.
             from alembic.autogenerate import compare_metadata
@@ -123,7 +123,7 @@ class StoreContract:
         try:
             run_threads(3, lambda i: upgrade(engines[i]))
             with engines[0].connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0004"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0005"]
         finally:
             for e in engines:
                 e.dispose()
@@ -379,11 +379,11 @@ class StoreContract:
         assert store.queue_due(later, stale_sending=timedelta(minutes=2)) == [row_id]
         second = store.claim(row_id, later)
         assert (first.attempts, second.attempts) == (1, 2)
-        assert store.finish(first, "sent", later, request_id="late-1") is False
-        assert store.finish(first, "failed", later, error="boom") is False
+        assert store.finish(first, "sent", later, request_id="late-1") is None
+        assert store.finish(first, "failed", later, error="boom") is None
         row = one(store, row_id)
         assert (row["status"], row["request_id"]) == ("sending", None)
-        assert store.finish(second, "sent", later, request_id="req-2") is True
+        assert store.finish(second, "sent", later, request_id="req-2") == "sent"
         row = one(store, row_id)
         assert (row["status"], row["request_id"], row["attempts"]) == ("sent", "req-2", 2)
         assert [h["status"] for h in store.history(row_id)] == ["scheduled", "sending", "sending", "sent"]
