@@ -38,6 +38,11 @@ Checks, in the order applied to each request:
    ``{"message": "<what is wrong>", "type": "invalid_request_error"}``.
 6. Accepted -> 202 ``{"requestId": "1-<hex>"}``, appended to ``standin.requests``.
 
+``fail_first(status, retry_after, seconds=..., only=...)`` fails the FIRST ``POST /send`` of
+every ``Idempotency-Key`` (of the keys ``only`` selects) from then on, as ``fail_next`` does,
+answering after ``seconds``; the key's next attempt goes through. Rules are tried in the order
+they were added. A key counts as seen from its first ``POST /send`` on.
+
 ``trickle_next(n, seconds_per_byte)`` processes the request (the send is recorded) and then
 writes its answer, status line and headers included, one byte at a time, sleeping between two
 bytes: every read of the client gets a byte well within its timeout, so only a total deadline
@@ -79,7 +84,7 @@ import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["CourierStandin"]
 
@@ -311,6 +316,15 @@ class CourierStandin:
         with self._lock:
             self._faults["fail"].append(_Fault(n, status=status, retry_after=retry_after))
 
+    def fail_first(self, status: int = 503, retry_after: float | int | str | None = None, *, seconds: float = 0.0,
+                   only: Callable[[str], bool] | None = None) -> None:
+        """The first POST /send of each Idempotency-Key (that ``only`` selects) answers ``status``
+        after ``seconds`` (not stored for replay, not a send): its retry goes through."""
+        if status != 429 and not 500 <= status <= 599:
+            raise ValueError("fail_first status must be 429 or 5xx")
+        with self._lock:
+            self._first_failures.append(_Fault(0, status=status, retry_after=retry_after, seconds=seconds, only=only))
+
     def delay_next(self, n: int, seconds: float, *, process_first: bool = True) -> None:
         """The next ``n`` POST /send sleep ``seconds`` before answering."""
         with self._lock:
@@ -365,6 +379,8 @@ class CourierStandin:
         self._log: list[dict[str, Any]] = []
         self._stored: dict[str, tuple[int, dict[str, Any], Any]] = {}  # key -> (status, response, body)
         self._faults: dict[str, list[_Fault]] = {"fail": [], "delay": [], "drop": [], "trickle": []}
+        self._first_failures: list[_Fault] = []  # fail_first rules, in the order added
+        self._keys_seen: set[str] = set()
 
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
@@ -378,6 +394,13 @@ class CourierStandin:
             return None
         queue[0].remaining -= 1
         return queue[0]
+
+    def _first_failure(self, key: str | None) -> _Fault | None:
+        """The fail_first rule that fails this request, if it is its key's first. Lock held."""
+        if key is None or key in self._keys_seen:
+            return None
+        self._keys_seen.add(key)
+        return next((r for r in self._first_failures if r.params["only"] is None or r.params["only"](key)), None)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -418,6 +441,10 @@ class CourierStandin:
             fail = self._take("fail")
             delay = self._take("delay")
             trickle = self._take("trickle")
+            first = self._first_failure(key)
+        hold = 0.0
+        if fail is None and first is not None:
+            fail, hold = first, first.params["seconds"]  # Courier holds the first attempt, then refuses it
         delay_s = delay.params["seconds"] if delay is not None else 0.0
         if delay is not None and not delay.params["process_first"]:
             self._sleep(delay_s)  # the request "arrives" late: processed after the sleep
@@ -444,7 +471,7 @@ class CourierStandin:
                     self._injected.append(dict(kind="drop", status=None, idempotency_key=key, body=parsed, at=now))
                     self._log[-1]["outcome"] += "+dropped"
 
-        self._sleep(delay_s + self.latency)
+        self._sleep(delay_s + hold + self.latency)
         if drop is not None:
             h.drop()
             return
