@@ -14,7 +14,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .core import policy
 from .core.decide import Renderer, Send
@@ -30,6 +30,7 @@ from .store.repository import Store
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 PENDING = {"scheduled", "queued", "sending"}
 Progress = Callable[[int, int], None]  # (events done, events in all)
+Step = tuple[datetime, Callable[[Runtime, datetime], Any]]  # something else that happens at a time
 
 
 @dataclass
@@ -102,50 +103,59 @@ def read_events(lines: Iterable[str]) -> tuple[list[tuple[int, Any]], list[Rejec
 
 def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | None = None,
         renderer: Renderer = Renderer(), preferences: Mapping[str, policy.Preferences] | None = None,
-        progress: Progress | None = None) -> Result:
-    """Process the events on a virtual clock; stop at `until` or when nothing is left pending."""
+        progress: Progress | None = None, steps: Sequence[Step] = ()) -> Result:
+    """Process the events on a virtual clock; stop at `until` or when nothing is left pending.
+    `steps` are other things that happen at a time (a deploy, a call of the Python API)."""
     events, rejected = [], []
     for number, raw in raw_events:
         try:
             events.append(parse_event(raw, config))
         except EventRejected as exc:
             rejected.append(Rejected(number, exc.problems))
-    events.sort(key=lambda e: e.occurred_at)
     # The rules and the events stay for the whole run: kept out of the collector's full passes,
     # which would otherwise walk all of them again and again (a run would grow faster than its input).
     gc.freeze()
     try:
         with scratch_runtime(config, renderer) as runtime:
-            for recipient_id, prefs in (preferences or {}).items():
-                runtime.store.set_preferences(recipient_id, dict(prefs), events[0].occurred_at if events else FAR_FUTURE)
-            duplicates = replay(runtime, events, until, progress)
+            set_preferences(runtime, preferences or {})
+            duplicates = replay(runtime, events, until, progress, steps)
             rows = outcomes(runtime, until or FAR_FUTURE)
     finally:
         gc.unfreeze()
     return Result(rows, rejected, duplicates, until)
 
 
-def replay(runtime: Runtime, events: list[Event], until: datetime | None, progress: Progress | None) -> list[str]:
-    """Each event at its own time, after every send due before it; then the sends due by `until`."""
+def set_preferences(runtime: Runtime, preferences: Mapping[str, policy.Preferences]) -> None:
+    for recipient_id, prefs in preferences.items():
+        runtime.store.set_preferences(recipient_id, dict(prefs), datetime(1970, 1, 1, tzinfo=timezone.utc))
+
+
+def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = None, progress: Progress | None = None,
+           steps: Sequence[Step] = ()) -> list[str]:
+    """Each event (and step) at its own time, after every send due before it; then the sends due
+    by `until` (or all of them). Returns the ids of the events ignored as duplicates."""
+    happenings = sorted([(e.occurred_at, 1, i) for i, e in enumerate(events)] + [(at, 0, i) for i, (at, _) in enumerate(steps)])
     duplicates: list[str] = []
     due = runtime.store.next_due()
-    for done, event in enumerate(events):
-        if until is not None and event.occurred_at > until:
+    for done, (at, kind, i) in enumerate(happenings):
+        if until is not None and at > until:
             break
-        if due is not None and due <= event.occurred_at:
-            runtime.sweep(event.occurred_at, on_time=True)
-        [result] = runtime.ingest_many([[event]], event.occurred_at)
-        if isinstance(result, Exception):
-            raise result
-        duplicates += result.duplicates
+        if due is not None and due <= at:
+            runtime.sweep(at, on_time=True)
+        if kind == 0:
+            steps[i][1](runtime, at)
+        else:
+            [result] = runtime.ingest_many([[events[i]]], at)
+            if isinstance(result, Exception):
+                raise result
+            duplicates += result.duplicates
         due = runtime.store.next_due()
         if progress is not None and done % 1000 == 0:
-            progress(done, len(events))
-    end = until or FAR_FUTURE
-    while runtime.sweep(end, on_time=True):
+            progress(done, len(happenings))
+    while runtime.sweep(until or FAR_FUTURE, on_time=True):
         pass
     if progress is not None:
-        progress(len(events), len(events))
+        progress(len(happenings), len(happenings))
     return duplicates
 
 

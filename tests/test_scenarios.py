@@ -20,6 +20,14 @@ A scenario file:
          send_at: "2026-03-11T15:00:00Z", status: cancelled,
          reason: cancelled by booking.cancelled}
     expect_duplicates: [evt_1]       # optional: event ids ignored as duplicates (default: none)
+    deploy:                 # optional: the rules change while sends are pending
+      - at: "2026-03-08T00:00:00Z"
+        pause: [client_booking_reminder_30m]      # as `enabled: false` in the rule file
+        remove: [practitioner_session_reminder_30m]
+        templates: {client_booking_reminder_24h: CLIENT_BOOKING_REMINDER_24H_V2}  # templates_map/ of the env
+    direct:                 # optional: sends the application makes with the Python API (Runtime.schedule)
+      - {at: "2026-03-05T15:00:00Z", notification: client_booking_reminder_24h, recipient: *maya,
+         send_at: "2026-03-11T15:00:00Z", data: {...}}
 
 `status` is sent, pending, cancelled or skipped; `reason` is required for cancelled and
 skipped, and null otherwise. `send_at` may be written with any offset; it is compared in UTC.
@@ -30,17 +38,19 @@ files applies here too).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.preview import run
+from engine.preview import Step, run
+from engine.rules.model import Config
 from engine.rules.timeparse import format_instant, parse_instant
 from engine.rules.yaml_source import load_file
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
-TOP_KEYS = {"description", "people", "events", "until", "preferences", "expect", "expect_duplicates"}
+TOP_KEYS = {"description", "people", "events", "until", "preferences", "expect", "expect_duplicates", "deploy", "direct"}
 EXPECT_KEYS = {"notification", "recipient", "send_at", "status", "reason", "template", "data"}
 STATUSES = {"sent", "pending", "cancelled", "skipped"}
 CORE = ("notification", "recipient", "send_at", "status", "reason")
@@ -85,6 +95,34 @@ def load_scenario(path: Path) -> dict[str, Any]:
         expected.append({**item, "send_at": send_at, "reason": item.get("reason"), "line": line})
     data["expect"] = expected
     return data
+
+
+def deployed(config: Config, change: dict[str, Any], env: str) -> Config:
+    """The rules after a deploy: rules paused or removed, template ids of the env changed."""
+    rules = dict(config.notifications)
+    for rule_id in change.get("pause") or []:
+        rules[rule_id] = replace(rules[rule_id], enabled=False)
+    for rule_id in change.get("remove") or []:
+        del rules[rule_id]
+    templates = {name: dict(mapping) for name, mapping in config.templates.items()}
+    templates[env].update(change.get("templates") or {})
+    return replace(config, notifications=rules, templates=templates)
+
+
+def steps(scenario: dict[str, Any]) -> list[Step]:
+    """The scenario's deploys and Python API calls, each at its time."""
+    out: list[Step] = []
+    for change in scenario.get("deploy") or []:
+        out.append((parse_instant(change["at"]),
+                    lambda rt, _at, c=change: setattr(rt, "config", deployed(rt.config, c, rt.settings.env))))
+    for call in scenario.get("direct") or []:
+        out.append((parse_instant(call["at"]), lambda rt, at, c=call: rt.schedule(
+            c["notification"], c["recipient"], parse_instant(c["send_at"]), c.get("data"), now=at)))
+    return out
+
+
+def preferences_of(scenario: dict[str, Any]) -> dict[str, dict[str, bool]]:
+    return {str(k): {str(n): bool(v) for n, v in (v or {}).items()} for k, v in (scenario.get("preferences") or {}).items()}
 
 
 def _core(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -154,9 +192,8 @@ def report(path: Path, scenario: dict[str, Any], actual: list[dict[str, Any]], m
 def test_scenario(path: Path, shipped_config) -> None:
     scenario = load_scenario(path)
     until = parse_instant(scenario["until"]) if scenario.get("until") else None
-    preferences = {str(k): {str(n): bool(v) for n, v in (v or {}).items()}
-                   for k, v in (scenario.get("preferences") or {}).items()}
-    result = run(shipped_config, list(enumerate(scenario["events"], 1)), until, preferences=preferences)
+    result = run(shipped_config, list(enumerate(scenario["events"], 1)), until, preferences=preferences_of(scenario),
+                 steps=steps(scenario))
     if result.rejected:
         pytest.fail(f"scenario {path.name}: events refused:\n" + "\n".join(
             f"  event #{r.line}: {p}: {m}" for r in result.rejected for p, m in r.problems), pytrace=False)
@@ -169,7 +206,7 @@ def test_scenario(path: Path, shipped_config) -> None:
 
 
 def test_there_are_enough_scenarios() -> None:
-    assert len(SCENARIOS) >= 16
+    assert len(SCENARIOS) >= 20
 
 
 def test_scenario_files_are_well_formed() -> None:
