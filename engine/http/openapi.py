@@ -9,7 +9,9 @@ from ..rules.model import Config
 
 # What `engine.core.events.parse_event` refuses beyond the event schemas, said in JSON Schema.
 TEXT = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f]*$"  # tab, LF and CR are the only control characters
-ID = "^[^\\u0000-\\u001f\\u007f]*$"  # an id or an address holds none
+# An id or an address holds none; `(?![\s\S])` ends the string in every regex dialect (`$` also
+# matches before a final line feed in Python's).
+ID = "^[^\\u0000-\\u001f\\u007f]*(?![\\s\\S])"
 LIMITS = (f"Beyond its type's schema, an event is refused (422, with the JSON path) when a string holds a control "
           f"character other than tab, line feed and carriage return; when an id or an address (the event id, a "
           f"recipient's id, email and phone, a rule's key) holds any control character; when an integer lies outside "
