@@ -32,6 +32,9 @@ FIGURES: list[tuple[str, str, list[str], str, tuple[str, float]]] = [
     ("pending_1m_rss_growth_mb", "pending", [], "worker RSS growth with pending notifications in the store", ("<=", 50)),
     ("cancel_at_1m_ms", "pending", [], "cancel one booking's reminders (booking.cancelled ingest), pending rows", ("<=", 10)),
     ("validate_5k_rules_s", "validate", [], "`engine validate`, generated config of 5 000 notifications", ("<=", 3)),
+    ("preview_scaling", "preview", [], "`engine preview` events/s at 100 000 events / at 10 000", (">=", 0.8)),
+    ("preview_events_per_s", "preview", [], "`engine preview` events/s on 100 000 events (100 000 in <= 60 s)", (">=", 1667)),
+    ("backtest_s", "preview", [], "`engine backtest` over 100 000 recorded events, seconds", ("<=", 90)),
 ]
 EXTRAS_QUICK = [("serve", []), ("ingest_pg", ["--store", "pg"]), ("pipeline_pg", ["--store", "pg"])]
 EXTRAS_FULL = EXTRAS_QUICK + [("dispatch_pg", ["--store", "pg"]), ("pipeline", [])]
@@ -103,6 +106,9 @@ def notes(key: str, r: dict[str, Any]) -> str:
             return (f"{r['label']}: {r['small_notifications']} took {r['small_s']} s; `engine --help` alone "
                     f"{r['engine_help_s']} s")
         return f"exit {r['exit_codes']}, runs {r['runs_s']} s; `engine --help` alone {r['engine_help_s']} s"
+    if key in ("preview_scaling", "preview_events_per_s", "backtest_s"):
+        return (f"{r['events_large']} events ({r['sends']} sends) in {r['preview_seconds']} s; "
+                f"{r['events_small']} events at {r['preview_events_per_s_small']}/s; every copy the same: {r['copies_identical']}")
     return ""
 
 
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a run under 3 minutes (smaller sizes, shorter runs, labelled)")
     p.add_argument("--only", nargs="*", metavar="MODULE", help="run only these modules (match persist ingest dispatch "
-                   "lateness pending validate serve ingest_pg pipeline_pg dispatch_pg pipeline)")
+                   "lateness pending validate preview serve ingest_pg pipeline_pg dispatch_pg pipeline)")
     p.add_argument("--no-extra", action="store_true", help="skip the figures without a target")
     args = p.parse_args(argv)
     started = time.perf_counter()

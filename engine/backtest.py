@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from .core.decide import Renderer
 from .diff import Change, compare, materialize
-from .preview import run
+from .preview import Progress, run
 from .rules.loader import load
 from .rules.model import Config
 from .store.repository import Store
@@ -29,7 +29,7 @@ def recorded_events(store: Store, since: datetime) -> list[tuple[int, Any]]:
 
 
 def backtest(store: Store, current: Config, candidate: str, since: datetime, now: datetime, env: str,
-             config_name: str = "notifications.yaml") -> tuple[int, list[Change]]:
+             config_name: str = "notifications.yaml", progress: Progress | None = None) -> tuple[int, list[Change]]:
     """(events replayed, changes); the virtual clock stops at `now`, so later sends show as pending."""
     directory, tmp = materialize(candidate)
     try:
@@ -41,7 +41,7 @@ def backtest(store: Store, current: Config, candidate: str, since: datetime, now
     rows = []
     for config in (current, other):
         renderer = Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
-        result = run(config, _known(raw, config), now, renderer)
+        result = run(config, _known(raw, config), now, renderer, progress=progress)
         rows.append([r.as_json() for r in result.rows])
     return len(raw), compare(f"events since {since.isoformat()}", rows[0], rows[1])
 

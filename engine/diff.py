@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .core.decide import Renderer
-from .preview import run
+from .preview import Progress, run
 from .rules.loader import load
 from .rules.model import Config
 from .rules.timeparse import parse_instant
@@ -126,7 +126,8 @@ def compare(source: str, before: list[dict[str, Any]], after: list[dict[str, Any
     return changes
 
 
-def diff(base: str, head: str, config_name: str = "notifications.yaml", env: str = "production", repo: str = ".") -> list[Change]:
+def diff(base: str, head: str, config_name: str = "notifications.yaml", env: str = "production", repo: str = ".",
+         progress: Progress | None = None) -> list[Change]:
     base_dir, base_tmp = materialize(base, repo)
     head_dir, head_tmp = materialize(head, repo)
     try:
@@ -137,7 +138,7 @@ def diff(base: str, head: str, config_name: str = "notifications.yaml", env: str
             rows = []
             for config in (base_config, head_config):
                 renderer = Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
-                result = run(config, events.events, events.until, renderer, events.preferences)
+                result = run(config, events.events, events.until, renderer, events.preferences, progress)
                 rows.append([r.as_json() for r in result.rows])
             changes.extend(compare(events.name, rows[0], rows[1]))
         return changes

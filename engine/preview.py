@@ -150,7 +150,7 @@ def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = N
                 raise result
             duplicates += result.duplicates
         due = runtime.store.next_due()
-        if progress is not None and done % 1000 == 0:
+        if progress is not None and done % 200 == 0:
             progress(done, len(happenings))
     while runtime.sweep(until or FAR_FUTURE, on_time=True):
         pass

@@ -230,6 +230,30 @@ class Runtime:
                                throttle, rate)
         return replace(verdict, template=template)
 
+    # -- what is coming ------------------------------------------------------------------------------
+    def upcoming(self, until: datetime, now: datetime | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The sends due by `until`, as the rules in force would send them: each scheduled row with
+        the Courier template id it would go out with now, or `will_skip` (paused, removed, no
+        template id); then each digest still collecting, with its due time, how many items it holds
+        and the send it would make of them. Preferences, throttles and rate limits are decided when
+        a send falls due, so they are not anticipated here."""
+        now = now or utcnow()
+        out = []
+        for row in self.store.list(status=["scheduled", "queued"], until=until, limit=limit, with_payload=True):
+            ended = policy.in_force(self.config, row["notification"])
+            template = None if ended else self.config.template_id(self.settings.env, row["template_key"] or "", self.environ)
+            out.append({**row, "template": template or row["template"], "digest_items": None,
+                        "will_skip": ended or (None if template else f"no Courier template id for {row['template_key']!r}"),
+                        "data": (row["message"] or {}).get("message", {}).get("data")})
+        for digest in self.store.due_digests(until, limit=limit):
+            send = self.digest_send(digest, now)
+            out.append({"id": None, "notification": digest["notification"], "recipient_id": digest["recipient_id"],
+                        "channels": list(send.channels) if send else [], "template": send.template if send else None,
+                        "send_at": digest["send_at"], "status": "collecting", "idempotency_key": send.idempotency_key if send else None,
+                        "digest_items": len(digest["items"]), "will_skip": None if send else "removed",
+                        "data": dict(send.data) if send else None})
+        return sorted(out, key=lambda r: (r["send_at"], r["notification"], r["recipient_id"]))
+
     # -- the Python API ---------------------------------------------------------------------------
     def emit(self, event: Mapping[str, Any], now: datetime | None = None) -> IngestResult:
         """Emit one event in-process, exactly as if it had been posted to the hook."""

@@ -10,7 +10,7 @@ import click
 from ..diff import markdown
 from ..rules.timeparse import parse_duration
 from ..clock import utcnow
-from .common import config_option, runtime
+from .common import ProgressBar, config_option, runtime
 
 
 @click.command("backtest")
@@ -29,7 +29,8 @@ def command(candidate: str, since: str, fmt: str, config_path: str | None) -> No
     rt = runtime(config_path)
     try:
         now = utcnow()
-        count, changes = backtest(rt.store, rt.config, candidate, now - window, now, rt.settings.env)
+        with ProgressBar("replaying recorded events") as progress:
+            count, changes = backtest(rt.store, rt.config, candidate, now - window, now, rt.settings.env, progress=progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "json":

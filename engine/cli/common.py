@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import logging
 import os
 import sys
+import time
 
 import click
 
@@ -38,6 +39,38 @@ def runtime(config_path: str | None = None, *, migrate: bool = True) -> "Runtime
         return Runtime.create(settings(config_path), dict(os.environ), migrate=migrate)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+class ProgressBar:
+    """A progress bar on stderr for a long run (`engine preview`, `diff`, `backtest`): it appears
+    once the run has taken more than a couple of seconds, and is gone when the run ends."""
+
+    DELAY_S = 2.0
+
+    def __init__(self, label: str):
+        self.label, self.started = label, time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if done >= total or time.monotonic() - self.started < self.DELAY_S:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 config_option = click.option("--config", "config_path", default=None, help="The root configuration (default $ENGINE_CONFIG or notifications.yaml).")

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from ..diff import diff, markdown
+from .common import ProgressBar
 
 
 @click.command("diff")
@@ -20,7 +21,8 @@ from ..diff import diff, markdown
 def command(base: str, head: str, config_name: str, fmt: str, env: str, exit_code: bool) -> None:
     """Compare what two versions of the rules send (git refs or directories)."""
     try:
-        changes = diff(base, head, config_name, env)
+        with ProgressBar(f"previewing {base} and {head}") as progress:
+            changes = diff(base, head, config_name, env, progress=progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "markdown":

@@ -14,6 +14,7 @@ from ..preview import Result, read_events, run
 from ..rules.loader import load
 from ..rules.timeparse import parse_instant
 from ..rules.yaml_source import load_file
+from .common import ProgressBar
 
 
 def load_preferences(path: str | None) -> dict[str, dict[str, bool]]:
@@ -74,7 +75,9 @@ def command(events_path: str, config_path: str, until_text: str | None, fmt: str
     env = env or os.environ.get("ENGINE_ENV", "production")
     if env not in config.templates:
         raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})", param_hint="--env")
-    result = run(config, raw, until, Renderer(env=env, environ=dict(os.environ)), load_preferences(prefs_path))
+    with ProgressBar(f"previewing {len(raw)} events") as progress:
+        result = run(config, raw, until, Renderer(env=env, environ=dict(os.environ)), load_preferences(prefs_path),
+                     progress)
     rejected = unreadable + result.rejected
     if rejected:
         for bad in sorted(rejected, key=lambda r: r.line):

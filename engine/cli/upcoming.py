@@ -22,22 +22,26 @@ def command(within: str, fmt: str, config_path: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--within") from None
     rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
-    rows = rt.store.list(status=["scheduled", "queued"], until=utcnow() + window, limit=10_000, with_payload=True)
+    now = utcnow()
+    rows = rt.upcoming(now + window, now)
     if fmt == "json":
         for r in rows:
             click.echo(json.dumps({
                 "id": r["id"], "notification": r["notification"], "recipient": r["recipient_id"],
                 "channels": r["channels"], "template": r["template"], "send_at": format_instant(r["send_at"]),
-                "status": r["status"], "idempotency_key": r["idempotency_key"],
-                "data": (r["message"] or {}).get("message", {}).get("data"),
+                "status": r["status"], "idempotency_key": r["idempotency_key"], "will_skip": r["will_skip"],
+                "digest_items": r["digest_items"], "data": r["data"],
             }, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Sends due within {within}")
-    for col in ("send_at (UTC)", "notification", "recipient", "template", "status"):
+    for col in ("send_at (UTC)", "notification", "recipient", "template", "status", "note"):
         table.add_column(col)
     for r in rows:
-        table.add_row(format_instant(r["send_at"]), r["notification"], r["recipient_id"], r["template"] or "-", r["status"])
+        note = f"will be skipped: {r['will_skip']}" if r["will_skip"] else (
+            f"{r['digest_items']} item(s) so far" if r["digest_items"] is not None else "")
+        table.add_row(format_instant(r["send_at"]), r["notification"], r["recipient_id"], r["template"] or "-",
+                      r["status"], note)
     Console().print(table)

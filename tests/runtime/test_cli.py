@@ -22,7 +22,7 @@ from engine.store.db import connect
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
-from .support import booking_confirmed, engine_env, person
+from .support import booking_confirmed, engine_env, payment_succeeded, person
 
 
 @pytest.fixture
@@ -90,6 +90,42 @@ def test_upcoming_lists_rendered_sends_and_sends_nothing(cli: Any, project: Path
     assert cli("upcoming", "--within", "soon", **env)[0] == 2
     assert standin.requests == []
     assert {r["status"] for r in rt.store.list()} == {"scheduled", "skipped"}
+
+
+def test_upcoming_shows_what_the_rules_in_force_will_send(cli: Any, project: Path, make_runtime: Any) -> None:
+    url = f"sqlite:///{project / 'engine-data' / 'engine.db'}"
+    rt = make_runtime(url)
+    now = datetime.now(timezone.utc)
+    rt.emit(booking_confirmed("evt_1", "bk_1", now + timedelta(hours=20), now), now=now)
+    rt.emit(payment_succeeded("evt_2", "pay_1", now, practitioner_amount=7000), now=now)  # into the weekly digest
+    rt.emit(payment_succeeded("evt_3", "pay_2", now, practitioner_amount=5000), now=now)
+    # A deploy: the client's 30-minute reminder paused, a new template for the practitioner's.
+    text = (project / "rules" / "client.yaml").read_text()
+    marker = "  client_booking_reminder_30m:\n"
+    assert marker in text
+    (project / "rules" / "client.yaml").write_text(text.replace(marker, marker + "    enabled: false\n", 1))
+    templates = project / "templates_map" / "production.yaml"
+    templates.write_text(templates.read_text().replace("PRACTITIONER_SESSION_REMINDER_30M_V1", "PRACTITIONER_SESSION_REMINDER_30M_V2"))
+    code, out, err = cli("upcoming", "--format", "json", "--within", "8d", ENGINE_DATABASE_URL=url)
+    assert code == 0, err
+    found = {x["notification"]: x for x in map(json.loads, out.splitlines())}
+    assert found["client_booking_reminder_30m"]["will_skip"] == "paused"
+    assert found["practitioner_session_reminder_30m"]["template"] == "PRACTITIONER_SESSION_REMINDER_30M_V2"
+    assert found["practitioner_session_reminder_30m"]["will_skip"] is None
+    digest = found["practitioner_weekly_earnings_summary"]
+    assert (digest["status"], digest["digest_items"], digest["recipient"]) == ("collecting", 2, "usr_p_1")
+    assert digest["id"] is None and digest["template"]
+    code, out, _ = cli("upcoming", "--within", "8d", COLUMNS="250", ENGINE_DATABASE_URL=url)
+    assert "will be skipped: paused" in out and "2 item(s) so far" in out
+
+
+def test_send_test_of_a_digest_builds_one_from_the_example(cli: Any, project: Path, standin: CourierStandin) -> None:
+    url = f"sqlite:///{project / 'engine-data' / 'engine.db'}"
+    code, out, err = cli("send-test", "--type", "practitioner_weekly_earnings_summary", "--to", "p@example.com",
+                         ENGINE_DATABASE_URL=url, COURIER_AUTH_TOKEN=COURIER_TOKEN, COURIER_BASE_URL=standin.url)
+    assert (code, out.strip()) == (0, "practitioner_weekly_earnings_summary: sent (via courier)"), err
+    [request] = standin.requests
+    assert request["body"]["message"]["to"]["email"] == "p@example.com"
 
 
 def test_send_test_goes_to_courier(cli: Any, project: Path, make_runtime: Any, standin: CourierStandin) -> None:
