@@ -79,8 +79,9 @@ def protocol(read_deadline_s: float) -> type[DeadlineH11Protocol]:
 def server_config(app: Any, host: str, port: int, *, read_deadline_s: float = READ_DEADLINE_S,
                   keep_alive_s: int = KEEP_ALIVE_S, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for the engine's app: the h11 protocol with the read deadline."""
+    settings: dict[str, Any] = {"log_level": "warning", "access_log": False, **options}
     return uvicorn.Config(app, host=host, port=port, http=protocol(read_deadline_s), timeout_keep_alive=keep_alive_s,
-                          log_level="warning", access_log=False, **options)
+                          **settings)
 
 
 def raise_open_file_limit() -> int:
