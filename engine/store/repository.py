@@ -574,14 +574,20 @@ class Store:
     def close_digest(self, bucket: str, send: Send, now: datetime, items: int | None = None) -> bool:
         """Close a digest and schedule its one send, atomically; False if another process did, or
         if items arrived since `send` was rendered from `items` of them (the next sweep renders again)."""
-        with self._tx() as conn:
-            if items is not None and conn.scalar(select(func.count()).where(digest_items.c.bucket == bucket)) != items:
+        sql = self.sql
+
+        def op(cur: Any) -> bool:
+            if items is not None:
+                cur.execute(sql.count_digest_items, (bucket,))
+                if cur.fetchone()[0] != items:
+                    return False
+            cur.execute(sql.close_digest, (bucket,))
+            if not cur.rowcount:
                 return False
-            done = conn.execute(update(digests).where(digests.c.bucket == bucket, digests.c.status == "collecting")
-                                .values(status="closed")).rowcount
-            if done:
-                self._insert_sends(self.sql.cursor(conn), [self._send_row(send, self.sql.time(now))])
-        return bool(done)
+            self._insert_sends(cur, [self._send_row(send, sql.time(now))])
+            return True
+
+        return self._write(op)
 
     # -- webhooks ---------------------------------------------------------------------------------
     def record_delivery(self, request_id: str, status: str, now: datetime) -> str:

@@ -66,6 +66,8 @@ _SQL = {
     "due_digests": "SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at FROM digests "
                    "WHERE status = 'collecting' AND send_at <= ? ORDER BY send_at LIMIT ?",
     "digest_items": "SELECT item FROM digest_items WHERE bucket = ? ORDER BY occurred_at, id",
+    "count_digest_items": "SELECT count(*) FROM digest_items WHERE bucket = ?",
+    "close_digest": "UPDATE digests SET status = 'closed' WHERE bucket = ? AND status = 'collecting'",
     # What counts against a throttle or rate limit: sent within the window, or being sent by another worker.
     "sent_with_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key = ? AND {TAKEN}",
     "sent_without_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key IS NULL AND {TAKEN}",
