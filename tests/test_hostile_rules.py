@@ -29,6 +29,7 @@ from engine.core.timing import When, digest_period, send_time
 from engine.rules import timeparse
 from engine.rules.json_schema import Checker
 from engine.rules.loader import load
+from engine.rules.yaml_source import parse
 from engine.rules.model import Digest, RateLimit, Schedule, Throttle
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -243,3 +244,105 @@ def test_validate_refuses_unevaluated_properties_beside_pattern_properties(tmp_p
     assert result.stdout.splitlines() == [
         f"{BOOKING}:19:11: events.booking.confirmed.schema.properties.booking: unevaluatedProperties cannot be used "
         "where event schemas use patternProperties; use additionalProperties"]
+
+
+# -- B. includes stay inside the configuration's folder, and read regular files only ----------
+def _includes(cfg: Path, *patterns: str) -> None:
+    edit(cfg / "notifications.yaml", "  - rules/*.yaml", "\n".join(f"  - {p!r}" for p in ("rules/*.yaml", *patterns)))
+
+
+INCLUDE_LINE = 14  # the line of the first pattern after rules/*.yaml in notifications.yaml
+
+
+@pytest.mark.parametrize("pattern, says", [
+    ("/etc/*", "include: '/etc/*' must name files inside the configuration's folder (no absolute path, no '..')"),
+    ("/proc/self/status", "include: '/proc/self/status' must name files inside the configuration's folder (no absolute path, no '..')"),
+    ("/dev/zero", "include: '/dev/zero' must name files inside the configuration's folder (no absolute path, no '..')"),
+    ("../*", "include: '../*' must name files inside the configuration's folder (no absolute path, no '..')"),
+    ("rules/../../../etc/passwd", "include: 'rules/../../../etc/passwd' must name files inside the configuration's folder "
+                                  "(no absolute path, no '..')"),
+    ("notifications.yaml", "include: 'notifications.yaml': 'notifications.yaml' is notifications.yaml itself, which cannot "
+                           "include itself"),
+    ("none/*.yaml", "include: 'none/*.yaml' matches no file"),
+], ids=["absolute_glob", "proc", "device", "parent", "parent_inside", "itself", "nothing"])
+def test_an_include_may_not_leave_the_configurations_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           pattern: str, says: str) -> None:
+    cfg = base_copy(tmp_path)
+    _includes(cfg, pattern)
+    result = validate(cfg, monkeypatch)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [f"notifications.yaml:{INCLUDE_LINE}:5: {says}"]
+
+
+def test_an_include_reads_regular_files_inside_the_folder_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = base_copy(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("definitions: {}\n")
+    (cfg / "rules" / "escape.yaml").symlink_to("/etc/passwd")
+    (cfg / "rules" / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (cfg / "rules" / "folder.yaml").mkdir()
+    os.mkfifo(cfg / "rules" / "pipe.yaml")
+    (cfg / "rules" / "zero.yaml").symlink_to("/dev/zero")
+    (cfg / "rules" / "same.yaml").symlink_to("booking.yaml")  # inside: read once, with booking.yaml
+    _includes(cfg, "rules/elsewhere/*.yaml")
+    result = validate(cfg, monkeypatch)
+    assert result.exit_code == 1
+    first = "notifications.yaml:13:5: include: 'rules/*.yaml': "
+    assert result.stdout.splitlines() == [
+        first + "'rules/escape.yaml' leads outside the configuration's folder (through a symbolic link)",
+        first + "'rules/folder.yaml' is a folder, not a regular file",
+        first + "'rules/pipe.yaml' is a FIFO, not a regular file",
+        first + "'rules/zero.yaml' leads outside the configuration's folder (through a symbolic link)",
+        "notifications.yaml:14:5: include: 'rules/elsewhere/*.yaml': 'rules/elsewhere/secret.yaml' leads outside the "
+        "configuration's folder (through a symbolic link)",
+    ]
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: os.mkfifo(p), "cannot read file: it is a FIFO, not a regular file"),
+    (lambda p: p.mkdir(), "cannot read file: it is a folder, not a regular file"),
+    (lambda p: p.symlink_to("/dev/zero"), "cannot read file: it is a device, not a regular file"),
+    (lambda p: p.write_bytes(b"# " + b"x" * (3 * 1024 * 1024)), "the file is larger than 2 MB (2097152 bytes): split it into several files"),
+], ids=["fifo", "folder", "device", "too_large"])
+def test_the_root_file_is_read_only_when_it_is_a_bounded_regular_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     make: object, says: str) -> None:
+    make(tmp_path / "notifications.yaml")  # type: ignore[operator]
+    result = validate(tmp_path, monkeypatch)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [f"notifications.yaml:1:1: {says}"]
+
+
+def test_a_message_quoting_a_huge_value_is_shortened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = base_copy(tmp_path)
+    edit(cfg / BOOKING, "notifications:\n", "notifications:\n  ? " + "X" * 1_000_000 + "\n  : {description: x}\n")
+    result = validate(cfg, monkeypatch)
+    assert result.exit_code == 1
+    assert len(result.stdout) < 20_000
+    assert "characters left out ...]" in result.stdout
+
+
+# -- B. YAML bombs: aliases, values, nesting, size ------------------------------------------------
+LAUGHS = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10)}]\n" for b, a in zip("abcdefgh", "bcdefghi"))
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + LAUGHS
+
+
+@pytest.mark.parametrize("text, says", [
+    (BILLION_LAUGHS, "more than 250000 values in one file (with every use of an alias counted: an alias bomb?)"),
+    ("x: [" + ", ".join(["1"] * 300_000) + "]\n", "more than 250000 values in one file (split it into several files)"),
+    ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", "YAML syntax error: exceeded maximum nesting depth"),
+    ("x:\n  " + "- " * 500 + "deep\n", "nesting deeper than 64 levels"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(100)) + "  " * 100 + "end: 1\n", "nesting deeper than 64 levels"),
+    ("# " + "x" * (2 * 1024 * 1024), "the file is larger than 2 MB (2097152 bytes): split it into several files"),
+], ids=["billion_laughs", "many_values", "deep_flow", "deep_block_sequence", "deep_mapping", "too_large"])
+def test_a_yaml_bomb_is_a_problem_found_quickly(text: str, says: str) -> None:
+    started = time.monotonic()
+    doc, problems = parse(text, "bomb.yaml")
+    assert time.monotonic() - started < 5
+    assert [p.message for p in problems][:1] == [says]
+
+
+def test_aliases_of_a_sensible_size_still_work() -> None:
+    doc, problems = parse("a: &person {id: p1, email: a@example.com}\nb: *person\nc: [*person, *person]\n", "ok.yaml")
+    assert problems == []
+    assert doc.data["c"] == [{"id": "p1", "email": "a@example.com"}] * 2

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -40,9 +41,14 @@ from .model import (
 )
 from .problems import ConfigError, Mark, Problem
 from .timeparse import check_cron, is_zone, parse_duration, parse_local_time
-from .yaml_source import Document, load_file
+from .yaml_source import Document, file_kind, load_file
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
+# The most values all the files of a configuration may hold (see yaml_source.MAX_NODES for one
+# file): 5 000 notifications are about 550 000, and take about 300 MB to check.
+MAX_TOTAL_NODES = 1_000_000
+# The most files one include pattern may name.
+MAX_INCLUDED = 1_000
 ROOT_ONLY = ("version", "app", "defaults", "categories", "windows", "rate_limits", "retention", "include")
 # Names every expression may read besides the event's data fields.
 CONTEXT_NAMES = {"event", "recipient", "notification", "app"}
@@ -72,6 +78,10 @@ class _Loader:
     def __init__(self, root: str, environ: Mapping[str, str]):
         self.root = root
         self.base = os.path.dirname(os.path.abspath(root))
+        self.real_base = os.path.realpath(self.base)
+        self.read_paths = {os.path.realpath(root)}  # every file read, resolved: none is read twice
+        self.nodes_read = 0  # values in the files read so far, aliases counted at each use
+        self.budget_spent = False
         self.environ = environ
         self.problems: list[Problem] = []
         self.shape_problems: set[Problem] = set()  # from schema.json; dropped where a clearer one stands
@@ -93,7 +103,57 @@ class _Loader:
     def read(self, path: str) -> Document:
         doc, problems = load_file(path, self.display(path))
         self.problems.extend(problems)
+        self.nodes_read += doc.nodes
         return doc
+
+    def over_budget(self, mark: Mark) -> bool:
+        """True (with a problem, once) when the files read so far hold more than the whole
+        configuration may; no further file is read then."""
+        if self.nodes_read <= MAX_TOTAL_NODES:
+            return False
+        if not self.budget_spent:
+            self.budget_spent = True
+            self.error(mark, f"the configuration's files hold more than {MAX_TOTAL_NODES} values in all; "
+                             f"the files from here on are not read")
+        return True
+
+    def included(self, pattern: str, mark: Mark) -> list[str]:
+        """The files an include pattern names: regular files inside the configuration's folder
+        (symbolic links resolved), each read once; a problem for anything else. Rule files come
+        from pull requests: an include may not read /etc/*, /proc/self/status or /dev/zero."""
+        if os.path.isabs(pattern) or ".." in re.split(r"[/\\]", pattern):
+            self.error(mark, f"include: {pattern!r} must name files inside the configuration's folder "
+                             f"(no absolute path, no '..')")
+            return []
+        matches = sorted(glob.glob(pattern, root_dir=self.base))
+        if not matches:
+            self.error(mark, f"include: {pattern!r} matches no file")
+        elif len(matches) > MAX_INCLUDED:
+            self.error(mark, f"include: {pattern!r} matches {len(matches)} files; at most {MAX_INCLUDED} may be included")
+            return []
+        paths = []
+        for match in matches:
+            path = os.path.join(self.base, match)
+            why = self.not_includable(path)
+            if why:
+                self.error(mark, f"include: {pattern!r}: {match!r} {why}")
+            elif os.path.realpath(path) not in self.read_paths:
+                self.read_paths.add(os.path.realpath(path))
+                paths.append(path)
+        return paths
+
+    def not_includable(self, path: str) -> str | None:
+        """Why the file at `path` may not be read as part of the configuration, or None."""
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self.real_base]) != self.real_base:
+            return "leads outside the configuration's folder (through a symbolic link)"
+        if real == os.path.realpath(self.root):
+            return f"is {os.path.basename(self.root)} itself, which cannot include itself"
+        try:
+            mode = os.stat(real).st_mode
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        return None if stat.S_ISREG(mode) else f"is {file_kind(mode)}, not a regular file"
 
     def check_shape(self, doc: Document, checker: Checker) -> bool:
         ok = True
@@ -145,10 +205,10 @@ class _Loader:
         for pattern_index, pattern in enumerate(root.data.get("include", []) or []):
             if not isinstance(pattern, str):
                 continue
-            matches = sorted(glob.glob(os.path.join(self.base, pattern)))
-            if not matches:
-                self.error(root.mark(("include", pattern_index)), f"include: {pattern!r} matches no file")
-            for path in matches:
+            mark = root.mark(("include", pattern_index))
+            for path in self.included(pattern, mark):
+                if self.over_budget(mark):
+                    break
                 doc = self.read(path)
                 if doc.data is None and not any(p.file == doc.file for p in self.problems):
                     continue
@@ -172,7 +232,16 @@ class _Loader:
         if not paths:
             self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: add one per environment (production.yaml, ...)")
         for path in paths:
+            why = self.not_includable(path)
+            if why:
+                self.error(Mark(self.display(path)), f"templates_map: {os.path.basename(path)!r} {why}")
+                continue
+            if self.over_budget(Mark(self.display(path))):
+                break
+            before = len(self.problems)
             doc = self.read(path)
+            if doc.data is None and len(self.problems) > before:
+                continue  # unreadable: its problem says why
             if doc.data is None:
                 doc.data = {}
             if self.check_shape(doc, templates_map_checker()):

@@ -17,6 +17,18 @@ class Mark:
     col: int = 1
 
 
+# The longest message shown: a message quotes the value it is about, and a value in a rule file
+# may be a megabyte long. Its middle is left out, so what it says of the value stays readable.
+MAX_MESSAGE = 2_000
+
+
+def shortened(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    head, tail = message[:MAX_MESSAGE // 2], message[-MAX_MESSAGE // 4:]
+    return f"{head} [... {len(message) - len(head) - len(tail)} characters left out ...] {tail}"
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -24,6 +36,9 @@ class Problem:
     col: int
     message: str
     severity: Severity = "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", shortened(self.message))
 
     @classmethod
     def at(cls, mark: Mark, message: str, severity: Severity = "error") -> "Problem":

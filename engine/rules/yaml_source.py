@@ -4,11 +4,17 @@ PyYAML's own constructors follow YAML 1.1 (``yes`` is true, ``2026-03-01`` is a 
 the last of duplicate keys silently. Files edited by people in pull requests deserve better:
 we compose the node tree, resolve plain scalars by the YAML 1.2 core schema, and report the
 1.1 surprises and duplicate keys as problems with their line and column.
+
+Those files are untrusted, so reading one is bounded: at most MAX_FILE_BYTES, a regular file
+only (never a FIFO that blocks or a device that never ends), at most MAX_NODES values with every
+use of an alias counted (a "billion laughs" stops there), at most MAX_DEPTH levels deep.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +78,17 @@ _MAYBE_TYPED_KEY = frozenset(["", *"~nNtTfFyYoO"])
 
 
 MAX_DEPTH = 64
+# The largest file read: a rule file of 500 notifications is about 700 KB.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+# The most values one file may hold, each use of an alias counted again: 500 notifications are
+# about 50 000; a value costs about 500 bytes once loaded and checked.
+MAX_NODES = 250_000
+# Syntax errors are worded by the pure-Python parser (the same on every platform) in texts up to
+# this size; it reads about 100 KB a second, so a longer text keeps libyaml's wording.
+_REWORD_LIMIT = 256 * 1024
+# Characters one of which comes before every value but the first, at most two values apart (a
+# collection and its first item): twice their count bounds the number of values in a text.
+_VALUE_STARTS = (",", "\n", ":", "-", "[", "{", "?", "*")
 
 
 @dataclass
@@ -82,6 +99,7 @@ class Document:
     file: str
     data: Any = None
     root: yaml.Node | None = None
+    nodes: int = 0  # values built, each use of an alias counted
     _entries: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = field(default_factory=dict, repr=False)
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
@@ -161,47 +179,120 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
     return value
 
 
-def _build(node: yaml.Node, file: str, problems: list[Problem], depth: int = 0) -> Any:
-    if depth > MAX_DEPTH:
-        problems.append(Problem.at(_mark(file, node), f"nesting deeper than {MAX_DEPTH} levels"))
+class _Builder:
+    """Builds plain data from nodes, counting every value it builds (an alias each time it is
+    used, as the data it becomes repeats it): past MAX_NODES it stops with one problem."""
+
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file, self.problems = file, problems
+        self.nodes = 0
+        self.built: set[int] = set()  # the collections built: meeting one again is an alias
+        self.aliased = False
+        self.stopped = False
+
+    def build(self, node: yaml.Node, depth: int = 0) -> Any:
+        if self.stopped or not self.count(node):
+            return None
+        if depth > MAX_DEPTH:
+            self.problems.append(Problem.at(_mark(self.file, node), f"nesting deeper than {MAX_DEPTH} levels"))
+            return None
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node, self.file, self.problems)
+        if node.tag not in _STANDARD_TAGS and node.tag != "?":
+            self.problems.append(Problem.at(_mark(self.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, depth + 1) for item in node.value]
+        return self.mapping(node, depth)
+
+    def count(self, node: yaml.Node) -> bool:
+        if not isinstance(node, yaml.ScalarNode):
+            self.aliased = self.aliased or id(node) in self.built
+            self.built.add(id(node))
+        self.nodes += 1
+        if self.nodes <= MAX_NODES:
+            return True
+        self.stopped = True
+        why = "with every use of an alias counted: an alias bomb?" if self.aliased else "split it into several files"
+        self.problems.append(Problem.at(_mark(self.file, node), f"more than {MAX_NODES} values in one file ({why})"))
+        return False
+
+    def mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        file, problems = self.file, self.problems
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                problems.append(Problem.at(_mark(file, key_node), "merge keys (<<) are not allowed"))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(Problem.at(_mark(file, key_node), "a key must be a plain string"))
+                continue
+            key = key_node.value
+            if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
+                problems.append(
+                    Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it")
+                )
+            if key in result:
+                first, _ = _entries(node)[key]
+                problems.append(Problem.at(_mark(file, key_node), f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"))
+                continue
+            result[key] = self.build(value_node, depth + 1)
+        return result
+
+
+def _too_many_values(text: str, file: str) -> Problem | None:
+    """A problem when `text` holds more than MAX_NODES values, found on the parser's events
+    before any node is built (a node costs ten times more); counted only when the characters
+    that can start a value say it might."""
+    if 2 * sum(map(text.count, _VALUE_STARTS)) + 2 <= MAX_NODES:
         return None
-    if isinstance(node, yaml.ScalarNode):
-        return _scalar(node, file, problems)
-    if node.tag not in _STANDARD_TAGS and node.tag != "?":
-        problems.append(Problem.at(_mark(file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, file, problems, depth + 1) for item in node.value]
-    result: dict[str, Any] = {}
-    for key_node, value_node in node.value:
-        if key_node.tag == _MERGE:
-            problems.append(Problem.at(_mark(file, key_node), "merge keys (<<) are not allowed"))
-            continue
-        if not isinstance(key_node, yaml.ScalarNode):
-            problems.append(Problem.at(_mark(file, key_node), "a key must be a plain string"))
-            continue
-        key = key_node.value
-        if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
-            problems.append(
-                Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it")
-            )
-        if key in result:
-            first, _ = _entries(node)[key]
-            problems.append(Problem.at(_mark(file, key_node), f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"))
-            continue
-        result[key] = _build(value_node, file, problems, depth + 1)
-    return result
+    count = 0
+    try:
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.AliasEvent)):
+                count += 1
+                if count > MAX_NODES:
+                    where = Mark(file, event.start_mark.line + 1, event.start_mark.column + 1)
+                    return Problem.at(where, f"more than {MAX_NODES} values in one file (split it into several files)")
+    except yaml.YAMLError:
+        return None  # composing reports it
+    return None
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of one document; YAMLError for a syntax error."""
+    try:
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise _reworded(text, exc) from None
+
+
+def _reworded(text: str, exc: yaml.YAMLError) -> yaml.YAMLError:
+    """The pure-Python parser's error for `text` (its messages are the same on every platform),
+    or libyaml's `exc` where that parser finds none (libyaml stops at 1 000 levels of nesting,
+    which Python's composer can only reach by recursion) or the text is long."""
+    if _LOADER is yaml.SafeLoader or len(text) > _REWORD_LIMIT:
+        return exc
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as reworded:
+        return reworded
+    except RecursionError:
+        pass
+    return exc
 
 
 def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
-    """Parse one YAML document; syntax errors become problems, never exceptions."""
+    """Parse one YAML document; syntax errors and the bounds above become problems, never
+    exceptions."""
     doc = Document(file)
+    if len(text) > MAX_FILE_BYTES:
+        return doc, [_too_large(file)]
+    too_many = _too_many_values(text, file)
+    if too_many:
+        return doc, [too_many]
     problems: list[Problem] = []
     try:
-        try:
-            node = yaml.compose(text, Loader=_LOADER)
-        except yaml.YAMLError:
-            # Report with the pure-Python parser: its messages are the same on every platform.
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -211,22 +302,70 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
     except yaml.YAMLError as exc:
         problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
         return doc, problems
+    except RecursionError:  # the pure-Python composer, where libyaml is missing
+        return doc, [Problem(file, 1, 1, f"nesting deeper than {MAX_DEPTH} levels")]
     if node is None:
         return doc, problems
-    doc.root = node
-    doc.data = _build(node, file, problems)
+    builder = _Builder(file, problems)
+    data = builder.build(node)
+    doc.nodes = builder.nodes
+    if not builder.stopped:
+        doc.root, doc.data = node, data
     return doc, problems
+
+
+def _too_large(file: str) -> Problem:
+    return Problem(file, 1, 1, f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB "
+                               f"({MAX_FILE_BYTES} bytes): split it into several files")
 
 
 def load_file(path: str, display: str | None = None) -> tuple[Document, list[Problem]]:
     display = display or path
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        return Document(display), [Problem(display, 1, 1, f"cannot read file: {exc.strerror}")]
+        raw = read_bounded(path)
+    except _Unreadable as exc:
+        return Document(display), [Problem(display, 1, 1, str(exc))]
+    if raw is None:
+        return Document(display), [_too_large(display)]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Document(display), [Problem(display, 1, 1, f"not UTF-8 text (byte {exc.start})")]
     return parse(text, display)
+
+
+class _Unreadable(Exception):
+    """The file cannot be read as a configuration file; the message says why."""
+
+
+def read_bounded(path: str) -> bytes | None:
+    """The bytes of the regular file at `path`, None when it holds more than MAX_FILE_BYTES;
+    _Unreadable for anything else (a folder, a FIFO, a device, a missing file)."""
+    try:
+        # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer, and is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _Unreadable(f"cannot read file: {exc.strerror}") from None
+    info = os.fstat(fd)  # of what was opened, whatever the path names by now
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _Unreadable(f"cannot read file: it is {file_kind(info.st_mode)}, not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        if info.st_size > MAX_FILE_BYTES:
+            return None
+        try:
+            raw = fh.read(MAX_FILE_BYTES + 1)  # a file of /proc says it has 0 bytes, and may not
+        except OSError as exc:
+            raise _Unreadable(f"cannot read file: {exc.strerror}") from None
+    return None if len(raw) > MAX_FILE_BYTES else raw
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a file"
