@@ -171,7 +171,9 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
         problems.append((where, f"'{key}' is a required property"))
     for key in sorted(set(raw) - ENVELOPE_KEYS):
         problems.append((f"{where}.{key}", "unknown envelope field (allowed: id, type, occurred_at, data)"))
-    event_id, event_type, occurred = raw.get("id"), raw.get("type"), raw.get("occurred_at")
+    event_id: Any = raw.get("id")
+    event_type: Any = raw.get("type")
+    occurred: Any = raw.get("occurred_at")
     if "id" in raw:
         problems.extend(_id_problems(f"{where}.id", event_id, MAX_ID, "an event id"))
     when = None
@@ -183,7 +185,7 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
     known = isinstance(event_type, str) and event_type in config.events
     if "type" in raw and not known:
         problems.append((f"{where}.type", f"unknown event type {event_type!r}"))
-    data = raw.get("data")
+    data: Any = raw.get("data")
     if "data" in raw and not isinstance(data, Mapping):
         problems.append((f"{where}.data", "must be an object"))
     elif known and isinstance(data, Mapping):

@@ -359,7 +359,7 @@ def build_app(runtime: Runtime) -> Starlette:
             payload = parse_json(await read_body(request, 65_536))
         except (ValueError, BodyTooLarge, BodyIncomplete) as exc:
             return error(400, str(exc) or "body too large or incomplete")
-        values = payload.get("preferences") if isinstance(payload, dict) else None
+        values: Any = payload.get("preferences") if isinstance(payload, dict) else None  # a dict once checked
         problems = _check_prefs(runtime, values)
         if problems:
             return error(422, "invalid preferences", problems=problems)

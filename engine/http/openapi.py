@@ -90,7 +90,8 @@ def _bounded(schema: Any) -> Any:
             out[key] = [_bounded(sub) for sub in value]
         elif key in _SCHEMAS:
             out[key] = _bounded(value)
-    types = out.get("type") if isinstance(out.get("type"), list) else [out.get("type")]
+    kind = out.get("type")
+    types: list[Any] = kind if isinstance(kind, list) else [kind]
     if "integer" in types:
         out["minimum"] = max(out.get("minimum", -MAX_INTEGER), -MAX_INTEGER)
         out["maximum"] = min(out.get("maximum", MAX_INTEGER), MAX_INTEGER)
