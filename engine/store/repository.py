@@ -164,8 +164,9 @@ class Store:
         self._driver_error = engine.dialect.loaded_dbapi.Error
         self._group = GroupCommit(self._write_lock, self._cursor, self._wrap) if self._write_lock is not None else None
         self._writer: Any = None  # SQLite: the pooled connection the writes run on, kept out of the pool (`_cursor`)
-        # An in-memory database lives in its one pooled connection: writes use it as everything else does.
-        self._keep_writer = self._write_lock is not None and engine.url.database not in (None, "", ":memory:")
+        # An in-memory database lives in its one connection (`db.scratch`): everything runs on it.
+        self._memory = self._write_lock is not None and engine.url.database in (None, "", ":memory:")
+        self._shared: Any = engine.raw_connection().dbapi_connection if self._memory else None
         self.codec = codec or Codec()
         self.dialect = engine.dialect.name
         self.sql = Statements(self.dialect)
@@ -193,7 +194,7 @@ class Store:
         SQLAlchemy Connection to set up and tear down around it. Errors are raised as `_tx`'s.
         On SQLite the caller holds the write lock (`_write` sees to it)."""
         conn = None
-        keep = self._keep_writer  # SQLite: one writer at a time, so one connection kept for it
+        keep = self._write_lock is not None  # SQLite: one writer at a time, so one connection kept for it
         try:
             conn = self._writer if keep and self._writer is not None else self._connection(keep)
             cur = conn.cursor()
@@ -223,6 +224,8 @@ class Store:
     def _connection(self, keep: bool) -> Any:
         """A pooled connection (the pool's errors are the driver's own: `_cursor` wraps them); the one
         to keep is taken out of the pool, and closed when this store goes."""
+        if self._shared is not None:
+            return self._shared
         conn = self.engine.raw_connection()
         if not keep:
             return conn
@@ -241,6 +244,8 @@ class Store:
 
     def _read(self, op: Callable[[Any], T]) -> T:
         """op(cursor) on a pooled connection, for reads on the hot paths (`Statements`)."""
+        if self._shared is not None:
+            return op(self._shared.cursor())
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
