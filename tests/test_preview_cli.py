@@ -234,3 +234,14 @@ def test_an_invalid_configuration_is_reported_not_a_traceback(monkeypatch, repo_
     monkeypatch.chdir(bad)
     (tmp_path / "e.jsonl").write_text("")
     assert main(["preview", "--events", str(tmp_path / "e.jsonl")]) == 1
+
+
+def test_a_line_nested_ten_thousand_deep_is_refused_with_its_line(monkeypatch: pytest.MonkeyPatch, repo_root: Path,
+                                                                  tmp_path: Path) -> None:
+    deep = '{"id": "e1", "type": "user.registered", "occurred_at": "2026-03-01T00:00:00Z", "data": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    events = tmp_path / "deep.jsonl"
+    events.write_text(deep + "\n")
+    result = preview(monkeypatch, repo_root, "--events", str(events), "--format", "json")
+    assert result.exit_code == 1
+    assert f"{events}:1: $: not readable: nested too deeply" in result.stderr
+    assert "Traceback" not in result.output
