@@ -140,8 +140,9 @@ def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = N
     for done, (at, kind, i) in enumerate(happenings):
         if until is not None and at > until:
             break
-        if due is not None and due <= at:
+        while due is not None and due <= at:  # a sweep hands out a batch at a time: all of them first
             runtime.sweep(at, on_time=True)
+            due = runtime.store.next_due()
         if kind == 0:
             steps[i][1](runtime, at)
         else:
@@ -152,8 +153,10 @@ def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = N
         due = runtime.store.next_due()
         if progress is not None and done % 200 == 0:
             progress(done, len(happenings))
-    while runtime.sweep(until or FAR_FUTURE, on_time=True):
-        pass
+    end = until or FAR_FUTURE
+    while due is not None and due <= end:
+        runtime.sweep(end, on_time=True)
+        due = runtime.store.next_due()
     if progress is not None:
         progress(len(happenings), len(happenings))
     return duplicates

@@ -157,10 +157,12 @@ class Runtime:
         return len(due)
 
     def close_digest(self, digest: dict[str, Any], now: datetime) -> None:
-        """Render a due digest from every item it collected and schedule its one send."""
+        """Render a due digest from every item it collected and schedule its one send; a digest
+        whose rule was removed meanwhile is closed without one."""
         send = self.digest_send(digest, now)
-        if send is not None:
-            self.store.close_digest(digest["bucket"], send, now, items=len(digest["items"]))
+        if send is None:
+            log.info("digest %s closed without a send: its notification was removed", digest["notification"])
+        self.store.close_digest(digest["bucket"], send, now, items=len(digest["items"]))
 
     def digest_send(self, digest: dict[str, Any], now: datetime) -> Send | None:
         """The send a digest makes from what it holds (None when its rule is gone)."""

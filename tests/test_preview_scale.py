@@ -27,3 +27,24 @@ def test_a_copy_that_differs_is_caught(shipped_config: Any) -> None:
     rows = [r.as_json() for r in run(shipped_config, list(enumerate(copies(2 * PER_COPY), 1))).rows]
     rows[-1] = {**rows[-1], "status": "skipped" if rows[-1]["status"] != "skipped" else "sent"}
     assert not check_copies(rows, 2)
+
+
+def test_every_send_due_before_an_event_goes_out_first_however_many(shipped_config: Any) -> None:
+    """The sweep hands out sends a batch at a time: the preview sweeps until none is due before
+    the next event, so 1 200 reminders due at one instant all go out before a cancel a second later."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.runtime.support import booking_cancelled, booking_confirmed
+
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    start = t0 + timedelta(days=3)
+    due = start - timedelta(hours=24)
+    events = [booking_confirmed(f"c{i}", f"bk{i}", start, t0, client=f"usr_c_{i}", practitioner=f"usr_p_{i}")
+              for i in range(600)]
+    events.append(booking_cancelled("x599", "bk599", start, due + timedelta(seconds=1), client="usr_c_599",
+                                    practitioner="usr_p_599"))  # the booking whose reminders were scheduled last
+    rows = [r.as_json() for r in run(shipped_config, list(enumerate(events, 1))).rows]
+    day_before = [r for r in rows if r["notification"] in ("client_booking_reminder_24h", "practitioner_session_reminder_24h")]
+    assert len(day_before) == 1200 and {r["status"] for r in day_before} == {"sent"}
+    later = [r for r in rows if r["key"] == "bk599" and r["notification"].endswith("_30m")]
+    assert len(later) == 2 and {r["status"] for r in later} == {"cancelled"}

@@ -576,9 +576,10 @@ class Store:
 
         return self._read(op)
 
-    def close_digest(self, bucket: str, send: Send, now: datetime, items: int | None = None) -> bool:
-        """Close a digest and schedule its one send, atomically; False if another process did, or
-        if items arrived since `send` was rendered from `items` of them (the next sweep renders again)."""
+    def close_digest(self, bucket: str, send: Send | None, now: datetime, items: int | None = None) -> bool:
+        """Close a digest and schedule its one send (None: no send), atomically; False if another
+        process did, or if items arrived since `send` was rendered from `items` of them (the next
+        sweep renders again)."""
         sql = self.sql
 
         def op(cur: Any) -> bool:
@@ -589,7 +590,8 @@ class Store:
             cur.execute(sql.close_digest, (bucket,))
             if not cur.rowcount:
                 return False
-            self._insert_sends(cur, [self._send_row(send, sql.time(now))])
+            if send is not None:
+                self._insert_sends(cur, [self._send_row(send, sql.time(now))])
             return True
 
         return self._write(op)
