@@ -50,7 +50,8 @@ def with_person(data: Mapping[str, Any], path: str, person: Mapping[str, Any]) -
     person (the mappings on the way are copied, not changed)."""
     head, _, rest = path.partition(".")
     out = dict(data)
-    found = out.get(head) if isinstance(out.get(head), Mapping) else {}
+    given = out.get(head)
+    found: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     out[head] = with_person(found, rest, person) if rest else {**found, **person}
     return out
 

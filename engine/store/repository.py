@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -30,7 +30,7 @@ from ..core.rendering import courier_message
 from .codec import Codec
 from .groupcommit import GroupCommit, each_in_savepoint
 from .statements import Statements, like_prefix
-from .tables import (digest_items, digests, events, history, metadata, notifications, preferences, recipients,
+from .tables import (digests, events, history, metadata, notifications, preferences, recipients,
                      signature_receipts, webhook_receipts)
 
 DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
@@ -434,7 +434,8 @@ class Store:
             if ids is None:
                 self._end_dead_claims(cur, at, due[2], max_attempts)
             cur.execute(sql.queue_due(len(among)), (at, at, *due, *among, limit, *due))
-            return sorted(((i, sql.read_time(t)) for i, t in cur.fetchall()), key=lambda r: (r[1], r[0]))  # type: ignore[return-value]
+            due_rows = [(int(i), sql.read_time(t) or now) for i, t in cur.fetchall()]
+            return sorted(due_rows, key=lambda r: (r[1], r[0]))
 
         if ids is not None and not among:
             return []
@@ -679,7 +680,7 @@ class Store:
             cur.execute(sql.all_rows)
             out = []
             for row in cur.fetchall():
-                found = dict(zip(names, row))
+                found = dict(zip(names, row, strict=True))
                 found["channels"] = sql.read_channels(found["channels"])
                 found["send_at"] = sql.read_time(found["send_at"])
                 found["message"] = loads(found["message"]) if found["message"] else None
