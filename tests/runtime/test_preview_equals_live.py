@@ -15,7 +15,8 @@ from engine.core.events import parse_event
 from engine.delivery import OutboxBackend
 from engine.preview import FAR_FUTURE, Row, outcomes, replay, run, set_preferences
 from engine.rules.timeparse import parse_instant
-from tests.test_scenarios import SCENARIOS, load_scenario, preferences_of, steps
+from engine.scenarios import load_scenario, preferences_of, steps
+from tests.test_scenarios import SCENARIOS
 
 
 def canonical(rows: list[Row]) -> list[str]:
