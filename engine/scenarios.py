@@ -459,13 +459,13 @@ def report(outcome: Outcome) -> str:
     """What a person reads: pass or fail, and on failure what was expected but not produced,
     what was produced but not expected (with lines to paste if that is right), and every send."""
     scenario = outcome.scenario
-    title = scenario["description"].splitlines()[0] if scenario["description"] else ""
+    title = headline(scenario["description"])
     name = Path(scenario["path"]).stem
     if outcome.problems:
         return "\n".join([f"ERROR {name}: {title}"] + [f"  {p.file}:{p.line}:{p.col}: {p.message}" for p in outcome.problems])
     if outcome.passed:
         return f"PASS  {name}: {title}"
-    out = [f"FAIL  {name}: {title}   ({scenario['path']}, match: {scenario['match']})"]
+    out = [f"FAIL  {name}: {title}", f"  {scenario['path']} (match: {scenario['match']}): {scenario['description']}"]
     if outcome.missing:
         out.append("  expected, but the rules did not produce:")
         for item in sorted(outcome.missing, key=lambda m: (m["send_at"], m["notification"])):
@@ -480,6 +480,12 @@ def report(outcome: Outcome) -> str:
         out.append(f"  duplicate event ids: expected {scenario['expect_duplicates']}, the engine ignored {outcome.duplicates}")
     out += _everything(outcome)
     return "\n".join(out)
+
+
+def headline(description: str) -> str:
+    """The first sentence of a description, for the one line a passing scenario gets."""
+    first = re.split(r"(?<=[.!?:;])\s", " ".join(description.split()), maxsplit=1)[0]
+    return first.rstrip(".:;")
 
 
 def _near_misses(item: Expected, produced: list[dict[str, Any]]) -> list[str]:

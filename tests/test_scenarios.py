@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from engine.cli.main import main
 from engine.rules.model import Config
 from engine.scenarios import ScenarioError, compare, load_scenario, report, run_scenario
 
@@ -62,7 +63,7 @@ expect:
     text = report(outcome)
     assert not outcome.passed
     assert [m["send_at"] for m in outcome.missing] == ["2026-03-11T14:00:00Z"]
-    assert text.startswith("FAIL  scenario: The reminder is expected an hour early.")
+    assert text.startswith("FAIL  scenario: The reminder is expected an hour early\n")
     assert "expected, but the rules did not produce:" in text
     assert "- 2026-03-11T14:00:00Z  client_booking_reminder_24h" in text
     assert "the rules produced: 2026-03-11T15:00:00Z sent" in text
@@ -83,7 +84,7 @@ expect:
     outcome = run_scenario(shipped_config, scenario)
     assert outcome.passed, report(outcome)
     assert len(outcome.produced) == 6
-    assert report(outcome) == "PASS  scenario: Only the client's 24 h reminder is checked."
+    assert report(outcome) == "PASS  scenario: Only the client's 24 h reminder is checked"
 
 
 def test_match_only_still_finds_an_extra_send_of_a_named_notification(shipped_config: Config, tmp_path: Path) -> None:
@@ -151,7 +152,7 @@ expect:
         "19: expect[0]: no notification `client_booking_reminder_42h` in the rules (did you mean client_booking_reminder_24h?)",
         "3: preferences of usr_c_maya: `client_reveiw_request` is neither a notification, a category, nor notification:channel",
     ]
-    assert report(outcome).startswith("ERROR scenario: A typo.")
+    assert report(outcome).startswith("ERROR scenario: A typo\n")
 
 
 def test_an_event_its_schema_refuses_is_reported_at_its_line(shipped_config: Config, tmp_path: Path) -> None:
@@ -164,3 +165,42 @@ expect:
     outcome = run_scenario(shipped_config, load_scenario(path))
     assert outcome.problems and all(p.line == 3 for p in outcome.problems)
     assert "events[0]: $.data" in outcome.problems[0].message
+
+
+def engine_test(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["test", *args])
+    return code, capsys.readouterr().out
+
+
+def test_engine_test_runs_the_scenarios_beside_the_configuration(repo_root: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # the default folder is found from --config, not from here
+    code, out = engine_test(capsys, "--config", str(repo_root / "notifications.yaml"))
+    assert code == 0, out
+    assert out.splitlines()[-1] == f"{len(SCENARIOS)} passed"
+    assert "PASS  review_request_daytime_window: The review request goes out 2 hours after the session" in out
+
+
+def test_engine_test_exit_codes(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(repo_root)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("description: An hour early.\n" + BOOKING + """
+expect:
+  - {notification: client_booking_reminder_24h, recipient: usr_c_maya, send_at: "2026-03-11T14:00:00Z", status: sent}
+""", encoding="utf-8")
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("description: x\nevents: []\n", encoding="utf-8")
+    right = SCENARIOS[0]
+
+    assert engine_test(capsys, str(right))[0] == 0
+    code, out = engine_test(capsys, str(right), str(wrong))
+    assert code == 1
+    assert "FAIL  wrong: An hour early" in out and out.splitlines()[-1] == "1 passed, 1 failed"
+    code, out = engine_test(capsys, str(wrong), str(malformed))
+    assert code == 2
+    assert f"{malformed}:1:1: a scenario: needs `expect`" in out
+    assert out.splitlines()[-1] == "0 passed, 1 failed, 1 malformed"
+    assert engine_test(capsys, str(tmp_path / "absent.yaml"))[0] == 2
+    assert engine_test(capsys, str(tmp_path / "empty"))[0] == 2

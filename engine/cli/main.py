@@ -8,7 +8,7 @@ import click
 
 from .. import __version__
 from ..rules.problems import ConfigError
-from . import backtest, diff, preview, runtime, validate
+from . import backtest, diff, preview, runtime, test, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +17,7 @@ def cli() -> None:
     """A declarative notification rules engine."""
 
 
-for command in (validate.command, preview.command, diff.command, backtest.command, *runtime.COMMANDS):
+for command in (validate.command, preview.command, test.command, diff.command, backtest.command, *runtime.COMMANDS):
     cli.add_command(command)
 
 
