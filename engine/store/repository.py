@@ -144,6 +144,8 @@ class _Pending:
     def flush(self) -> None:
         if self.cancels:
             params = [(c.reason, self.at, c.notification, c.key) for c in self.cancels.values()]
+            if self.store.sql.pg:  # in a sorted order, so that two cancels of the same keys cannot deadlock
+                self.cur.executemany(self.store.sql.lock_cancelled, sorted((c.notification, c.key) for c in self.cancels.values()))
             self.cur.executemany(self.store.sql.cancel_history, params)
             self.cur.executemany(self.store.sql.cancel, params)
             self.cancelled += self.cur.rowcount

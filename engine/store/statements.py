@@ -33,6 +33,10 @@ _SQL = {
                       f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}",
     "cancel": f"UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
               f"WHERE notification = ? AND key = ? AND {PENDING}",
+    # PostgreSQL: a cancel first locks the rows it may change, so that an attempt's outcome cannot
+    # move one from `sending` to `scheduled` between the statements below (each reads anew).
+    "lock_cancelled": "SELECT id FROM notifications WHERE notification = ? AND key = ? "
+                      "AND status IN ('scheduled', 'queued', 'sending') ORDER BY id FOR UPDATE",
     # A row being sent is not ended (Courier may yet accept it): its attempt, if it fails, ends it.
     "cancel_in_flight": "UPDATE notifications SET cancel_reason = ?, updated_at = ? "
                         "WHERE notification = ? AND key = ? AND status = 'sending'",
