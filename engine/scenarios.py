@@ -519,7 +519,7 @@ def _line(row: Expected | dict[str, Any]) -> str:
         extra += f"  data⊇{row['data']}" if row.get("data") else ""
         where = f"  [scenario line {row['line']}]"
     return (f"{row['send_at']}  {row['notification']:<42} {row['recipient']:<14} "
-            f"{row['status']:<9}{reason}{extra}{where}")
+            f"{row['status']:<9}{reason}{extra}{where}").rstrip()
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -58,9 +58,11 @@ def command(paths: tuple[str, ...], config_path: str | None, env: str) -> None:
     if absent or not files:
         raise NoScenarios(f"no such scenario file: {', '.join(absent)}" if absent else
                           f"no scenario files in {', '.join(map(str, paths or [default_folder(config_path)]))}")
-    verdicts = []
+    verdicts: list[int] = []
     for path in files:
         verdict, text = one(config, path, env)
+        if verdict != PASSED and verdicts and verdicts[-1] == PASSED:
+            click.echo()  # a failure's report stands apart from the one-line passes around it
         verdicts.append(verdict)
         click.echo(text + ("\n" if verdict != PASSED else ""))
     click.echo(summary(verdicts))
