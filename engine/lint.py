@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from .core.decide import Decision, DigestItem, Renderer, Send, digest_send, plan
 from .core.events import Event, EventRejected, parse_event
 from .core.timing import recipient_zone
+from .rules import budget
 from .rules.event_schema import SchemaView
 from .rules.loader import check, collector_paused
 from .rules.model import Config, Notification
@@ -23,7 +24,9 @@ from .rules.problems import Mark, Problem
 
 
 def check_all(root: str, environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
-    with collector_paused():  # what the examples make lives until the end, as what loading makes
+    # What the examples make lives until the end, as what loading makes; and all the evaluation
+    # of one validation is bounded in time together, however many rules are expensive.
+    with collector_paused(), budget.validation():
         config, problems = check(root, environ)
         if config is None:
             return None, problems

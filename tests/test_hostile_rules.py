@@ -330,7 +330,7 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + 
 @pytest.mark.parametrize("text, says", [
     (BILLION_LAUGHS, "more than 250000 values in one file (with every use of an alias counted: an alias bomb?)"),
     ("x: [" + ", ".join(["1"] * 300_000) + "]\n", "more than 250000 values in one file (split it into several files)"),
-    ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", "YAML syntax error: exceeded maximum nesting depth"),
+    ("x: " + "[" * 100_000 + "]" * 100_000 + "\n", "nesting deeper than 64 levels"),
     ("x:\n  " + "- " * 500 + "deep\n", "nesting deeper than 64 levels"),
     ("".join("  " * i + f"k{i}:\n" for i in range(100)) + "  " * 100 + "end: 1\n", "nesting deeper than 64 levels"),
     ("# " + "x" * (2 * 1024 * 1024), "the file is larger than 2 MB (2097152 bytes): split it into several files"),
@@ -338,7 +338,7 @@ BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + 
 def test_a_yaml_bomb_is_a_problem_found_quickly(text: str, says: str) -> None:
     started = time.monotonic()
     doc, problems = parse(text, "bomb.yaml")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10  # under a second on an idle machine
     assert [p.message for p in problems][:1] == [says]
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ..rules import expressions
+from ..rules.budget import budget
 from ..rules.model import Config, Notification
 
 # Builds a signed unsubscribe link: (notification id, recipient id) -> URL. Given by the runtime.
@@ -73,11 +74,12 @@ def render(config: Config, rule: Notification, ctx: dict[str, Any], recipient: M
            environ: Mapping[str, str] | None = None, unsubscribe: UnsubscribeLinker | None = None) -> Rendered:
     """Render a rule's payload in `ctx` (see matching.context); RenderError says what failed."""
     try:
-        key, variant = template_key(rule, ctx)
-        data = common_data(config, recipient)
-        for name, value in rule.data.items():
-            data[name] = expressions.render(value, ctx)
-        idempotency_key = str(expressions.render(rule.idempotency_key, ctx))
+        with budget():  # one for the whole send: each value renders within what the others left
+            key, variant = template_key(rule, ctx)
+            data = common_data(config, recipient)
+            for name, value in rule.data.items():
+                data[name] = expressions.render(value, ctx)
+            idempotency_key = str(expressions.render(rule.idempotency_key, ctx))
     except expressions.ExpressionError as exc:
         raise RenderError(str(exc)) from None
     category = config.categories.get(rule.category)

@@ -2,11 +2,16 @@
 
 Rule files arrive through pull requests, so every expression is untrusted. It is compiled and
 rendered only here, by an `ImmutableSandboxedEnvironment` with `StrictUndefined`, with size
-bounds on sources, results and the operators that can blow memory up (`*`, `**`).
+bounds on sources, results and every operation that can make something large (see guards), and
+a budget of steps and time for each render (see budget): every loop turn, call, filter, test and
+operator spends a step. Validation refuses what no data can make cheap: a statement other than
+if/for, a recursive loop, a sum that does not add numbers, and any part of an expression that
+reads no field and still breaks a bound (it is evaluated, under the same bounds).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
@@ -14,18 +19,26 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain, islice
 from typing import Any, Iterable
-from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
-from .timeparse import parse_instant
+from . import guards
+from .budget import MAX_STEPS, budget, check_weight, made, spend
+from .guards import MAX_RESULT
+from .timeparse import parse_instant, zone
 
 MAX_SOURCE = 2_000
-MAX_RESULT = 10_000
 MAX_POWER = 1_000_000
+# Filters the sandbox adds where a rule's expression has a loop or a `~`; a rule cannot write
+# these names (a filter name has no space).
+_LOOP_FILTER = "rule loop"
+_CONCAT_FILTER = "rule concat"
 
 # Statements a rule expression may use; everything else (macro, call, include, set...) is refused.
 _ALLOWED_STATEMENTS = (nodes.Template, nodes.Output, nodes.If, nodes.For)
@@ -51,12 +64,16 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return str(value)  # a Markup (from `tojson`, `safe`...) becomes a plain string
     if depth >= 64:
         raise ExpressionError("the value is nested deeper than 64 levels")
+    if depth == 0:
+        check_weight(value)  # the payload is written out as JSON, shared items repeated
     if isinstance(value, Mapping):
         return {str(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset, range, Iterator, KeysView, ValuesView, ItemsView)):
         items = list(islice(value, MAX_RESULT + 1))
         if len(items) > MAX_RESULT:
             raise ExpressionError(f"gives more than {MAX_RESULT} items")
+        if depth == 0 and isinstance(value, Iterator):
+            check_weight(items)
         return [_plain(v, depth + 1) for v in items]
     raise ExpressionError(f"gives a {type(value).__name__}, which is not a JSON value")
 
@@ -70,16 +87,14 @@ def _concat(values: Iterable[Any]) -> Any:
         return _plain(head[0])
     out, size = [], 0
     for value in chain(head, values):  # counted as it goes: a loop cannot build a huge string first
+        if not isinstance(value, str):
+            check_weight(value)  # before str() writes a collection out, shared items repeated
         text = str(value)
         size += len(text)
         if size > MAX_RESULT:
             raise ExpressionError(f"renders to more than {MAX_RESULT} characters")
         out.append(text)
     return "".join(out)
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, list, tuple)) else 0
 
 
 class RuleTemplate(NativeTemplate):
@@ -107,7 +122,7 @@ class RuleTemplate(NativeTemplate):
 
 
 class RuleSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, producing native values, with the operators that allocate bounded."""
+    """The sandbox, producing native values, each operation bounded (see guards)."""
 
     code_generator_class = NativeCodeGenerator
     template_class = RuleTemplate
@@ -115,81 +130,24 @@ class RuleSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        # str methods that take a width or multiply their input allocate before any later
-        # check could run: refuse the sizes up front.
+        spend()
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):
-            _check_str_call(owner, getattr(__obj, "__name__", ""), args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+            args = guards.str_call_args(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return made(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Any:
-        owner = getattr(value, "__self__", None)
-        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map"):
-            _check_widths(owner)
-        return super().wrap_str_format(value)
+        return guards.wrap_str_format(self, value)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "%" and isinstance(left, str):
-            _check_widths(left)
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if _size(seq) and isinstance(n, int) and _size(seq) * n > MAX_RESULT:
-                    raise SecurityError(f"a repetition of more than {MAX_RESULT} items is not allowed")
-        if operator == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)):
-            if abs(right) > 64 or (abs(left) > 1 and abs(right) * max(len(str(int(abs(left)))), 1) > 64):
-                raise SecurityError("a power this large is not allowed")
-        if operator == "+" and _size(left) + _size(right) > MAX_RESULT:
-            raise SecurityError(f"a result longer than {MAX_RESULT} is not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-_WIDTH_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
-_NUMBER = re.compile(r"\d+")
-
-
-def _too_big(message: str) -> SecurityError:
-    return SecurityError(f"{message} (the limit is {MAX_RESULT})")
-
-
-def _check_widths(fmt: str) -> None:
-    """A printf or str.format pattern may not ask for a field wider than the bound."""
-    if any(len(n) > 6 or int(n) > MAX_RESULT for n in _NUMBER.findall(fmt)):
-        raise _too_big("a format width this large is not allowed")
-
-
-def _check_str_call(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    if name in _WIDTH_METHODS:
-        width = args[0] if args else next(iter(kwargs.values()), 0)
-        if isinstance(width, int) and width * (8 if name == "expandtabs" else 1) > MAX_RESULT:
-            raise _too_big(f"str.{name} this wide is not allowed")
-    elif name == "replace" and len(args) >= 2:
-        grows = owner.count(str(args[0])) * len(str(args[1])) if args[0] else (len(owner) + 1) * len(str(args[1]))
-        if len(owner) + grows > MAX_RESULT:
-            raise _too_big("a replacement this large is not allowed")
-    elif name in ("format", "format_map"):
-        _check_widths(owner)
-
-
-def _bounded_filter(name: str, original: Any, width_arg: int | None) -> Any:
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        if width_arg is not None and len(args) > width_arg and isinstance(args[width_arg], int) and args[width_arg] > MAX_RESULT:
-            raise _too_big(f"the {name} filter this wide is not allowed")
-        if name == "format" and args and isinstance(args[0], str):
-            _check_widths(args[0])
-        if name == "replace" and len(args) >= 3 and isinstance(args[0], str):
-            _check_str_call(args[0], "replace", (args[1], args[2]), {})
-        return original(*args, **kwargs)
-
-    for attr in ("jinja_pass_arg",):  # keep Jinja's pass_context/pass_environment markers
-        if hasattr(original, attr):
-            setattr(bounded, attr, getattr(original, attr))
-    return bounded
+        spend()
+        guards.check_binop(operator, left, right)
+        return made(super().call_binop(context, operator, left, right))
 
 
 def _local_time(value: Any, tz: str | None = None, fmt: str = "%A %d %B %Y, %H:%M") -> str:
     instant = value if isinstance(value, datetime) else parse_instant(str(value))
-    zone = ZoneInfo(tz) if tz else timezone.utc
-    return instant.astimezone(zone).strftime(fmt)
+    return instant.astimezone(zone(tz) if tz else timezone.utc).strftime(fmt)
 
 
 _EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
@@ -215,8 +173,12 @@ def _iso(value: Any) -> str:
 def sandbox() -> RuleSandbox:
     env = RuleSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters.update(local_time=_local_time, money=_money, iso=_iso)
-    for name, width_arg in (("center", 1), ("indent", 1), ("wordwrap", 1), ("truncate", None), ("format", None), ("replace", None)):
-        env.filters[name] = _bounded_filter(name, env.filters[name], width_arg)
+    for name, original in list(env.filters.items()):
+        env.filters[name] = guards.guarded_filter(name, original)
+    for name, test in list(env.tests.items()):
+        env.tests[name] = guards.guarded_test(test)
+    env.filters[_LOOP_FILTER] = guards.loop_turns
+    env.filters[_CONCAT_FILTER] = guards.concat
     # Rules need `range` and `dict`; the other globals only serve as gadgets in injection attempts.
     for name in ("lipsum", "cycler", "joiner", "namespace"):
         env.globals.pop(name, None)
@@ -227,28 +189,93 @@ GLOBALS = frozenset({"range", "dict"})
 
 
 def _parse(source: str, *, expression: bool) -> Any:
-    """Parse and audit: statements other than if/for and names starting with `_` are refused
-    here, so both `engine validate` and the renderer at run time refuse them."""
+    """Parse and audit: the tree of a template (a nodes.Template) or of a bare expression (a
+    nodes.Expr). What is refused here is refused by `engine validate` and by the renderer."""
     _check_source(source)
-    text = "{{ (" + source + ") }}" if expression else source
     try:
-        tree = sandbox().parse(text)
+        tree = _parse_expression(source) if expression else sandbox().parse(source)
     except TemplateError as exc:
         raise ExpressionError(f"does not compile: {exc.message or exc}") from None
     except RecursionError:
         raise ExpressionError("the expression is nested too deeply") from None
-    for node in tree.find_all(nodes.Stmt):
+    _audit(tree)
+    return tree
+
+
+def _parse_expression(source: str) -> nodes.Expr:
+    # As Environment.compile_expression parses, keeping the tree.
+    parser = Parser(sandbox(), source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise ExpressionError("does not compile: chunk after expression")
+    expr.set_environment(sandbox())
+    return expr
+
+
+def _find(tree: nodes.Node, kinds: Any) -> Iterator[Any]:
+    """The nodes of `kinds` in `tree`, `tree` itself included (Node.find_all leaves it out: it
+    is the whole of a bare expression such as `status`)."""
+    if isinstance(tree, kinds):
+        yield tree
+    yield from tree.find_all(kinds)
+
+
+def _audit(tree: nodes.Node) -> None:
+    for node in _find(tree, nodes.Stmt):
         if not isinstance(node, _ALLOWED_STATEMENTS):
             name = _STATEMENT_NAMES.get(type(node).__name__, type(node).__name__.lower())
             raise ExpressionError(f"the statement '{name}' is not allowed in rule expressions")
-    for node in tree.find_all((nodes.Getattr, nodes.Name)):
+        if isinstance(node, nodes.For) and node.recursive:
+            raise ExpressionError("a recursive loop is not allowed in rule expressions")  # it turns outside the budget's count
+    for node in _find(tree, (nodes.Getattr, nodes.Name)):
         name = node.attr if isinstance(node, nodes.Getattr) else node.name
         if name.startswith("_"):
             raise ExpressionError(f"'{name}': names starting with an underscore are not allowed")
-    for node in tree.find_all(nodes.Getitem):
+    for node in _find(tree, nodes.Getitem):
         if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
             raise ExpressionError(f"'{node.arg.value}': names starting with an underscore are not allowed")
-    return tree
+    for node in _find(tree, nodes.Filter):
+        if node.name == "sum" and not _a_number(_filter_argument(node, 1, "start")):
+            raise ExpressionError("the sum filter adds numbers: its start must be a number")
+
+
+def _filter_argument(node: nodes.Filter, index: int, name: str) -> nodes.Expr | None:
+    keyword = next((k.value for k in node.kwargs if k.key == name), None)
+    return keyword if keyword is not None else (node.args[index] if len(node.args) > index else None)
+
+
+def _a_number(node: nodes.Expr | None) -> bool:
+    if isinstance(node, nodes.Neg):
+        node = node.node
+    return node is None or (isinstance(node, nodes.Const) and isinstance(node.value, (int, float)))
+
+
+class _Harden(NodeTransformer):
+    """Every loop spends a step of the budget on each turn, and `~` weighs its parts before it
+    writes them out: both through filters only the sandbox can name."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), _CONCAT_FILTER, [], [], None, None,
+                            lineno=node.lineno)
+
+
+def _hardened(tree: Any) -> Any:
+    hardened = _Harden().visit(tree)
+    hardened.set_environment(sandbox())
+    return hardened
+
+
+def _expression_template(expr: nodes.Expr) -> TemplateExpression:
+    # As Environment.compile_expression compiles, from a (hardened) tree.
+    body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), _hardened(expr), lineno=1)], lineno=1)
+    body.set_environment(sandbox())
+    return TemplateExpression(sandbox().from_string(body), undefined_to_none=False)
 
 
 def is_template(value: Any) -> bool:
@@ -262,9 +289,10 @@ def _check_source(source: str) -> None:
 
 @functools.lru_cache(maxsize=16_384)
 def compile_template(source: str) -> Any:
-    _parse(source, expression=False)
+    tree = _parse(source, expression=False)
     try:
-        return sandbox().from_string(source)
+        with budget():  # Jinja evaluates constant parts while it compiles
+            return sandbox().from_string(_hardened(tree))
     except TemplateError as exc:
         raise ExpressionError(f"does not compile: {exc.message or exc}") from None
     except RecursionError:
@@ -273,9 +301,10 @@ def compile_template(source: str) -> Any:
 
 @functools.lru_cache(maxsize=16_384)
 def compile_expression(source: str) -> Any:
-    _parse(source, expression=True)
+    expr = _parse(source, expression=True)
     try:
-        return sandbox().compile_expression(source, undefined_to_none=False)
+        with budget():
+            return _expression_template(expr)
     except TemplateError as exc:
         raise ExpressionError(f"does not compile: {exc.message or exc}") from None
     except RecursionError:
@@ -366,7 +395,8 @@ def render(value: Any, context: dict[str, Any]) -> Any:
             found = _render_lookups(parts, context)
             if found is not _MISSING:
                 return found
-        return _bounded(template.render(context))
+        with budget():
+            return _bounded(template.render(context))
     except ExpressionError:
         raise
     except Exception as exc:  # the sandbox and user data can raise anything; report it
@@ -376,7 +406,9 @@ def render(value: Any, context: dict[str, Any]) -> Any:
 def evaluate(source: str, context: dict[str, Any]) -> Any:
     """Evaluate a bare expression (a condition, a template selector)."""
     try:
-        return _bounded(_plain(compile_expression(source)(**context)))
+        expression = compile_expression(source)
+        with budget():
+            return _bounded(_plain(expression(**context)))
     except ExpressionError:
         raise
     except Exception as exc:
@@ -393,13 +425,28 @@ class Reference:
 
 @functools.lru_cache(maxsize=16_384)
 def analyse(source: str, *, expression: bool) -> tuple[Reference, ...]:
-    """The context fields an expression reads; raises ExpressionError for anything refused."""
+    """The context fields an expression reads; raises ExpressionError for anything refused,
+    including a part that reads no field and breaks a bound when evaluated (see _Constants)."""
     tree = _parse(source, expression=expression)
     compile_expression(source) if expression else compile_template(source)
-    local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    refs = _references(tree)
+    try:
+        with budget():
+            _Constants().check(copy.deepcopy(tree, {id(sandbox()): sandbox()}))
+    except ExpressionError:
+        raise
+    except RecursionError:
+        raise ExpressionError("the expression is nested too deeply") from None
+    except Exception as exc:
+        raise ExpressionError(_describe(exc)) from None
+    return refs
+
+
+def _references(tree: nodes.Node) -> tuple[Reference, ...]:
+    local = {n.name for n in _find(tree, nodes.Name) if n.ctx in ("store", "param")}
     refs: list[Reference] = []
     parents = _parent_map(tree)
-    for name in tree.find_all(nodes.Name):
+    for name in _find(tree, nodes.Name):
         if name.ctx != "load" or name.name in local or name.name in GLOBALS:
             continue
         path, index, node = [name.name], False, name
@@ -419,6 +466,57 @@ def analyse(source: str, *, expression: bool) -> tuple[Reference, ...]:
             node = parent
         refs.append(Reference(tuple(path), index))
     return tuple(refs)
+
+
+class _Constants:
+    """Evaluates, under the render's own bounds, every part of an expression that reads no field
+    (`['x' * 10000] * 10000` behind a condition no example meets), and counts the turns of loops
+    over such parts, nested ones multiplied: what fails here fails with any data."""
+
+    def check(self, node: nodes.Node, turns: int = 1) -> None:
+        if isinstance(node, nodes.For):
+            self.loop(node, turns)
+        elif isinstance(node, nodes.Output):
+            for part in node.nodes:
+                if _constant(part):
+                    self.output(part)
+                else:
+                    self.check(part, turns)
+        elif isinstance(node, nodes.Expr) and _constant(node):
+            self.value(node)
+        else:  # a statement, or an expression that reads a field: its parts may not
+            for child in node.iter_child_nodes():
+                self.check(child, turns)
+
+    def loop(self, node: nodes.For, turns: int) -> None:
+        if isinstance(node.iter, nodes.Expr) and _constant(node.iter):
+            found = self.value(node.iter)
+            turns *= len(found) if hasattr(found, "__len__") else 1
+            if turns >= MAX_STEPS:
+                raise ExpressionError(f"its loops would turn more than {MAX_STEPS} times ({turns})")
+        else:
+            self.check(node.iter, turns)
+        for child in (*node.body, *([node.test] if node.test else [])):
+            self.check(child, turns)
+        for child in node.else_:
+            self.check(child, turns)
+
+    def value(self, node: nodes.Expr) -> Any:
+        if isinstance(node, (nodes.Const, nodes.Name, nodes.TemplateData)):
+            return node.as_const() if isinstance(node, nodes.Const) else None
+        return _expression_template(node)()
+
+    def output(self, node: nodes.Expr) -> None:
+        if not isinstance(node, (nodes.Const, nodes.TemplateData)):
+            _bounded(_plain(self.value(node)))  # as a lone value is given, or refused
+
+
+def _constant(node: nodes.Node) -> bool:
+    """Whether `node` is an expression that reads nothing but the sandbox's globals."""
+    if not isinstance(node, nodes.Expr) or isinstance(node, (nodes.ContextReference, nodes.DerivedContextReference)):
+        return False
+    return all(name.ctx == "load" and name.name in GLOBALS for name in _find(node, nodes.Name)) and not any(
+        _find(node, (nodes.ContextReference, nodes.DerivedContextReference, nodes.InternalName)))
 
 
 def _parent_map(tree: nodes.Node) -> dict[int, nodes.Node]:

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import expressions
+from . import budget, expressions
 from .event_schema import SchemaView, pattern_problems, subschemas
 from .json_schema import Checker, most_specific, schema_error
 from .model import (
@@ -705,7 +705,7 @@ def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = 
     loader = _Loader(root, environ if environ is not None else os.environ)
     if not os.path.exists(root):
         return None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")]
-    with collector_paused():
+    with collector_paused(), budget.validation():
         config = loader.load()
         problems = loader.clearest()
         del loader  # its files and nodes are freed now, not walked by the collector first

@@ -191,30 +191,29 @@ class _Builder:
         self.stopped = False
 
     def build(self, node: yaml.Node, depth: int = 0) -> Any:
-        if self.stopped or not self.count(node):
-            return None
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            return self.stop(node)
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node, self.file, self.problems)
         if depth > MAX_DEPTH:
             self.problems.append(Problem.at(_mark(self.file, node), f"nesting deeper than {MAX_DEPTH} levels"))
             return None
-        if isinstance(node, yaml.ScalarNode):
-            return _scalar(node, self.file, self.problems)
+        if id(node) in self.built:
+            self.aliased = True
+        self.built.add(id(node))
         if node.tag not in _STANDARD_TAGS and node.tag != "?":
             self.problems.append(Problem.at(_mark(self.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, depth + 1) for item in node.value]
         return self.mapping(node, depth)
 
-    def count(self, node: yaml.Node) -> bool:
-        if not isinstance(node, yaml.ScalarNode):
-            self.aliased = self.aliased or id(node) in self.built
-            self.built.add(id(node))
-        self.nodes += 1
-        if self.nodes <= MAX_NODES:
-            return True
-        self.stopped = True
-        why = "with every use of an alias counted: an alias bomb?" if self.aliased else "split it into several files"
-        self.problems.append(Problem.at(_mark(self.file, node), f"more than {MAX_NODES} values in one file ({why})"))
-        return False
+    def stop(self, node: yaml.Node) -> None:
+        if not self.stopped:
+            self.stopped = True
+            why = "with every use of an alias counted: an alias bomb?" if self.aliased else "split it into several files"
+            self.problems.append(Problem.at(_mark(self.file, node), f"more than {MAX_NODES} values in one file ({why})"))
+        return None
 
     def mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -270,7 +269,7 @@ def _reworded(text: str, exc: yaml.YAMLError) -> yaml.YAMLError:
     """The pure-Python parser's error for `text` (its messages are the same on every platform),
     or libyaml's `exc` where that parser finds none (libyaml stops at 1 000 levels of nesting,
     which Python's composer can only reach by recursion) or the text is long."""
-    if _LOADER is yaml.SafeLoader or len(text) > _REWORD_LIMIT:
+    if _LOADER is yaml.SafeLoader or len(text) > _REWORD_LIMIT or _too_deep(exc):
         return exc
     try:
         yaml.compose(text, Loader=yaml.SafeLoader)
@@ -279,6 +278,10 @@ def _reworded(text: str, exc: yaml.YAMLError) -> yaml.YAMLError:
     except RecursionError:
         pass
     return exc
+
+
+def _too_deep(exc: yaml.YAMLError) -> bool:
+    return "maximum nesting depth" in str(getattr(exc, "problem", "") or "")  # libyaml stops at 1 000 levels
 
 
 def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
@@ -297,7 +300,8 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
-        problems.append(Problem(file, line, col, f"YAML syntax error: {what}"))
+        message = f"nesting deeper than {MAX_DEPTH} levels" if _too_deep(exc) else f"YAML syntax error: {what}"
+        problems.append(Problem(file, line, col, message))
         return doc, problems
     except yaml.YAMLError as exc:
         problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
