@@ -114,6 +114,7 @@ def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | Non
             rejected.append(Rejected(number, exc.problems))
     # The rules and the events stay for the whole run: kept out of the collector's full passes,
     # which would otherwise walk all of them again and again (a run would grow faster than its input).
+    frozen_here = gc.get_freeze_count() == 0  # a process that froze objects itself keeps them frozen
     gc.freeze()
     try:
         with scratch_runtime(config, renderer) as runtime:
@@ -121,7 +122,8 @@ def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | Non
             duplicates = replay(runtime, events, until, progress, steps)
             rows = outcomes(runtime, until or FAR_FUTURE)
     finally:
-        gc.unfreeze()
+        if frozen_here:
+            gc.unfreeze()
     return Result(rows, rejected, duplicates, until)
 
 
