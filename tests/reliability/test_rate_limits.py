@@ -21,9 +21,9 @@ def test_a_burst_of_sends_to_one_recipient_stops_at_the_limit(request: pytest.Fi
     limit = rt.config.rate_limit.limit
     who = person("usr_burst", "Burst Target")
     for i in range(limit + 25):  # more than the limit, all due at the same moment
-        rt.schedule("client_review_request", who, NOW, idempotency_key=f"burst-{i}", now=NOW - timedelta(minutes=1))
+        rt.schedule("client_review_request", who, NOW, idempotency_key=f"burst-{i}", example=True, now=NOW - timedelta(minutes=1))
     for i in range(5):  # transactional: never rate limited
-        rt.schedule("client_booking_confirmation", who, NOW, idempotency_key=f"tx-{i}", now=NOW - timedelta(minutes=1))
+        rt.schedule("client_booking_confirmation", who, NOW, idempotency_key=f"tx-{i}", example=True, now=NOW - timedelta(minutes=1))
     ids = rt.store.queue_due(NOW, limit=10_000)
     assert len(ids) == limit + 30
     chunks = [ids[i::8] for i in range(8)]

@@ -138,7 +138,7 @@ def test_ended_by_cancel_searches_the_match_index(tmp_path: Any, pairs: int) -> 
     upgrade(engine)
     engine.dispose()
     conn = sqlite3.connect(tmp_path / "plan.db")
-    plan = conn.execute("EXPLAIN QUERY PLAN " + Statements("sqlite").ended_by_cancel(pairs), ["rule", "bk_1", "x%"] * pairs).fetchall()
+    plan = conn.execute("EXPLAIN QUERY PLAN " + Statements("sqlite").ended_by_cancel(pairs), ["rule", "bk_1", "x%", "x%"] * pairs).fetchall()
     conn.close()
     searches = [row[3] for row in plan if row[3].startswith(("SEARCH", "SCAN"))]
     assert len(searches) == pairs and all("USING INDEX ix_notifications_match" in s for s in searches), plan
