@@ -6,6 +6,7 @@ Every method takes `now`, so the same code runs under a test's clock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from dataclasses import dataclass, field, replace
@@ -14,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from .core import policy
 from .core.decide import Renderer, Send, decide, digest_send, plan
-from .core.events import Event, EventRejected, parse_event
+from .core.events import MAX_ID, Event, EventRejected, parse_event
 from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
 from .rules.loader import load
@@ -270,7 +271,9 @@ class Runtime:
 
         The send is planned by the core as an event's would be: the rule's condition, key (so its
         cancel_on and reschedule_on events reach it), throttle key, variant and idempotency key
-        apply. Returns the row id, or None when a send with its idempotency key exists already."""
+        apply. Returns the row id, or None when a send with its idempotency key exists already.
+        Data that the rule's event type refuses raises EventRejected, with the JSON paths, as the
+        hook answers 422."""
         now = now or utcnow()
         send = self._plan_direct(notification, recipient, at, data, example, now)
         if idempotency_key is not None:
@@ -290,7 +293,12 @@ class Runtime:
         person = self._person(recipient)
         payload = with_person(data, rule.audience, person)
         at = at.astimezone(timezone.utc)
-        event = Event(f"direct:{notification}:{person['id']}:{at.isoformat()}", rule.triggers[0], now, payload)
+        event_id = f"direct:{notification}:{person['id']}:{at.isoformat()}"
+        if len(event_id) > MAX_ID:
+            event_id = "direct:" + hashlib.sha256(event_id.encode()).hexdigest()
+        # Through the door events pass: the data must be what the rule's event type declares, within its limits.
+        event = parse_event({"id": event_id, "type": rule.triggers[0], "occurred_at": now.isoformat(), "data": payload},
+                            self.config)
         renderer = self.renderer(now)
         if rule.digest:
             tz = recipient_zone(person, self.config.timezone)

@@ -8,6 +8,7 @@ import uuid
 
 import click
 
+from ..core.events import EventRejected
 from .common import config_option, runtime
 
 
@@ -43,7 +44,7 @@ def command(notification: str, user_id: str | None, email: str | None, data_path
         status = rt.send_now(notification, recipient, data, idempotency_key=key, example=data is None)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
-    except ValueError as exc:
+    except (ValueError, EventRejected) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{notification}: {status} (via {rt.backend.name})")
     if status not in ("sent",):

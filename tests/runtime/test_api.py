@@ -149,3 +149,15 @@ def test_a_digest_sent_directly_is_built_from_the_example(rt: Any, standin: Cour
     assert rt.send_now("practitioner_weekly_earnings_summary", who, example=True, now=NOW) == "sent"
     [request] = standin.requests
     assert request["body"]["message"]["to"]["user_id"] == "usr_p_1"
+
+
+def test_direct_sends_pass_the_door_events_pass(rt: Any) -> None:
+    data = booking_confirmed("evt_x", "bk_1", NOW + timedelta(days=3), NOW)["data"]
+    del data["booking"]["start_time"]
+    with pytest.raises(EventRejected) as refused:
+        rt.schedule("client_booking_reminder_24h", person("usr_c_1"), NOW + timedelta(days=2), data, now=NOW)
+    assert refused.value.problems[0][0] == "$.data.booking"
+    long_id = booking_confirmed("evt_y", "bk_2", NOW + timedelta(days=3), NOW)["data"]
+    with pytest.raises(EventRejected, match="200"):
+        rt.schedule("client_booking_reminder_24h", person("usr_" + "x" * 300), NOW + timedelta(days=2), long_id, now=NOW)
+    assert rt.store.list() == []
