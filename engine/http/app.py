@@ -397,7 +397,7 @@ def build_app(runtime: Runtime) -> Starlette:
             return error(400, str(exc))
         except OverflowError:  # more days than a timedelta or a datetime holds
             return error(400, "within reaches past the end of the calendar")
-        rows = await run_in_threadpool(lambda: runtime.store.list(status=["scheduled", "queued"], until=until, limit=1000, with_payload=True))
+        rows = await run_in_threadpool(lambda: runtime.upcoming(until, limit=1000))
         return JSONResponse({"upcoming": [_row_json(r) for r in rows]})
 
     async def healthz(request: Request) -> Response:

@@ -340,8 +340,13 @@ def test_notifications_and_upcoming(http: httpx.Client, rt: Any) -> None:
     upcoming = http.get("/notifications/upcoming", params={"within": "24h"}, headers=AUTH).json()["upcoming"]
     assert sorted(u["notification"] for u in upcoming) == ["client_booking_reminder_30m", "practitioner_session_reminder_30m"]
     assert upcoming[0]["message"]["message"]["data"]["booking_id"] == "bk_1"
+    assert upcoming[0]["data"]["booking_id"] == "bk_1" and upcoming[0]["will_skip"] is None
     assert http.get("/notifications/upcoming", params={"within": "1h"}, headers=AUTH).json()["upcoming"] == []
     assert http.get("/notifications/upcoming", params={"within": "soon"}, headers=AUTH).status_code == 400
+    rt.emit(payment_succeeded("evt_2", "pay_1", now), now=now)  # a digest starts collecting
+    week = http.get("/notifications/upcoming", params={"within": "8d"}, headers=AUTH).json()["upcoming"]
+    digest = next(u for u in week if u["notification"] == "practitioner_weekly_earnings_summary")
+    assert (digest["status"], digest["digest_items"], digest["id"]) == ("collecting", 1, None)
 
 
 @pytest.mark.parametrize("broken", ["sqlite-directory", "postgres-closed-port"])
