@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,9 +25,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli.main import cli
+from engine.core.decide import Send, decide
 from engine.core.events import Event, EventRejected, parse_event
 from engine.core.timing import When, digest_period, send_time
 from engine.rules import timeparse
+from engine.rules.expressions import ExpressionError, render
 from engine.rules.json_schema import Checker
 from engine.rules.loader import load
 from engine.rules.yaml_source import parse
@@ -346,3 +349,227 @@ def test_aliases_of_a_sensible_size_still_work() -> None:
     doc, problems = parse("a: &person {id: p1, email: a@example.com}\nb: *person\nc: [*person, *person]\n", "ok.yaml")
     assert problems == []
     assert doc.data["c"] == [{"id": "p1", "email": "a@example.com"}] * 2
+
+
+# -- B. expressions that pass validation yet cost seconds or gigabytes -----------------------
+# Each reads no field, so validation evaluates it under the render's bounds even where no example
+# reaches it (behind a condition), and refuses it; the renderer refuses it again at run time.
+COSTLY = [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loops would turn more than 100000 times"),
+    ("{{ ([[0] * 10000] * 10000) | sum(start=[]) }}", "the sum filter adds numbers"),
+    ("{{ [1] | slice(10**8) | list }}", "the slice filter making this many lists is not allowed"),
+    ("{{ '%*s' % (10**9, 'x') }}", "a format width this large is not allowed"),
+    ("{{ '{:>{}}'.format('x', 10**9) }}", "a format width this large is not allowed"),
+    ("{{ dict.fromkeys(range(100000), 'x' * 10000) }}", "characters and items once written out is not allowed"),
+    ("{% if booking.id == 'never' %}{{ ['x' * 10000] * 10000 }}{% endif %}", "a repetition of more than 1048576"),
+    ("{% if booking.id == 'never' %}{{ (['x' * 10000] * 100) | join | length }}{% endif %}", ""),
+    ("{{ [1] | batch(10**8, 'x') | list }}", "the batch filter making this many lists is not allowed"),
+    ("{{ [[1]] | tojson(indent=10**6) }}", "the tojson filter this indented is not allowed"),
+    ("{{ ('x\\n' * 5000) | indent('y' * 9000) }}", "the indent filter this wide is not allowed"),
+    ("{% for x in booking recursive %}{{ loop(x) }}{% endfor %}", "a recursive loop is not allowed"),
+]
+
+
+@pytest.mark.parametrize("expression, says", COSTLY, ids=[f"costly{i}" for i in range(len(COSTLY))])
+def test_validate_refuses_what_no_data_can_make_cheap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      expression: str, says: str) -> None:
+    cfg = base_copy(tmp_path)
+    quoted = expression.replace("'", "''")
+    edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', f"      booking_id: '{quoted}'")
+    started = time.monotonic()
+    result = validate(cfg, monkeypatch)
+    assert time.monotonic() - started < 10
+    if not says:  # 1 MB made behind a condition: within the bounds, so valid (the render then cuts it)
+        assert result.exit_code == 0, result.stdout
+        return
+    assert result.exit_code == 1
+    assert [line for line in result.stdout.splitlines() if says in line], result.stdout
+
+
+@pytest.mark.parametrize("expression, says", COSTLY, ids=[f"costly{i}" for i in range(len(COSTLY))])
+def test_the_renderer_refuses_them_again_in_bounded_time_and_memory(expression: str, says: str) -> None:
+    import tracemalloc
+
+    context = {"booking": {"id": "never"}}  # the conditions hold
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        if says:
+            with pytest.raises(ExpressionError):
+                render(expression, context)
+        else:
+            assert render(expression, context) == 1_000_000
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5
+    assert peak < 200 * 1024 * 1024
+
+
+# Expressions validation cannot judge (they read fields): the data decides what they cost, and
+# the render's budget stops them.
+DATA = {"text": "x" * 20_000, "items": list(range(1000)), "id": "i" * 100}
+
+
+@pytest.mark.parametrize("expression, says", [
+    ("{% for a in items %}{% for b in items %}{% endfor %}{% endfor %}", "takes more than 100000 steps"),
+    ("{% for a in id %}{% for b in id %}{% for c in id %}{% endfor %}{% endfor %}{% endfor %}", "takes more than 100000 steps"),
+    ("{{ ([text] * 100) | join | length }}", "a repetition of more than 1048576"),
+    ("{{ dict.fromkeys(items, text) }}", "once written out is not allowed"),
+    ("{{ dict.fromkeys(items, text).values() | map('upper') | list | length }}", "makes more than 16777216 characters"),
+    ("{{ items | map('string') | join(text) | length }}", "a join longer than 1048576"),
+    ("{{ '{0!r}'.format(dict.fromkeys(items, text)) }}", "once written out is not allowed"),
+    ("{{ '%s' % (dict.fromkeys(items, text),) }}", "once written out is not allowed"),
+    ("{{ ''.join(dict.fromkeys(items, text).values()) | length }}", "a join longer than 1048576"),
+    ("{{ text | wordwrap(1, wrapstring=text) }}", "the wordwrap filter this narrow is not allowed"),
+    ("{{ items | sum(start=items) }}", "the sum filter adds numbers"),
+    ("{{ dict.fromkeys(items, text) ~ '' }}", "a value larger than 1048576 characters"),
+])
+def test_a_costly_expression_that_reads_fields_is_stopped_by_the_render_budget(expression: str, says: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ExpressionError, match=re.escape(says)):
+        render(expression, dict(DATA))
+    assert time.monotonic() - started < 5
+
+
+def test_a_send_whose_render_runs_out_of_budget_is_recorded_skipped(tmp_path: Path) -> None:
+    cfg = base_copy(tmp_path)
+    loops = "{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}{% endfor %}{% endfor %}{% endfor %}"
+    edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', f'      booking_id: "{{{{ booking.id }}}}{loops}"')
+    config = load(str(cfg / "notifications.yaml"), environ={})  # the example's 4-character id: 64 turns
+    example = config.notifications["booking_reminder"].example
+    assert example is not None
+    raw = {"id": "evt_costly", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
+           "data": {**example.data, "booking": {**example.data["booking"], "id": "b" * 100}}}
+    started = time.monotonic()
+    decisions = decide(config, parse_event(raw, config), datetime(2026, 3, 1, 10, tzinfo=timezone.utc))
+    assert time.monotonic() - started < 5
+    assert [(d.status, d.reason) for d in decisions if isinstance(d, Send)] == [
+        ("skipped", "render failed: refused by the sandbox: the expression takes more than 100000 steps "
+                    "(loop turns, calls, filters, operators)")]
+
+
+# -- C. the hostile corpus, validated by the real command under a memory and time limit -------
+CORPUS = FIXTURES / "hostile_rules"
+LIMIT_BYTES = 1024 ** 3  # RLIMIT_AS of the validating process
+LIMIT_SECONDS = 20
+
+
+def _huge_strings(cfg: Path) -> None:
+    edit(cfg / BOOKING, "notifications:\n", "notifications:\n  ? " + "X" * 1_000_000 + "\n  : {description: x}\n")
+    edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', '      booking_id: "{{ booking.id }}' + "z" * 900_000 + '"')
+
+
+def _folder_outside(cfg: Path) -> None:
+    outside = cfg.parent / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("definitions: {}\n")
+    (cfg / "rules" / "elsewhere").symlink_to(outside, target_is_directory=True)
+
+
+def _many_files(cfg: Path) -> None:
+    (cfg / "rules" / "many").mkdir()
+    for i in range(1001):
+        (cfg / "rules" / "many" / f"r{i}.yaml").write_text("definitions: {}\n")
+
+
+def _root_fifo(cfg: Path) -> None:
+    (cfg / "notifications.yaml").unlink()
+    os.mkfifo(cfg / "notifications.yaml")
+
+
+# What git cannot hold, made in the copy.
+BUILT = {
+    "include_fifo": lambda cfg: os.mkfifo(cfg / "rules" / "pipe.yaml"),
+    "include_symlink_escape": lambda cfg: (cfg / "rules" / "escape.yaml").symlink_to("/etc/passwd"),
+    "include_symlink_folder_escape": _folder_outside,
+    "many_included_files": _many_files,
+    "root_fifo": _root_fifo,
+    "huge_file": lambda cfg: (cfg / "rules" / "huge.yaml").write_text("# " + "x" * 50_000_000),
+    "many_values": lambda cfg: (cfg / "rules" / "values.yaml").write_text("definitions:\n  v: [" + "1," * 900_000 + "1]\n"),
+    "huge_strings": _huge_strings,
+}
+TOO_MANY = "more than 250000 values in one file"
+OUTSIDE = "must name files inside the configuration's folder (no absolute path, no '..')"
+# case -> what the output must say (each, somewhere)
+SAYS: dict[str, list[str]] = {
+    "alias_bomb": [f"rules/bomb.yaml:3:40: {TOO_MANY} (with every use of an alias counted: an alias bomb?)"],
+    "alias_bomb_templates_map": [f"templates_map/production.yaml:2:43: {TOO_MANY} (with every use of an alias counted: an alias bomb?)"],
+    "deep_flow": ["rules/deep.yaml:3:1007: nesting deeper than 64 levels"],
+    "deep_block": ["rules/deep.yaml:", "nesting deeper than 64 levels"],
+    "include_absolute": [f"include: '/etc/*' {OUTSIDE}"],
+    "include_proc": [f"include: '/proc/self/status' {OUTSIDE}"],
+    "include_dev_zero": [f"include: '/dev/zero' {OUTSIDE}"],
+    "include_parent": [f"include: '../../../../../../etc/passwd' {OUTSIDE}"],
+    "include_self": ["include: 'notifications.yaml': 'notifications.yaml' is notifications.yaml itself"],
+    "include_fifo": ["include: 'rules/pipe.yaml': 'rules/pipe.yaml' is a FIFO, not a regular file"],
+    "include_symlink_escape": ["'rules/escape.yaml' leads outside the configuration's folder (through a symbolic link)"],
+    "include_symlink_folder_escape": ["'rules/elsewhere/secret.yaml' leads outside the configuration's folder"],
+    "include_directory": ["include: 'rules/folder.yaml': 'rules/folder.yaml' is a folder, not a regular file"],
+    "include_in_rule_file": ["rules/nested.yaml:2:1: 'include' belongs in notifications.yaml, not in a rule file"],
+    "many_included_files": ["include: 'rules/many/*.yaml' matches 1001 files; at most 1000 may be included"],
+    "root_fifo": ["notifications.yaml:1:1: cannot read file: it is a FIFO, not a regular file"],
+    "huge_file": ["rules/huge.yaml:1:1: the file is larger than 2 MB (2097152 bytes): split it into several files"],
+    "many_values": [f"rules/values.yaml:2:499997: {TOO_MANY} (split it into several files)"],
+    "huge_strings": ["characters left out ...]", "expression longer than 2000 characters"],
+    "costly_expressions": ["loops would turn more than 100000 times", "the sum filter adds numbers",
+                           "the slice filter making this many lists", "a format width this large is not allowed",
+                           "once written out is not allowed", "a repetition of more than 1048576",
+                           "the batch filter making this many lists", "a recursive loop is not allowed"],
+    "pattern_backtracking": ["does not match '^(a+)+$'"],
+    "pattern_lookaround": ["cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"],
+    "durations_overflow": ["schedule.before: '9999999999d' is longer than 3650d", "throttle.window: '999999999d' is longer",
+                           "rate_limits.per_recipient.window: '999999999d' is longer",
+                           "retention.events: '99999999999999999999w' is longer"],
+    "cron_never_fires": ["cron expression '0 0 31 2 *' never fires in the next 5 years"],
+    "timezone_folder": ["notifications.yaml:7:13: defaults.timezone: 'Europe' is not an IANA time zone"],
+    "timezone_folder_in_example": ["example.data.client.timezone: 'America' is not a 'timezone'"],
+    "python_tags": ["tags such as '!!python/object/apply:os.system' are not allowed"],
+}
+
+
+def _limited() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_BYTES, LIMIT_BYTES))
+
+
+def run_validate(cfg: Path) -> tuple[int, str, float, float]:
+    """`engine validate` in `cfg`, limited: (exit code, output, seconds, peak RSS in MB)."""
+    engine = Path(sys.executable).with_name("engine")
+    command = [str(engine)] if engine.exists() else [sys.executable, "-m", "engine.cli.main"]
+    out = cfg.parent / "validate.out"
+    started = time.monotonic()
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen([*command, "validate"], cwd=cfg, stdout=sink, stderr=subprocess.STDOUT,
+                                preexec_fn=_limited, env={**os.environ, "NO_COLOR": "1"})
+        while True:  # os.wait4 gives this child's own peak RSS
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > LIMIT_SECONDS:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"engine validate still running after {LIMIT_SECONDS} s")
+            time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out.read_text(errors="replace"), time.monotonic() - started, usage.ru_maxrss / 1024
+
+
+def test_every_corpus_case_has_an_expectation() -> None:
+    assert {p.name for p in CORPUS.iterdir() if p.is_dir()} == set(SAYS)
+
+
+@pytest.mark.parametrize("case", sorted(SAYS))
+def test_validate_refuses_the_hostile_corpus(tmp_path: Path, case: str) -> None:
+    cfg = base_copy(tmp_path)
+    shutil.copytree(CORPUS / case, cfg, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
+    if case in BUILT:
+        BUILT[case](cfg)
+    code, output, seconds, peak_mb = run_validate(cfg)
+    print(json.dumps({"case": case, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1)}))
+    assert code == 1, output[-3000:]
+    assert "Traceback" not in output and "Error:" not in output, output[-3000:]
+    for says in SAYS[case]:
+        assert says in output, (says, output[-3000:])
+    assert output.rstrip().splitlines()[-1].startswith("invalid: ")
