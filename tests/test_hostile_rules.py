@@ -573,3 +573,60 @@ def test_validate_refuses_the_hostile_corpus(tmp_path: Path, case: str) -> None:
     for says in SAYS[case]:
         assert says in output, (says, output[-3000:])
     assert output.rstrip().splitlines()[-1].startswith("invalid: ")
+
+
+# -- D. a costly expression that passes validation cannot stall a live engine ------------------
+FOUR_LOOPS = ("{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}{% for d in booking.id %}"
+              "{% endfor %}{% endfor %}{% endfor %}{% endfor %}")  # 256 turns for the example's id, 1.6e9 for 200 characters
+
+
+def _booking(event_id: str, booking_id: str) -> dict[str, object]:
+    return {"id": event_id, "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
+            "data": {"booking": {"id": booking_id, "start_time": "2099-03-05T10:00:00Z"},
+                     "client": {"id": f"c_{event_id}", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Berlin"}}}
+
+
+def test_a_costly_expression_cannot_stall_engine_serve(tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    from tests.support.courier_standin import CourierStandin
+    from tests.support.engine_process import Engine, engine_env
+
+    cfg = base_copy(tmp_path)
+    edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', f'      booking_id: "{{{{ booking.id }}}}{FOUR_LOOPS}"')
+    with CourierStandin(token="tok") as courier:
+        engine = Engine(cfg, engine_env(cfg, courier.url)).start()
+        base = f"http://127.0.0.1:{engine.port}"
+        try:
+            answers: dict[str, httpx.Response] = {}
+
+            def post_costly() -> None:
+                answers["costly"] = httpx.post(f"{base}/events", json=_booking("evt_costly", "b" * 200), timeout=60)
+
+            costly = threading.Thread(target=post_costly)
+            costly.start()
+            slowest = 0.0
+            started = time.monotonic()
+            while time.monotonic() - started < 2:  # the hook stays responsive while the costly event is decided
+                t0 = time.monotonic()
+                assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+                slowest = max(slowest, time.monotonic() - t0)
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            cheap = httpx.post(f"{base}/events", json=_booking("evt_cheap", "bk_2"), timeout=10)
+            cheap_seconds = time.monotonic() - t0
+            costly.join(30)
+            assert not costly.is_alive(), "the costly event was still being decided after 30 s"
+            rows = httpx.get(f"{base}/notifications", timeout=10).json()["notifications"]
+        finally:
+            engine.stop()
+    print(json.dumps({"healthz_slowest_s": round(slowest, 3), "cheap_event_s": round(cheap_seconds, 3)}))
+    assert slowest < 1.5
+    assert cheap.status_code == 202 and cheap_seconds < 3
+    assert answers["costly"].status_code == 202
+    by_event = {row["event_id"]: row for row in rows}
+    assert by_event["evt_costly"]["status"] == "skipped"
+    assert by_event["evt_costly"]["reason"].startswith("render failed: refused by the sandbox: the expression takes ")
+    assert by_event["evt_cheap"]["status"] in ("scheduled", "queued")
