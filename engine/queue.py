@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Scheduler, Worker
+from huey.storage import BaseSqlStorage
+
+from .health import Trouble
 
 log = logging.getLogger("engine.queue")
 
@@ -63,11 +67,110 @@ def enqueuer(huey: Huey) -> Any:
     return enqueue
 
 
+def _reopen(huey: Huey) -> None:
+    """Drop a SQLite queue's connection after an error: the next use opens the file anew, so a
+    connection opened while the file was read-only (or replaced) is not kept for ever."""
+    if isinstance(huey.storage, BaseSqlStorage):
+        try:
+            huey.storage.close()
+        except Exception:  # noqa: BLE001 - already unusable: the next use opens another
+            pass
+
+
+class _RecoveringWorker(Worker):  # type: ignore[misc]
+    """Huey's worker, which logs a traceback on every failed read of the queue (4 threads polling
+    every 0.25 s while Redis is down): here once per state change, backing off up to 5 s."""
+
+    trouble: Trouble  # one for every worker of the consumer (set by `_consumer_classes`)
+
+    def loop(self, now: Any = None) -> None:
+        started = time.monotonic()
+        try:
+            task = self.huey.dequeue()
+            if task is None and (self.trouble.count or self._suspiciously_quick(started)):
+                _probe(self.huey)  # "nothing to do" is no proof the queue is back: a read that fails may say it
+        except Exception as exc:  # noqa: BLE001 - the queue is down: wait and try again
+            _reopen(self.huey)
+            self.stop_flag.wait(self.trouble.failed(exc))
+            return
+        self.trouble.ok()
+        if task is None:
+            if not self.huey.storage.blocking:
+                self.sleep()
+            return
+        self.delay = self.default_delay
+        try:
+            self.huey.execute(task, now)
+        except Exception:  # noqa: BLE001 - Huey's own reporting: one task's error, logged once
+            self._logger.exception("Unhandled error during execution of task %s.", task.id)
+
+    def _suspiciously_quick(self, started: float) -> bool:
+        """A blocking read that came back empty long before its timeout (Huey takes some of the
+        Redis client's errors for an empty queue), which would otherwise spin."""
+        storage = self.huey.storage
+        return bool(getattr(storage, "blocking", False)) and time.monotonic() - started < getattr(storage, "read_timeout", 1) / 2
+
+
+def _probe(huey: Huey) -> None:
+    """Raise if the queue does not answer (Redis PING; a read of a SQLite queue)."""
+    if isinstance(huey.storage, BaseSqlStorage):
+        huey.storage.sql("SELECT 1 FROM task LIMIT 1", results=True)
+    else:
+        huey.storage.conn.ping()
+
+
+class _RecoveringScheduler(Scheduler):  # type: ignore[misc]
+    """Huey's scheduler (its `loop`, step for step) with the same once-per-state-change reporting
+    for the schedule and the periodic tasks."""
+
+    trouble: Trouble
+
+    def loop(self, now: Any = None) -> None:
+        current = self._next_loop
+        self._next_loop += self.interval
+        if self._next_loop < time.monotonic():  # a stall: skip an iteration rather than race
+            self._next_loop = time.monotonic()
+            return
+        try:
+            for task in self.huey.read_schedule(now):
+                self.huey.enqueue(task)
+            if self.periodic and self._next_periodic <= time.monotonic():
+                while self._next_periodic <= time.monotonic():
+                    self._next_periodic += self.periodic_task_seconds
+                for task in self.huey.read_periodic(now):
+                    self.huey.enqueue(task)
+        except Exception as exc:  # noqa: BLE001 - the queue is down: wait and try again
+            _reopen(self.huey)
+            self.stop_flag.wait(self.trouble.failed(exc))
+            return
+        self.trouble.ok()
+        self.sleep_for_interval(current, self.interval)
+
+
 class _QuietConsumer(Consumer):
-    """A consumer that runs beside a web server: the server owns the signal handlers."""
+    """A consumer that runs beside a web server (the server owns the signal handlers) and whose
+    threads keep going, quietly, while the queue is down."""
+
+    worker_class = _RecoveringWorker
+    scheduler_class = _RecoveringScheduler
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        # before Consumer.__init__, which creates the worker and scheduler threads' objects
+        self.reads, self.schedule = Trouble("queue reads", log), Trouble("queue schedule", log)
+        super().__init__(*args, **kwargs)
 
     def _set_signal_handlers(self) -> None:
         pass
+
+    def _create_worker(self) -> Worker:
+        worker = super()._create_worker()
+        worker.trouble = self.reads
+        return worker
+
+    def _create_scheduler(self) -> Scheduler:
+        scheduler = super()._create_scheduler()
+        scheduler.trouble = self.schedule
+        return scheduler
 
 
 def start_worker(runtime: Any, huey: Huey, workers: int, *, periodic: bool = True) -> tuple[Consumer, threading.Event]:
@@ -80,17 +183,26 @@ def start_worker(runtime: Any, huey: Huey, workers: int, *, periodic: bool = Tru
                               max_delay=0.25, worker_type="thread", check_worker_health=False)  # health checks run in Consumer.run(), which a thread-hosted consumer never calls
     consumer.start()
     stop = threading.Event()
-    thread = threading.Thread(target=_sweep_loop, args=(runtime, stop), name="engine-sweep", daemon=True)
+    thread = threading.Thread(target=_sweep_loop, args=(runtime, stop, huey), name="engine-sweep", daemon=True)
     thread.start()
     return consumer, stop
 
 
-def _sweep_loop(runtime: Any, stop: threading.Event) -> None:
+def _sweep_loop(runtime: Any, stop: threading.Event, huey: Huey | None = None) -> None:
+    """Sweep every `sweep_interval_s` for as long as the process runs: an error (the store or the
+    queue down, a file read-only) is logged once, the loop backs off (up to 5 s) and tries again,
+    and says so when it works again."""
     interval = runtime.settings.sweep_interval_s
+    trouble = Trouble("sweep", log)
     while not stop.is_set():
         try:
-            runtime.sweep()
-        except Exception:  # keep sweeping: a database hiccup must not stop deliveries for good
-            log.exception("sweep failed; trying again")
-            stop.wait(1.0)
+            handed_out = runtime.sweep()
+            if trouble.count and not handed_out and huey is not None:
+                _probe(huey)  # a sweep with nothing due never reached the queue: no proof that it is back
+        except Exception as exc:  # noqa: BLE001 - keep sweeping: a fault must not stop deliveries for good
+            if huey is not None:
+                _reopen(huey)
+            stop.wait(trouble.failed(exc))
+            continue
+        trouble.ok()
         stop.wait(interval)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 
 import click
 
@@ -22,6 +23,7 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     """Run the HTTP hook and a delivery worker (embedded SQLite defaults)."""
     import uvicorn
 
+    from ..health import Readiness
     from ..http.app import build_app
     from ..http.server import raise_open_file_limit, server_config
     from ..queue import make_huey, start_worker
@@ -30,6 +32,9 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     rt = runtime(config_path)
     announce(rt)
     huey = make_huey(rt.settings.queue_url)
+    readiness = Readiness(rt.store.engine, rt.settings.queue_url)  # after make_huey: the queue file exists
+    watching = threading.Event()
+    readiness.watch_files(watching)
     consumer = stop = None
     if not no_worker:
         consumer, stop = start_worker(rt, huey, workers or rt.settings.workers)
@@ -42,11 +47,13 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     signal.signal(signal.SIGTERM, _exit)
     try:
         log.debug("open-file limit %s", raise_open_file_limit())
-        server = uvicorn.Server(server_config(build_app(rt), host, port))
+        server = uvicorn.Server(server_config(build_app(rt, readiness), host, port))
         server.run()
         if not server.started:  # the port is taken, say: uvicorn has logged why
             raise SystemExit(3)
     finally:
+        watching.set()
+        readiness.close()
         if stop is not None:
             stop.set()
         if consumer is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Any
 
 import click
 
@@ -14,19 +15,52 @@ from .serve import announce
 @click.command("worker")
 @click.option("--workers", default=None, type=int, help="Delivery threads (default $ENGINE_WORKERS or 4).")
 @click.option("--no-periodic", is_flag=True, help="Do not run the daily retention cleanup here.")
+@click.option("--metrics-port", default=None, type=click.IntRange(1, 65535),
+              help="Serve /healthz, /readyz and /metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="The address of --metrics-port.")
 @config_option
-def command(workers: int | None, no_periodic: bool, config_path: str | None) -> None:
+def command(workers: int | None, no_periodic: bool, metrics_port: int | None, metrics_host: str,
+            config_path: str | None) -> None:
     """Deliver due notifications until stopped (SIGINT/SIGTERM)."""
+    from ..health import Readiness
     from ..queue import make_huey, start_worker
 
     setup_logging()
     rt = runtime(config_path)
     announce(rt)
     huey = make_huey(rt.settings.queue_url)
-    consumer, stop = start_worker(rt, huey, workers or rt.settings.workers, periodic=not no_periodic)
+    readiness = Readiness(rt.store.engine, rt.settings.queue_url)
     done = threading.Event()
+    readiness.watch_files(done)
+    server = _serve_health(readiness, metrics_host, metrics_port) if metrics_port else None
+    consumer, stop = start_worker(rt, huey, workers or rt.settings.workers, periodic=not no_periodic)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     stop.set()
     consumer.stop(graceful=True)
+    if server is not None:
+        server.should_exit = True
+    readiness.close()
+
+
+def _serve_health(readiness: Any, host: str, port: int) -> Any:
+    """uvicorn on a thread of its own (it leaves the signals to the main thread there); raises
+    click's error when the port cannot be had, before any delivery starts."""
+    import logging
+    import time
+
+    import uvicorn
+
+    from ..http.app import health_app
+    from ..http.server import server_config
+
+    server = uvicorn.Server(server_config(health_app(readiness), host, port))
+    thread = threading.Thread(target=server.run, name="engine-health-http", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.02)
+    if not server.started:  # uvicorn has logged why (the port is taken, say)
+        raise click.ClickException(f"--metrics-port {port}: could not listen on {host}:{port}")
+    logging.getLogger("engine").info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, port)
+    return server

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.applications import Starlette
@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from ..core.events import MAX_ID, EventRejected
+from ..health import Readiness, Trouble
 from ..rules.timeparse import format_instant, parse_duration
 from ..runtime import Runtime, utcnow
 from ..signing import SignatureError, read_unsubscribe_token, verify_courier, verify_ingest
@@ -48,8 +49,38 @@ class BodyIncomplete(Exception):
     """The client went away (or was cut off at the server's read deadline) before the body ended."""
 
 
+RETRY_AFTER_S = 5  # what a 503 asks a client to wait: about the sweep's longest back-off
+
+
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    # Every 503 says when to try again: clients (and load balancers) that honour it back off.
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+async def readyz(readiness: Readiness) -> Response:
+    """200 with each check's status, or 503 naming the failing ones (`Readiness.check`)."""
+    checks = await run_in_threadpool(readiness.check)
+    failing = [name for name, check in checks.items() if not check.ok]
+    body = {"ready": not failing, "failing": failing, "checks": {name: c.json() for name, c in checks.items()}}
+    if failing:
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    return JSONResponse(body)
+
+
+def health_app(readiness: Readiness, registry: CollectorRegistry | None = None) -> Starlette:
+    """What `engine worker --metrics-port` serves: liveness, readiness and the process's metrics."""
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def ready(request: Request) -> Response:
+        return await readyz(readiness)
+
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(generate_latest(registry or REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"]), Route("/readyz", ready, methods=["GET"]),
+                             Route("/metrics", metrics, methods=["GET"])])
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -155,8 +186,10 @@ def bearer_ok(request: Request, token: str | None) -> bool:
     return hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
-def build_app(runtime: Runtime) -> Starlette:
+def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette:
+    """The hook. `readiness` (by default checks of the runtime's store and its settings' queue) answers /readyz."""
     settings = runtime.settings
+    checks = readiness or Readiness(runtime.store.engine, settings.queue_url)
     registry = CollectorRegistry()
     requests_total = Counter("engine_http_requests_total", "HTTP requests by route and status", ["route", "status"], registry=registry)
     events_total = Counter("engine_events_total", "Events by outcome", ["outcome"], registry=registry)
@@ -177,6 +210,7 @@ def build_app(runtime: Runtime) -> Starlette:
 
     replay_window = timedelta(seconds=2 * settings.signature_tolerance_s)
     intake = Intake(runtime)
+    ingest_trouble = Trouble("ingest", log)  # a store that is down fails every request: logged once, not per request
 
     def signed(kind: str, stamp: int, body: bytes) -> str:
         """What a signature covers (timestamp and body), however its header is spelled."""
@@ -259,8 +293,8 @@ def build_app(runtime: Runtime) -> Starlette:
             if digest is not None:
                 try:
                     fresh = await run_in_threadpool(claim, digest)
-                except SQLAlchemyError:
-                    log.exception("store unavailable while checking a signature")
+                except SQLAlchemyError as exc:
+                    ingest_trouble.failed(exc)
                     return error(503, "the store is unavailable; nothing was accepted, try again")
                 if not fresh:
                     return error(401, "signature already used (a replayed request)")
@@ -272,14 +306,15 @@ def build_app(runtime: Runtime) -> Starlette:
                 log.warning("the store refused a value of an event: %s", type(exc.orig).__name__)
                 return error(422, "event refused: the store cannot hold one of its values",
                              problems=[{"path": "$", "message": _first_line(exc.orig)}])
-            except SQLAlchemyError:
-                log.exception("store unavailable during ingest")
+            except SQLAlchemyError as exc:
+                ingest_trouble.failed(exc)
                 return error(503, "the store is unavailable; nothing was accepted, try again")
             except IntakeClosed:
                 return error(503, "the hook is shutting down; nothing was accepted, try again")
             finally:
                 if digest is not None and not stored:
                     await run_in_threadpool(release, digest)
+            ingest_trouble.ok()
             events_total.labels("accepted").inc(len(result.accepted))
             events_total.labels("duplicate").inc(len(result.duplicates))
             return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
@@ -401,7 +436,11 @@ def build_app(runtime: Runtime) -> Starlette:
         return JSONResponse({"upcoming": [_row_json(r) for r in rows]})
 
     async def healthz(request: Request) -> Response:
+        # liveness only: it reads nothing, so a store or queue that is down does not get the process restarted
         return JSONResponse({"ok": True, "env": settings.env, "delivery": runtime.backend.name})
+
+    async def ready(request: Request) -> Response:
+        return await readyz(checks)
 
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -417,6 +456,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/notifications", counted("notifications", list_notifications), methods=["GET"]),
         Route("/notifications/upcoming", counted("upcoming", upcoming), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
@@ -425,6 +465,8 @@ def build_app(runtime: Runtime) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await run_in_threadpool(intake.close)  # what is queued is finished first
+        if readiness is None:
+            checks.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
 

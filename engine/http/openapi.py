@@ -18,6 +18,16 @@ LIMITS = (f"Beyond its type's schema, an event is refused (422, with the JSON pa
           f"±{MAX_INTEGER} (2**53 - 1); when the event id or a recipient's id is longer than {MAX_ID} characters, a "
           f"rule's key longer than 300, or a rule's idempotency or throttle key would render longer than 500.")
 
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+CHECK = {"type": "object", "required": ["ok", "detail"], "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
+READINESS = {"type": "object", "required": ["ready", "failing", "checks"], "properties": {
+    "ready": {"type": "boolean"},
+    "failing": {"type": "array", "items": {"enum": ["store", "schema", "queue", "files"]}},
+    "checks": {"type": "object", "properties": {name: CHECK for name in ("store", "schema", "queue", "files")}}}}
+READYZ = ("Readiness: the store answers a trivial query, its schema is at the migrations' head (looked at once a "
+          "minute), the queue answers (Redis PING, or the SQLite queue file opens), and on SQLite the database and "
+          "queue files are the ones the process opened (not removed or replaced). Each check has 2 seconds.")
+
 PROBLEMS = {"type": "object", "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {
     "type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}}}
 
@@ -61,10 +71,17 @@ def openapi(config: Config) -> dict[str, Any]:
                     "413": {"description": "Body too large"},
                     "422": {"description": "An event fails its schema or a limit (see the description above)",
                             "content": {"application/json": {"schema": PROBLEMS}}},
+                    "503": {"description": "The store is unavailable or the hook is shutting down; nothing was accepted",
+                            "headers": RETRY_AFTER},
                 }}},
             "/webhooks/courier": {"post": {"summary": "Courier delivery-status webhooks", "security": [],
                                            "responses": {"200": {"description": "Recorded"}, "401": {"description": "Bad signature"}}}},
-            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "Alive"}}}},
+            "/healthz": {"get": {"summary": "Liveness: answers while the process runs, reads nothing", "security": [],
+                                 "responses": {"200": {"description": "Alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness", "description": READYZ, "security": [], "responses": {
+                "200": {"description": "Ready: every check passed", "content": {"application/json": {"schema": READINESS}}},
+                "503": {"description": "Not ready: `failing` names each failing check", "headers": RETRY_AFTER,
+                        "content": {"application/json": {"schema": READINESS}}}}}},
         },
     }
 

@@ -62,13 +62,21 @@ class Checkpointer:
                 self._seen.pop(path, None)
 
     def _run(self) -> None:
+        from ..health import Trouble
+
+        trouble = Trouble("WAL checkpoints", log)
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
             with self._lock:
                 paths = list(self._files)
-            for path in paths:
-                self.checkpoint_if_changed(path)
+            try:
+                for path in paths:
+                    self.checkpoint_if_changed(path)
+            except Exception as exc:  # noqa: BLE001 - a thread that died would leave the WAL to the writers
+                self._wake.wait(trouble.failed(exc))
+                continue
+            trouble.ok()
 
     def checkpoint_if_changed(self, path: str) -> bool:
         """Checkpoint `path` if its WAL changed since the last time; True if it ran."""

@@ -1,0 +1,142 @@
+"""Liveness and readiness: /healthz reads nothing; /readyz checks the store, its schema, the queue and
+the data files, answers 503 naming each failing check, and says so in the log once per change."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from engine.health import Readiness, Trouble
+from engine.http.app import build_app
+from engine.queue import make_huey
+from engine.store.db import connect
+
+from .support import LiveServer, engine_env, free_port, eventually
+
+CLOSED_PG = "postgresql+psycopg://postgres@127.0.0.1:1/test"
+
+
+@pytest.fixture
+def queue_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'data' / 'queue.db'}"
+    make_huey(url)  # creates the file and its tables, as `engine serve` does
+    return url
+
+
+@pytest.fixture
+def rt(sqlite_url: str, queue_url: str, make_runtime: Any) -> Any:
+    return make_runtime(sqlite_url, queue_url=queue_url)
+
+
+@pytest.fixture
+def http(rt: Any) -> Iterator[httpx.Client]:
+    with LiveServer(build_app(rt)) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def test_readyz_is_200_with_every_check(http: httpx.Client) -> None:
+    r = http.get("/readyz")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ready"] is True and body["failing"] == []
+    assert set(body["checks"]) == {"store", "schema", "queue", "files"}
+    assert all(check["ok"] for check in body["checks"].values())
+
+
+def test_a_store_that_does_not_answer_is_a_503_naming_it(rt: Any, queue_url: str) -> None:
+    readiness = Readiness(connect(CLOSED_PG), queue_url)
+    with LiveServer(build_app(rt, readiness)) as server:
+        r = httpx.get(server.url + "/readyz", timeout=10)
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200  # liveness reads nothing
+    assert r.status_code == 503 and r.headers["retry-after"].isdigit()
+    assert r.json()["failing"] == ["store", "schema"]
+    assert "OperationalError" in r.json()["checks"]["store"]["detail"]
+
+
+def test_a_schema_behind_the_migrations_is_not_ready(tmp_path: Path, queue_url: str) -> None:
+    bare = connect(f"sqlite:///{tmp_path / 'bare.db'}")  # a database nobody migrated
+    checks = Readiness(bare, queue_url).check()
+    assert not checks["schema"].ok and "engine db upgrade" in checks["schema"].detail
+    assert checks["store"].ok
+
+
+def test_a_queue_that_does_not_answer_is_not_ready(rt: Any, tmp_path: Path) -> None:
+    assert not Readiness(rt.store.engine, f"sqlite:///{tmp_path / 'none' / 'queue.db'}").check()["queue"].ok
+    assert not Readiness(rt.store.engine, "redis://127.0.0.1:1/0").check()["queue"].ok
+
+
+def test_a_redis_queue_that_answers_is_ready(rt: Any, redis_url: str) -> None:
+    assert Readiness(rt.store.engine, redis_url).check()["queue"].ok
+
+
+@pytest.mark.parametrize("fault", ["removed", "replaced"])
+def test_a_database_file_removed_or_replaced_fails_readiness_loudly_once(
+        rt: Any, queue_url: str, sqlite_url: str, fault: str, caplog: pytest.LogCaptureFixture) -> None:
+    readiness = Readiness(rt.store.engine, queue_url)
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    assert readiness.check()["files"].ok
+    moved = path.with_name("moved.db")
+    os.rename(path, moved)
+    if fault == "replaced":
+        shutil.copy(moved, path)  # the same bytes, another file: what the engine writes now goes elsewhere
+    with caplog.at_level(logging.ERROR, logger="engine.health"):
+        for _ in range(5):
+            checks = readiness.check()
+    assert not checks["files"].ok and f"was {fault}" in checks["files"].detail
+    loud = [r for r in caplog.records if "not ready: files" in r.getMessage()]
+    assert len(loud) == 1, caplog.text
+    if fault == "removed":
+        os.rename(moved, path)
+        assert readiness.check()["files"].ok
+
+
+def test_trouble_logs_once_per_state_change_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    trouble = Trouble("sweep", logging.getLogger("test.trouble"), base_s=0.1, cap_s=1.0)
+    with caplog.at_level(logging.INFO, logger="test.trouble"):
+        delays = [trouble.failed(OSError("disk I/O error")) for _ in range(1000)]
+        trouble.ok()
+        trouble.ok()
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8] and max(delays) == 1.0
+    assert [r.getMessage() for r in caplog.records] == [
+        "sweep failing: OSError: disk I/O error (1 time)", "sweep recovered after 1000 failures"]
+
+
+def test_a_503_from_the_hook_carries_retry_after(rt: Any, tmp_path: Path) -> None:
+    from engine.store.repository import Store
+
+    rt.store = Store(connect(CLOSED_PG))
+    with LiveServer(build_app(rt)) as server:
+        r = httpx.post(server.url + "/events", json={"id": "e1", "type": "user.registered",
+                                                     "occurred_at": "2026-03-01T10:00:00Z", "data": {
+            "user": {"id": "u1", "email": "a@example.com", "name": "A", "timezone": "UTC", "role": "client"},
+            "verification_url": "https://example.com/v"}}, timeout=30)
+    assert r.status_code == 503 and r.headers["retry-after"].isdigit()
+
+
+def test_the_worker_serves_health_readiness_and_metrics(project: Path, tmp_path: Path) -> None:
+    from .support import EngineProcess
+
+    port = free_port()
+    env = engine_env(ENGINE_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}", ENGINE_QUEUE_URL=f"sqlite:///{tmp_path / 'wq.db'}")
+    proc = EngineProcess(["worker", "--metrics-port", str(port)], project, env, tmp_path / "worker.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        eventually(lambda: _answers(base + "/healthz"), within=30, what="the worker's health port")
+        ready = httpx.get(base + "/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
+        assert "process_" in httpx.get(base + "/metrics", timeout=10).text or "python_" in httpx.get(base + "/metrics").text
+    finally:
+        proc.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
