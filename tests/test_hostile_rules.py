@@ -30,7 +30,7 @@ from engine.core.events import Event, EventRejected, parse_event
 from engine.core.timing import When, digest_period, send_time
 from engine.rules import timeparse
 from engine.rules.expressions import ExpressionError, render
-from engine.rules.json_schema import Checker
+from engine.rules.json_schema import Checker, pattern_search
 from engine.rules.loader import load
 from engine.rules.yaml_source import parse
 from engine.rules.model import Digest, RateLimit, Schedule, Throttle
@@ -630,3 +630,14 @@ def test_a_costly_expression_cannot_stall_engine_serve(tmp_path: Path) -> None:
     assert by_event["evt_costly"]["status"] == "skipped"
     assert by_event["evt_costly"]["reason"].startswith("render failed: refused by the sandbox: the expression takes ")
     assert by_event["evt_cheap"]["status"] in ("scheduled", "queued")
+
+
+@pytest.mark.parametrize("pattern, text", [
+    (r"^\S+$", "a\x1cb"), (r"^[a-z]+$", "abc\n"), (r"^\d+$", "\u0663"), (r"^\w+$", "é"), (r"^[\d]+$", "\u0663"),
+    (r"[]a]", "]"), (r"[[]", "["), (r"a\Z", "a\n"), (r"(?m)^a$", "a\nb"), (r"\\d", "\\d"), (r"[\w-]+", "-"),
+    (r"^[A-Z]{3}$", "USD\n"), (r"^(?:\d+[wdhms])+$", "3d"), (r"\W", "é"), (r"[\D]", "a"), (r"[a&&b]", "&"),
+    (r"^\s*$", " \x1c\n"), (r"^(a+)+$", "aaaa"),
+])
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # Python's re warns of `[[]` and `&&`, which it reads literally
+def test_patterns_keep_the_meaning_pythons_re_gave_them(pattern: str, text: str) -> None:
+    assert pattern_search(pattern)(text) is bool(re.search(pattern, text))

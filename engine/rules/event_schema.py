@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .json_schema import Checker, most_specific, pattern_problem
+from .json_schema import Checker, most_specific, pattern_problem, subschemas
 
 
 def validator(schema: Mapping[str, Any]) -> Checker:
@@ -27,30 +27,6 @@ def errors(v: Checker, instance: Any, prefix: tuple[Any, ...] = ()) -> list[tupl
         error = most_specific(error)
         found.append((json_path(prefix + tuple(error.absolute_path)), error.message))
     return sorted(found)
-
-
-# Where a schema holds subschemas: maps of name -> schema, lists of schemas, single schemas.
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
-_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
-_SCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
-            "unevaluatedItems", "unevaluatedProperties")
-
-
-def subschemas(schema: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Mapping[str, Any], tuple[Any, ...]]]:
-    """Every schema object in `schema` (itself included), with its path from `schema`."""
-    stack = [(schema, at)]
-    while stack:
-        node, path = stack.pop()
-        if not isinstance(node, Mapping):
-            continue
-        yield node, path
-        for key, value in node.items():
-            if key in _SCHEMA_MAPS and isinstance(value, Mapping):
-                stack.extend((sub, path + (key, name)) for name, sub in value.items())
-            elif key in _SCHEMA_LISTS and isinstance(value, list):
-                stack.extend((sub, path + (key, i)) for i, sub in enumerate(value))
-            elif key in _SCHEMAS:
-                stack.append((value, path + (key,)))
 
 
 def pattern_problems(schema: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:

@@ -9,7 +9,9 @@ Patterns come from rule files, which are untrusted, and are matched against even
 pattern ever runs on Python's backtracking `re` (`^(a+)+$` takes minutes on 41 characters
 there): both validators match `pattern` and `patternProperties` with Rust's regex crate, which
 runs in linear time and refuses what it cannot run that way (lookaround, backreferences, a
-pattern too large once compiled).
+pattern too large once compiled). Each pattern is first written in that engine's syntax with
+the meaning Python's `re` gives it (`\\d` any decimal digit, `$` also before a final newline...),
+so a pattern accepts what it accepted before, only in linear time.
 """
 
 from __future__ import annotations
@@ -65,12 +67,67 @@ def _regex(value: str) -> bool:
     return True
 
 
+# Python's classes for str patterns, in the linear engine's syntax (which reads `\d`, `\w` and
+# `\s` as ECMA-262 does: ASCII only, and without \x1c-\x1f among the spaces).
+_CLASSES = {"d": r"\p{Nd}", "w": r"\p{L}\p{N}_", "s": r"\p{White_Space}\x1c-\x1f"}
+_NEGATED = {"D": "d", "W": "w", "S": "s"}
+
+
+def python_dialect(pattern: str) -> str:
+    """`pattern` as Python's `re` reads it, written for the linear engine: the classes above, `$`
+    also before a final newline (unless multi-line), `\\Z` as `\\z`, and inside a class `[`, `&`
+    and `~` literal (the engine reads them as nested classes and set operators)."""
+    out: list[str] = []
+    in_class = False
+    multiline = "(?m" in pattern or re.search(r"\(\?[a-zA-Z]*m", pattern) is not None
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(_escape(pattern[i + 1], in_class))
+            i += 2
+            continue
+        if in_class:
+            if char == "]" and not _class_start(out):
+                in_class = False
+            elif char in "[&~":
+                char = "\\" + char
+        elif char == "[":
+            in_class = True
+        elif char == "$" and not multiline:
+            char = r"(?:\n?\z)"
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _escape(letter: str, in_class: bool) -> str:
+    if letter in _CLASSES:
+        return _CLASSES[letter] if in_class else f"[{_CLASSES[letter]}]"
+    if letter == "D" and in_class:
+        return r"\P{Nd}"
+    if letter in _NEGATED:
+        if in_class:  # the engine has no nested class to write "not a word character" inside one
+            raise ValueError(f"\\{letter} inside [...] is not supported: write [^...] around the class instead")
+        return f"[^{_CLASSES[_NEGATED[letter]]}]"
+    return r"\z" if letter == "Z" and not in_class else "\\" + letter
+
+
+def _class_start(out: list[str]) -> bool:
+    # A `]` right after `[` or `[^` is a literal, in Python's `re` as in the linear engine.
+    return bool(out) and (out[-1] == "[" or (out[-1] == "^" and len(out) > 1 and out[-2] == "["))
+
+
 @lru_cache(maxsize=4096)
 def pattern_search(pattern: str) -> Callable[[str], bool]:
     """`re.search(pattern, text)` on the linear-time engine, as a function of `text`;
     ValueError for a pattern that engine cannot run."""
     try:
-        return jsonschema_rs.Draft202012Validator({"pattern": pattern}, pattern_options=_LINEAR).is_valid
+        dialect = python_dialect(pattern)
+    except ValueError as exc:
+        raise ValueError(f"the pattern {pattern!r} cannot be used: {exc}") from None
+    try:
+        return jsonschema_rs.Draft202012Validator({"pattern": dialect}, pattern_options=_LINEAR).is_valid
     except Exception:  # its own ValidationError: the schema `{"pattern": ...}` is not valid
         raise ValueError(f"the pattern {pattern!r} cannot be used: patterns run on a linear-time engine, "
                          f"without lookaround or backreferences") from None
@@ -209,6 +266,52 @@ def _has_tuple(instance: Any) -> bool:
     return False
 
 
+# Where a schema holds subschemas: maps of name -> schema, lists of schemas, single schemas.
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMAS = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
+            "unevaluatedItems", "unevaluatedProperties")
+
+
+def subschemas(schema: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Mapping[str, Any], tuple[Any, ...]]]:
+    """Every schema object in `schema` (itself included), with its path from `schema`."""
+    stack = [(schema, at)]
+    while stack:
+        node, path = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        yield node, path
+        for key, value in node.items():
+            if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+                stack.extend((sub, path + (key, name)) for name, sub in value.items())
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                stack.extend((sub, path + (key, i)) for i, sub in enumerate(value))
+            elif key in _SCHEMAS:
+                stack.append((value, path + (key,)))
+
+
+def _in_python_dialect(node: Any) -> Any:
+    """A copy of the schema `node` whose patterns are written for the linear engine with the
+    meaning Python's `re` gives them (see python_dialect); ValueError for one it cannot write."""
+    if not isinstance(node, Mapping):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "pattern" and isinstance(value, str):
+            out[key] = python_dialect(value)
+        elif key == "patternProperties" and isinstance(value, Mapping):
+            out[key] = {python_dialect(k): _in_python_dialect(v) for k, v in value.items()}
+        elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {k: _in_python_dialect(v) for k, v in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [_in_python_dialect(v) for v in value]
+        elif key in _SCHEMAS:
+            out[key] = _in_python_dialect(value)
+        else:
+            out[key] = value
+    return out
+
+
 def _compile(schema: dict[str, Any]) -> Any:
     """The compiled validator, or None where only jsonschema may judge."""
     named: set[str] = set()
@@ -219,7 +322,7 @@ def _compile(schema: dict[str, Any]) -> Any:
             named.add(value)
     formats = {name: QUICK_FORMATS.get(name) or _asked_of_jsonschema(name) for name in named | set(QUICK_FORMATS)}
     try:
-        return jsonschema_rs.Draft202012Validator(schema, formats=formats, validate_formats=True,
+        return jsonschema_rs.Draft202012Validator(_in_python_dialect(schema), formats=formats, validate_formats=True,
                                                   pattern_options=_LINEAR, offline=True)
     except Exception:  # anything it cannot compile (a remote $ref, a bad pattern): jsonschema decides
         return None
