@@ -19,6 +19,7 @@ from huey.consumer import Consumer, Scheduler, Worker
 from huey.storage import BaseSqlStorage
 
 from .health import Trouble
+from .settings import SettingsError
 
 log = logging.getLogger("engine.queue")
 
@@ -39,7 +40,8 @@ def make_huey(url: str) -> Huey:
     elif parsed.scheme in ("redis", "rediss"):
         huey = RedisHuey("engine", url=url, blocking=True, read_timeout=1, results=False)
     else:
-        raise ValueError(f"ENGINE_QUEUE_URL={url!r}: use sqlite:///path/queue.db or redis://host:port/db")
+        raise SettingsError(f"ENGINE_QUEUE_URL={url!r} is not a queue the engine can use: "
+                            "set it to sqlite:///path/queue.db or redis://host:port/db")
     _register(huey)
     return huey
 

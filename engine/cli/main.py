@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from .. import __version__
 from ..rules.problems import ConfigError
+from ..settings import SettingsError
 from . import backtest, diff, preview, runtime, test, validate
 
 
@@ -40,6 +42,61 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except SettingsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except Exception as exc:  # a dependency that is missing or does not answer: say which setting, not a traceback
+        message = unreachable(exc)
+        if message is None:
+            raise
+        click.echo(message, err=True)
+        return 1
+
+
+DATABASE_HELP = "set it to sqlite:///path/engine.db or postgresql+psycopg://user:password@host:5432/db"
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One or two lines for an error of the store or the queue, naming the variable and what to do;
+    None for any other error (a bug: its traceback is wanted)."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    database = _shown(os.environ.get("ENGINE_DATABASE_URL") or "sqlite:///engine-data/engine.db")
+    if isinstance(exc, (NoSuchModuleError, ArgumentError)) or (
+            isinstance(exc, ModuleNotFoundError) and _raised_in(exc, "sqlalchemy")):
+        return f"error: ENGINE_DATABASE_URL={database} is not a database the engine can use: {DATABASE_HELP}"
+    if isinstance(exc, DBAPIError):
+        return (f"error: ENGINE_DATABASE_URL={database}: the database does not answer ({_first_line(exc.orig or exc)})\n"
+                "check that it runs and that the URL (host, port, user, password, database) is right")
+    queue = _shown(os.environ.get("ENGINE_QUEUE_URL") or "sqlite:///engine-data/queue.db")
+    if type(exc).__module__.startswith("redis") or (isinstance(exc, OSError) and _raised_in(exc, "huey")) or \
+            (type(exc).__module__ == "sqlite3" and _raised_in(exc, "huey")):
+        return (f"error: ENGINE_QUEUE_URL={queue}: the queue does not answer ({_first_line(exc)})\n"
+                "check that Redis runs (or the queue file's folder is writable) and that the URL is right")
+    return None
+
+
+def _raised_in(exc: BaseException, package: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"/{package}/" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not even a URL: show what comes after any credentials
+        return url.rsplit("@", 1)[-1]
 
 
 if __name__ == "__main__":  # pragma: no cover

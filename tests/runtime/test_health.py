@@ -140,3 +140,32 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("ENGINE_DATABASE_URL", "mysql://u@127.0.0.1/db", "is not a database the engine can use"),
+    ("ENGINE_DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db", "is not a database the engine can use"),
+    ("ENGINE_DATABASE_URL", "postgresql+psycopg://u:hunter2@127.0.0.1:1/db", "the database does not answer"),
+])
+def test_a_bad_or_unreachable_database_is_a_short_error_naming_the_variable(
+        project: Path, variable: str, value: str, says: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "engine.cli.main", "stats"], cwd=project, capture_output=True,
+                          text=True, env=engine_env(**{variable: value}), timeout=60)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1, done.stderr
+    assert len(err) <= 2 and err[0].startswith(f"error: {variable}=") and says in err[0], done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
+
+
+def test_a_bad_queue_url_is_a_short_error_naming_the_variable(project: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = engine_env(ENGINE_DATABASE_URL=f"sqlite:///{tmp_path / 'e.db'}", ENGINE_QUEUE_URL="amqp://127.0.0.1/")
+    done = subprocess.run([sys.executable, "-m", "engine.cli.main", "worker"], cwd=project, capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "error: ENGINE_QUEUE_URL='amqp://127.0.0.1/' is not a queue the engine can use" in done.stderr
