@@ -67,7 +67,7 @@ class Trouble:
             return self.delay()
 
     def delay(self) -> float:
-        return min(self.cap_s, self.base_s * 2 ** min(self.count - 1, 30))
+        return min(self.cap_s, self.base_s * float(2 ** min(self.count - 1, 30)))
 
     def ok(self) -> None:
         if not self.count:  # the common case: no lock, no log
