@@ -610,9 +610,10 @@ def test_a_costly_expression_cannot_stall_engine_serve(tmp_path: Path) -> None:
             slowest = 0.0
             started = time.monotonic()
             while time.monotonic() - started < 2:  # the hook stays responsive while the costly event is decided
-                t0 = time.monotonic()
-                assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
-                slowest = max(slowest, time.monotonic() - t0)
+                for probe in ("healthz", "readyz"):
+                    t0 = time.monotonic()
+                    assert httpx.get(f"{base}/{probe}", timeout=5).status_code == 200, probe
+                    slowest = max(slowest, time.monotonic() - t0)
                 time.sleep(0.05)
             t0 = time.monotonic()
             cheap = httpx.post(f"{base}/events", json=_booking("evt_cheap", "bk_2"), timeout=10)
@@ -622,7 +623,7 @@ def test_a_costly_expression_cannot_stall_engine_serve(tmp_path: Path) -> None:
             rows = httpx.get(f"{base}/notifications", timeout=10).json()["notifications"]
         finally:
             engine.stop()
-    print(json.dumps({"healthz_slowest_s": round(slowest, 3), "cheap_event_s": round(cheap_seconds, 3)}))
+    print(json.dumps({"probe_slowest_s": round(slowest, 3), "cheap_event_s": round(cheap_seconds, 3)}))
     assert slowest < 1.5
     assert cheap.status_code == 202 and cheap_seconds < 3
     assert answers["costly"].status_code == 202
