@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.events import MAX_ID, MAX_INTEGER, TypeLimits, type_limits
+from ..rules.json_schema import with_subschemas
 from ..rules.model import Config
 
 # What `engine.core.events.parse_event` refuses beyond the event schemas, said in JSON Schema.
@@ -87,26 +88,13 @@ def openapi(config: Config) -> dict[str, Any]:
 
 
 # The JSON Schema keywords whose values are schemas, lists of schemas, or maps of names to schemas.
-_SCHEMAS = {"items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else",
-            "unevaluatedItems", "unevaluatedProperties"}
-_SCHEMA_LISTS = {"allOf", "anyOf", "oneOf", "prefixItems"}
-_SCHEMA_MAPS = {"properties", "patternProperties", "$defs", "dependentSchemas"}
-
-
 def _bounded(schema: Any) -> Any:
     """A schema whose integers lie within ±MAX_INTEGER and whose strings hold no control
     character but tab, line feed and carriage return (a string with a pattern of its own gets
     this one beside it)."""
     if not isinstance(schema, dict):
         return schema
-    out = dict(schema)
-    for key, value in schema.items():
-        if key in _SCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {name: _bounded(sub) for name, sub in value.items()}
-        elif key in _SCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_bounded(sub) for sub in value]
-        elif key in _SCHEMAS:
-            out[key] = _bounded(value)
+    out = with_subschemas(schema, _bounded)
     kind = out.get("type")
     types: list[Any] = kind if isinstance(kind, list) else [kind]
     if "integer" in types:

@@ -290,25 +290,30 @@ def subschemas(schema: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Mapping[
                 stack.append((value, path + (key,)))
 
 
+def with_subschemas(node: Mapping[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
+    """A copy of the schema `node` with `fn` applied to each of its direct subschemas (the values of
+    `properties` and the like, the items of `allOf` and the like, `items`, `not` and the like)."""
+    out = dict(node)
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {k: fn(v) for k, v in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [fn(v) for v in value]
+        elif key in _SCHEMAS:
+            out[key] = fn(value)
+    return out
+
+
 def _in_python_dialect(node: Any) -> Any:
     """A copy of the schema `node` whose patterns are written for the linear engine with the
     meaning Python's `re` gives them (see python_dialect); ValueError for one it cannot write."""
     if not isinstance(node, Mapping):
         return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "pattern" and isinstance(value, str):
-            out[key] = python_dialect(value)
-        elif key == "patternProperties" and isinstance(value, Mapping):
-            out[key] = {python_dialect(k): _in_python_dialect(v) for k, v in value.items()}
-        elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
-            out[key] = {k: _in_python_dialect(v) for k, v in value.items()}
-        elif key in _SCHEMA_LISTS and isinstance(value, list):
-            out[key] = [_in_python_dialect(v) for v in value]
-        elif key in _SCHEMAS:
-            out[key] = _in_python_dialect(value)
-        else:
-            out[key] = value
+    out = with_subschemas(node, _in_python_dialect)
+    if isinstance(out.get("pattern"), str):
+        out["pattern"] = python_dialect(out["pattern"])
+    if isinstance(out.get("patternProperties"), Mapping):
+        out["patternProperties"] = {python_dialect(k): v for k, v in out["patternProperties"].items()}
     return out
 
 
