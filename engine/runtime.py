@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from .core import policy
 from .core.decide import Renderer, Send, decide, digest_send, plan
+from .core.rendering import readdressed
 from .core.events import MAX_ID, Event, EventRejected, parse_event
 from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
@@ -35,15 +36,6 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     base = min(600.0, 2.0 ** (attempt - 1))
     delay = base * (0.5 + random.random() / 2)
     return max(delay, retry_after or 0.0)
-
-
-def addressed(message: Mapping[str, Any], verdict: policy.Verdict) -> dict[str, Any]:
-    """The stored Courier message with the template id and channels the send-time verdict settled on."""
-    body = dict(message.get("message", {}))
-    if verdict.template:
-        body["template"] = verdict.template
-    body["routing"] = {"method": "single", "channels": list(verdict.channels)}
-    return {"message": body}
 
 
 def with_person(data: Mapping[str, Any], path: str, person: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,7 +180,7 @@ class Runtime:
         if verdict.skip:
             return "skipped"
         try:
-            outcome = self.backend.send(addressed(claimed.message, verdict), claimed.idempotency_key)
+            outcome = self.backend.send(readdressed(claimed.message, verdict.template, verdict.channels), claimed.idempotency_key)
         except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
             log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)
             outcome = Outcome("retry", error=f"unexpected {type(exc).__name__}")

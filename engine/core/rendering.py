@@ -38,9 +38,23 @@ def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[s
             "to": to,
             "template": template,
             "data": dict(data),
-            "routing": {"method": "single", "channels": list(channels)},
+            "routing": routing(channels),
         }
     }
+
+
+def routing(channels: tuple[str, ...]) -> dict[str, Any]:
+    """Courier's routing for a send's channels: the first that reaches the recipient, in order."""
+    return {"method": "single", "channels": list(channels)}
+
+
+def readdressed(message: Mapping[str, Any], template: str | None, channels: tuple[str, ...]) -> dict[str, Any]:
+    """A stored Courier message with the template id and channels decided when it goes out."""
+    body = dict(message.get("message", {}))
+    if template:
+        body["template"] = template
+    body["routing"] = routing(channels)
+    return {"message": body}
 
 
 def common_data(config: Config, recipient: Mapping[str, Any]) -> dict[str, Any]:
