@@ -119,6 +119,14 @@ class _Reader:
             self.error(path, f"{what}: needs {', '.join(f'`{n}`' for n in absent)}")
         return not absent
 
+    def entry(self, value: Any, path: YamlPath, what: str, allowed: Iterable[str],
+              needed: Iterable[str]) -> dict[str, Any] | None:
+        """One item of a list of mappings: checked for unknown and missing keys (None when it
+        cannot be read further)."""
+        found = self.mapping(value, path, what)
+        self.keys(found, path, allowed, what)
+        return found if found and self.required(found, path, needed, what) else None
+
     def text(self, value: Any, path: YamlPath, what: str) -> str:
         if not isinstance(value, str) or not value.strip():
             self.error(path, f"{what} must be text")
@@ -209,9 +217,8 @@ def _read(reader: _Reader, data: dict[str, Any], path: str) -> Scenario:
 def _expected(reader: _Reader, item: Any, i: int) -> Expected | None:
     where: YamlPath = ("expect", i)
     what = f"expect[{i}]"
-    entry = reader.mapping(item, where, what)
-    reader.keys(entry, where, EXPECT_KEYS, what)
-    if not entry or not reader.required(entry, where, EXPECT_REQUIRED, what):
+    entry = reader.entry(item, where, what, EXPECT_KEYS, EXPECT_REQUIRED)
+    if entry is None:
         return None
     if entry["status"] not in STATUSES:
         reader.error((*where, "status"), f"{what}: status must be one of {', '.join(STATUSES)}; got {entry['status']!r}")
@@ -265,9 +272,8 @@ def _deploy(reader: _Reader, item: Any, i: int) -> Deploy:
 def _direct(reader: _Reader, item: Any, i: int) -> Direct | None:
     where: YamlPath = ("direct", i)
     what = f"direct[{i}]"
-    entry = reader.mapping(item, where, what)
-    reader.keys(entry, where, DIRECT_KEYS, what)
-    if not entry or not reader.required(entry, where, DIRECT_REQUIRED, what):
+    entry = reader.entry(item, where, what, DIRECT_KEYS, DIRECT_REQUIRED)
+    if entry is None:
         return None
     at = reader.instant(entry["at"], (*where, "at"), f"{what}: at")
     send_at = reader.instant(entry["send_at"], (*where, "send_at"), f"{what}: send_at")
