@@ -203,18 +203,25 @@ class Runtime:
         log.debug("%s %s #%d via %s", recorded, claimed.notification, claimed.id, self.backend.name)
         return recorded
 
+    def _in_force(self, notification: str, template_key: str | None) -> tuple[str | None, str | None]:
+        """(the Courier template id a send of `notification` goes out with under the rules in force,
+        or None and why it does not go out: paused, removed, or its template key no longer mapped)."""
+        ended = policy.in_force(self.config, notification)
+        if ended is not None:
+            return None, ended
+        template = self.config.template_id(self.settings.env, template_key or "", self.environ)
+        if not template:
+            return None, f"no Courier template id for {template_key!r} in templates_map/{self.settings.env}.yaml"
+        return template, None
+
     def _check(self, claimed: Any, counts: Any, now: datetime) -> policy.Verdict:
         """The send-time verdict, decided in the claim's transaction: the rules in force (a paused or
         removed notification is not sent; the template id is the one mapped now), then preferences,
         throttle and rate limit."""
-        ended = policy.in_force(self.config, claimed.notification)
+        template, ended = self._in_force(claimed.notification, claimed.template_key)
         if ended is not None:
             return policy.Verdict(claimed.channels, ended)
         rule = self.config.notifications[claimed.notification]
-        template = self.config.template_id(self.settings.env, claimed.template_key or "", self.environ)
-        if not template:
-            return policy.Verdict(claimed.channels, f"no Courier template id for {claimed.template_key!r} "
-                                                    f"in templates_map/{self.settings.env}.yaml")
         throttle = None
         if rule.throttle is not None:
             throttle = (counts.sent(claimed.throttle_key, now - rule.throttle.window), rule.throttle.limit)
@@ -236,10 +243,8 @@ class Runtime:
         now = now or utcnow()
         out = []
         for row in self.store.list(status=["scheduled", "queued"], until=until, limit=limit, with_payload=True):
-            ended = policy.in_force(self.config, row["notification"])
-            template = None if ended else self.config.template_id(self.settings.env, row["template_key"] or "", self.environ)
-            out.append({**row, "template": template or row["template"], "digest_items": None,
-                        "will_skip": ended or (None if template else f"no Courier template id for {row['template_key']!r}"),
+            template, ended = self._in_force(row["notification"], row["template_key"])
+            out.append({**row, "template": template or row["template"], "digest_items": None, "will_skip": ended,
                         "data": (row["message"] or {}).get("message", {}).get("data")})
         for digest in self.store.due_digests(until, limit=limit):
             send = self.digest_send(digest, now)
