@@ -24,9 +24,11 @@ def setup_logging() -> None:
     logging.getLogger("courier").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
-def settings(config_path: str | None = None) -> Settings:
+def settings(config_path: str | None = None, env: str | None = None) -> Settings:
+    """The settings from the environment, with the command line's --config and --env over
+    ENGINE_CONFIG and ENGINE_ENV."""
     try:
-        overrides = {"config_path": config_path} if config_path else {}
+        overrides = {k: v for k, v in (("config_path", config_path), ("env", env)) if v}
         return Settings.from_environ(os.environ, **overrides)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None

@@ -14,7 +14,7 @@ from ..preview import Result, read_events, run
 from ..rules.loader import load
 from ..rules.timeparse import parse_instant
 from ..rules.yaml_source import load_file
-from .common import ProgressBar
+from .common import ProgressBar, config_option, settings
 
 
 def load_preferences(path: str | None) -> dict[str, dict[str, bool]]:
@@ -45,7 +45,7 @@ def print_table(result: Result) -> None:
 
 @click.command("preview")
 @click.option("--events", "events_path", required=True, help="Events as JSON Lines; - reads standard input.")
-@click.option("--config", "config_path", default="notifications.yaml", show_default=True)
+@config_option
 @click.option("--until", "until_text", default=None, help="Stop the clock here (RFC 3339); default: until nothing is pending.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
               help="html writes one self-contained timeline page (see --output).")
@@ -53,10 +53,11 @@ def print_table(result: Result) -> None:
 @click.option("--tz", "tz", default=None, help="With --format html: the time zone shown first (default UTC).")
 @click.option("--env", "env", default=None, help="Which templates_map/ to use (default $ENGINE_ENV or production).")
 @click.option("--preferences", "prefs_path", default=None, help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
-def command(events_path: str, config_path: str, until_text: str | None, fmt: str, output: str | None, tz: str | None,
+def command(events_path: str, config_path: str | None, until_text: str | None, fmt: str, output: str | None, tz: str | None,
             env: str | None, prefs_path: str | None) -> None:
     """Dry-run events through the rules and print every send with its fate."""
-    config = load(config_path)
+    chosen = settings(config_path, env)
+    config = load(chosen.config_path)
     until = None
     if until_text:
         try:
@@ -72,9 +73,10 @@ def command(events_path: str, config_path: str, until_text: str | None, fmt: str
         except OSError as exc:
             raise click.ClickException(f"{events_path}: {exc.strerror}") from None
     raw, unreadable = read_events(lines)
-    env = env or os.environ.get("ENGINE_ENV", "production")
+    env_option, env = env, chosen.env
     if env not in config.templates:
-        raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})", param_hint="--env")
+        raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})",
+                                param_hint="--env" if env_option else "ENGINE_ENV")
     with ProgressBar(f"previewing {len(raw)} events") as progress:
         result = run(config, raw, until, Renderer(env=env, environ=dict(os.environ)), load_preferences(prefs_path),
                      progress)
