@@ -352,9 +352,9 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
         if status is None:
             return JSONResponse({"ignored": True, "status": data["status"][:50]})
         outcome = await run_in_threadpool(runtime.store.record_delivery, data["id"][:200], status, utcnow())
-        if outcome == "unknown":  # it may have overtaken the commit of its send: a 404 makes Courier retry
-            return JSONResponse({"result": outcome}, status_code=404)
         await run_in_threadpool(remember, digest)
+        if outcome == "pending":  # it overtook the commit of its send: kept, applied when the send is recorded
+            return JSONResponse({"result": outcome, "detail": "accepted, pending its send"}, status_code=202)
         return JSONResponse({"result": outcome})
 
     async def unsubscribe(request: Request) -> Response:

@@ -27,13 +27,13 @@ from sqlalchemy.exc import DBAPIError
 from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from ..core.rendering import courier_message
+from . import receipts
 from .codec import Codec
 from .groupcommit import GroupCommit, each_in_savepoint
 from .statements import Statements, like_prefix
 from .tables import (digests, events, history, metadata, notifications, preferences, recipients,
                      signature_receipts, webhook_receipts)
 
-DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
 PENDING = ("scheduled", "queued")
 _ENDED_BY_CANCEL = like_prefix(CANCELLED_BY)
 T = TypeVar("T")
@@ -522,6 +522,8 @@ class Store:
             if found is not None:
                 recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile
                 cur.execute(sql.add_history, (claimed.id, recorded, why if recorded != status else reason or error, at))
+                if recorded == "sent" and request_id:
+                    receipts.on_sent(cur, sql, claimed.id, request_id, now)
                 return str(recorded)
             return None
 
@@ -601,26 +603,10 @@ class Store:
 
     # -- webhooks ---------------------------------------------------------------------------------
     def record_delivery(self, request_id: str, status: str, now: datetime) -> str:
-        """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale' or 'unknown'.
-
-        'unknown' (no send with that request id yet: the webhook may have overtaken the commit of
-        the send) records nothing, so that Courier's retry of the webhook is applied later."""
-        n = notifications.c
-        with self._tx() as conn:
-            row = conn.execute(select(n.id, n.delivery_status).where(n.request_id == request_id)).first()
-            if row is None:
-                return "unknown"
-            # RETURNING, not rowcount: SQLAlchemy does not promise a rowcount for INSERT (psycopg gives -1).
-            inserted = conn.execute(self._insert(webhook_receipts).values(message_id=request_id, status=status, received_at=now)
-                                    .on_conflict_do_nothing().returning(webhook_receipts.c.message_id)).first()
-            if inserted is None:
-                return "duplicate"
-            if DELIVERY_RANK.get(row.delivery_status or "", 0) >= DELIVERY_RANK[status] and status != "undeliverable":
-                conn.execute(insert(history).values(notification_id=row.id, status=status, reason="out of order", at=now))
-                return "stale"
-            conn.execute(update(notifications).where(n.id == row.id).values(delivery_status=status, updated_at=now))
-            conn.execute(insert(history).values(notification_id=row.id, status=status, reason=None, at=now))
-        return "applied"
+        """Apply a delivery status from Courier: 'applied', 'duplicate', 'stale', or 'pending' when no
+        send has that request id yet (the webhook overtook the commit of its send): the status is
+        kept and applied when the send is recorded, or dropped after a day (`receipts`)."""
+        return self._write(lambda cur: receipts.record(cur, self.sql, request_id, status, now))
 
     # -- reading ------------------------------------------------------------------------------------
     def list(self, *, status: Sequence[str] | None = None, since: datetime | None = None, until: datetime | None = None,

@@ -169,3 +169,13 @@ webhook_receipts = Table(
     Column("status", String(30), primary_key=True),
     _ts("received_at", False),
 )
+
+early_receipts = Table(
+    # Delivery statuses that arrived before their send was committed: applied when it is, or
+    # dropped after `receipts.KEEP_EARLY` (a status for a send that never comes).
+    "early_receipts", metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("status", String(30), primary_key=True),
+    _ts("received_at", False),
+    Index("ix_early_receipts_received_at", "received_at"),
+)

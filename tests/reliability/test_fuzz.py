@@ -46,7 +46,7 @@ MAX_BODY = 64 * 1024
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 EVENTS_STATUSES = {202, 400, 401, 413, 422}
-WEBHOOK_STATUSES = {200, 400, 401, 404, 413, 422}  # 404: a message id no send has (yet): Courier retries
+WEBHOOK_STATUSES = {200, 202, 400, 401, 413, 422}  # 202: a message id no send has yet: kept for it
 
 STATS: Counter[str] = Counter()
 REPLAY_CACHE = "signature_receipts"  # signatures seen (replay protection): bookkeeping, not data

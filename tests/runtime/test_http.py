@@ -243,15 +243,19 @@ def test_out_of_order_webhooks_keep_the_furthest_status(http: httpx.Client, rt: 
     assert rt.store.list(notification="client_payment_receipt")[0]["delivery_status"] == "opened"
 
 
-def test_a_webhook_that_overtakes_its_send_is_a_404_and_its_retry_applies(http: httpx.Client, rt: Any) -> None:
-    early = {"type": "message:updated", "data": {"id": "1-not-yet-committed", "status": "DELIVERED"}}
+def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_recorded(http: httpx.Client, rt: Any) -> None:
+    rt.emit(booking_confirmed("evt_early", "bk_early", utcnow() + timedelta(days=30), utcnow()), now=utcnow())
+    [row] = rt.store.list(notification="client_booking_confirmation")
+    claimed = rt.store.claim(rt.store.queue_due(utcnow(), ids=[row["id"]])[0], utcnow())
+    early = {"type": "message:updated", "data": {"id": "1-early", "status": "DELIVERED"}}
     r = webhook(http, early)
-    assert r.status_code == 404 and r.json() == {"result": "unknown"}  # Courier retries a non-2xx answer
+    assert r.status_code == 202 and r.json()["result"] == "pending"  # Courier does not retry a 4xx: keep it
     time.sleep(0.002)  # a retry is signed anew
-    assert webhook(http, early).status_code == 404  # nothing was recorded: not a "duplicate"
-    row = sent_row(rt)
-    retry = {"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}
-    assert webhook(http, retry).json() == {"result": "applied"}
+    assert webhook(http, early).json()["result"] == "pending"
+    assert rt.store.finish(claimed, "sent", utcnow(), request_id="1-early") == "sent"
+    assert rt.store.list(notification="client_booking_confirmation")[0]["delivery_status"] == "delivered"
+    time.sleep(0.002)
+    assert webhook(http, early).json() == {"result": "duplicate"}
 
 
 # -- unsubscribe ----------------------------------------------------------------------------------------

@@ -456,7 +456,7 @@ class StoreContract:
         assert one(store, row_id)["delivery_status"] == "opened"
         assert store.record_delivery("1-abc", "clicked", NOW) == "applied"
         assert one(store, row_id)["delivery_status"] == "clicked"
-        assert store.record_delivery("no-such-id", "delivered", NOW) == "unknown"
+        assert store.record_delivery("no-such-id", "delivered", NOW) == "pending"  # kept for its send
         statuses = [h["status"] for h in store.history(row_id)]
         assert statuses.count("opened") == 1 and statuses[-1] == "clicked"
 
