@@ -11,6 +11,7 @@ from ..rules.loader import collector_paused
 from ..rules.model import Config
 from ..rules.problems import Problem
 from .common import config_option, settings
+from .github import annotation, append_step_summary, problems_summary
 
 
 def render(problems: list[Problem], fmt: str) -> str:
@@ -20,17 +21,10 @@ def render(problems: list[Problem], fmt: str) -> str:
             for p in problems
         ], indent=2)
     if fmt == "github":
-        return "\n".join(
-            f"::{p.severity} file={p.file},line={p.line},col={p.col}::{_escape(p.message)}" for p in problems
-        )
+        return "\n".join(annotation(p) for p in problems)
     return "\n".join(
         f"{p.file}:{p.line}:{p.col}: {'warning: ' if p.severity == 'warning' else ''}{p.message}" for p in problems
     )
-
-
-def _escape(message: str) -> str:
-    # GitHub workflow commands: %, CR and LF must be escaped in the message.
-    return message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def environment_problems(config: Config | None, env: str) -> list[Problem]:
@@ -54,6 +48,7 @@ def command(config_path: str | None, fmt: str, strict: bool) -> None:
         config, problems = check_all(chosen.config_path)
     problems += environment_problems(config, chosen.env)
     errors = [p for p in problems if p.severity == "error" or strict]
+    _summarize(problems, chosen.config_path, bool(errors))
     out = render(problems, fmt)
     if out and (fmt == "json" or problems):
         click.echo(out)
@@ -62,3 +57,11 @@ def command(config_path: str | None, fmt: str, strict: bool) -> None:
         summary = f"{len(problems) - warnings} error(s), {warnings} warning(s)"
         click.echo(("invalid: " if errors else "valid: ") + summary, err=True)
     raise click.exceptions.Exit(1 if errors else 0)
+
+
+def _summarize(problems: list[Problem], config_path: str, failed: bool) -> None:
+    """Every problem in the job's step summary, in GitHub Actions: annotations show only ten."""
+    try:
+        append_step_summary(problems_summary(problems, config_path, failed))
+    except OSError as exc:
+        click.echo(f"warning: could not write GITHUB_STEP_SUMMARY: {exc}", err=True)
