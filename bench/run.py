@@ -102,9 +102,6 @@ def notes(key: str, r: dict[str, Any]) -> str:
         c = r["cancel"]
         return f"{r['label']}: p90 {c['p90_ms']} ms, {c['reminders_cancelled_per_booking']} reminders per booking"
     if key == "validate_5k_rules_s":
-        if not r.get("measured", True):
-            return (f"{r['label']}: {r['small_notifications']} took {r['small_s']} s; `engine --help` alone "
-                    f"{r['engine_help_s']} s")
         return f"exit {r['exit_codes']}, runs {r['runs_s']} s; `engine --help` alone {r['engine_help_s']} s"
     if key in ("preview_scaling", "preview_events_per_s", "backtest_s"):
         return (f"{r['events_large']} events ({r['sends']} sends) in {r['preview_seconds']} s; "
@@ -198,9 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     lat = results.get("lateness")
     if lat:
         labels["idle_lateness_p99_s"] = f"after {lat['idle_s']:.0f} s idle" + (" (--quick)" if lat["idle_s"] < 120 else "")
-    val = results.get("validate")
-    if val and not val.get("measured", True):
-        labels["validate_5k_rules_s"] = val["label"]
     pend = results.get("pending")
     if pend:
         labels["pending_1m_rss_growth_mb"] = labels["cancel_at_1m_ms"] = f"{pend['pending_rows']} pending rows"
