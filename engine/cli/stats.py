@@ -4,34 +4,60 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import Any, Iterable
 
 import click
 
 from ..rules.timeparse import parse_duration
 from ..clock import utcnow
 from .common import config_option, runtime
+from .tables import Column, format_option, local_time, output_format, print_rows, rate, tz_option
 
 DELIVERED = ("delivered", "opened", "clicked")
+COUNTED = ("scheduled", "sent", "delivered", "failed", "cancelled", "skipped")
+COLUMNS = [Column("notification"), Column("variant"), *(Column(c, numeric=True) for c in COUNTED),
+           Column("delivery", numeric=True), Column("failure", numeric=True)]
 
 
 @click.command("stats")
 @click.option("--since", default="7d", show_default=True, help="A duration back from now.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option
+@tz_option
 @config_option
-def command(since: str, fmt: str, config_path: str | None) -> None:
-    """Counts by notification type and status, with delivery and failure rates."""
+def command(since: str, fmt: str | None, tz: str | None, config_path: str | None) -> None:
+    """Counts by notification type and status, with delivery and failure rates.
+
+    A rate is n/a when there is nothing to measure it on: no send yet, or (for delivery) no
+    delivery status reported by Courier's webhooks for any of its sends."""
     try:
         window = parse_duration(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
-    # One line per notification, and per A/B variant where a rule declares variants.
+    start = utcnow() - window
+    summary = summarise(rt.store.stats(start))
+    fmt = output_format(fmt)
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    print_rows(COLUMNS, table_rows(summary), fmt, f"Notifications since {local_time(start.replace(microsecond=0), tz)} ({since} ago)")
+
+
+def table_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
+    return [[s["notification"], s["variant"] or "", *(str(s.get(c, 0)) for c in COUNTED),
+             rate(s["delivery_rate"]), rate(s["failure_rate"])] for s in summary]
+
+
+def summarise(stats: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per notification, and per A/B variant where a rule declares variants."""
     per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rt.store.stats(utcnow() - window):
-        counts = per[(row["notification"], row.get("variant") or "")]
-        counts[row["status"]] += row["count"]
+    reported: dict[tuple[str, str], int] = defaultdict(int)  # sends with a delivery status from a webhook
+    for row in stats:
+        line = (row["notification"], row.get("variant") or "")
+        per[line][row["status"]] += row["count"]
         if row["delivery_status"]:
-            counts[row["delivery_status"]] += row["count"]
+            per[line][row["delivery_status"]] += row["count"]
+            reported[line] += row["count"]
     summary = []
     for name, variant in sorted(per):
         c = per[(name, variant)]
@@ -39,22 +65,8 @@ def command(since: str, fmt: str, config_path: str | None) -> None:
         summary.append({
             "notification": name, "variant": variant or None, **dict(c),
             # A row keeps only its furthest delivery status: an opened or clicked message was delivered too.
-            "delivery_rate": round(sum(c[d] for d in DELIVERED) / c["sent"], 4) if c["sent"] else None,
+            "delivery_rate": round(sum(c[d] for d in DELIVERED) / c["sent"], 4)
+            if c["sent"] and reported[(name, variant)] else None,
             "failure_rate": round(c["failed"] / attempted, 4) if attempted else None,
         })
-    if fmt == "json":
-        click.echo(json.dumps(summary, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    cols = ["scheduled", "sent", "delivered", "failed", "cancelled", "skipped"]
-    table = Table(title=f"Notifications since {since} ago")
-    table.add_column("notification")
-    table.add_column("variant")
-    for col in cols + ["delivery", "failure"]:
-        table.add_column(col, justify="right")
-    for s in summary:
-        rate = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-        table.add_row(s["notification"], s["variant"] or "", *[str(s.get(c, 0)) for c in cols], rate(s["delivery_rate"]), rate(s["failure_rate"]))
-    Console().print(table)
+    return summary

@@ -9,14 +9,19 @@ import click
 from ..rules.timeparse import format_instant, parse_duration
 from ..clock import utcnow
 from .common import config_option, runtime
+from .tables import Column, format_option, local_time, output_format, print_rows, tz_option
+
+COLUMNS = [Column("send_at"), Column("notification"), Column("recipient"), Column("template"), Column("status"),
+           Column("note", text=True)]
 
 
 @click.command("upcoming")
 @click.option("--within", default="24h", show_default=True, help="A duration: 30m, 24h, 7d...")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option
+@tz_option
 @config_option
-def command(within: str, fmt: str, config_path: str | None) -> None:
-    """List the sends due within the window, with their rendered payloads."""
+def command(within: str, fmt: str | None, tz: str | None, config_path: str | None) -> None:
+    """List the sends due within the window, with their rendered payloads (in json)."""
     try:
         window = parse_duration(within)
     except ValueError as exc:
@@ -24,7 +29,8 @@ def command(within: str, fmt: str, config_path: str | None) -> None:
     rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
     now = utcnow()
     rows = rt.upcoming(now + window, now)
-    if fmt == "json":
+    fmt = output_format(fmt)
+    if fmt == "json":  # for programs: UTC, whatever --tz says
         for r in rows:
             click.echo(json.dumps({
                 "id": r["id"], "notification": r["notification"], "recipient": r["recipient_id"],
@@ -33,15 +39,10 @@ def command(within: str, fmt: str, config_path: str | None) -> None:
                 "digest_items": r["digest_items"], "data": r["data"],
             }, ensure_ascii=False))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Sends due within {within}")
-    for col in ("send_at (UTC)", "notification", "recipient", "template", "status", "note"):
-        table.add_column(col)
+    table = []
     for r in rows:
         note = f"will be skipped: {r['will_skip']}" if r["will_skip"] else (
             f"{r['digest_items']} item(s) so far" if r["digest_items"] is not None else "")
-        table.add_row(format_instant(r["send_at"]), r["notification"], r["recipient_id"], r["template"] or "-",
-                      r["status"], note)
-    Console().print(table)
+        table.append([local_time(r["send_at"], tz), r["notification"], r["recipient_id"], r["template"] or "-",
+                      r["status"], note])
+    print_rows(COLUMNS, table, fmt, f"Sends due within {within}" + (f" (times in {tz})" if tz else " (times in UTC)"))
