@@ -87,6 +87,31 @@ class Check:
         return {"ok": self.ok, "detail": self.detail}
 
 
+class Alarms:
+    """Conditions raised by a part of this process that stop it doing its work although the store
+    and the queue answer (Courier rejecting the credentials): each is a readiness check, failing
+    while raised, passing once cleared. One board per process: the process has one set of
+    credentials."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+        self._lock = threading.Lock()
+
+    def set(self, name: str, ok: bool, detail: str) -> bool:
+        """Raise (ok=False) or clear an alarm; True when that changed its state."""
+        with self._lock:
+            before = self._checks.get(name)
+            self._checks[name] = Check(ok, detail)
+            return (before.ok if before is not None else True) != ok
+
+    def checks(self) -> dict[str, Check]:
+        with self._lock:
+            return dict(self._checks)
+
+
+ALARMS = Alarms()
+
+
 FileId = tuple[int, int]  # (device, inode)
 
 
@@ -206,7 +231,9 @@ class Readiness:
             results["schema"] = Check(False, "not checked: the store does not answer")
         results["files"] = self.files.check()
         self._log_changes(results)
-        return {name: results[name] for name in ("store", "schema", "queue", "files")}
+        alarms = ALARMS.checks()
+        self._log_changes(alarms)
+        return {**{name: results[name] for name in ("store", "schema", "queue", "files")}, **alarms}
 
     def _start(self, name: str, probe: Callable[[], Check]) -> "Future[Check]":
         # A probe that hangs (a server that stopped answering) is not started again until it ends:

@@ -12,10 +12,12 @@ class Outcome:
 
     `sent`: the provider accepted it (`request_id`). `retry`: a rate limit, a server error or a
     timeout; try again later (`retry_after` seconds when the provider said). `failed`: a
-    client error that another attempt would not fix (`error` says why).
+    client error that another attempt would not fix (`error` says why). `paused`: the provider
+    refused this process's credentials, not the message; try again after `retry_after` seconds,
+    without counting this attempt.
     """
 
-    status: Literal["sent", "retry", "failed"]
+    status: Literal["sent", "retry", "failed", "paused"]
     request_id: str | None = None
     error: str | None = None
     retry_after: float | None = None

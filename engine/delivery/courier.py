@@ -13,23 +13,38 @@ Every request has a total deadline (`timeout` seconds from the moment it starts)
 timeout per read: a Courier, or a proxy, that trickles its answer a byte at a time would
 otherwise hold a delivery thread for as long as it likes, and with it a share of all delivery.
 A request past its deadline is a timeout, retried like any other.
+
+A 401 or 403 says the credentials are wrong (a mistyped or rotated key), not the message: every
+send would get the same answer. Delivery pauses instead of failing sends (`Credentials`): the
+send is `paused` (the runtime puts it back, its attempt not counted), `/readyz` fails with
+"courier: credentials rejected", and while paused only one request every `PROBE_EVERY_S` goes
+to Courier, as a probe; the first one Courier accepts resumes delivery.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import threading
 import time
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any
 
 import courier
 import httpcore
 import httpx
 
+from ..health import ALARMS
+from .. import metrics
 from .base import Outcome
 
+log = logging.getLogger("engine.delivery")
+
 RETRYABLE_STATUS = {408, 409, 425, 429}
+CREDENTIALS_STATUS = {401, 403}
+PROBE_EVERY_S = 30.0  # while Courier rejects the credentials: how often one send tries them again
 MAX_HEADER_KEY = 255  # the longest Idempotency-Key sent as it is (a common bound of idempotency keys)
 _HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")  # printable ASCII, no outer space
 _UNSAFE = re.compile(r"[^\x21-\x7e]")
@@ -114,15 +129,73 @@ def _http_client(timeout: float) -> httpx.Client:
     return client
 
 
+class Credentials:
+    """Whether Courier accepts this process's credentials. Rejected: `/readyz` fails (`health.ALARMS`),
+    an error is logged once, and `probe()` lets one request through every `probe_every_s`."""
+
+    ALARM = "courier"
+
+    def __init__(self, probe_every_s: float = PROBE_EVERY_S, clock: Any = time.monotonic):
+        self.probe_every_s, self.clock = probe_every_s, clock
+        self.rejected: str | None = None  # why, while Courier rejects them
+        self._next_probe = 0.0
+        self._lock = threading.Lock()
+
+    def probe(self) -> float | None:
+        """None: a request may go out (accepted, or this one is the probe); else seconds until the next probe."""
+        with self._lock:
+            if self.rejected is None:
+                return None
+            now = self.clock()
+            if now >= self._next_probe:
+                self._next_probe = now + self.probe_every_s
+                return None
+            return self._next_probe - now
+
+    def reject(self, why: str) -> None:
+        with self._lock:
+            first = self.rejected is None
+            self.rejected = why
+            self._next_probe = self.clock() + self.probe_every_s
+        if ALARMS.set(self.ALARM, False, f"credentials rejected ({why}): deliveries paused") or first:
+            log.error("courier: credentials rejected (%s): deliveries are paused, no send fails for it; set a valid "
+                      "COURIER_AUTH_TOKEN (or COURIER_API_KEY) and restart the engine. Courier is tried again every "
+                      "%g s.", why, self.probe_every_s)
+
+    def accept(self) -> None:
+        if self.rejected is None:  # the common case: no lock
+            return
+        with self._lock:
+            was, self.rejected = self.rejected, None
+        if was is not None and ALARMS.set(self.ALARM, True, "credentials accepted"):
+            log.warning("courier: credentials accepted again: deliveries resume")
+
+
 class CourierBackend:
     name = "courier"
 
-    def __init__(self, token: str, base_url: str | None = None, timeout: float = 10.0):
+    def __init__(self, token: str, base_url: str | None = None, timeout: float = 10.0,
+                 credentials: Credentials | None = None):
         self.timeout = timeout
+        self.credentials = credentials or Credentials()
         self.client = courier.Courier(api_key=token, base_url=base_url, timeout=timeout, max_retries=0,
                                       http_client=_http_client(timeout))
 
     def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+        wait = self.credentials.probe()
+        if wait is not None:
+            return Outcome("paused", error=f"Courier rejected the credentials ({self.credentials.rejected})", retry_after=wait)
+        outcome = self._send(message, idempotency_key)
+        if outcome.status == "paused":
+            self.credentials.reject(outcome.error or "rejected")
+            return replace(outcome, error=f"Courier rejected the credentials ({outcome.error})",
+                           retry_after=self.credentials.probe_every_s)
+        if outcome.status in ("sent", "failed"):
+            self.credentials.accept()  # Courier took the key (a message it refuses is refused after that)
+        return outcome
+
+    @metrics.timed_courier_request
+    def _send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
         started = _deadline.set(time.monotonic() + self.timeout)
         try:
             response = self.client.post("/send", body={"message": message["message"]}, cast_to=httpx.Response,
@@ -134,6 +207,8 @@ class CourierBackend:
         except courier.APIStatusError as exc:
             code = exc.status_code
             detail = _detail(exc)
+            if code in CREDENTIALS_STATUS:
+                return Outcome("paused", error=f"HTTP {code}: {detail}")
             if code >= 500 or code in RETRYABLE_STATUS:
                 return Outcome("retry", error=f"HTTP {code}: {detail}", retry_after=_retry_after(exc))
             return Outcome("failed", error=f"HTTP {code}: {detail}")

@@ -35,6 +35,11 @@ from .tables import (digests, events, history, metadata, notifications, preferen
                      signature_receipts, webhook_receipts)
 
 PENDING = ("scheduled", "queued")
+PAUSED = "paused"  # the reason of a send put back because the provider refused the credentials
+_PAUSE = ("UPDATE notifications SET status = CASE WHEN cancel_reason IS NULL THEN 'scheduled' ELSE 'cancelled' END, "
+          "reason = CASE WHEN cancel_reason IS NULL THEN ? ELSE cancel_reason END, last_error = ?, send_at = ?, "
+          "attempts = attempts - 1, updated_at = ? WHERE id = ? AND status = 'sending' AND attempts = ? "
+          "RETURNING status, reason")
 _ENDED_BY_CANCEL = like_prefix(CANCELLED_BY)
 T = TypeVar("T")
 
@@ -526,6 +531,26 @@ class Store:
                     receipts.on_sent(cur, sql, claimed.id, request_id, now)
                 return str(recorded)
             return None
+
+        return self._write(op)
+
+    def pause(self, claimed: Claimed, now: datetime, retry_at: datetime, error: str) -> str | None:
+        """Put a claimed send back (`scheduled` at `retry_at`, reason `paused: ...`) without counting
+        its attempt: the provider refused the credentials, not the message. Returns the status
+        recorded (`cancelled` when a cancel came during the attempt), or None if the claim was lost.
+
+        Giving the attempt back keeps `attempts` a fencing token: a later claim takes it up again,
+        never down to the value of a claim older than this one."""
+        sql, at = self.sql, self.sql.time(now)
+        reason = f"{PAUSED}: {error}"[:500]
+
+        def op(cur: Any) -> str | None:
+            cur.execute(sql._text(_PAUSE), (reason, error[:1000], sql.time(retry_at), at, claimed.id, claimed.attempts))
+            found = cur.fetchone()
+            if found is None:
+                return None
+            cur.execute(sql.add_history, (claimed.id, found[0], found[1], at))
+            return str(found[0])
 
         return self._write(op)
 

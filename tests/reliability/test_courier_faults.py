@@ -1,0 +1,160 @@
+"""Courier faults an operator must not lose sends to: credentials Courier rejects (401), and a
+status webhook that overtakes the commit of its send. Real stores (SQLite and PostgreSQL), the
+Courier stand-in driven by the trycourier SDK, the real HTTP app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from engine.delivery.courier import Credentials, CourierBackend
+from engine.health import ALARMS, Readiness
+from engine.http.app import build_app
+from engine.signing import sign_courier
+from tests.runtime.conftest import db_url, standin  # noqa: F401  (fixtures)
+from tests.runtime.support import NOW, LiveServer, booking_confirmed, eventually
+from tests.support.courier_standin import CourierStandin
+
+WEBHOOK_SECRET = "webhook-secret"
+PROBE_S = 0.3
+
+
+@pytest.fixture(autouse=True)
+def no_alarm_raised() -> Iterator[None]:
+    ALARMS.set(Credentials.ALARM, True, "credentials accepted")  # one board per process: start clean
+    yield
+    ALARMS.set(Credentials.ALARM, True, "credentials accepted")
+
+
+def courier_readiness(rt: Any, tmp_path: Path) -> Any:
+    readiness = Readiness(rt.store.engine, f"sqlite:///{tmp_path}/queue.db")
+    try:
+        return readiness.check().get("courier")
+    finally:
+        readiness.close()
+
+
+def confirmation(rt: Any) -> dict[str, Any]:
+    [row] = rt.store.list(notification="client_booking_confirmation")
+    return row
+
+
+def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once_accepted(
+        db_url: str, make_runtime: Any, standin: CourierStandin, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    backend = CourierBackend("a-rotated-key", standin.url, timeout=2, credentials=Credentials(PROBE_S))
+    # One attempt: had a 401 counted as one, the second would fail the send for good.
+    rt = make_runtime(db_url, backend=backend, max_attempts=1)
+    rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
+    caplog.set_level(logging.WARNING, logger="engine")
+
+    rt.sweep(NOW)
+    row = confirmation(rt)
+    assert (row["status"], row["attempts"]) == ("scheduled", 0)
+    assert row["reason"].startswith("paused: Courier rejected the credentials (HTTP 401")
+    check = courier_readiness(rt, tmp_path)
+    assert not check.ok and check.detail.startswith("credentials rejected (HTTP 401")
+    unauthorized = [e for e in standin.log if e["outcome"] == "unauthorized"]
+
+    # Until the next probe, sends are put back without a request: one 401 per probe, not per send.
+    rt.sweep(NOW + timedelta(seconds=PROBE_S / 3))
+    assert len([e for e in standin.log if e["outcome"] == "unauthorized"]) == len(unauthorized)
+    time.sleep(PROBE_S)
+    rt.sweep(NOW + timedelta(minutes=1))  # the probe: still rejected
+    assert len([e for e in standin.log if e["outcome"] == "unauthorized"]) > len(unauthorized)
+    assert (confirmation(rt)["status"], confirmation(rt)["attempts"]) == ("scheduled", 0)
+    assert not [r for r in rt.store.list(limit=100) if r["status"] == "failed"]
+
+    standin.token = "a-rotated-key"  # the key is valid again (Courier accepts it)
+    time.sleep(PROBE_S)
+    rt.sweep(NOW + timedelta(minutes=2))
+    row = confirmation(rt)
+    assert (row["status"], row["attempts"]) == ("sent", 1)
+    assert courier_readiness(rt, tmp_path).ok
+    assert [r["idempotency_key"] for r in standin.requests].count(row["idempotency_key"]) == 1
+    rejected = [r for r in caplog.records if "credentials rejected" in r.getMessage() and r.name == "engine.delivery"]
+    assert len(rejected) == 1  # logged once, not per send or per probe
+    assert any("credentials accepted again" in r.getMessage() for r in caplog.records)
+
+
+def test_readyz_names_rejected_courier_credentials(make_runtime: Any, standin: CourierStandin, tmp_path: Path) -> None:
+    backend = CourierBackend("wrong", standin.url, timeout=2, credentials=Credentials(PROBE_S))
+    rt = make_runtime(f"sqlite:///{tmp_path}/engine.db", backend=backend)
+    rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
+    rt.sweep(NOW)
+    with LiveServer(build_app(rt)) as server:
+        answer = httpx.get(f"{server.url}/readyz", timeout=10)
+    assert answer.status_code == 503 and "courier" in answer.json()["failing"]
+    assert answer.json()["checks"]["courier"]["detail"].startswith("credentials rejected")
+
+
+# -- a status webhook that overtakes its send -------------------------------------------------------------
+def webhook(url: str, message_id: str, status: str) -> httpx.Response:
+    raw = json.dumps({"type": "message:updated", "data": {"id": message_id, "status": status}}).encode()
+    return httpx.post(f"{url}/webhooks/courier", content=raw, timeout=10, headers={
+        "courier-signature": sign_courier(WEBHOOK_SECRET, raw, int(time.time() * 1000)), "content-type": "application/json"})
+
+
+def test_a_webhook_that_overtakes_its_send_is_applied_when_the_send_commits(
+        db_url: str, make_runtime: Any, standin: CourierStandin) -> None:
+    backend = CourierBackend(standin.token, standin.url, timeout=2)
+    rt = make_runtime(db_url, backend=backend, webhook_secret=WEBHOOK_SECRET)
+    rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
+    [row_id] = rt.store.queue_due(NOW, ids=[confirmation(rt)["id"]])
+    claimed = rt.store.claim(row_id, NOW)
+    outcome = backend.send(claimed.message, claimed.idempotency_key)  # Courier has it; the engine has not written it yet
+    with LiveServer(build_app(rt)) as server:
+        for status in ("OPENED", "DELIVERED"):  # out of order, as Courier may send them
+            answer = webhook(server.url, outcome.request_id, status)
+            assert answer.status_code == 202 and answer.json()["result"] == "pending"
+        assert confirmation(rt)["delivery_status"] is None
+        assert rt.store.finish(claimed, "sent", NOW, request_id=outcome.request_id) == "sent"
+        row = confirmation(rt)
+        assert row["delivery_status"] == "opened"
+        assert [h["status"] for h in rt.store.history(row_id)][-2:] == ["delivered", "opened"]
+        time.sleep(0.002)  # signed anew
+        assert webhook(server.url, outcome.request_id, "DELIVERED").json() == {"result": "duplicate"}
+
+
+def test_early_statuses_expire_after_a_day(db_url: str, make_runtime: Any) -> None:
+    rt = make_runtime(db_url)
+    rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
+    assert rt.store.record_delivery("outbox-late", "delivered", NOW - timedelta(hours=25)) == "pending"
+    assert rt.store.record_delivery("never-sent", "delivered", NOW) == "pending"  # drops the day-old one
+    [row_id] = rt.store.queue_due(NOW, ids=[confirmation(rt)["id"]])
+    rt.store.finish(rt.store.claim(row_id, NOW), "sent", NOW, request_id="outbox-late")
+    assert confirmation(rt)["delivery_status"] is None
+
+
+def test_a_webhook_racing_the_commit_of_its_send_is_never_lost(db_url: str, make_runtime: Any) -> None:
+    rt = make_runtime(db_url)
+    for i in range(12):
+        rt.emit(booking_confirmed(f"evt_{i}", f"bk_{i}", NOW + timedelta(days=3), NOW), now=NOW)
+    rows = rt.store.list(notification="client_booking_confirmation", limit=100)
+    claims = [rt.store.claim(i, NOW) for i in rt.store.queue_due(NOW, ids=[r["id"] for r in rows])]
+    for claimed in claims:
+        request_id = f"req-{claimed.id}"
+        barrier = threading.Barrier(2)
+
+        def finish(c: Any = claimed, r: str = request_id) -> None:
+            barrier.wait(5)
+            rt.store.finish(c, "sent", NOW, request_id=r)
+
+        def status(r: str = request_id) -> None:
+            barrier.wait(5)
+            rt.store.record_delivery(r, "delivered", NOW)
+
+        threads = [threading.Thread(target=finish), threading.Thread(target=status)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    eventually(lambda: all(r["delivery_status"] == "delivered" for r in rt.store.list(
+        notification="client_booking_confirmation", limit=100)), within=5, what="every status applied")
