@@ -1,0 +1,72 @@
+"""`manage.py relay_events`: hand the outbox to the engine, oldest first, until stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from ...errors import EngineError
+from ...events import MAX_BATCH
+from ..outbox import log, relay
+from ..settings import client as configured_client
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+class Command(BaseCommand):
+    help = "Relay the events queued by emit_on_commit to the notification engine, oldest first."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="relay what is pending, then exit (1 if the engine is unavailable)")
+        parser.add_argument("--batch", type=_positive(int), default=100, help=f"events per request (1-{MAX_BATCH}, default 100)")
+        parser.add_argument("--interval", type=_positive(float), default=1.0, help="seconds between looks at an empty outbox (default 1)")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="the database alias of the outbox")
+
+    def handle(self, *args: Any, once: bool, batch: int, interval: float, database: str, **options: Any) -> None:
+        if batch > MAX_BATCH:
+            raise CommandError(f"--batch is at most {MAX_BATCH} (the engine's limit per request)")
+        client = configured_client()
+        stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())  # the batch in hand is finished first
+        try:
+            if once:
+                self._once(client, batch, database)
+            else:
+                self._forever(client, batch, interval, database, stop)
+        finally:
+            client.close()
+            connections[database].close()
+
+    def _once(self, client: Any, batch: int, database: str) -> None:
+        try:
+            done = relay(client, batch, database)
+        except EngineError as exc:
+            raise CommandError(f"stopped: {exc}") from None
+        self.stdout.write(f"relayed {done.sent} event(s), {done.refused} refused")
+
+    def _forever(self, client: Any, batch: int, interval: float, database: str, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                done = relay(client, batch, database, stop)
+                if done.handled:
+                    log.info("relayed %d event(s), %d refused", done.sent, done.refused)
+            except EngineError as exc:  # the rows stay pending; the next pass sends them
+                log.warning("relay paused: %s", exc)
+            except DatabaseError as exc:  # the database went away: a new connection next pass
+                log.warning("relay paused, the database failed: %s", exc)
+                connections[database].close()
+            stop.wait(interval)
