@@ -1,4 +1,5 @@
-"""HMAC signatures: the ingest hook's, Courier's webhooks', and signed unsubscribe tokens.
+"""HMAC signatures: the ingest hook's (its own scheme and Standard Webhooks), Courier's webhooks',
+and signed unsubscribe tokens.
 
 Every comparison is constant-time; every signature carries a timestamp that must be recent.
 """
@@ -67,6 +68,65 @@ def sign_courier(secret: str, body: bytes, t_ms: int) -> str:
 def verify_courier(secret: str, header: str | None, body: bytes, now: datetime, tolerance_s: int) -> int:
     """`courier-signature: t=<epoch ms>,signature=<hex HMAC-SHA256 of "<t>.<body>">`; returns t."""
     return _verify(secret, header, body, now, tolerance_s, ("t", "signature"), 1000, "missing courier-signature")
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+MAX_WEBHOOK_ID = 200
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key Standard Webhooks signs with: the bytes a `whsec_<base64>` secret encodes, or
+    the UTF-8 bytes of any other secret (the key `X-Engine-Signature` uses); ValueError for a
+    `whsec_` secret whose rest is not base64."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return secret.encode()
+    encoded = secret[len(WEBHOOK_SECRET_PREFIX):]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError:
+        raise ValueError("a whsec_ secret must be followed by base64") from None
+    if not key:
+        raise ValueError("a whsec_ secret must not be empty")
+    return key
+
+
+@dataclass(frozen=True)
+class WebhookHeaders:
+    """A request's Standard Webhooks headers, as sent (any of them may be missing)."""
+
+    id: str | None
+    timestamp: str | None
+    signature: str | None
+
+    @property
+    def present(self) -> bool:
+        return any(value is not None for value in (self.id, self.timestamp, self.signature))
+
+
+def sign_webhook(key: bytes, msg_id: str, t: int | str, body: bytes) -> str:
+    """The `webhook-signature` value for a body: `v1,<base64 HMAC-SHA256 of "<id>.<t>.<body>">`."""
+    digest = hmac.new(key, f"{msg_id}.{t}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_webhook(key: bytes, headers: WebhookHeaders, body: bytes, now: datetime, tolerance_s: int) -> str:
+    """Standard Webhooks (`webhook-id`, `webhook-timestamp` in unix seconds, `webhook-signature`: one
+    or more space-separated `v1,<base64>`); returns the message id, which is what replays are keyed on."""
+    if not headers.id or not headers.timestamp or not headers.signature:
+        raise SignatureError("Standard Webhooks needs webhook-id, webhook-timestamp and webhook-signature")
+    if len(headers.id) > MAX_WEBHOOK_ID or not headers.id.isascii() or not headers.id.isprintable():
+        raise SignatureError(f"webhook-id must be printable ASCII of at most {MAX_WEBHOOK_ID} characters")
+    stamp = headers.timestamp
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 15:
+        raise SignatureError("malformed webhook-timestamp (unix seconds)")
+    if abs(now.timestamp() - int(stamp)) > tolerance_s:
+        raise SignatureError("webhook-timestamp outside the tolerance")
+    expected = sign_webhook(key, headers.id, stamp, body).encode()  # the timestamp as sent
+    # Versions other than v1 (such as v1a, asymmetric) are skipped, as the specification asks.
+    offered = [s.encode("utf-8", "surrogatepass") for s in headers.signature.split(" ") if s.startswith("v1,")]
+    if not any(hmac.compare_digest(expected, s) for s in offered):
+        raise SignatureError("webhook-signature does not match")
+    return headers.id
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,14 @@ from ..core.events import MAX_ID, EventRejected
 from ..health import Readiness, Trouble
 from ..rules.timeparse import format_instant, parse_duration
 from ..runtime import Runtime, utcnow
-from ..signing import SignatureError, read_unsubscribe_token, verify_courier, verify_ingest
+from ..settings import SettingsError
+from ..signing import (SignatureError, WebhookHeaders, read_unsubscribe_token, verify_courier, verify_ingest,
+                       verify_webhook, webhook_key)
 from ..store.codec import orjson_reads_exactly
+from . import formats
 from .intake import Intake, IntakeClosed
 from .openapi import openapi
+from .replays import Replays, Signed
 
 log = logging.getLogger("engine.http")
 
@@ -216,38 +220,50 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
         """What a signature covers (timestamp and body), however its header is spelled."""
         return hashlib.sha256(f"{kind}:{stamp}.".encode() + body).hexdigest()
 
-    def credentials(request: Request, body: bytes) -> tuple[str | None, str | None]:
-        """(why the caller may not ingest, or None; the signature to check against the ones used
-        before, then remember once the request succeeds). Reads nothing from the store."""
+    replays = Replays(runtime.store, replay_window)
+    try:
+        signing_key = webhook_key(settings.ingest_secret) if settings.ingest_secret else b""
+    except ValueError as exc:
+        raise SettingsError(f"ENGINE_INGEST_SECRET: {exc}") from None
+
+    def credentials(request: Request, body: bytes) -> tuple[str | None, Signed | None]:
+        """(why the caller may not ingest, or None; what a signed request is recorded under, to
+        answer its copies). Reads nothing from the store."""
         if bearer_ok(request, settings.ingest_token):
             return None, None
         signature = request.headers.get("x-engine-signature")
-        if settings.ingest_secret and signature:
-            try:
+        webhook = WebhookHeaders(request.headers.get("webhook-id"), request.headers.get("webhook-timestamp"),
+                                 request.headers.get("webhook-signature"))
+        try:
+            if settings.ingest_secret and signature:
                 stamp = verify_ingest(settings.ingest_secret, signature, body, utcnow(), settings.signature_tolerance_s)
-            except SignatureError as exc:
-                return str(exc), None
-            return None, signed("ingest", stamp, body)
+                return None, Signed.ingest(stamp, body)
+            if settings.ingest_secret and webhook.present:
+                msg_id = verify_webhook(signing_key, webhook, body, utcnow(), settings.signature_tolerance_s)
+                return None, Signed.webhook(msg_id, body)
+        except SignatureError as exc:
+            return str(exc), None
         if open_hook and _is_loopback(request):
             return None, None
         return "missing or invalid credentials", None
 
-    def claim(digest: str) -> bool:
-        """Record a signature before its request is stored; False when it was recorded already (a
-        replay, or a copy of a request in flight). The store's insert is the check: of concurrent
-        copies, exactly one is recorded, on every store and across processes."""
-        return runtime.store.remember_signature(digest, utcnow(), replay_window)
-
-    def release(digest: str) -> None:
+    async def release(signed_request: Signed) -> None:
         # Only a request that succeeded spends its signature: a retry after a 503 goes through.
         try:
-            runtime.store.forget_signature(digest)
+            await replays.release(signed_request)
         except SQLAlchemyError:  # the store is down: the client must sign its retry anew, as the README asks
             log.warning("could not release the signature of a failed request")
 
     def remember(digest: str | None) -> None:
         if digest is not None:
             runtime.store.remember_signature(digest, utcnow(), replay_window)
+
+    async def keep_answer(signed_request: Signed, answer: Response) -> None:
+        try:
+            await replays.answered(signed_request, bytes(answer.body).decode())
+        except SQLAlchemyError:
+            log.warning("could not keep the answer of a signed request")
+            await release(signed_request)  # a copy is then stored anew, its events answered as duplicates
 
     def admin(request: Request) -> bool:
         if settings.ingest_token:
@@ -274,30 +290,34 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
                 return error(401, why)
             try:
                 payload = parse_json(body)
+                batch = formats.read(request.headers.get("content-type"), payload)
             except ValueError as exc:
                 return error(400, str(exc))
-            if isinstance(payload, dict) and set(payload) == {"events"}:
-                batch = payload["events"]
-                if not isinstance(batch, list) or not batch:
-                    return error(422, "events must be a non-empty list", problems=[{"path": "$.events", "message": "must be a non-empty list"}])
-                if len(batch) > 1000:
-                    return error(413, "at most 1000 events per request")
-            else:
-                batch = [payload]
+            except formats.FormatRefused as exc:
+                return error(exc.status, exc.message, **_problems(exc.problems))
+            envelopes, rejected = batch.envelopes, []
             try:
                 # a few events are checked here, on the loop; a big batch on a thread of the pool
-                events = runtime.parse(batch) if len(batch) <= 20 else await run_in_threadpool(runtime.parse, batch)
+                events = runtime.parse(envelopes) if len(envelopes) <= 20 else await run_in_threadpool(runtime.parse, envelopes)
             except EventRejected as exc:
-                events_total.labels("rejected").inc(len(batch))
-                return error(422, "event refused", problems=[{"path": p, "message": m} for p, m in exc.problems])
+                rejected = exc.problems
+            problems = batch.problems + batch.translate(rejected)
+            if problems:
+                events_total.labels("rejected").inc(len(envelopes))
+                return error(422, "event refused", **_problems(problems))
             if digest is not None:
                 try:
-                    fresh = await run_in_threadpool(claim, digest)
+                    seen = await replays.claim(digest)
                 except SQLAlchemyError as exc:
                     ingest_trouble.failed(exc)
                     return error(503, "the store is unavailable; nothing was accepted, try again")
-                if not fresh:
-                    return error(401, "signature already used (a replayed request)")
+                if seen.outcome == "answered":  # a copy of an accepted request: its answer again, nothing stored
+                    return Response(seen.answer, status_code=202, media_type="application/json",
+                                    headers={"Idempotent-Replayed": "true"})
+                if seen.outcome == "other request":
+                    return error(401, "signature already used for another request (a replayed signature)")
+                if seen.outcome == "in flight":
+                    return error(503, "a copy of this request is still being stored; try again")
             stored = False
             try:
                 result = await intake.submit(events)  # decided and committed with the requests queued with it
@@ -313,12 +333,15 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
                 return error(503, "the hook is shutting down; nothing was accepted, try again")
             finally:
                 if digest is not None and not stored:
-                    await run_in_threadpool(release, digest)
+                    await release(digest)
             ingest_trouble.ok()
             events_total.labels("accepted").inc(len(result.accepted))
             events_total.labels("duplicate").inc(len(result.duplicates))
-            return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
-                                 "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
+            answer = JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                                   "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
+            if digest is not None:
+                await keep_answer(digest, answer)
+            return answer
 
     async def courier_webhook(request: Request) -> Response:
         try:
@@ -469,6 +492,10 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
             checks.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _problems(found: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"problems": [{"path": path, "message": message} for path, message in found]} if found else {}
 
 
 def _check_prefs(runtime: Runtime, values: Any) -> list[dict[str, str]]:

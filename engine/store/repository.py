@@ -60,6 +60,15 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """A signature recorded before: the request it was used for, and its answer (None while that
+    request is still being stored)."""
+
+    request: str | None
+    answer: str | None
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A row one worker now owns (status `sending`); `attempts` is its fencing token."""
 
@@ -568,6 +577,33 @@ class Store:
             new = conn.execute(self._insert(signature_receipts).values(signature=signature[:128], seen_at=now)
                                .on_conflict_do_nothing().returning(signature_receipts.c.signature)).first()
         return new is not None
+
+    def claim_signature(self, signature: str, request: str, now: datetime, window: timedelta) -> Receipt | None:
+        """Record a signature for a request (a digest of its body); None when this call recorded it,
+        else the receipt recorded within `window`. The insert is the check: of concurrent copies,
+        exactly one records it, on every store and across processes."""
+        with self._tx() as conn:
+            conn.execute(delete(signature_receipts).where(signature_receipts.c.seen_at < now - window))
+            new = conn.execute(self._insert(signature_receipts).values(signature=signature[:128], seen_at=now, request=request)
+                               .on_conflict_do_nothing().returning(signature_receipts.c.signature)).first()
+            if new is not None:
+                return None
+            found = conn.execute(select(signature_receipts.c.request, signature_receipts.c.answer)
+                                 .where(signature_receipts.c.signature == signature[:128])).first()
+        # Gone between the two statements: its request failed and released it; the caller claims again.
+        return Receipt(found[0], found[1]) if found is not None else Receipt(request, None)
+
+    def signature_receipt(self, signature: str) -> Receipt | None:
+        with self.reader.connect() as conn:
+            found = conn.execute(select(signature_receipts.c.request, signature_receipts.c.answer)
+                                 .where(signature_receipts.c.signature == signature[:128])).first()
+        return Receipt(found[0], found[1]) if found is not None else None
+
+    def answer_signature(self, signature: str, answer: str) -> None:
+        """Keep the answer a signed request got, for its retries."""
+        with self._tx() as conn:
+            conn.execute(update(signature_receipts).where(signature_receipts.c.signature == signature[:128])
+                         .values(answer=answer))
 
     def forget_signature(self, signature: str) -> None:
         """Forget a recorded signature (the request that recorded it failed): its retry may go through."""

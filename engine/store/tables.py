@@ -160,6 +160,10 @@ signature_receipts = Table(
     "signature_receipts", metadata,
     Column("signature", String(128), primary_key=True),
     _ts("seen_at", False),
+    # The request it was used for (SHA-256 of the body) and the answer it got, once it has one: a
+    # retry of that request gets the answer again, another request under the same signature a 401.
+    Column("request", String(64)),
+    Column("answer", Text),
     Index("ix_signature_receipts_seen_at", "seen_at"),
 )
 
