@@ -10,7 +10,7 @@ import click
 from .. import __version__
 from ..rules.problems import ConfigError
 from ..settings import SettingsError
-from . import backtest, diff, preview, runtime, test, validate
+from . import backtest, diff, preview, retry, runtime, test, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,8 @@ def cli() -> None:
     """A declarative notification rules engine."""
 
 
-for command in (validate.command, preview.command, test.command, diff.command, backtest.command, *runtime.COMMANDS):
+for command in (validate.command, preview.command, test.command, diff.command, backtest.command, *runtime.COMMANDS,
+                retry.command):
     cli.add_command(command)
 
 
