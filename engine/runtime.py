@@ -26,7 +26,9 @@ from .clock import utcnow
 from .signing import make_unsubscribe_token
 from .store.codec import Codec
 from .store.db import connect, is_current, upgrade
-from .store.repository import IngestResult, Store
+from .store.repository import Claimed, IngestResult, Store
+from . import metrics
+from .logs import ids
 
 log = logging.getLogger("engine")
 
@@ -54,6 +56,29 @@ def _logged(result: IngestResult | Exception) -> Any:
         log.debug("ingested %d event(s), %d duplicate(s), %d send(s) scheduled, %d cancelled",
                   len(result.accepted), len(result.duplicates), result.scheduled, result.cancelled)
     return result
+
+
+def _reported(claimed: Claimed, recorded: str, done: datetime, backend: str, *, template: str | None = None,
+              outcome: Outcome | None = None, why: str | None = None, retry_at: datetime | None = None) -> str:
+    """The metrics and the one log line of a send's outcome (`recorded`: the row's new status,
+    `scheduled` for a retry); returns `recorded`. Ids and reasons only, never the message."""
+    lateness = (done - claimed.send_at).total_seconds()
+    metrics.send_finished(claimed.notification, recorded, lateness)
+    fields = ids(notification=claimed.notification, notification_id=claimed.id, recipient_id=claimed.recipient_id,
+                 outcome="retrying" if recorded == "scheduled" else recorded, attempt=claimed.attempts,
+                 courier_request_id=outcome.request_id if outcome is not None else None)
+    name = f"{claimed.notification} #{claimed.id} to {claimed.recipient_id}"
+    if recorded == "sent":
+        log.info("sent %s via %s (template %s, attempt %d, %.1f s after due, request %s)", name, backend, template,
+                 claimed.attempts, lateness, fields.get("courier_request_id"), extra=fields)
+    elif recorded == "scheduled":
+        log.warning("retrying %s at %s: %s (attempt %d)", name, retry_at.isoformat() if retry_at else "?", why,
+                    claimed.attempts, extra=fields)
+    elif recorded == "failed":
+        log.error("failed %s after %d attempt(s): %s", name, claimed.attempts, why, extra=fields)
+    else:  # skipped at send time, or cancelled while it was being sent
+        log.info("%s %s: %s", recorded, name, why, extra=fields)
+    return recorded
 
 
 @dataclass
@@ -178,7 +203,7 @@ class Runtime:
         if claimed is None:
             return "not claimed"
         if verdict.skip:
-            return "skipped"
+            return _reported(claimed, "skipped", start, self.backend.name, why=verdict.skip)
         try:
             outcome = self.backend.send(readdressed(claimed.message, verdict.template, verdict.channels), claimed.idempotency_key)
         except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
@@ -198,13 +223,9 @@ class Runtime:
         recorded = self.store.finish(claimed, status, done, **kwargs)
         if recorded is None:
             return "not claimed"  # another worker took the row over (this claim went stale)
-        if recorded == "scheduled":
-            log.warning("retrying %s #%d at %s: %s", claimed.notification, claimed.id,
-                        kwargs["retry_at"].isoformat(), outcome.error)  # type: ignore[union-attr]
-        elif recorded == "failed":
-            log.error("failed %s #%d: %s", claimed.notification, claimed.id, outcome.error)
-        log.debug("%s %s #%d via %s", recorded, claimed.notification, claimed.id, self.backend.name)
-        return recorded
+        why = outcome.error if recorded != "cancelled" else "cancelled while it was being sent"
+        return _reported(claimed, recorded, done, self.backend.name, template=verdict.template, outcome=outcome,
+                         why=why, retry_at=kwargs.get("retry_at"))  # type: ignore[arg-type]
 
     def _in_force(self, notification: str, template_key: str | None) -> tuple[str | None, str | None]:
         """(the Courier template id a send of `notification` goes out with under the rules in force,

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from typing import Mapping
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
 class SettingsError(Exception):
     """A setting has a value the engine cannot use; the message names the variable."""
 
@@ -31,6 +35,9 @@ class Settings:
     sweep_interval_s: float = 0.2
     max_attempts: int = 8
     workers: int = 4
+    log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line (engine/logs.py)
+    metrics_refresh_s: float = 15.0  # how often the store's figures on /metrics are read again
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -47,6 +54,13 @@ class Settings:
             if value <= 0:
                 raise SettingsError(f"{name}={raw!r} must be positive")
             return value
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            raw = env.get(name) or default
+            for value in allowed:  # any case: ENGINE_LOG_LEVEL=debug is DEBUG
+                if raw.strip().lower() == value.lower():
+                    return value
+            raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
 
         keys = tuple(k.strip() for k in env.get("ENGINE_ENCRYPTION_KEY", "").split(",") if k.strip())
         values = dict(
@@ -67,6 +81,9 @@ class Settings:
             sweep_interval_s=number("ENGINE_SWEEP_INTERVAL", cls.sweep_interval_s),
             max_attempts=int(number("ENGINE_MAX_ATTEMPTS", cls.max_attempts, int)),
             workers=int(number("ENGINE_WORKERS", cls.workers, int)),
+            log_level=choice("ENGINE_LOG_LEVEL", cls.log_level, LOG_LEVELS),
+            log_format=choice("ENGINE_LOG_FORMAT", cls.log_format, LOG_FORMATS),
+            metrics_refresh_s=number("ENGINE_METRICS_REFRESH", cls.metrics_refresh_s),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

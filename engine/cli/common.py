@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import logging
 import os
-import sys
 import time
 
 import click
@@ -17,11 +15,11 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 
-def setup_logging() -> None:
-    level = os.environ.get("ENGINE_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The Courier SDK logs whole requests (addresses, names, template data) at DEBUG: never let it.
-    logging.getLogger("courier").setLevel(max(logging.INFO, logging.getLogger().level))
+def setup_logging(config: Settings | None = None) -> None:
+    """The log of a long-running command: ENGINE_LOG_LEVEL, ENGINE_LOG_FORMAT (engine/logs.py)."""
+    from ..logs import setup
+
+    setup(config or settings())
 
 
 def settings(config_path: str | None = None, env: str | None = None) -> Settings:

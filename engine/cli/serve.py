@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from .common import config_option, runtime, setup_logging
+from .common import config_option, runtime, settings, setup_logging
 
 log = logging.getLogger("engine")
 
@@ -21,16 +21,17 @@ log = logging.getLogger("engine")
 @config_option
 def command(host: str, port: int, workers: int | None, no_worker: bool, config_path: str | None) -> None:
     """Run the HTTP hook and a delivery worker (embedded SQLite defaults)."""
-    import uvicorn
-
+    from .. import metrics
     from ..health import Readiness
+    from ..http.listening import ListeningServer
     from ..http.app import build_app
     from ..http.server import raise_open_file_limit, server_config
     from ..queue import make_huey, start_worker
 
-    setup_logging()
+    setup_logging(settings(config_path))
     rt = runtime(config_path)
     announce(rt)
+    metrics.declare(rt.config.notifications)
     huey = make_huey(rt.settings.queue_url)
     readiness = Readiness(rt.store.engine, rt.settings.queue_url)  # after make_huey: the queue file exists
     watching = threading.Event()
@@ -47,7 +48,7 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     signal.signal(signal.SIGTERM, _exit)
     try:
         log.debug("open-file limit %s", raise_open_file_limit())
-        server = uvicorn.Server(server_config(build_app(rt, readiness), host, port))
+        server = ListeningServer(server_config(build_app(rt, readiness), host, port, log_config=None))
         server.run()
         if not server.started:  # the port is taken, say: uvicorn has logged why
             raise SystemExit(3)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import config_option, runtime, setup_logging
+from .common import config_option, runtime, settings, setup_logging
 from .serve import announce
 
 
@@ -22,12 +22,15 @@ from .serve import announce
 def command(workers: int | None, no_periodic: bool, metrics_port: int | None, metrics_host: str,
             config_path: str | None) -> None:
     """Deliver due notifications until stopped (SIGINT/SIGTERM)."""
+    from .. import metrics
     from ..health import Readiness
     from ..queue import make_huey, start_worker
 
-    setup_logging()
+    setup_logging(settings(config_path))
     rt = runtime(config_path)
     announce(rt)
+    metrics.declare(rt.config.notifications)
+    metrics.watch_store(rt.store, rt.settings.metrics_refresh_s)
     huey = make_huey(rt.settings.queue_url)
     readiness = Readiness(rt.store.engine, rt.settings.queue_url)
     done = threading.Event()
@@ -47,20 +50,18 @@ def command(workers: int | None, no_periodic: bool, metrics_port: int | None, me
 def _serve_health(readiness: Any, host: str, port: int) -> Any:
     """uvicorn on a thread of its own (it leaves the signals to the main thread there); raises
     click's error when the port cannot be had, before any delivery starts."""
-    import logging
     import time
 
-    import uvicorn
-
     from ..http.app import health_app
+    from ..http.listening import ListeningServer
     from ..http.server import server_config
 
-    server = uvicorn.Server(server_config(health_app(readiness), host, port))
+    server = ListeningServer(server_config(health_app(readiness), host, port, log_config=None))
+    server.serves = " (/healthz, /readyz, /metrics)"
     thread = threading.Thread(target=server.run, name="engine-health-http", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         time.sleep(0.02)
     if not server.started:  # uvicorn has logged why (the port is taken, say)
         raise click.ClickException(f"--metrics-port {port}: could not listen on {host}:{port}")
-    logging.getLogger("engine").info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, port)
     return server

@@ -16,6 +16,7 @@ class OutboxBackend:
 
     def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
         request_id = "outbox-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-        # The log names the template and the request id, never the address or the data.
-        log.info("outbox: %s recorded as %s", message.get("message", {}).get("template"), request_id)
+        # The send's outcome line (INFO) names the notification, template and request id; this one the
+        # template and the request id, never the address or the data.
+        log.debug("outbox: %s recorded as %s", message.get("message", {}).get("template"), request_id)
         return Outcome("sent", request_id=request_id)

@@ -151,3 +151,19 @@ def engine_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "COURIER_"))}
     env.update(PYTHONUNBUFFERED="1", ENGINE_LOG_LEVEL="INFO", **values)
     return env
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a Prometheus exposition, by (name, labels), read with prometheus-client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when the exposition does not have it)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

@@ -1,0 +1,71 @@
+"""A request id for every HTTP request: the caller's `X-Request-ID` when it is a sane one (a load
+balancer's or a client's, so that their logs and ours meet), else a new one. It is echoed in the
+response's `X-Request-ID` and carried by every log line written while the request is answered
+(`engine.logs.request_id`), and the request's outcome is one DEBUG line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from ..logs import request_id
+
+log = logging.getLogger("engine.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+HEADER = b"x-request-id"
+# What an id may be: what common proxies and tracers send (UUIDs, hex, base64-ish), and nothing that
+# could forge a log line or smuggle a header (no spaces, quotes, control characters).
+SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/=@-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def given_or_new(headers: list[tuple[bytes, bytes]]) -> str:
+    """The request's own id when it is sane, else a new one (32 hex digits)."""
+    for name, value in headers:
+        if name.lower() == HEADER:
+            text = value.decode("latin-1")
+            if SANE.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestId:
+    """ASGI middleware (see the module docstring)."""
+
+    def __init__(self, app: App):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = given_or_new(scope.get("headers") or [])
+        token = request_id.set(rid)
+        started, status = time.monotonic(), 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != HEADER]
+                message["headers"] = [*headers, (HEADER, rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # The path without its query: a query may hold a signed token (unsubscribe links).
+            path = _CONTROL.sub("?", str(scope.get("path", "")))[:300]
+            log.debug("%s %s answered %s in %.1f ms", scope.get("method"), path, status or "nothing",
+                      (time.monotonic() - started) * 1000)
+            request_id.reset(token)
