@@ -17,17 +17,19 @@ from datetime import timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..core.events import MAX_ID, EventRejected
 from ..health import Readiness, Trouble
+from ..metrics import EVENTS, HTTP_REQUESTS, INGEST_SECONDS, REGISTRY, WEBHOOK_OUTCOMES, watch_store
+from ..metrics import webhook as count_webhook
 from ..rules.timeparse import format_instant, parse_duration
 from ..runtime import Runtime, utcnow
 from ..settings import SettingsError
@@ -38,6 +40,7 @@ from . import formats
 from .intake import Intake, IntakeClosed
 from .openapi import openapi
 from .replays import Replays, Signed
+from .request_id import RequestId
 
 log = logging.getLogger("engine.http")
 
@@ -84,7 +87,7 @@ def health_app(readiness: Readiness, registry: CollectorRegistry | None = None) 
         return PlainTextResponse(generate_latest(registry or REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[Route("/healthz", healthz, methods=["GET"]), Route("/readyz", ready, methods=["GET"]),
-                             Route("/metrics", metrics, methods=["GET"])])
+                             Route("/metrics", metrics, methods=["GET"])], middleware=[Middleware(RequestId)])
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -194,22 +197,8 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
     """The hook. `readiness` (by default checks of the runtime's store and its settings' queue) answers /readyz."""
     settings = runtime.settings
     checks = readiness or Readiness(runtime.store.engine, settings.queue_url)
-    registry = CollectorRegistry()
-    requests_total = Counter("engine_http_requests_total", "HTTP requests by route and status", ["route", "status"], registry=registry)
-    events_total = Counter("engine_events_total", "Events by outcome", ["outcome"], registry=registry)
-    ingest_seconds = Histogram("engine_ingest_seconds", "Time to accept a POST /events", registry=registry)
-
-    class StoreCollector:
-        def collect(self) -> Any:
-            family = GaugeMetricFamily("engine_notifications", "Notifications in the store by status", labels=["status"])
-            try:
-                for status, count in runtime.store.counts_by_status().items():
-                    family.add_metric([status], count)
-            except SQLAlchemyError:
-                pass
-            yield family
-
-    registry.register(StoreCollector())  # type: ignore[arg-type]
+    requests_total, events_total, ingest_seconds = HTTP_REQUESTS, EVENTS, INGEST_SECONDS
+    watch_store(runtime.store, settings.metrics_refresh_s)
     open_hook = not settings.ingest_token and not settings.ingest_secret
 
     replay_window = timedelta(seconds=2 * settings.signature_tolerance_s)
@@ -466,14 +455,14 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
         return await readyz(checks)
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi(runtime.config))
 
     routes = [
         Route("/events", counted("events", post_events), methods=["POST"]),
-        Route("/webhooks/courier", counted("webhooks", courier_webhook), methods=["POST"]),
+        Route("/webhooks/courier", counted("webhooks", webhook_counted(courier_webhook)), methods=["POST"]),
         Route("/unsubscribe", counted("unsubscribe", unsubscribe), methods=["GET", "POST"]),
         Route("/recipients/{recipient_id:path}/preferences", counted("preferences", prefs), methods=["GET", "PUT"]),
         Route("/notifications", counted("notifications", list_notifications), methods=["GET"]),
@@ -491,7 +480,35 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
         if readiness is None:
             checks.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestId)])
+
+
+def webhook_counted(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """The webhook route, counting each answer in `engine_webhooks_total` by what it was."""
+    async def wrapped(request: Request) -> Response:
+        response = await handler(request)
+        count_webhook(webhook_outcome(response))
+        return response
+    return wrapped
+
+
+def webhook_outcome(response: Response) -> str:
+    """What a webhook's answer says happened (one of `WEBHOOK_OUTCOMES`)."""
+    code = response.status_code
+    if code == 401:
+        return "refused"
+    if code >= 500:
+        return "error"
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        body = None
+    result = body.get("result") if isinstance(body, dict) else None
+    if isinstance(result, str) and result in WEBHOOK_OUTCOMES:
+        return result
+    if isinstance(body, dict) and body.get("ignored"):
+        return "ignored"
+    return "invalid" if code >= 400 else "applied"
 
 
 def _problems(found: list[tuple[str, str]]) -> dict[str, Any]:
