@@ -38,6 +38,7 @@ class Hook:
     """A real `engine serve` (no worker) in a scratch directory, and a look into its store."""
 
     def __init__(self, workdir: Path, **settings: str):
+        workdir.mkdir(exist_ok=True)
         copy_config(workdir)
         self.workdir = workdir
         self.process = Engine(workdir, engine_env(workdir, NO_COURIER, ENGINE_INGEST_TOKEN=TOKEN,
@@ -69,7 +70,6 @@ def hook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hook]:
 def own_hook(tmp_path: Path) -> Iterator[Hook]:
     """An engine of this test's own, to kill and restart."""
     found = Hook(tmp_path / "hook")
-    found.workdir.mkdir()
     found.process.start()
     try:
         yield found

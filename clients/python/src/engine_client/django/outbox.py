@@ -14,11 +14,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
 from ..client import Client
-from ..errors import BadRequest, EngineRefused, EventRefused, PayloadTooLarge
+from ..errors import BadRequest, EngineError, EngineRefused, EventRefused, PayloadTooLarge
 from ..events import MAX_BATCH, Event, dumps, envelope
 from .models import OutboxEvent
 
@@ -130,3 +130,21 @@ def relay(client: Client, batch: int = 100, using: str = DEFAULT_DB_ALIAS,
         if not done.handled:
             break
     return total
+
+
+def relay_forever(client: Client, batch: int, interval: float, using: str, stop: threading.Event) -> None:
+    """Relay until `stop` is set, looking again every `interval` seconds once the outbox is empty.
+    An engine or database that fails pauses the relay for `interval`; the rows stay pending."""
+    while not stop.is_set():
+        try:
+            done = relay(client, batch, using, stop)
+            if done.handled:
+                log.info("relayed %d event(s), %d refused", done.sent, done.refused)
+        except EngineRefused as exc:  # such as a 401: a setting to fix, while the rows wait
+            log.error("relay paused, the engine refuses the relay's requests: %s", exc)
+        except EngineError as exc:
+            log.warning("relay paused: %s", exc)
+        except DatabaseError as exc:
+            log.warning("relay paused, the database failed: %s", exc)
+            connections[using].close()  # a new connection on the next pass
+        stop.wait(interval)

@@ -7,12 +7,12 @@ import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 
-from ...errors import EngineError
-from ...events import MAX_BATCH
-from ..outbox import log, relay
-from ..settings import client as configured_client
+from engine_client.errors import EngineError
+from engine_client.events import MAX_BATCH
+from engine_client.django.outbox import relay, relay_forever
+from engine_client.django.settings import client as configured_client
 
 
 def _positive(kind: type) -> Any:
@@ -46,7 +46,7 @@ class Command(BaseCommand):
             if once:
                 self._once(client, batch, database)
             else:
-                self._forever(client, batch, interval, database, stop)
+                relay_forever(client, batch, interval, database, stop)
         finally:
             client.close()
             connections[database].close()
@@ -57,16 +57,3 @@ class Command(BaseCommand):
         except EngineError as exc:
             raise CommandError(f"stopped: {exc}") from None
         self.stdout.write(f"relayed {done.sent} event(s), {done.refused} refused")
-
-    def _forever(self, client: Any, batch: int, interval: float, database: str, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                done = relay(client, batch, database, stop)
-                if done.handled:
-                    log.info("relayed %d event(s), %d refused", done.sent, done.refused)
-            except EngineError as exc:  # the rows stay pending; the next pass sends them
-                log.warning("relay paused: %s", exc)
-            except DatabaseError as exc:  # the database went away: a new connection next pass
-                log.warning("relay paused, the database failed: %s", exc)
-                connections[database].close()
-            stop.wait(interval)
