@@ -136,3 +136,50 @@ def test_a_bad_templates_map_is_refused_by_its_schema(tmp_path: Path, repo_root:
     done = check_jsonschema("--schemafile", str(repo_root / TEMPLATES_MAP_SCHEMA), "staging.yaml", cwd=tmp_path)
     assert done.returncode == 1
     assert "Client-Welcome" in done.stdout and "client_review" in done.stdout
+
+
+def _engine_schema(where: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
+    from click.testing import CliRunner
+
+    from engine.cli.main import cli
+
+    monkeypatch.chdir(where)
+    monkeypatch.delenv("ENGINE_CONFIG", raising=False)
+    return CliRunner().invoke(cli, ["schema", *args])
+
+
+def test_engine_schema_enumerates_the_project_s_names(repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    result = _engine_schema(repo_root, monkeypatch)
+    assert result.exit_code == 0, result.output
+    defs = json.loads(result.stdout)["$defs"]
+    assert "booking.confirmed" in defs["event_type"]["enum"] and "user.registered" in defs["event_type"]["enum"]
+    assert set(defs["category_name"]["enum"]) >= {"transactional", "engagement"}
+    assert defs["window_name"]["enum"] == ["daytime"]
+    assert "client_welcome" in defs["template_key"]["enum"]
+    assert len(defs["event_type"]["markdownEnumDescriptions"]) == len(defs["event_type"]["enum"])
+    (tmp_path / "schema.json").write_text(result.stdout)
+    files = ["notifications.yaml", *sorted(str(p.relative_to(repo_root)) for p in (repo_root / "rules").glob("*.yaml"))]
+    done = check_jsonschema("--schemafile", str(tmp_path / "schema.json"), *files, cwd=repo_root)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_engine_schema_check_says_when_the_file_is_stale(repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    out = tmp_path / "project.schema.json"
+    assert _engine_schema(repo_root, monkeypatch, "--for", "templates_map", "-o", str(out)).exit_code == 0
+    assert _engine_schema(repo_root, monkeypatch, "--for", "templates_map", "-o", str(out), "--check").exit_code == 0
+    required = json.loads(out.read_text())["required"]
+    assert "client_welcome" in required
+    out.write_text(out.read_text().replace('"client_welcome",', ""))
+    result = _engine_schema(repo_root, monkeypatch, "--for", "templates_map", "-o", str(out), "--check")
+    assert result.exit_code == 1
+    assert "is out of date: run `engine schema --for templates_map -o " in result.stderr
+
+
+def test_engine_schema_of_a_broken_configuration_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from engine.cli.main import main
+
+    broken = Path(__file__).parent / "fixtures" / "bad_configs" / "several_problems"
+    monkeypatch.chdir(broken)
+    monkeypatch.delenv("ENGINE_CONFIG", raising=False)
+    assert main(["schema", "-o", str(tmp_path / "schema.json")]) == 1
+    assert not (tmp_path / "schema.json").exists()

@@ -10,7 +10,7 @@ import click
 from .. import __version__
 from ..rules.problems import ConfigError
 from ..settings import SettingsError
-from . import backtest, diff, preview, retry, runtime, test, validate
+from . import backtest, diff, preview, retry, runtime, schema, test, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +20,7 @@ def cli() -> None:
 
 
 for command in (validate.command, preview.command, test.command, diff.command, backtest.command, *runtime.COMMANDS,
-                retry.command):
+                retry.command, schema.command):
     cli.add_command(command)
 
 
