@@ -103,10 +103,36 @@ def test_attribute_escapes_are_refused_before_rendering(source: str) -> None:
 @pytest.mark.parametrize("source", [
     "{{ x | attr('__class__') }}",
     "{{ '{0.__class__}'.format(x) }}",
+    "{{ x['__cla' ~ 'ss__'] }}",
+    "{{ [x] | map(attribute='__class__') | list }}",
+    "{{ [x] | sort(attribute='a.__class__') }}",
+    "{{ [x] | selectattr('__class__') | list }}",
+    # In a branch no example reaches: the audit walks every branch of every node.
+    "{{ (''|attr('__class__')) if user.name == 'Evil' else 'x' }}",
+    "{{ user.name == 'Evil' and (''|attr('__class__')) }}",
+    "{{ user.name | default(''|attr('__class__')) }}",
+    "{% if user.name == 'Evil' %}{{ '{0.__class__}'.format(user) }}{% endif %}",
 ])
+def test_attribute_names_in_strings_are_refused_before_rendering(source: str) -> None:
+    with pytest.raises(ExpressionError, match="names starting with an underscore are not allowed"):
+        analyse(source, expression=False)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{{ x.append(1) if user.name == 'Evil' else 'x' }}", "'append\\(\\)' changes a value"),
+    ("{{ user.update(a=1) }}", "'update\\(\\)' changes a value"),
+    ("{{ x.gi_frame }}", "'gi_frame' is refused by the sandbox"),
+])
+def test_other_sandbox_refusals_are_found_before_rendering(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        analyse(source, expression=False)
+
+
+@pytest.mark.parametrize("source", ["{{ x | attr(name) }}", "{{ pattern.format(x) }}"])
 def test_the_sandbox_refuses_escapes_the_audit_cannot_see(source: str) -> None:
+    # The name comes from the data: only the sandbox, when it renders, can refuse it.
     with pytest.raises(ExpressionError, match="refused by the sandbox|has no attribute"):
-        render(source, {"x": object()})
+        render(source, {"x": object(), "name": "__class__", "pattern": "{0.__class__}"})
 
 
 def test_escapes_in_bare_expressions_are_refused() -> None:
@@ -116,10 +142,11 @@ def test_escapes_in_bare_expressions_are_refused() -> None:
 
 def test_the_sandbox_is_immutable() -> None:
     data = {"items": [1], "d": {}}
+    # Method names from the data: the audit refuses `items.append(2)` itself.
     with pytest.raises(ExpressionError, match="refused by the sandbox"):
-        render("{{ items.append(2) }}", data)
+        render("{{ items[m](2) }}", {**data, "m": "append"})
     with pytest.raises(ExpressionError, match="refused by the sandbox"):
-        render("{{ d.update(a=1) }}", data)
+        render("{{ d[m](a=1) }}", {**data, "m": "update"})
     assert data == {"items": [1], "d": {}}
 
 

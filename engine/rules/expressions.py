@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import string
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
 from jinja2.parser import Parser
+from jinja2 import sandbox as sandbox_module
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -231,12 +233,83 @@ def _audit(tree: nodes.Node) -> None:
         name = node.attr if isinstance(node, nodes.Getattr) else node.name
         if name.startswith("_"):
             raise ExpressionError(f"'{name}': names starting with an underscore are not allowed")
-    for node in _find(tree, nodes.Getitem):
-        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) and node.arg.value.startswith("_"):
-            raise ExpressionError(f"'{node.arg.value}': names starting with an underscore are not allowed")
+    for name in _attribute_names(tree):
+        if any(part.startswith("_") for part in name.split(".")):
+            raise ExpressionError(f"'{name}': names starting with an underscore are not allowed")
+    for node in _find(tree, nodes.Getattr):
+        if node.attr in _UNSAFE_ATTRIBUTES:
+            raise ExpressionError(f"'{node.attr}' is refused by the sandbox")
+    for node in _find(tree, nodes.Call):
+        called = node.node
+        if isinstance(called, nodes.Getattr) and _mutates(called.attr):
+            raise ExpressionError(f"'{called.attr}()' changes a value, which rule expressions cannot do")
     for node in _find(tree, nodes.Filter):
         if node.name == "sum" and not _a_number(_filter_argument(node, 1, "start")):
             raise ExpressionError("the sum filter adds numbers: its start must be a number")
+
+
+# Filters that read an attribute named by a string argument (its position, its keyword): the
+# sandbox refuses an unsafe name only when the filter runs, on whichever branch reaches it.
+_ATTRIBUTE_FILTERS = {"attr": (0, "name"), "map": (None, "attribute"), "selectattr": (0, "attribute"),
+                      "rejectattr": (0, "attribute"), "sort": (2, "attribute"), "groupby": (0, "attribute"),
+                      "sum": (0, "attribute"), "unique": (1, "attribute"), "min": (1, "attribute"),
+                      "max": (1, "attribute"), "join": (1, "attribute"), "dictsort": (None, None)}
+_UNSAFE_ATTRIBUTES = frozenset(sandbox_module.UNSAFE_GENERATOR_ATTRIBUTES | sandbox_module.UNSAFE_COROUTINE_ATTRIBUTES
+                               | sandbox_module.UNSAFE_ASYNC_GENERATOR_ATTRIBUTES)
+_FIELD_STEP = re.compile(r"[.\[]\s*([^.\[\]]*)")
+
+
+def _mutates(name: str) -> bool:
+    return any(sandbox_module.modifies_known_mutable(sample, name) for sample in ([], {}, set()))
+
+
+def _attribute_names(tree: nodes.Node) -> Iterator[str]:
+    """Every attribute name an expression asks for, in any branch: `x.name`, `x['name']`, the
+    names given to attr, map(attribute=...) and their kind, and the fields of a str.format
+    pattern. A name made of constants (`'__cla' ~ 'ss__'`) is evaluated first."""
+    for node in _find(tree, (nodes.Getattr, nodes.Name)):
+        yield node.attr if isinstance(node, nodes.Getattr) else node.name
+    for node in _find(tree, nodes.Getitem):
+        yield from _strings(node.arg)
+    for node in _find(tree, nodes.Filter):
+        index, keyword = _ATTRIBUTE_FILTERS.get(node.name, (None, None))
+        if keyword is not None:
+            argument = _filter_argument(node, index, keyword) if index is not None else next(
+                (k.value for k in node.kwargs if k.key == keyword), None)
+            if argument is not None:
+                yield from _strings(argument)
+    for node in _find(tree, nodes.Call):
+        called = node.node
+        if isinstance(called, nodes.Getattr) and called.attr in ("format", "format_map"):
+            for pattern in _strings(called.node):
+                yield from _format_fields(pattern)
+
+
+def _strings(node: nodes.Node) -> Iterator[str]:
+    """The string `node` gives when it reads nothing (a constant, or constants joined)."""
+    if isinstance(node, nodes.Const):
+        if isinstance(node.value, str):
+            yield node.value
+    elif isinstance(node, (nodes.Concat, nodes.Add)) and _constant(node):
+        try:
+            with budget():
+                value = _expression_template(copy.deepcopy(node, {id(sandbox()): sandbox()}))()
+        except Exception:  # noqa: BLE001 - a constant that fails to evaluate is refused by _Constants
+            return
+        if isinstance(value, str):
+            yield value
+
+
+def _format_fields(pattern: str) -> Iterator[str]:
+    """The attribute and item names in the fields of a str.format pattern (`{0.__class__}`)."""
+    try:
+        parsed = list(string.Formatter().parse(pattern))
+    except ValueError:
+        return
+    for _, field, spec, _ in parsed:
+        for part in (field, spec):
+            if part:
+                yield from (m.group(1).strip("'\"") for m in _FIELD_STEP.finditer(part))
 
 
 def _filter_argument(node: nodes.Filter, index: int, name: str) -> nodes.Expr | None:
@@ -421,6 +494,23 @@ class Reference:
 
     path: tuple[str, ...]
     index: bool = False
+    # How many leading steps a guard proves present where it is read (`x.y is defined`, `'y' in
+    # x`, on the branch they guard; `x.y | default(...)` and `x.y is defined` themselves).
+    defined: int = 0
+    lenient: bool = False  # its last step may be missing: it is what `default` or `is defined` reads
+
+    def optional_ok(self, step: int) -> bool:
+        """Whether step `step` (0-based) of the path may be missing from an event here."""
+        return step < self.defined or (self.lenient and step == len(self.path) - 1)
+
+
+@dataclass(frozen=True)
+class Nullable:
+    """How the value of a lone expression can be null: `why` when it can whatever the data
+    (`| default(none)`), `paths` whose own value it gives as is (null if the schema allows)."""
+
+    why: str | None
+    paths: tuple[tuple[str, ...], ...]
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -446,6 +536,9 @@ def _references(tree: nodes.Node) -> tuple[Reference, ...]:
     local = {n.name for n in _find(tree, nodes.Name) if n.ctx in ("store", "param")}
     refs: list[Reference] = []
     parents = _parent_map(tree)
+    guards = _Guards()
+    guards.visit(tree, frozenset())
+    guarded = guards.proven
     for name in _find(tree, nodes.Name):
         if name.ctx != "load" or name.name in local or name.name in GLOBALS:
             continue
@@ -464,8 +557,121 @@ def _references(tree: nodes.Node) -> tuple[Reference, ...]:
             else:
                 break
             node = parent
-        refs.append(Reference(tuple(path), index))
+        defined, lenient = guarded.get(id(name), (0, False))
+        refs.append(Reference(tuple(path), index, defined, lenient))
     return tuple(refs)
+
+
+def _chain(node: nodes.Node) -> tuple[nodes.Name, tuple[str, ...]] | None:
+    """The name and dotted path of `a.b['c']`; None for anything else."""
+    steps: list[str] = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr):
+            steps.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            steps.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    if not isinstance(node, nodes.Name) or node.ctx != "load":
+        return None
+    return node, (node.name, *reversed(steps))
+
+
+_DEFAULT_FILTERS = ("default", "d")
+
+
+class _Guards:
+    """For each name a chain of reads starts at, how many of its steps are proven present.
+
+    StrictUndefined makes every read of a missing field fail, `if x.y` included; what may read
+    one is `x.y | default(...)` and `x.y is defined`, and the branch a test guards: the `then` of
+    `x.y is defined` (or `'y' in x`), the `else` of `x.y is not defined`, the right of `and`
+    after a proof and of `or` after a disproof. One walk, each node visited once."""
+
+    def __init__(self) -> None:
+        self.proven: dict[int, tuple[int, bool]] = {}
+
+    def visit(self, node: nodes.Node, proven: frozenset[tuple[str, ...]]) -> None:
+        if isinstance(node, (nodes.CondExpr, nodes.If)):
+            self.visit(node.test, proven)
+            yes, no = _proofs(node.test)
+            branches = (node.expr1, node.expr2) if isinstance(node, nodes.CondExpr) else (node.body, [*node.elif_, *node.else_])
+            for branch, more in zip(branches, (yes, no)):
+                for child in (branch if isinstance(branch, list) else [branch] if branch is not None else []):
+                    self.visit(child, proven | more)
+            return
+        if isinstance(node, (nodes.And, nodes.Or)):
+            self.visit(node.left, proven)
+            yes, no = _proofs(node.left)
+            self.visit(node.right, proven | (yes if isinstance(node, nodes.And) else no))
+            return
+        lenient = (isinstance(node, nodes.Filter) and node.name in _DEFAULT_FILTERS) or (
+            isinstance(node, nodes.Test) and node.name in ("defined", "undefined"))
+        found = _chain(node.node) if lenient and node.node is not None else _chain(node)
+        if found is not None:
+            name, path = found
+            known = max((len(p) for p in proven if path[:len(p)] == p), default=0)
+            self.proven.setdefault(id(name), (known, lenient))
+        for child in node.iter_child_nodes():
+            self.visit(child, proven)
+
+
+def _proofs(test: nodes.Node) -> tuple[frozenset[tuple[str, ...]], frozenset[tuple[str, ...]]]:
+    """The paths proven present when `test` is true, and when it is false."""
+    empty: frozenset[tuple[str, ...]] = frozenset()
+    if isinstance(test, nodes.Not):
+        yes, no = _proofs(test.node)
+        return no, yes
+    if isinstance(test, nodes.And):
+        return _proofs(test.left)[0] | _proofs(test.right)[0], empty
+    if isinstance(test, nodes.Or):
+        return empty, _proofs(test.left)[1] | _proofs(test.right)[1]
+    if isinstance(test, nodes.Test) and test.name in ("defined", "undefined"):
+        found = _chain(test.node)
+        proof = frozenset([found[1]]) if found else empty
+        return (proof, empty) if test.name == "defined" else (empty, proof)
+    if (isinstance(test, nodes.Compare) and isinstance(test.expr, nodes.Const) and isinstance(test.expr.value, str)
+            and len(test.ops) == 1 and test.ops[0].op in ("in", "notin")):
+        found = _chain(test.ops[0].expr)
+        proof = frozenset([(*found[1], test.expr.value)]) if found else empty
+        return (proof, empty) if test.ops[0].op == "in" else (empty, proof)
+    return empty, empty
+
+
+@functools.lru_cache(maxsize=16_384)
+def nullable(source: str, *, expression: bool) -> Nullable | None:
+    """How a data value that is one lone expression (`{{ ... }}`) can render null; None when it
+    cannot, or is more than one expression (text around a null writes 'None')."""
+    tree = _parse(source, expression=expression)
+    if not expression:
+        if not (len(tree.body) == 1 and isinstance(tree.body[0], nodes.Output) and len(tree.body[0].nodes) == 1):
+            return None
+        tree = tree.body[0].nodes[0]
+    why, paths = _null_sources(tree)
+    return Nullable(why, paths) if why or paths else None
+
+
+def _null_sources(node: nodes.Node) -> tuple[str | None, tuple[tuple[str, ...], ...]]:
+    if isinstance(node, nodes.Const) and node.value is None:
+        return "it is none", ()
+    if isinstance(node, nodes.Filter) and node.name in _DEFAULT_FILTERS:
+        fallback = node.args[0] if node.args else next((k.value for k in node.kwargs if k.key == "default_value"), None)
+        if isinstance(fallback, nodes.Const) and fallback.value is None:
+            return f"`| {node.name}(none)` gives null when the field is missing", ()
+        inner = _null_sources(node.node) if node.node is not None else (None, ())
+        fall = _null_sources(fallback) if fallback is not None else (None, ())
+        return inner[0] or fall[0], inner[1] + fall[1]
+    if isinstance(node, nodes.CondExpr):
+        if node.expr2 is None:
+            return "an `if` without `else` gives nothing when its test is false", ()
+        one, two = _null_sources(node.expr1), _null_sources(node.expr2)
+        return one[0] or two[0], one[1] + two[1]
+    if isinstance(node, (nodes.And, nodes.Or)):
+        one, two = _null_sources(node.left), _null_sources(node.right)
+        return one[0] or two[0], one[1] + two[1]
+    found = _chain(node)
+    return (None, (found[1],)) if found else (None, ())
 
 
 class _Constants:
