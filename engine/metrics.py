@@ -201,6 +201,7 @@ class StoreFigures:
 
     def _run(self) -> None:
         while True:
+            self._wake.clear()  # a `watch` from now on wakes the wait below
             store = self.store
             try:
                 figures = read_figures(store, utcnow())
@@ -215,7 +216,6 @@ class StoreFigures:
                     self._figures = figures or self._figures
                     self._tried.set()
             self._wake.wait(wait)
-            self._wake.clear()
 
 
 STORE_FIGURES = StoreFigures()
