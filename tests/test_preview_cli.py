@@ -173,8 +173,31 @@ def test_table_format(monkeypatch, repo_root) -> None:
 def test_table_with_until_title(monkeypatch, repo_root) -> None:
     result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--until", "2026-03-08T00:00:00Z",
                      env={"COLUMNS": "200", "NO_COLOR": "1"})
-    assert "What the rules send (until 2026-03-08T00:00:00+00:00)" in result.stdout
+    assert "What the rules send (until 2026-03-08T00:00:00Z)" in result.stdout
     assert "pending" in result.stdout
+
+
+def test_table_in_a_chosen_zone(monkeypatch, repo_root) -> None:
+    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--tz", "Asia/Tokyo",
+                     env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert "send_at (Asia/Tokyo)" in result.stdout
+    assert "2026-03-08T23:00:00+09:00" in result.stdout  # Maya's 24 h reminder, 14:00Z
+    assert "14:00:00Z" not in result.stdout
+
+
+def test_the_html_page_carries_the_zone_and_the_names_the_events_gave(monkeypatch, repo_root, tmp_path) -> None:
+    page = tmp_path / "p.html"
+    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--format", "html", "-o", str(page),
+                     "--tz", "Asia/Tokyo")
+    assert result.exit_code == 0, result.output
+    text = page.read_text(encoding="utf-8")
+    assert 'const CHOSEN_TZ = "Asia/Tokyo";' in text
+    people = json.loads(text.split('<script type="application/json" id="people">')[1].split("</script>")[0])
+    assert people["usr_c_maya"] == {"name": "Maya Chen", "timezone": "America/New_York"}
+    assert "<script src" not in text and "<link" not in text and "http-equiv" not in text  # nothing fetched
+    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--format", "html", "-o", str(page),
+                     "--tz", "Mars/Olympus")
+    assert result.exit_code == 2 and "'Mars/Olympus' is not an IANA time zone" in result.output
 
 
 def test_staging_templates_and_an_environment_override(monkeypatch, repo_root) -> None:

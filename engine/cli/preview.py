@@ -15,6 +15,7 @@ from ..rules.loader import load
 from ..rules.timeparse import parse_instant
 from ..rules.yaml_source import load_file
 from .common import ProgressBar, config_option, settings
+from .tables import local_time, tz_option
 
 
 def load_preferences(path: str | None) -> dict[str, dict[str, bool]]:
@@ -28,17 +29,17 @@ def load_preferences(path: str | None) -> dict[str, dict[str, bool]]:
     return {str(k): {str(n): bool(v) for n, v in (v or {}).items()} for k, v in doc.data.items()}
 
 
-def print_table(result: Result) -> None:
+def print_table(result: Result, tz: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="What the rules send" + (f" (until {result.until.isoformat()})" if result.until else ""))
-    for col in ("send_at (UTC)", "notification", "recipient", "template", "status", "reason"):
+    table = Table(title="What the rules send" + (f" (until {local_time(result.until, tz)})" if result.until else ""))
+    for col in (f"send_at ({tz or 'UTC'})", "notification", "recipient", "template", "status", "reason"):
         table.add_column(col, overflow="fold")
     styles = {"sent": "green", "pending": "cyan", "cancelled": "yellow", "skipped": "red"}
     for row in result.rows:
         out = row.as_json()
-        table.add_row(out["send_at"], out["notification"], out["recipient"], out["template"] or "-",
+        table.add_row(local_time(row.send.send_at, tz), out["notification"], out["recipient"], out["template"] or "-",
                       f"[{styles[out['status']]}]{out['status']}[/]", out["reason"] or "")
     Console().print(table)
 
@@ -50,7 +51,7 @@ def print_table(result: Result) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
               help="html writes one self-contained timeline page (see --output).")
 @click.option("--output", "-o", "output", default=None, help="With --format html: the file to write (default preview.html; - for stdout).")
-@click.option("--tz", "tz", default=None, help="With --format html: the time zone shown first (default UTC).")
+@tz_option
 @click.option("--env", "env", default=None, help="Which templates_map/ to use (default $ENGINE_ENV or production).")
 @click.option("--preferences", "prefs_path", default=None, help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
 def command(events_path: str, config_path: str | None, until_text: str | None, fmt: str, output: str | None, tz: str | None,
@@ -94,17 +95,14 @@ def command(events_path: str, config_path: str | None, until_text: str | None, f
         for row in result.rows:
             click.echo(json.dumps(row.as_json(), ensure_ascii=False, sort_keys=False))
     else:
-        print_table(result)
+        print_table(result, tz)
 
 
 def write_html(result: Result, output: str, tz: str | None, source: str) -> None:
-    from ..rules.timeparse import is_zone
     from ..timeline import render_html
 
-    if tz and not is_zone(tz):
-        raise click.BadParameter(f"{tz!r} is not an IANA time zone", param_hint="--tz")
-    zones = {row.send.recipient_id: str(row.send.recipient.get("timezone") or "") for row in result.rows}
-    page = render_html(rows_json(result), zones, f"What the rules send: {source}", tz)
+    people = {row.send.recipient_id: row.send.recipient for row in result.rows}
+    page = render_html(rows_json(result), people, f"What the rules send: {source}", tz)
     if output == "-":
         click.echo(page, nl=False)
         return
