@@ -13,6 +13,7 @@ module logs.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextvars import ContextVar
@@ -77,7 +78,10 @@ class JsonFormatter(logging.Formatter):
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return orjson.dumps(out, default=str).decode()
+        try:
+            return orjson.dumps(out, default=str).decode()
+        except TypeError:  # a lone surrogate (an undecodable byte in a file name, say): escaped, not lost
+            return json.dumps(out, default=str)
 
 
 def iso_time(created: float) -> str:

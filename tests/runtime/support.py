@@ -149,7 +149,7 @@ def engine_env(**values: str) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "COURIER_"))}
-    env.update(PYTHONUNBUFFERED="1", ENGINE_LOG_LEVEL="INFO", **values)
+    env.update({"PYTHONUNBUFFERED": "1", "ENGINE_LOG_LEVEL": "INFO", **values})
     return env
 
 
