@@ -13,6 +13,9 @@ the stand-in has every send, stop the engine, and then search everything it logg
 * every value of the rendered template data, as Courier received it (links with tokens, amounts,
   local times, names...).
 
+The same holds with ENGINE_LOG_FORMAT=json, where every line must also be one JSON object with its
+time, level, logger and message, and no field but the ids the engine names (`engine.logs.IDS`).
+
 With ENGINE_ENCRYPTION_KEY set, the raw bytes of the SQLite files (database, WAL, queue) must
 not contain any email address or name either.
 """
@@ -131,19 +134,20 @@ def template_values(requests: list[dict[str, Any]]) -> set[str]:
     return values
 
 
-def pii_env(workdir: Path, courier: CourierStandin, encryption_key: str | None) -> dict[str, str]:
+def pii_env(workdir: Path, courier: CourierStandin, encryption_key: str | None, log_format: str = "text") -> dict[str, str]:
     env = engine_env(workdir, courier.url, COURIER_TIMEOUT="2", COURIER_WEBHOOK_SECRET=WEBHOOK_SECRET,
                      ENGINE_INGEST_TOKEN=TOKEN, ENGINE_SECRET_KEY="pii-unsubscribe-secret",
-                     ENGINE_PUBLIC_URL="https://engine.example.com", ENGINE_LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1")
+                     ENGINE_PUBLIC_URL="https://engine.example.com", ENGINE_LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1",
+                     ENGINE_LOG_FORMAT=log_format)
     if encryption_key:
         env["ENGINE_ENCRYPTION_KEY"] = encryption_key
     return env
 
 
-def run_flow(workdir: Path, courier: CourierStandin, encryption_key: str | None) -> dict[str, Any]:
+def run_flow(workdir: Path, courier: CourierStandin, encryption_key: str | None, log_format: str = "text") -> dict[str, Any]:
     """Post the events, wait for every send, exercise the other routes, stop the engine; what happened."""
     courier.fail_next(1, status=503)  # one send is retried: the retry path logs too
-    engine = Engine(workdir, pii_env(workdir, courier, encryption_key), "serve")
+    engine = Engine(workdir, pii_env(workdir, courier, encryption_key, log_format), "serve")
     valid, invalid = estuary_events(datetime.now(timezone.utc))
     try:
         engine.start()
@@ -220,12 +224,13 @@ def context(text: str, needle: str, width: int = 160) -> str:
     return text[max(0, i - width):i + len(needle) + width].replace("\n", " | ")
 
 
-def _flow(tmp_path_factory: pytest.TempPathFactory, encrypted: bool) -> dict[str, Any]:
+def _flow(tmp_path_factory: pytest.TempPathFactory, encrypted: bool, log_format: str = "text") -> dict[str, Any]:
     from cryptography.fernet import Fernet
 
-    workdir = copy_config(tmp_path_factory.mktemp("encrypted" if encrypted else "plain"))
+    workdir = copy_config(tmp_path_factory.mktemp(("encrypted" if encrypted else "plain") + "-" + log_format))
     with CourierStandin(token="tok") as courier:
-        return run_flow(workdir, courier, Fernet.generate_key().decode() if encrypted else None)
+        flow = run_flow(workdir, courier, Fernet.generate_key().decode() if encrypted else None, log_format)
+    return {**flow, "format": log_format}
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +245,25 @@ def encrypted_flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _flow(tmp_path_factory, encrypted=True)
 
 
+@pytest.fixture(scope="module")
+def json_flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The flow with ENGINE_LOG_FORMAT=json."""
+    return _flow(tmp_path_factory, encrypted=False, log_format="json")
+
+
+def json_records(log: str) -> list[dict[str, Any]]:
+    """Each line of a JSON log as its object (an assertion names the first line that is not one)."""
+    out = []
+    for number, line in enumerate(log.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"line {number} is not JSON: {line[:300]!r}") from None
+        assert isinstance(record, dict), f"line {number} is not a JSON object: {line[:300]!r}"
+        out.append(record)
+    return out
+
+
 def needles_for(flow: dict[str, Any]) -> dict[str, set[str]]:
     needles = personal_data(flow["valid"], flow["invalid"])
     # The rendered data, less what comes from the configuration rather than the events (app name, URLs).
@@ -247,7 +271,10 @@ def needles_for(flow: dict[str, Any]) -> dict[str, set[str]]:
 
     app = load(str(ROOT / "notifications.yaml"), environ={}).app
     constants = {f for v in (app.name, app.frontend_url, app.support_email) for f in forms(v)}
-    needles["template data"] = template_values(flow["requests"]) - constants
+    # Recipient ids are pseudonymous keys, logged on purpose (a send's outcome names its recipient):
+    # a template that carries one does not make it personal data.
+    ids = {f for person in (CLIENT, PRACTITIONER, INVALID_PERSON) for f in forms(person["id"])}
+    needles["template data"] = template_values(flow["requests"]) - constants - ids
     assert needles["template data"], "Courier received no template data"
     # The data really went out (so its absence from the log means something).
     sent_text = json.dumps(flow["requests"], ensure_ascii=False)
@@ -262,11 +289,16 @@ def report(log: str, found: dict[str, list[str]]) -> str:
 
 
 
-@pytest.mark.parametrize("which", ["plain_flow", "encrypted_flow"])
+@pytest.mark.parametrize("which", ["plain_flow", "encrypted_flow", "json_flow"])
 def test_debug_logs_carry_no_personal_data(request: pytest.FixtureRequest, which: str) -> None:
     flow = request.getfixturevalue(which)
     log = flow["log"]
-    assert "DEBUG" in log and "DEBUG engine: ingested" in log, "the engine did not log at DEBUG: the test would prove nothing"
+    if flow["format"] == "json":
+        debug = any(r["level"] == "DEBUG" and r["logger"] == "engine" and r["message"].startswith("ingested")
+                    for r in json_records(log))
+    else:
+        debug = "DEBUG engine: ingested" in log
+    assert debug, "the engine did not log at DEBUG: the test would prove nothing"
     found = leaks(log, needles_for(flow))
     assert not found, report(log, found)
 
@@ -282,6 +314,23 @@ def test_no_logger_but_the_courier_sdk_logs_personal_data(request: pytest.Fixtur
     log = "".join(text for name, text in kept if not name.startswith("courier."))
     found = leaks(log, needles_for(flow))
     assert not found, report(log, found)
+
+
+def test_json_logs_are_one_object_per_line_with_ids_as_fields_and_nothing_else(json_flow: dict[str, Any]) -> None:
+    from engine.logs import IDS
+
+    records = json_records(json_flow["log"])
+    allowed = {"time", "level", "logger", "message", "exception", "stack", *IDS}
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= set(record) and set(record) <= allowed, record
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"]), record
+    assert {"engine", "huey", "httpx"} <= {r["logger"] for r in records}
+    outcomes = [r for r in records if r.get("outcome") == "sent"]
+    assert {(r["notification"], r["recipient_id"]) for r in outcomes} >= EXPECTED_SENDS
+    assert all(isinstance(r["notification_id"], int) for r in outcomes)
+    assert any(r.get("outcome") == "retrying" for r in records)  # the 503
+    assert any(r.get("request_id") and r["message"].startswith("POST /events answered 202") for r in records)
+    assert any(r["message"].startswith("listening on http://") for r in records)
 
 
 def test_the_encrypted_store_holds_no_email_or_name_in_clear(encrypted_flow: dict[str, Any]) -> None:
