@@ -458,7 +458,7 @@ def build_app(runtime: Runtime, readiness: Readiness | None = None) -> Starlette
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi_json(request: Request) -> Response:
-        return JSONResponse(openapi(runtime.config))
+        return JSONResponse(openapi(runtime.config, settings.public_url))
 
     routes = [
         Route("/events", counted("events", post_events), methods=["POST"]),

@@ -138,7 +138,7 @@ def test_the_openapi_document_states_the_limits(http: httpx.Client) -> None:
 
     doc = http.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]
-    validator = Draft202012Validator({"$ref": "#/components/schemas/event_booking_confirmed", "components": doc["components"]})
+    validator = Draft202012Validator({"$ref": "#/components/schemas/BookingConfirmed", "components": doc["components"]})
     assert validator.is_valid(confirmed(client="u" * 200))
     for bad in (confirmed(client="u" * 201), confirmed(bid="b" * 301), confirmed(client="a\x00"), confirmed(eid="e\n")):
         assert not validator.is_valid(bad)
