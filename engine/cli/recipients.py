@@ -1,4 +1,5 @@
-"""`engine recipients import FILE`: load existing users (JSON Lines or a JSON list of persons)."""
+"""`engine recipients import FILE`: load existing users (JSON Lines or a JSON list of persons);
+`engine recipients erase ID`: remove or redact one person's data everywhere."""
 
 from __future__ import annotations
 
@@ -33,3 +34,25 @@ def import_command(path: str) -> None:
         raise click.ClickException("\n".join(problems[:20]) + ("\n..." if len(problems) > 20 else "") + "\nnothing imported")
     count = runtime().store.import_recipients(people, utcnow())
     click.echo(f"imported {count} recipient(s)")
+
+
+@command.command("erase")
+@click.argument("recipient_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase_command(recipient_id: str, yes: bool) -> None:
+    """Remove or redact everything stored about one person (profile, preferences, events, sends,
+    their history, digests, delivery receipts); their pending sends are cancelled. Prints what
+    changed, per table."""
+    from ..store.duties import erase
+
+    if not recipient_id.strip():
+        raise click.BadParameter("give the recipient's id", param_hint="ID")
+    if not yes:
+        click.confirm(f"Erase everything stored about {recipient_id!r}? This cannot be undone", abort=True)
+    counts = erase(runtime(migrate=False).store, recipient_id, utcnow())
+    if not any(counts.values()):
+        click.echo(f"nothing is stored about {recipient_id!r}")
+        return
+    click.echo(f"erased {recipient_id!r}:")
+    for table, n in counts.items():
+        click.echo(f"  {table}: {n}")

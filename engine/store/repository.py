@@ -771,7 +771,8 @@ class Store:
             return {s: c for s, c in conn.execute(select(n.status, func.count()).group_by(n.status))}
 
     def cleanup(self, now: datetime, keep_notifications: timedelta | None, keep_events: timedelta | None) -> dict[str, int]:
-        """Apply retention: delete finished notifications and events older than their periods."""
+        """Apply retention: delete finished notifications and events older than their periods; past the
+        events' period, what is kept loses its personal data (`duties.redact_kept`)."""
         removed = {"notifications": 0, "events": 0, "webhook_receipts": 0, "digests": 0}
         with self._tx() as conn:
             if keep_notifications:
@@ -782,6 +783,9 @@ class Store:
                 removed["digests"] = conn.execute(delete(digests).where(digests.c.status == "closed", digests.c.send_at < cutoff)).rowcount
             if keep_events:
                 removed["events"] = conn.execute(delete(events).where(events.c.received_at < now - keep_events)).rowcount
+                from .duties import redact_kept  # duties builds on this module
+
+                removed.update(redact_kept(conn, now, keep_events))
         return removed
 
     def event_count(self) -> int:
