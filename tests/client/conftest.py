@@ -8,8 +8,9 @@ from __future__ import annotations
 import sqlite3
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest

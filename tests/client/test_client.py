@@ -5,20 +5,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
 import pytest
-
-from tests.client.conftest import SECRET, TOKEN, Hook, profile_completed
-from tests.support.engine_process import free_port
-
-from engine_client import (AsyncClient, Client, EngineUnavailable, EventRefused, Retry, Unauthorized, new_event_id,
-                           sign_ingest)
+from engine_client import (
+    AsyncClient,
+    Client,
+    EngineUnavailable,
+    EventRefused,
+    Retry,
+    Unauthorized,
+    new_event_id,
+    sign_ingest,
+)
 from engine_client.ids import ulid
 from engine_client.retry import parse_retry_after
 from engine_client.signing import Hmac, StandardWebhooks
+
+from tests.client.conftest import SECRET, TOKEN, Hook, profile_completed
+from tests.support.engine_process import free_port
 
 FAST = Retry(attempts=4, backoff=0.01, max_backoff=0.05)
 
@@ -47,7 +54,7 @@ def test_the_hmac_signature_is_the_engines_own() -> None:
     from engine.signing import sign_ingest as engine_sign
     from engine.signing import verify_ingest
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for body in (b"", b'{"a":1}', "{\"name\":\"José ☃\"}".encode(), bytes(range(256))):
         t = int(now.timestamp())
         assert sign_ingest("s3cret", body, t) == engine_sign("s3cret", body, t)
@@ -117,13 +124,13 @@ def test_an_engine_that_is_down_is_retried_with_full_jitter_then_reported() -> N
 
 
 def test_backoff_doubles_to_its_cap_and_retry_after_is_a_floor() -> None:
-    top, bottom = Retry(backoff=0.5, max_backoff=4, random=lambda: 1.0), Retry(backoff=0.5, random=lambda: 0.0)
+    top, bottom = Retry(backoff=0.5, max_backoff=4, jitter=lambda: 1.0), Retry(backoff=0.5, jitter=lambda: 0.0)
     assert [top.wait(n) for n in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
     assert bottom.wait(3) == 0.0
     assert bottom.wait(0, retry_after=3) == 3 and top.wait(0, retry_after=0.1) == 0.5
-    assert Retry(max_retry_after=10, random=lambda: 0.0).wait(0, retry_after=3600) == 10
+    assert Retry(max_retry_after=10, jitter=lambda: 0.0).wait(0, retry_after=3600) == 10
     assert parse_retry_after("7") == 7.0 and parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", datetime(2015, 10, 21, 7, 27, 30, tzinfo=timezone.utc)) == 30
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)) == 30
 
 
 def test_429_and_503_are_retried_honouring_retry_after_with_the_same_body() -> None:
@@ -137,7 +144,7 @@ def test_429_and_503_are_retried_honouring_retry_after_with_the_same_body() -> N
                                                                              "scheduled": 0, "cancelled": 0})
 
     sleeps: list[float] = []
-    client = Client("http://engine.test", token=TOKEN, retry=Retry(backoff=0.01, random=lambda: 0.5),
+    client = Client("http://engine.test", token=TOKEN, retry=Retry(backoff=0.01, jitter=lambda: 0.5),
                     transport=httpx.MockTransport(engine), sleep=sleeps.append)
     assert client.emit(profile_completed("busy")).accepted == ("e",)
     assert sleeps == [5, 2] and len(set(bodies)) == 1 and len(bodies) == 3

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -23,6 +23,7 @@ from .signing import Bearer, Hmac, Signer, StandardWebhooks
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 USER_AGENT = "notification-engine-client/0.1"
+DEFAULT_RETRY = Retry()
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Client(_Base):
 
     def __init__(self, url: str, *, token: str | None = None, secret: str | None = None,
                  webhook_secret: str | None = None, signer: Signer | None = None,
-                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, retry: Retry = Retry(),
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, retry: Retry = DEFAULT_RETRY,
                  transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
         super().__init__(url, token=token, secret=secret, webhook_secret=webhook_secret, signer=signer,
@@ -143,7 +144,7 @@ class Client(_Base):
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], **options: Any) -> "Client":
+    def from_environ(cls, environ: Mapping[str, str], **options: Any) -> Client:
         """ENGINE_URL, and one of ENGINE_INGEST_TOKEN, ENGINE_INGEST_SECRET, ENGINE_WEBHOOK_SECRET."""
         return cls(**settings_from_environ(environ), **options)
 
@@ -174,7 +175,7 @@ class Client(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,14 +187,14 @@ class AsyncClient(_Base):
 
     def __init__(self, url: str, *, token: str | None = None, secret: str | None = None,
                  webhook_secret: str | None = None, signer: Signer | None = None,
-                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, retry: Retry = Retry(),
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, retry: Retry = DEFAULT_RETRY,
                  transport: httpx.AsyncBaseTransport | None = None, clock: Callable[[], float] = time.time):
         super().__init__(url, token=token, secret=secret, webhook_secret=webhook_secret, signer=signer,
                          retry=retry, clock=clock)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], **options: Any) -> "AsyncClient":
+    def from_environ(cls, environ: Mapping[str, str], **options: Any) -> AsyncClient:
         return cls(**settings_from_environ(environ), **options)
 
     async def emit(self, event: Event) -> Receipt:
@@ -221,7 +222,7 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

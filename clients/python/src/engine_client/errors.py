@@ -66,7 +66,8 @@ _BY_STATUS: dict[int, type[EngineRefused]] = {400: BadRequest, 401: Unauthorized
 
 def refused(status: int, body: Any) -> EngineRefused:
     """The error for a 4xx answer; `body` is the parsed JSON (`{"error", "problems"}`) or text."""
-    message, problems = f"HTTP {status}", ()
+    message = f"HTTP {status}"
+    problems: tuple[Problem, ...] = ()
     if isinstance(body, dict):
         message = str(body.get("error") or message)
         raw = body.get("problems")

@@ -7,25 +7,25 @@ a floor on the wait.
 
 from __future__ import annotations
 
-import random
+import random as _random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Callable
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
 @dataclass(frozen=True)
 class Retry:
-    """`attempts` in all (1: no retry); waits drawn from [0, min(max_backoff, backoff * 2**n)];
-    a `Retry-After` longer than `max_retry_after` is cut to it."""
+    """`attempts` in all (1: no retry); waits drawn from [0, min(max_backoff, backoff * 2**n)]
+    (`jitter` draws the fraction); a `Retry-After` longer than `max_retry_after` is cut to it."""
 
     attempts: int = 5
     backoff: float = 0.25
     max_backoff: float = 8.0
     max_retry_after: float = 30.0
-    random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+    jitter: Callable[[], float] = field(default=_random.random, repr=False, compare=False)  # in [0, 1)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -35,8 +35,8 @@ class Retry:
 
     def wait(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `retry` (0 for the first retry)."""
-        ceiling = min(self.max_backoff, self.backoff * 2 ** min(retry, 60))
-        jittered = ceiling * self.random()
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(retry, 60))
+        jittered = ceiling * self.jitter()
         if retry_after is None:
             return jittered
         return max(jittered, min(retry_after, self.max_retry_after))
@@ -57,5 +57,5 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

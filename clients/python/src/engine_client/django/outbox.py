@@ -18,7 +18,13 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
 from ..client import Client
-from ..errors import BadRequest, EngineError, EngineRefused, EventRefused, PayloadTooLarge
+from ..errors import (
+    BadRequest,
+    EngineError,
+    EngineRefused,
+    EventRefused,
+    PayloadTooLarge,
+)
 from ..events import MAX_BATCH, Event, dumps, envelope
 from .models import OutboxEvent
 
@@ -40,7 +46,7 @@ def emit_on_commit(event: Event, using: str = DEFAULT_DB_ALIAS) -> str:
     returns its id (a new sortable one when the event has none)."""
     row = _row(event)
     row.save(using=using)
-    return row.event_id
+    return str(row.event_id)
 
 
 def emit_many_on_commit(events: Iterable[Event], using: str = DEFAULT_DB_ALIAS) -> list[str]:
@@ -58,7 +64,7 @@ class Relayed:
     def handled(self) -> int:
         return self.sent + self.refused
 
-    def add(self, other: "Relayed") -> None:
+    def add(self, other: Relayed) -> None:
         self.sent += other.sent
         self.refused += other.refused
 

@@ -1,5 +1,6 @@
-import engine_client.events
 from django.db import migrations, models
+
+import engine_client.events
 
 
 class Migration(migrations.Migration):

@@ -9,10 +9,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from engine_client.errors import EngineError
-from engine_client.events import MAX_BATCH
 from engine_client.django.outbox import relay, relay_forever
 from engine_client.django.settings import client as configured_client
+from engine_client.errors import EngineError
+from engine_client.events import MAX_BATCH
 
 
 def _positive(kind: type) -> Any:
