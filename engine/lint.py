@@ -11,30 +11,34 @@ import os
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .core.decide import Decision, DigestItem, Renderer, Send, digest_send, plan
 from .core.events import Event, EventRejected, parse_event
 from .core.timing import recipient_zone
 from .rules import budget
 from .rules.event_schema import SchemaView
-from .rules.loader import check, collector_paused
+from .rules import expressions
+from .rules.loader import Loaded, collector_paused, inspect
 from .rules.model import Config, Notification
 from .rules.problems import Mark, Problem
 
 
 def check_all(root: str, environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+    """Every problem, in one run: the examples of the rules that can be planned are tried even
+    when other rules or files have errors. The configuration is None when any is an error."""
     # What the examples make lives until the end, as what loading makes; and all the evaluation
     # of one validation is bounded in time together, however many rules are expensive.
     with collector_paused(), budget.validation():
-        config, problems = check(root, environ)
+        loaded = inspect(root, environ)
+        config, problems = loaded.partial, list(loaded.problems)
         if config is None:
             return None, problems
         tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
         for rule in config.notifications.values():
-            problems.extend(check_example(config, rule, tried[rule.id]))
+            problems.extend(check_example(config, rule, tried[rule.id], loaded))
         problems.extend(lint_across_rules(config, tried))
-    return config, sorted(problems, key=Problem.sort_key)
+    return loaded.config, sorted(set(problems), key=Problem.sort_key)
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,37 @@ def _environments(config: Config) -> list[str]:
     return sorted(config.templates) or ["production"]
 
 
-def check_example(config: Config, rule: Notification, tried: Tried) -> list[Problem]:
+# A render that fails for want of a Courier template id: the loader has said so already.
+_NO_TEMPLATE_ID = "render failed: no Courier template id"
+
+
+def _sends(config: Config, rule: Notification, decisions: list[Decision], renderer: Renderer) -> Iterator[Send]:
+    """The sends of the example's decisions, a digest rendered over the example alone."""
+    for decision in decisions:
+        if isinstance(decision, DigestItem):
+            decision = digest_send(config, rule, decision.recipient, [decision.item], decision.period_start,
+                                   decision.period_end, decision.send_at, renderer)
+        if isinstance(decision, Send):
+            yield decision
+
+
+def _failure(config: Config, rule: Notification, event: Event, renderer: Renderer) -> str | None:
+    send = next(_sends(config, rule, plan(config, rule, event, event.occurred_at, renderer), renderer), None)
+    return send.reason if send is not None and (send.reason or "").startswith("render failed") else None
+
+
+def _failing_value(config: Config, rule: Notification, event: Event, renderer: Renderer) -> str | None:
+    """The data entry whose render fails with the example, when it alone fails (rendered with
+    the rule's other values left out); None when something else fails (a key, a selector)."""
+    if _failure(config, replace(rule, data={}, requires=()), event, renderer):
+        return None
+    for name, value in rule.data.items():
+        if expressions.is_template(value) and _failure(config, replace(rule, data={name: value}, requires=()), event, renderer):
+            return name
+    return None
+
+
+def check_example(config: Config, rule: Notification, tried: Tried, loaded: Loaded | None = None) -> list[Problem]:
     mark = rule.mark or Mark(config.root)
     if rule.example is None:
         return [Problem.at(mark, f"{rule.id}: no example event; add one so it can be previewed and snapshotted", "warning")]
@@ -99,17 +133,31 @@ def check_example(config: Config, rule: Notification, tried: Tried) -> list[Prob
     found: list[Problem] = []
     for env, decisions in tried.decisions.items():
         renderer = Renderer(env=env, environ={})
-        for decision in decisions:
-            if isinstance(decision, DigestItem):  # a digest renders when sent: render it over the example alone
-                decision = digest_send(config, rule, decision.recipient, [decision.item], decision.period_start,
-                                       decision.period_end, decision.send_at, renderer)
-            if isinstance(decision, Send) and decision.reason and decision.reason.startswith(("render failed", "condition failed", "no recipient")):
-                found.append(Problem.at(at, f"{rule.id}: with its example event ({env}): {decision.reason}"))
-            elif isinstance(decision, Send) and decision.reason == "past":
+        for decision in _sends(config, rule, decisions, renderer):
+            if decision.reason and decision.reason.startswith(_NO_TEMPLATE_ID):
+                continue
+            if decision.reason and decision.reason.startswith(("render failed", "condition failed", "no recipient")):
+                found.append(_failed_example(config, rule, tried.event, renderer, decision.reason, at, loaded))
+            elif decision.reason == "past":
                 found.append(Problem.at(at, f"{rule.id}: with its example event this send lands in the past and is skipped; is the offset right?", "warning"))
     if not found and rule.condition and not tried.first:
         found.append(Problem.at(at, f"{rule.id}: the example event does not meet the condition {rule.condition!r}", "warning"))
     return list(dict.fromkeys(found))
+
+
+def _failed_example(config: Config, rule: Notification, event: Event, renderer: Renderer, reason: str, at: Mark,
+                    loaded: Loaded | None) -> Problem:
+    """A failure of the example, at the line of the expression that fails: the condition, or
+    the data entry (named) whose render fails; else at the example."""
+    said = f"with its example event ({renderer.env}): {reason}"
+    if reason.startswith("condition failed"):
+        where = loaded.mark(rule.id, "trigger", "condition") if loaded else None
+        return Problem.at(where or at, f"{rule.id}: trigger.condition: {said}")
+    name = _failing_value(config, rule, event, renderer) if reason.startswith("render failed") else None
+    where = loaded.mark(rule.id, "data", name) if loaded and name else None
+    if where is None:
+        return Problem.at(at, f"{rule.id}: {said}")
+    return Problem.at(where, f"{rule.id}: data.{name}: {said}")
 
 
 SAME_TEMPLATE_WINDOW = timedelta(hours=1)

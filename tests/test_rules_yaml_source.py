@@ -100,7 +100,10 @@ def test_syntax_errors_are_problems_not_exceptions() -> None:
     assert doc.data is None
     assert [(p.file, p.line, p.col) for p in problems] == [("f.yaml", 2, 2)]
     assert problems[0].message.startswith("YAML syntax error: ")
-    assert messages("a:\n\tb: 1\n") == ["2:1: YAML syntax error: found character '\\t' that cannot start any token"]
+    assert messages("a:\n\tb: 1\n") == ["2:1: YAML syntax error: a tab in the indentation: indent with spaces, not tabs"]
+    assert messages("a:\n  b: 1\n \tc: 2\n") == ["3:2: YAML syntax error: a tab in the indentation: indent with spaces, not tabs"]
+    # A tab after the indentation is not about indenting.
+    assert messages("a: [1,\t@]\n") == ["1:7: YAML syntax error: found character '\\t' that cannot start any token"]
 
 
 def test_an_empty_document_is_none() -> None:

@@ -28,7 +28,7 @@ EXPECTED: dict[str, list[str]] = {
         f"{BOOKING}:40:8: YAML syntax error: expected ',' or ']', but got ':'",
     ],
     "root_yaml_syntax_error": [
-        "notifications.yaml:9:1: YAML syntax error: found character '\\t' that cannot start any token",
+        "notifications.yaml:9:1: YAML syntax error: a tab in the indentation: indent with spaces, not tabs",
     ],
     "duplicate_key": [
         f"{BOOKING}:49:5: duplicate key 'channels' (first at line 48)",
@@ -47,12 +47,13 @@ EXPECTED: dict[str, list[str]] = {
         "definitions, events, include, notifications, rate_limits, retention, version, windows)",
     ],
     "unknown_notification_key": [
-        f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule' (allowed: audience, cancel_on, "
+        f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule'; did you mean 'schedule'? (allowed: audience, cancel_on, "
         "category, channels, data, description, digest, enabled, example, idempotency_key, key, requires, "
         "reschedule_on, schedule, template, throttle, trigger)",
     ],
     "unknown_trigger_event": [
-        f"{BOOKING}:38:14: booking_reminder: unknown event 'booking.confirmd' (known: booking.cancelled, booking.confirmed)",
+        f"{BOOKING}:38:14: booking_reminder: unknown event 'booking.confirmd'; did you mean 'booking.confirmed'? "
+        "(known: booking.cancelled, booking.confirmed)",
         f"{BOOKING}:55:13: booking_reminder: the example is a 'booking.confirmed' event but the trigger is 'booking.confirmd'",
     ],
     "template_missing_in_env": [
@@ -112,16 +113,18 @@ EXPECTED: dict[str, list[str]] = {
         "'not-an-email' is not a 'email'",
     ],
     "digest_data_does_not_render": [
-        f"{BOOKING}:72:7: weekly_bookings: with its example event (production): render failed: 'dict object' has "
-        "no attribute 'idd'",
+        f"{BOOKING}:70:17: weekly_bookings: data.bookings: with its example event (production): render failed: "
+        "'dict object' has no attribute 'idd'",
     ],
     "warning_example_in_past": [
         f"{BOOKING}:55:7: warning: booking_reminder: with its example event this send lands in the past and is "
         "skipped; is the offset right?",
     ],
     "several_problems": [
-        f"{BOOKING}:46:16: booking_reminder: cancel_on: unknown event 'booking.canceled' (known: booking.cancelled, booking.confirmed)",
-        f"{BOOKING}:49:15: booking_reminder: unknown category 'reminder' (known: reminders, transactional)",
+        f"{BOOKING}:46:16: booking_reminder: cancel_on: unknown event 'booking.canceled'; did you mean "
+        "'booking.cancelled'? (known: booking.cancelled, booking.confirmed)",
+        f"{BOOKING}:49:15: booking_reminder: unknown category 'reminder'; did you mean 'reminders'? (known: reminders, "
+        "transactional)",
         f"{BOOKING}:53:19: booking_reminder: expression '{{{{ booking.ident }}}}' reads 'booking.ident', which the "
         "event schema does not declare",
     ],

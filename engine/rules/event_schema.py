@@ -90,5 +90,14 @@ class SchemaView:
             node = self.resolve(props[step])
         return Field(node, required)
 
+    def same_kind(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        """Whether two object schemas may describe the same kind of thing, so that their ids can
+        be equal: the same definition, two people (an id and an email), or the same fields."""
+        if a.get("$ref") and a.get("$ref") == b.get("$ref"):
+            return True
+        props_a = set(self.resolve(a).get("properties", {}))
+        props_b = set(self.resolve(b).get("properties", {}))
+        return {"id", "email"} <= props_a & props_b or props_a == props_b
+
     def item_schema(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         return self.resolve(self.resolve(schema).get("items", {}))

@@ -7,15 +7,16 @@ event does not promise...). Every problem is collected; none stops the others be
 
 from __future__ import annotations
 
+import difflib
 import gc
 import glob
 import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +40,7 @@ from .model import (
     Throttle,
     Window,
 )
-from .problems import ConfigError, Mark, Problem
+from .problems import ConfigError, Mark, Problem, Severity
 from .timeparse import check_cron, is_zone, parse_duration, parse_local_time
 from .yaml_source import Document, file_kind, load_file
 
@@ -85,6 +86,10 @@ class _Loader:
         self.environ = environ
         self.problems: list[Problem] = []
         self.shape_problems: set[Problem] = set()  # from schema.json; dropped where a clearer one stands
+        self.misshapen: set[tuple[str, str]] = set()  # (file, notification id) of rules with shape errors
+        self.broken_schemas: set[str] = set()  # event types whose schema has an error ("*": a definition has one)
+        self.partial: Config | None = None  # the rules that can be planned, when others have errors
+        self.places: dict[str, tuple[Document, tuple[Any, ...]]] = {}  # where each rule stands
         self.docs: list[Document] = []
         self.pattern_properties = False  # whether any event schema or definition uses patternProperties
         self.unevaluated: list[tuple[Mark, tuple[Any, ...]]] = []  # where unevaluatedProperties stand
@@ -162,13 +167,18 @@ class _Loader:
             error = most_specific(error)
             path = tuple(error.absolute_path)
             mark = doc.mark(path)
+            if len(path) > 1 and path[0] == "notifications":
+                self.misshapen.add((doc.file, path[1]))
+            elif len(path) > 1 and path[0] in ("events", "definitions"):
+                self.broken_schemas.add(path[1] if path[0] == "events" else "*")
             if error.validator == "additionalProperties" and isinstance(error.instance, dict):
                 allowed = set(error.schema.get("properties", {}))
                 extra = [k for k in error.instance if k not in allowed]
                 if extra:
                     mark = doc.mark(path + (extra[0],), key=True)
                     where = _dotted(path) or "the top level"
-                    self.shape_error(mark, f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+                    self.shape_error(mark, f"{where}: unknown key {extra[0]!r}{_did_you_mean(extra[0], allowed)} "
+                                           f"(allowed: {', '.join(sorted(allowed))})")
                     continue
             if error.validator == "propertyNames":
                 bad = error.instance
@@ -288,7 +298,10 @@ class _Loader:
                     continue
                 seen_defs[name] = mark
                 definitions[name] = fragment
+                before = len(self.problems)
                 self.check_patterns(doc, ("definitions", name), fragment)
+                if len(self.problems) > before:
+                    self.broken_schemas.add("*")
             for type_name, raw in (doc.data.get("events") or {}).items():
                 mark = doc.mark(("events", type_name), key=True)
                 if type_name in seen_events:
@@ -312,12 +325,11 @@ class _Loader:
         ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz, quiet)
         notifications: dict[str, Notification] = {}
         for doc, rule_id, raw, mark in raw_rules:
+            self.places[rule_id] = (doc, ("notifications", rule_id))
             rule = ctx.rule(doc, rule_id, raw, mark)
             if rule is not None:
                 notifications[rule_id] = rule
-        if any(p.severity == "error" for p in self.problems):
-            return None
-        return Config(
+        config = Config(
             app=app,
             timezone=tz,
             categories=categories,
@@ -330,13 +342,20 @@ class _Loader:
             definitions=definitions,
             root=self.display(self.root),
         )
+        if any(p.severity == "error" for p in self.problems):
+            self.partial = config
+            return None
+        return config
 
     def check_event_schema(self, doc: Document, type_name: str, schema: dict[str, Any]) -> None:
+        before = len(self.problems)
         exc = schema_error(schema)
         if exc is not None:
             path = ("events", type_name, "schema") + tuple(exc.absolute_path)
             self.error(doc.mark(path), f"events.{type_name}.schema: not a valid JSON Schema: {exc.message}")
         self.check_patterns(doc, ("events", type_name, "schema"), schema)
+        if len(self.problems) > before:
+            self.broken_schemas.add(type_name)
 
     def check_patterns(self, doc: Document, at: tuple[Any, ...], schema: Any) -> None:
         """Patterns run on event data, on a linear-time engine: one it cannot run is refused."""
@@ -352,7 +371,8 @@ class _Loader:
         """jsonschema reads patternProperties with Python's backtracking `re` when it judges an
         `unevaluatedProperties` (through any $ref), so the two keywords may not meet in the
         event schemas of one configuration."""
-        if self.pattern_properties:
+        if self.pattern_properties and self.unevaluated:
+            self.broken_schemas.add("*")
             for mark, path in self.unevaluated:
                 self.error(mark, f"{_dotted(path)}: unevaluatedProperties cannot be used where event schemas use "
                                  f"patternProperties; use additionalProperties")
@@ -394,12 +414,18 @@ class _RuleContext:
         """The rule `rule_id` (its key at `mark`), or None when it has an error."""
         base = ("notifications", rule_id)
         errors_before = len([p for p in self.l.problems if p.severity == "error"])
+        aside = 0  # errors that leave the rule able to plan its example (see `err`)
 
         def at(*path: Any) -> Mark:
             return doc.mark(base + path)
 
-        def err(path: tuple[Any, ...], message: str) -> None:
-            self.l.error(at(*path), f"{rule_id}: {message}")
+        def err(path: tuple[Any, ...], message: str, severity: Severity = "error", blocks: bool = True) -> None:
+            """Report a problem of this rule. An error that does not `block` leaves the rule able to
+            plan its example, whose own problems are then reported too (a template key missing from
+            an environment must not hide them)."""
+            nonlocal aside
+            self.l.problems.append(Problem.at(at(*path), f"{rule_id}: {message}", severity))
+            aside += severity == "error" and not blocks
 
         trigger_raw = raw.get("trigger") or {}
         named = trigger_raw.get("event", "")
@@ -407,11 +433,12 @@ class _RuleContext:
         for i, trigger in enumerate(triggers):
             if trigger not in self.events:
                 where = ("trigger", "event", i) if isinstance(named, list) else ("trigger", "event")
-                err(where, f"unknown event {trigger!r}{_known(self.events)}")
+                err(where, f"unknown event {trigger!r}{_did_you_mean(trigger, self.events)}{_known(self.events)}")
 
         category = raw.get("category", "")
         if category not in self.categories:
-            err(("category",), f"unknown category {category!r}{_known(self.categories)}")
+            err(("category",), f"unknown category {category!r}{_did_you_mean(category, self.categories)}{_known(self.categories)}",
+                blocks=False)
         key = raw.get("key")
         schedule = self.schedule(err, raw.get("schedule") or {"at": "once"}, doc, base)
         opt_out = self.categories[category].opt_out if category in self.categories else False
@@ -433,19 +460,23 @@ class _RuleContext:
             for i, m in enumerate(raw.get(kind) or []):
                 ev = m.get("event", "")
                 if ev not in self.events:
-                    err((kind, i, "event"), f"{kind}: unknown event {ev!r}{_known(self.events)}")
+                    err((kind, i, "event"), f"{kind}: unknown event {ev!r}{_did_you_mean(ev, self.events)}{_known(self.events)}", blocks=False)
                     continue
                 if ev in triggers:
-                    err((kind, i, "event"), f"{kind}: {ev!r} is this notification's own trigger; it would {kind.split('_')[0]} itself")
+                    err((kind, i, "event"), f"{kind}: {ev!r} is this notification's own trigger; it would {kind.split('_')[0]} itself", blocks=False)
                     continue
                 if not key:
-                    err((kind, i), f"{kind} needs the notification's `key` (the field its events match on)")
+                    err((kind, i), f"{kind} needs the notification's `key` (the field its events match on)", blocks=False)
                 self.check_path(err, (kind, i, "key"), ev, m.get("key", ""), f"{kind} key", event_name=ev)
+                if key and isinstance(m.get("key"), str):
+                    for trigger in triggers:
+                        self.check_match(err, (kind, i, "key"), kind, trigger, key, ev, m["key"])
                 found.append(Match(ev, m.get("key", "")))
             matches[kind] = tuple(found)
         template = self.template(err, raw.get("template"))
         condition = trigger_raw.get("condition")
         data = raw.get("data") or {}
+        required = {name for name in raw.get("requires") or () if isinstance(name, str)}
         idem = raw.get("idempotency_key", Notification.idempotency_key)
         throttle = None
         if raw.get("throttle"):
@@ -473,11 +504,15 @@ class _RuleContext:
             if throttle and "key" in raw["throttle"]:
                 checks.append((("throttle", "key"), throttle.key, False, False))
             for place, source_text, in_digest, bare in checks:
-                self.check_expression(err, place, source_text, source, in_digest, expression=bare, event_name=on)
+                role = ("required" if place[1] in required else "data") if place[0] == "data" else "strict"
+                self.check_expression(err, place, source_text, source, in_digest, expression=bare, event_name=on, role=role)
+            if digest is None:
+                for name in required & set(data):
+                    self.check_not_null(err, ("data", name), data[name], source, on)
         provided = set(data) | set(COMMON_DATA) | {"unsubscribe_url"}
         for i, needed in enumerate(raw.get("requires") or []):
             if needed not in provided:
-                err(("requires", i), f"the template requires {needed!r} but no `data` entry provides it")
+                err(("requires", i), f"the template requires {needed!r} but no `data` entry provides it{_did_you_mean(needed, data)}")
         channels = tuple(raw.get("channels") or self.defaults.get("channels") or ["email"])
         example = None
         if isinstance(raw.get("example"), dict):
@@ -485,7 +520,7 @@ class _RuleContext:
             example = ExampleEvent(str(ex.get("id") or f"evt_example_{rule_id}"), ex["type"], ex["occurred_at"], ex["data"], at("example"))
             if ex["type"] not in triggers:
                 err(("example", "type"), f"the example is a {ex['type']!r} event but the trigger is {' or '.join(map(repr, triggers))}")
-        if len([p for p in self.l.problems if p.severity == "error"]) > errors_before:
+        if len([p for p in self.l.problems if p.severity == "error"]) - aside > errors_before or not self.plannable(doc, rule_id, triggers):
             return None
         return Notification(
             id=rule_id,
@@ -510,6 +545,12 @@ class _RuleContext:
             mark=mark,
         )
 
+    def plannable(self, doc: Document, rule_id: str, triggers: tuple[str, ...]) -> bool:
+        """Whether the rule's shape and its events' schemas are sound enough to plan its example
+        (else its example's problems would only repeat theirs)."""
+        broken = self.l.broken_schemas
+        return (doc.file, rule_id) not in self.l.misshapen and "*" not in broken and not broken & set(triggers)
+
     def check_cases(self, err: Any, schema: Mapping[str, Any], template: TemplateChoice, on: str | None) -> None:
         """A selector that is a plain field with an enum must have a case for every value."""
         select = (template.select or "").strip()
@@ -533,12 +574,16 @@ class _RuleContext:
             return CONTEXT_NAMES | DIGEST_NAMES
         return set(self.view.resolve(schema).get("properties", {})) | CONTEXT_NAMES
 
-    def report(self, err: Any, where: tuple[Any, ...], check: tuple[Any, ...], problems: Callable[[], Iterator[str]]) -> None:
-        """Report the problems of a check, found once: rules repeat the same checks on the same events."""
+    def report(self, err: Any, where: tuple[Any, ...], check: tuple[Any, ...],
+               problems: Callable[[], Iterator[str | tuple[str, Severity]]]) -> None:
+        """Report the problems of a check, found once: rules repeat the same checks on the same
+        events. A problem is a message (an error that keeps the rule from being planned), or a
+        message and its severity (one that does not: the example is still tried)."""
         if check not in self.known:
             self.known[check] = list(problems())
-        for message in self.known[check]:
-            err(where, message)
+        for found in self.known[check]:
+            message, severity = (found, "error") if isinstance(found, str) else found
+            err(where, message, severity, blocks=isinstance(found, str))
 
     def check_path(self, err: Any, where: tuple[Any, ...], event_type: str, path: str, what: str,
                    *, person: bool = False, event_name: str | None = None, date_time: bool = False) -> None:
@@ -551,7 +596,11 @@ class _RuleContext:
         field = self.view.field(schema, tuple(path.split(".")))
         on = f" of {event_name!r}" if event_name else ""
         if field.schema is None:
-            yield f"{what} {path!r}: the event schema{on} does not declare {field.missing!r}"
+            steps = tuple(path.split("."))
+            prefix = steps[:steps.index(field.missing)] if field.missing in steps else ()
+            known = self.view.field(schema, prefix).schema or {}
+            yield (f"{what} {path!r}: the event schema{on} does not declare {field.missing!r}"
+                   f"{_did_you_mean(field.missing, known.get('properties', {}), prefix)}")
             return
         if not field.required:
             yield f"{what} {path!r}: the event schema{on} must declare it as required (add it to `required`)"
@@ -572,7 +621,7 @@ class _RuleContext:
         if isinstance(w, str):
             window = self.windows.get(w)
             if window is None:
-                err(("schedule", "window"), f"unknown window {w!r}{_known(self.windows)}")
+                err(("schedule", "window"), f"unknown window {w!r}{_did_you_mean(w, self.windows)}{_known(self.windows)}")
         elif isinstance(w, dict):
             window = self.l.window(doc, base + ("schedule", "window"), w)
         common = dict(if_past=if_past, window=window, outside_window=raw.get("outside_window", "defer"))
@@ -615,19 +664,21 @@ class _RuleContext:
             return choice
         for key in choice.keys():
             missing = [env for env, mapping in self.templates.items() if key not in mapping]
+            files = ", templates_map/".join(e + ".yaml" for e in sorted(missing))
             if len(missing) == len(self.templates):
-                err(("template",), f"unknown template key {key!r}: add it to templates_map/{', templates_map/'.join(e + '.yaml' for e in sorted(missing))}")
+                known = {k for mapping in self.templates.values() for k in mapping}
+                err(("template",), f"unknown template key {key!r}{_did_you_mean(key, known)}: add it to templates_map/{files}", blocks=False)
             elif missing:
-                err(("template",), f"template key {key!r} is missing from templates_map/{', templates_map/'.join(e + '.yaml' for e in sorted(missing))}")
+                err(("template",), f"template key {key!r} is missing from templates_map/{files}", blocks=False)
         return choice
 
     def check_expression(self, err: Any, where: tuple[Any, ...], source: str, event_type: str, digest: bool,
-                         *, expression: bool, event_name: str | None = None) -> None:
-        self.report(err, where, ("expression", source, event_type, digest, expression, event_name),
-                    lambda: self.expression_problems(source, self.full_schema(event_type), digest, expression, event_name))
+                         *, expression: bool, event_name: str | None = None, role: str = "strict") -> None:
+        self.report(err, where, ("expression", source, event_type, digest, expression, event_name, role),
+                    lambda: self.expression_problems(source, self.full_schema(event_type), digest, expression, event_name, role))
 
     def expression_problems(self, source: str, schema: Mapping[str, Any], digest: bool, expression: bool,
-                            event_name: str | None) -> Iterator[str]:
+                            event_name: str | None, role: str = "strict") -> Iterator[str | tuple[str, Severity]]:
         on = f" (in {event_name!r})" if event_name else ""
         try:
             refs = expressions.analyse(source, expression=expression)
@@ -638,7 +689,7 @@ class _RuleContext:
         for ref in refs:
             root = ref.path[0]
             if root not in names:
-                yield f"expression {source!r} reads {root!r}, which the event does not declare{on}"
+                yield f"expression {source!r} reads {root!r}, which the event does not declare{on}{_did_you_mean(root, names)}"
                 continue
             if root == "recipient":
                 continue  # any person field; checked on the example at run time
@@ -656,9 +707,13 @@ class _RuleContext:
                 if ref.index and len(ref.path) > 1:
                     yield from self.read_problems(source, schema, ref.path[1:], on)
                 continue
-            yield from self.read_problems(source, schema, ref.path, on)
+            yield from self.read_problems(source, schema, ref.path, on, ref, role, expression)
 
-    def read_problems(self, source: str, schema: Mapping[str, Any], path: tuple[str, ...], on: str = "") -> Iterator[str]:
+    def read_problems(self, source: str, schema: Mapping[str, Any], path: tuple[str, ...], on: str = "",
+                      ref: expressions.Reference | None = None, role: str = "strict",
+                      expression: bool = False) -> Iterator[str | tuple[str, Severity]]:
+        """What is wrong with reading `path`: a step the schema does not declare, or (for a
+        `ref` read from one event) an optional step read with nothing to guard it."""
         node: Mapping[str, Any] = self.view.resolve(schema)
         for i, step in enumerate(path):
             resolved = self.view.resolve(node)
@@ -668,13 +723,85 @@ class _RuleContext:
             if props is None:
                 return
             if step not in props:
-                yield f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare{on}"
+                yield (f"expression {source!r} reads {'.'.join(path[:i + 1])!r}, which the event schema does not declare"
+                       f"{on}{_did_you_mean(step, props, path[:i])}")
+                return
+            if ref is not None and step not in resolved.get("required", ()) and not ref.optional_ok(i):
+                yield _optional_read(source, path[:i + 1], on, role, expression)
                 return
             node = props[step]
+
+    def check_not_null(self, err: Any, where: tuple[Any, ...], value: Any, event_type: str, on: str | None) -> None:
+        """A value the template requires must not render null."""
+        if value is None:
+            err(where, f"the template requires {where[-1]!r}, but its value is null: give it a value, or take it out of `requires`")
+        elif expressions.is_template(value):
+            self.report(err, where, ("null", value, event_type, on), lambda: self.null_problems(value, self.full_schema(event_type), on))
+
+    def null_problems(self, source: str, schema: Mapping[str, Any], on: str | None) -> Iterator[tuple[str, Severity]]:
+        try:
+            found = expressions.nullable(source, expression=False)
+        except expressions.ExpressionError:
+            return  # reported by the expression check
+        if found is None:
+            return
+        why = found.why or next((f"the event schema{f' of {on!r}' if on else ''} lets {'.'.join(path)!r} be null"
+                                 for path in found.paths if _allows_null(self.view.field(schema, path).schema)), None)
+        if why:
+            yield (f"the template requires this value, but {source!r} can render null ({why}): give a value the template "
+                   f"can use (e.g. `| default('')`), or take it out of `requires`"), "error"
+
+    def check_match(self, err: Any, where: tuple[Any, ...], kind: str, trigger: str, key: str, event_type: str, theirs: str) -> None:
+        if trigger in self.events:
+            self.report(err, where, ("match", kind, trigger, key, event_type, theirs),
+                        lambda: self.match_problems(kind, trigger, key, event_type, theirs))
+
+    def match_problems(self, kind: str, trigger: str, key: str, event_type: str, theirs: str) -> Iterator[tuple[str, Severity]]:
+        """A key of the ids of two different kinds of thing (`client.id` against `booking.id`) never matches."""
+        mine_path, their_path = tuple(key.split(".")), tuple(theirs.split("."))
+        if mine_path == their_path or len(mine_path) < 2 or len(their_path) < 2 or mine_path[-1] != "id" or their_path[-1] != "id":
+            return
+        mine = self.view.field(self.full_schema(trigger), mine_path[:-1]).schema
+        other = self.view.field(self.full_schema(event_type), their_path[:-1]).schema
+        if mine is None or other is None or self.view.same_kind(mine, other):
+            return
+        same = self.view.field(self.full_schema(event_type), mine_path).schema is not None
+        fix = f"did you mean key: {key}?" if same else "match on the id of the same thing"
+        yield (f"{kind} key {theirs!r} of {event_type!r} can never match the notification's key {key!r} of {trigger!r}: "
+               f"one is the id of a {their_path[-2]}, the other of a {mine_path[-2]}; {fix}"), "error"
 
 
 _PLAIN_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _BUILTIN_ATTRS = {"items", "keys", "values", "get", "upper", "lower", "title", "strip", "split", "startswith", "endswith", "replace"}
+
+
+def _optional_read(source: str, path: tuple[str, ...], on: str, role: str, expression: bool) -> tuple[str, Severity]:
+    """The problem of reading an optional field with nothing to guard it, and how to fix it."""
+    dotted = ".".join(path)
+    lone = not expression and re.fullmatch(r"\{\{\s*" + re.escape(dotted) + r"\s*\}\}", source.strip())
+    fix = (f"{{{{ {dotted} | default(none) }}}}" if lone
+           else f"`{dotted} is defined and ...`, or `{dotted} | default(none)`" if expression
+           else f"`{dotted} | default(none)` there, or test `{dotted} is defined` first")
+    said = f"expression {source!r} reads {dotted!r}, which the event schema{on} does not require (it is not in `required`)"
+    if role == "required":
+        return (f"{said}: the template requires this value, and a send whose event lacks it is skipped; add "
+                f"{path[-1]!r} to `required` in the event schema, or take it out of `requires` and write {fix}"), "error"
+    if role == "data":
+        return f"{said}: a send whose event lacks it is skipped (render failed); write {fix}", "warning"
+    return f"{said}: an event that lacks it fails here and its send is skipped; write {fix}", "error"
+
+
+def _allows_null(schema: Mapping[str, Any] | None) -> bool:
+    kind = (schema or {}).get("type")
+    return kind == "null" or (isinstance(kind, list) and "null" in kind) or None in ((schema or {}).get("enum") or ())
+
+
+def _did_you_mean(word: Any, choices: Iterable[Any], within: tuple[str, ...] = ()) -> str:
+    """`; did you mean 'x'?` for the choice closest to a misspelt `word` (a step of a path
+    `within` a field, when given), else nothing."""
+    names = [c for c in choices if isinstance(c, str)]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.75) if names and isinstance(word, str) else []
+    return f"; did you mean {'.'.join((*within, close[0]))!r}?" if close else ""
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
@@ -700,16 +827,38 @@ def _known(names: Mapping[str, Any]) -> str:
     return f" (known: {', '.join(shown)}{more})"
 
 
-def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
-    """Load and check everything; the config (None when any error) and every problem found."""
-    loader = _Loader(root, environ if environ is not None else os.environ)
+@dataclass(frozen=True)
+class Loaded:
+    """What loading found: the configuration when it has no error; else, as far as it goes, the
+    rules that can still be planned (`partial`), so that their examples are checked too."""
+
+    config: Config | None
+    partial: Config | None
+    problems: list[Problem]
+    places: Mapping[str, tuple[Document, tuple[Any, ...]]]  # rule id -> its file, and its path there
+
+    def mark(self, rule_id: str, *path: Any) -> Mark | None:
+        """Where the value at `path` inside rule `rule_id` stands (or its nearest parent)."""
+        if rule_id not in self.places:
+            return None
+        doc, base = self.places[rule_id]
+        return doc.mark(base + path)
+
+
+def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Loaded:
+    """Load and check everything: every problem found, and what could be built."""
     if not os.path.exists(root):
-        return None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")]
+        return Loaded(None, None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")], {})
+    loader = _Loader(root, environ if environ is not None else os.environ)
     with collector_paused(), budget.validation():
         config = loader.load()
-        problems = loader.clearest()
-        del loader  # its files and nodes are freed now, not walked by the collector first
-    return config, problems
+        return Loaded(config, config or loader.partial, loader.clearest(), loader.places)
+
+
+def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+    """Load and check everything; the config (None when any error) and every problem found."""
+    loaded = inspect(root, environ)
+    return loaded.config, loaded.problems
 
 
 @contextmanager

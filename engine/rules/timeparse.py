@@ -65,6 +65,9 @@ MAX_CRON = 200
 def check_cron(expression: object, now: datetime | None = None) -> None:
     """ValueError unless `expression` is a cron expression that fires within CRON_HORIZON_YEARS
     of `now` (default: the current time)."""
+    if isinstance(expression, str) and not expression.startswith("@") and len(expression.split()) != 5 and len(expression) <= MAX_CRON:
+        raise ValueError(f"cron expression {expression!r} has {len(expression.split())} fields; write the 5-field form: "
+                         f"minute hour day month weekday, e.g. \"0 9 * * MON\" (seconds are not supported)")
     if not isinstance(expression, str) or len(expression) > MAX_CRON or not croniter.is_valid(expression):
         raise ValueError(f"invalid cron expression {_shown(expression)} (e.g. \"0 9 * * MON\")")
     start = now or datetime.now(timezone.utc)

@@ -300,6 +300,8 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
+        if _tab_indent(text, mark):
+            what = "a tab in the indentation: indent with spaces, not tabs"
         message = f"nesting deeper than {MAX_DEPTH} levels" if _too_deep(exc) else f"YAML syntax error: {what}"
         problems.append(Problem(file, line, col, message))
         return doc, problems
@@ -316,6 +318,17 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
     if not builder.stopped:
         doc.root, doc.data = node, data
     return doc, problems
+
+
+def _tab_indent(text: str, mark: Any) -> bool:
+    """Whether the parser stopped at a tab that indents its line (YAML indents with spaces only;
+    the parser's own words for it are about tokens)."""
+    if mark is None:
+        return False
+    lines = text.splitlines()
+    line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+    indent = line[:len(line) - len(line.lstrip(" \t"))]
+    return "\t" in indent and mark.column <= len(indent)
 
 
 def _too_large(file: str) -> Problem:
