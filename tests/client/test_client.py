@@ -78,16 +78,21 @@ class LoseFirstAnswer(httpx.HTTPTransport):
         return response
 
 
-@pytest.mark.parametrize("auth", ["token", "secret"])
-def test_a_retry_after_a_lost_answer_is_a_duplicate_not_a_refusal(hook: Hook, auth: str) -> None:
+@pytest.mark.parametrize("auth", ["token", "secret", "webhook_secret"])
+def test_a_retry_after_a_lost_answer_is_answered_not_refused(hook: Hook, auth: str) -> None:
     transport = LoseFirstAnswer()
-    credentials = {"token": TOKEN} if auth == "token" else {"secret": SECRET}
+    credentials = {"token": TOKEN} if auth == "token" else {auth: SECRET}
     frozen = time.time()  # both attempts in the same second: the retry must still be signed anew
     with Client(hook.url, **credentials, retry=FAST, transport=transport, clock=lambda: frozen) as client:
         receipt = client.emit(profile_completed(f"lost-{auth}"))
     first, second = transport.requests
     assert first.content == second.content  # the same event id again
-    assert receipt.duplicates == receipt.ids and receipt.accepted == ()
+    assert hook.stored().count(receipt.ids[0]) == 1
+    if auth == "webhook_secret":  # the same webhook-id: the engine replays its first answer
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        assert receipt.accepted == receipt.ids and receipt.duplicates == ()
+    else:  # a new request, whose event the engine has already
+        assert receipt.duplicates == receipt.ids and receipt.accepted == ()
     if auth == "secret":
         assert first.headers["x-engine-signature"] != second.headers["x-engine-signature"]
 
@@ -191,6 +196,29 @@ def test_standard_webhooks_headers_pass_the_reference_verifier() -> None:
         Webhook(secret).verify(body, tampered)
     with pytest.raises(ValueError, match="followed by base64"):
         StandardWebhooks("whsec_not base64!")
+
+
+def test_the_engine_accepts_standard_webhooks_signatures_and_refuses_a_wrong_key(hook: Hook) -> None:
+    with Client(hook.url, webhook_secret=SECRET, retry=FAST) as client:
+        receipt = client.emit(profile_completed("webhook"))
+    assert receipt.accepted == receipt.ids and receipt.ids[0] in hook.stored()
+    with Client(hook.url, webhook_secret="whsec_" + base64.b64encode(SECRET.encode()[::-1]).decode(), retry=FAST) as client:
+        with pytest.raises(Unauthorized, match="webhook-signature does not match"):
+            client.emit(profile_completed("webhook-wrong"))
+
+
+def test_the_webhook_key_is_the_engines_own() -> None:
+    from engine.signing import WebhookHeaders, verify_webhook
+    from engine.signing import webhook_key as engine_key
+
+    from engine_client.signing import webhook_key
+
+    now = datetime.now(UTC)
+    for secret in ("plain text", "whsec_" + base64.b64encode(bytes(range(32))).decode(), "whsec_c2VjcmV0"):
+        assert webhook_key(secret) == engine_key(secret)
+        headers = StandardWebhooks(secret).headers(b'{"a":1}', "msg_1", int(now.timestamp()))
+        sent = WebhookHeaders(headers["webhook-id"], headers["webhook-timestamp"], headers["webhook-signature"])
+        assert verify_webhook(engine_key(secret), sent, b'{"a":1}', now, 300) == "msg_1"
 
 
 def test_the_async_client_emits_too(hook: Hook) -> None:

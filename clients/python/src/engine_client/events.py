@@ -21,7 +21,7 @@ MAX_BATCH = 1000  # the engine's limit on events per request
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def envelope(event: Event) -> dict[str, Any]:
