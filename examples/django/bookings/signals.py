@@ -11,7 +11,6 @@ from typing import Any
 
 from django.db.models.signals import post_init, post_save
 from django.dispatch import receiver
-
 from engine_client.django import emit_on_commit
 
 from . import events

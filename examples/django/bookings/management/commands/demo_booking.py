@@ -9,9 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from engine_client.django.models import OutboxEvent
 
 from bookings.models import Booking, Member, Message, Payment, Service
-from engine_client.django.models import OutboxEvent
 
 
 class CardDeclined(Exception):
