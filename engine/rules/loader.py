@@ -667,7 +667,7 @@ class _RuleContext:
             files = ", templates_map/".join(e + ".yaml" for e in sorted(missing))
             if len(missing) == len(self.templates):
                 known = {k for mapping in self.templates.values() for k in mapping}
-                err(("template",), f"unknown template key {key!r}{_did_you_mean(key, known)}: add it to templates_map/{files}", blocks=False)
+                err(("template",), f"unknown template key {key!r}: add it to templates_map/{files}{_did_you_mean(key, known)}", blocks=False)
             elif missing:
                 err(("template",), f"template key {key!r} is missing from templates_map/{files}", blocks=False)
         return choice
@@ -736,9 +736,10 @@ class _RuleContext:
         if value is None:
             err(where, f"the template requires {where[-1]!r}, but its value is null: give it a value, or take it out of `requires`")
         elif expressions.is_template(value):
-            self.report(err, where, ("null", value, event_type, on), lambda: self.null_problems(value, self.full_schema(event_type), on))
+            self.report(err, where, ("null", where[-1], value, event_type, on),
+                        lambda: self.null_problems(where[-1], value, self.full_schema(event_type), on))
 
-    def null_problems(self, source: str, schema: Mapping[str, Any], on: str | None) -> Iterator[tuple[str, Severity]]:
+    def null_problems(self, name: str, source: str, schema: Mapping[str, Any], on: str | None) -> Iterator[tuple[str, Severity]]:
         try:
             found = expressions.nullable(source, expression=False)
         except expressions.ExpressionError:
@@ -748,8 +749,8 @@ class _RuleContext:
         why = found.why or next((f"the event schema{f' of {on!r}' if on else ''} lets {'.'.join(path)!r} be null"
                                  for path in found.paths if _allows_null(self.view.field(schema, path).schema)), None)
         if why:
-            yield (f"the template requires this value, but {source!r} can render null ({why}): give a value the template "
-                   f"can use (e.g. `| default('')`), or take it out of `requires`"), "error"
+            yield (f"the template requires {name!r}, but its value {source!r} can render null ({why}): give a value the "
+                   f"template can use (e.g. `| default('')`), or take {name!r} out of `requires`"), "error"
 
     def check_match(self, err: Any, where: tuple[Any, ...], kind: str, trigger: str, key: str, event_type: str, theirs: str) -> None:
         if trigger in self.events:
