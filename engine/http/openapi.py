@@ -204,7 +204,7 @@ SECURITY = {
         "\"<t>.<raw body>\">`, keyed with $COURIER_WEBHOOK_SECRET.")},
 }
 BATCH = {"type": "array", "minItems": 1, "maxItems": formats.MAX_BATCH, "items": ref("CloudEvent")}
-ADMIN = [{"bearer": []}]
+ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 OPEN: list[dict[str, list[str]]] = []
 
 

@@ -345,10 +345,12 @@ def test_the_default_limit_is_one_mebibyte(make_runtime: Any, sqlite_url: str, a
 
 
 def test_content_types_do_not_matter_to_a_valid_body(hook: Hook) -> None:
+    """Except the CloudEvents types, which say the body is a CloudEvent (tests/runtime/test_ingest_formats.py)."""
     template = examples(hook.rt.config)[0]
 
     @settings(FUZZ, max_examples=30)
-    @given(content_type=st.sampled_from(CONTENT_TYPES), latin1=st.booleans())
+    @given(content_type=st.sampled_from([c for c in CONTENT_TYPES if not (c or "").startswith("application/cloudevents")]),
+           latin1=st.booleans())
     def run(content_type: str | None, latin1: bool) -> None:
         event = fresh(template)
         headers = dict(AUTH) if content_type is None else {**AUTH, "Content-Type": content_type}

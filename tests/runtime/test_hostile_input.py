@@ -252,18 +252,20 @@ def signed(body: bytes, t: int | None = None) -> dict[str, str]:
     return {"X-Engine-Signature": sign_ingest(SECRET, body, t or int(time.time())), "Content-Type": "application/json"}
 
 
-def test_of_concurrent_copies_of_a_signed_request_exactly_one_is_accepted(http: httpx.Client, rt: Any) -> None:
+def test_of_concurrent_copies_of_a_signed_request_one_is_stored_and_all_get_its_answer(http: httpx.Client, rt: Any) -> None:
     body = json.dumps(confirmed()).encode()
     headers = signed(body)
     barrier = threading.Barrier(8)
 
-    def post(_: int) -> int:
+    def post(_: int) -> httpx.Response:
         barrier.wait()
-        return http.post("/events", content=body, headers=headers).status_code
+        return http.post("/events", content=body, headers=headers)
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = sorted(pool.map(post, range(8)))
-    assert statuses == [202] + [401] * 7
+        answers = list(pool.map(post, range(8)))
+    assert [r.status_code for r in answers] == [202] * 8
+    assert len({r.content for r in answers}) == 1 and answers[0].json()["duplicates"] == []
+    assert sum("idempotent-replayed" not in r.headers for r in answers) == 1
     assert stored(rt) == (1, 6)
 
 
@@ -275,8 +277,10 @@ def test_a_signed_request_that_failed_may_be_retried_with_its_signature(http: ht
     monkeypatch.setattr(rt, "ingest_many", lambda *a, **k: (_ for _ in ()).throw(OperationalError("x", {}, Exception("down"))))
     assert http.post("/events", content=body, headers=headers).status_code == 503
     monkeypatch.setattr(rt, "ingest_many", real)
-    assert http.post("/events", content=body, headers=headers).status_code == 202  # the failure spent nothing
-    assert http.post("/events", content=body, headers=headers).status_code == 401  # the success did
+    accepted = http.post("/events", content=body, headers=headers)  # the failure spent nothing
+    assert accepted.status_code == 202 and accepted.json()["accepted"]
+    again = http.post("/events", content=body, headers=headers)  # the success did: its answer again
+    assert (again.status_code, again.content, again.headers["idempotent-replayed"]) == (202, accepted.content, "true")
 
 
 def test_a_value_the_store_refuses_is_a_422_not_a_503(http: httpx.Client, rt: Any, monkeypatch: pytest.MonkeyPatch) -> None:
