@@ -31,7 +31,8 @@ PUBLIC_URL = "https://engine.example.com"
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     workdir = copy_config(tmp_path_factory.mktemp("openapi-engine"))
-    process = Engine(workdir, engine_env(workdir, "http://127.0.0.1:9", ENGINE_INGEST_TOKEN=TOKEN,
+    # No Courier token: the engine delivers to its local outbox.
+    process = Engine(workdir, engine_env(workdir, "http://127.0.0.1:9", COURIER_AUTH_TOKEN="", ENGINE_INGEST_TOKEN=TOKEN,
                                          ENGINE_PUBLIC_URL=PUBLIC_URL)).start()
     yield process
     process.stop()
