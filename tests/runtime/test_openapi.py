@@ -129,7 +129,7 @@ def test_one_named_schema_per_event_type_told_apart_by_type(document: dict[str, 
 def test_a_generated_client_posts_an_event_and_reads_the_typed_answer(generated: Any, engine: Engine) -> None:
     from engine_api_client import AuthenticatedClient
     from engine_api_client.api.default import post_events
-    from engine_api_client.models import BookingConfirmed, IngestAnswer, Problems
+    from engine_api_client.models import BookingConfirmed, BookingConfirmedCloudEvent, IngestAnswer, Problems
 
     models = {p.stem for p in Path(generated.__file__).parent.joinpath("models").glob("*.py")}
     assert not [m for m in models if re.fullmatch(r"data_?\d+", m)], sorted(models)
@@ -141,6 +141,13 @@ def test_a_generated_client_posts_an_event_and_reads_the_typed_answer(generated:
         assert isinstance(answer.parsed, IngestAnswer)
         assert (answer.parsed.accepted, answer.parsed.duplicates, answer.parsed.cancelled) == (["evt_generated_1"], [], 0)
         assert answer.parsed.scheduled > 0
+        cloudevent = BookingConfirmedCloudEvent.from_dict({
+            "specversion": "1.0", "id": "evt_generated_ce", "type": "booking.confirmed", "source": "https://estuary.app",
+            "time": event.to_dict()["occurred_at"], "data": {**event.to_dict()["data"], "booking": {
+                **event.to_dict()["data"]["booking"], "id": "bk_generated_ce"}}})
+        sent = post_events.sync_detailed(client=client, body=cloudevent)
+        assert sent.status_code == 202 and isinstance(sent.parsed, IngestAnswer), sent.content
+        assert sent.parsed.accepted == ["evt_generated_ce"]
         too_long = event.to_dict()
         too_long["id"], too_long["data"]["client"]["id"] = "evt_generated_2", "u" * 201
         refused = post_events.sync_detailed(client=client, body=BookingConfirmed.from_dict(too_long))
