@@ -89,8 +89,8 @@ class Check:
 
 class Alarms:
     """Conditions raised by a part of this process that stop it doing its work although the store
-    and the queue answer (Courier rejecting the credentials): each is a readiness check, failing
-    while raised, passing once cleared. One board per process: the process has one set of
+    and the queue answer (Courier rejecting the credentials): each is a failing readiness check
+    while raised, and gone once cleared. One board per process: the process has one set of
     credentials."""
 
     def __init__(self) -> None:
@@ -100,9 +100,12 @@ class Alarms:
     def set(self, name: str, ok: bool, detail: str) -> bool:
         """Raise (ok=False) or clear an alarm; True when that changed its state."""
         with self._lock:
-            before = self._checks.get(name)
-            self._checks[name] = Check(ok, detail)
-            return (before.ok if before is not None else True) != ok
+            raised = name in self._checks
+            if ok:
+                self._checks.pop(name, None)
+            else:
+                self._checks[name] = Check(False, detail)
+            return raised == ok
 
     def checks(self) -> dict[str, Check]:
         with self._lock:

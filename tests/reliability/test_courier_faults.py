@@ -29,7 +29,7 @@ PROBE_S = 0.3
 
 @pytest.fixture(autouse=True)
 def no_alarm_raised() -> Iterator[None]:
-    ALARMS.set(Credentials.ALARM, True, "credentials accepted")  # one board per process: start clean
+    ALARMS.set(Credentials.ALARM, True, "credentials accepted")  # one board per process: start and end clean
     yield
     ALARMS.set(Credentials.ALARM, True, "credentials accepted")
 
@@ -77,7 +77,7 @@ def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once
     rt.sweep(NOW + timedelta(minutes=2))
     row = confirmation(rt)
     assert (row["status"], row["attempts"]) == ("sent", 1)
-    assert courier_readiness(rt, tmp_path).ok
+    assert courier_readiness(rt, tmp_path) is None  # cleared: no longer a check that fails
     assert [r["idempotency_key"] for r in standin.requests].count(row["idempotency_key"]) == 1
     rejected = [r for r in caplog.records if "credentials rejected" in r.getMessage() and r.name == "engine.delivery"]
     assert len(rejected) == 1  # logged once, not per send or per probe
