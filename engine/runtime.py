@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from .core import policy
 from .core.decide import Renderer, Send, decide, digest_send, plan
-from .core.rendering import readdressed
+from .core.rendering import Delivery, readdressed
 from .core.events import MAX_ID, Event, EventRejected, parse_event
 from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
@@ -205,7 +205,8 @@ class Runtime:
         if verdict.skip:
             return _reported(claimed, "skipped", start, self.backend.name, why=verdict.skip)
         try:
-            outcome = self.backend.send(readdressed(claimed.message, verdict.template, verdict.channels), claimed.idempotency_key)
+            message = readdressed(claimed.message, verdict.delivery or Delivery(verdict.channels, verdict.template), start)
+            outcome = self.backend.send(message, claimed.idempotency_key)
         except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
             log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)
             outcome = Outcome("retry", error=f"unexpected {type(exc).__name__}")
@@ -240,12 +241,14 @@ class Runtime:
 
     def _check(self, claimed: Any, counts: Any, now: datetime) -> policy.Verdict:
         """The send-time verdict, decided in the claim's transaction: the rules in force (a paused or
-        removed notification is not sent; the template id is the one mapped now), then preferences,
-        throttle and rate limit."""
+        removed notification is not sent; the template id is the one mapped now), its expiry, then
+        preferences, throttle and rate limit; and how the Courier message goes out."""
         template, ended = self._in_force(claimed.notification, claimed.template_key)
         if ended is not None:
             return policy.Verdict(claimed.channels, ended)
         rule = self.config.notifications[claimed.notification]
+        if policy.expired(rule, claimed.send_at, now):  # worthless this late: skipped, not sent late
+            return policy.Verdict(claimed.channels, "expired")
         throttle = None
         if rule.throttle is not None:
             throttle = (counts.sent(claimed.throttle_key, now - rule.throttle.window), rule.throttle.limit)
@@ -255,7 +258,8 @@ class Runtime:
             rate = counts.recent(now - self.config.rate_limit.window, optional)
         verdict = policy.check(self.config, claimed.notification, rule.category, claimed.channels, counts.preferences(),
                                throttle, rate)
-        return replace(verdict, template=template)
+        return replace(verdict, template=template, delivery=policy.delivery(
+            rule, verdict.channels, template, claimed.template_key, claimed.idempotency_key, claimed.send_at))
 
     # -- what is coming ------------------------------------------------------------------------------
     def upcoming(self, until: datetime, now: datetime | None = None, limit: int = 10_000) -> list[dict[str, Any]]:

@@ -48,8 +48,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "unknown_notification_key": [
         f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule'; did you mean 'schedule'? (allowed: audience, cancel_on, "
-        "category, channels, data, description, digest, enabled, example, idempotency_key, key, requires, "
-        "reschedule_on, schedule, template, throttle, trigger)",
+        "category, channels, data, description, digest, enabled, example, expires_after, idempotency_key, key, requires, "
+        "reschedule_on, routing, schedule, template, throttle, trigger)",
     ],
     "unknown_trigger_event": [
         f"{BOOKING}:38:14: booking_reminder: unknown event 'booking.confirmd'; did you mean 'booking.confirmed'? "

@@ -123,7 +123,7 @@ def rule_schema() -> dict[str, Any]:
                           "properties": {"notifications": ref("duration"), "events": ref("duration")}},
             "event": {"type": "object", "additionalProperties": False, "required": ["schema"], "properties": {
                 "description": {"type": "string"}, "schema": {"type": "object"}}},
-            "channels": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["email", "sms", "push", "inbox", "chat"]}},
+            "channels": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["email", "sms", "push", "inbox", "direct_message", "banner", "webhook"]}},
             "match": {"type": "object", "additionalProperties": False, "required": ["event", "key"],
                       "properties": {"event": ref("event_type"), "key": ref("path")}},
             "schedule": {"type": "object", "additionalProperties": False, "properties": {
@@ -143,7 +143,9 @@ def rule_schema() -> dict[str, Any]:
             "throttle": {"type": "object", "additionalProperties": False, "required": ["window"], "properties": {
                 "key": ref("template_string"), "window": ref("duration"), "limit": {"type": "integer", "minimum": 1}}},
             "digest": {"type": "object", "additionalProperties": False, "required": ["period", "send"], "properties": {
-                "period": {"enum": ["day", "week", "month"]}, "send": ref("cron")}},
+                "period": {"enum": ["day", "week", "month"]}, "send": ref("cron"),
+                "totals": {"type": "object", "additionalProperties": False, "required": ["amount", "currency"],
+                           "properties": {"amount": ref("path"), "currency": ref("path")}}}},
             "example": {"type": "object", "additionalProperties": False, "required": ["type", "occurred_at", "data"], "properties": {
                 "id": {"type": "string", "minLength": 1}, "type": ref("event_type"), "occurred_at": {"type": "string"},
                 "data": {"type": "object"}}},
@@ -161,6 +163,8 @@ def rule_schema() -> dict[str, Any]:
                                  "cancel_on": {"type": "array", "items": ref("match")},
                                  "reschedule_on": {"type": "array", "items": ref("match")},
                                  "channels": ref("channels"),
+                                 "routing": {"enum": ["single", "all"]},
+                                 "expires_after": ref("duration"),
                                  "category": ref("category_name"),
                                  "template": ref("template_choice"),
                                  "requires": {"type": "array", "uniqueItems": True, "items": FIELD_NAME},

@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, Union
 
 from ..rules import expressions
-from ..rules.model import Config, Notification
+from ..rules.model import Config, Notification, Totals
 from .events import Event
 from .matching import cancelled, condition_holds, context, read_path, rescheduled, triggered
+from .policy import expired
 from .rendering import RenderError, UnsubscribeLinker, render
 from .timing import When, digest_period, recipient_zone, send_time
 
@@ -128,6 +129,10 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
                            event.data, rule.channels, rule.category)]
     ctx = context(config, rule, event, recipient)
     when = send_time(rule.schedule, event, tz, now) if at is None else When(at.astimezone(timezone.utc))
+    if rule.expires_after is not None and not when.skip:
+        due = when.at if at is not None else send_time(replace(rule.schedule, if_past="skip"), event, tz, now).at
+        if expired(rule, due, now):  # due so long ago that sending it now would be too late
+            when = When(due, "expired")
     key = str(read_path(event.data, rule.key)) if rule.key else None
     try:
         rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)
@@ -164,7 +169,7 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
                 renderer: Renderer = Renderer()) -> Send:
     """The one send a digest makes when its time comes, rendered from every collected item."""
     key = f"{rule.id}:{recipient.get('id', '')}:{period_start.date().isoformat()}"
-    ctx = {
+    ctx: dict[str, Any] = {
         "items": list(items),
         "period_start": period_start.isoformat(),
         "period_end": period_end.isoformat(),
@@ -174,6 +179,8 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
         "app": {"name": config.app.name, "frontend_url": config.app.frontend_url, "support_email": config.app.support_email},
     }
     try:
+        if rule.digest is not None and rule.digest.totals is not None:
+            ctx["totals"] = totals(rule.digest.totals, items)
         rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)
     except RenderError as exc:
         return Send(rule.id, recipient, "", send_at, "skipped", f"render failed: {exc}", rule.channels,
@@ -183,3 +190,22 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
     return Send(rule.id, recipient, "", send_at, "scheduled", None, rule.channels, rule.category, key,
                 rendered.template_key, rendered.template, rendered.data, rendered.idempotency_key if declared else key,
                 variant=rendered.variant)
+
+
+def totals(spec: Totals, items: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The items' amounts summed per currency, in the order the currencies first appear: amounts
+    in different currencies are never added together. RenderError names an item that has no
+    integer amount or no currency code."""
+    found: dict[str, dict[str, Any]] = {}
+    for i, item in enumerate(items):
+        try:
+            amount, currency = read_path(item, spec.amount), read_path(item, spec.currency)
+        except (KeyError, TypeError, ValueError):
+            raise RenderError(f"totals: item {i} has no {spec.amount!r} or no {spec.currency!r}") from None
+        if isinstance(amount, bool) or not isinstance(amount, int) or not isinstance(currency, str) or not currency:
+            raise RenderError(f"totals: item {i} has {spec.amount} {amount!r} and {spec.currency} {currency!r}; "
+                              "an amount must be an integer (minor units) and a currency a code such as 'USD'")
+        entry = found.setdefault(currency.upper(), {"currency": currency.upper(), "amount": 0, "count": 0})
+        entry["amount"] += amount
+        entry["count"] += 1
+    return list(found.values())

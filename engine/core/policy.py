@@ -1,4 +1,4 @@
-"""Checks made when a send falls due: preferences, throttles and rate limits.
+"""Checks made when a send falls due: expiry, preferences, throttles and rate limits.
 
 Pure: the caller (the live store, or the preview's timeline) counts what was sent recently and
 passes the counts in. Preferences are read at send time, not only when a send is scheduled.
@@ -7,9 +7,11 @@ passes the counts in. Preferences are read at send time, not only when a send is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Mapping
 
-from ..rules.model import Config
+from ..rules.model import Config, Notification
+from .rendering import Delivery
 
 # A recipient's preferences: a notification id, a category, or "<notification>:<channel>" -> on/off.
 Preferences = Mapping[str, bool]
@@ -20,6 +22,7 @@ class Verdict:
     channels: tuple[str, ...]
     skip: str | None = None
     template: str | None = None  # the Courier template id in force when the send goes out
+    delivery: Delivery | None = None  # how the Courier message goes out (routing, metadata, expiry)
 
 
 def in_force(config: Config, notification: str) -> str | None:
@@ -29,6 +32,25 @@ def in_force(config: Config, notification: str) -> str | None:
     if rule is None:
         return "removed"
     return None if rule.enabled else "paused"
+
+
+def deadline(rule: Notification, due: datetime) -> datetime | None:
+    """The last moment a send of `rule` due at `due` may go out, or None when it may go out late."""
+    return due + rule.expires_after if rule.expires_after is not None else None
+
+
+def expired(rule: Notification, due: datetime, now: datetime) -> bool:
+    """Whether a send due at `due` is too late to go out at `now` (its rule's `expires_after`)."""
+    last = deadline(rule, due)
+    return last is not None and now >= last
+
+
+def delivery(rule: Notification, channels: tuple[str, ...], template: str | None, template_key: str | None,
+             idempotency_key: str, due: datetime) -> Delivery:
+    """How a due send's Courier message goes out under the rules in force."""
+    variant = next((name for name, key, _ in rule.template.variants if key == template_key), None)
+    return Delivery(channels, template, rule.routing, rule.id, rule.category, variant, idempotency_key,
+                    deadline(rule, due))
 
 
 def can_opt_out(config: Config, category: str) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from ..rules import expressions
 from ..rules.budget import budget
-from ..rules.model import Config, Notification
+from ..rules.model import Config, Notification, Routing
+from ..rules.timeparse import format_instant
 
 # Builds a signed unsubscribe link: (notification id, recipient id) -> URL. Given by the runtime.
 UnsubscribeLinker = Callable[[str, str], str]
@@ -43,17 +46,64 @@ def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[s
     }
 
 
-def routing(channels: tuple[str, ...]) -> dict[str, Any]:
-    """Courier's routing for a send's channels: the first that reaches the recipient, in order."""
-    return {"method": "single", "channels": list(channels)}
+def routing(channels: tuple[str, ...], method: Routing = "single") -> dict[str, Any]:
+    """Courier's routing for a send's channels: the first that reaches the recipient, in order
+    (`single`), or every one of them (`all`)."""
+    return {"method": method, "channels": list(channels)}
 
 
-def readdressed(message: Mapping[str, Any], template: str | None, channels: tuple[str, ...]) -> dict[str, Any]:
-    """A stored Courier message with the template id and channels decided when it goes out."""
+MAX_TAG = 30  # Courier refuses a tag longer than this
+MAX_TAGS = 9
+
+
+def tag(text: str) -> str:
+    """`text` as a Courier tag: itself when short enough, else its first characters, `~` and 8 hex
+    digits of its SHA-256 (so two long ids never share a tag, and the same id always gets the same)."""
+    if len(text) <= MAX_TAG:
+        return text
+    return f"{text[:MAX_TAG - 9]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a send's Courier message says besides its template and data, decided when it goes out
+    under the rules in force: its channels and routing, its metadata, and its deadline."""
+
+    channels: tuple[str, ...]
+    template: str | None = None
+    method: Routing = "single"
+    notification: str = ""
+    category: str = ""
+    variant: str | None = None
+    trace_id: str | None = None  # the send's idempotency key
+    expires_at: datetime | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        tags = [self.notification, f"category:{self.category}"] + ([f"variant:{self.variant}"] if self.variant else [])
+        found: dict[str, Any] = {"event": self.notification, "tags": [tag(t) for t in tags][:MAX_TAGS]}
+        if self.trace_id:
+            found["trace_id"] = self.trace_id
+        return found
+
+    def expiry(self, now: datetime) -> dict[str, Any] | None:
+        """Courier's `expiry`: the deadline, and the milliseconds left until it from `now`."""
+        if self.expires_at is None:
+            return None
+        left = max(1, int((self.expires_at - now).total_seconds() * 1000))
+        return {"expires_at": format_instant(self.expires_at.astimezone(timezone.utc)), "expires_in": left}
+
+
+def readdressed(message: Mapping[str, Any], delivery: Delivery, now: datetime) -> dict[str, Any]:
+    """A stored Courier message as it goes out at `now`: the template id, routing, metadata and
+    expiry decided then (the rules in force), over what was rendered when it was scheduled."""
     body = dict(message.get("message", {}))
-    if template:
-        body["template"] = template
-    body["routing"] = routing(channels)
+    if delivery.template:
+        body["template"] = delivery.template
+    body["routing"] = routing(delivery.channels, delivery.method)
+    body["metadata"] = delivery.metadata()
+    expiry = delivery.expiry(now)
+    if expiry is not None:
+        body["expiry"] = expiry
     return {"message": body}
 
 

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import budget, expressions
+from . import budget, delivery_options, expressions
 from .event_schema import SchemaView, pattern_problems, subschemas
 from .json_schema import Checker, most_specific, schema_error
 from .model import (
@@ -53,7 +53,7 @@ MAX_INCLUDED = 1_000
 ROOT_ONLY = ("version", "app", "defaults", "categories", "windows", "rate_limits", "retention", "include")
 # Names every expression may read besides the event's data fields.
 CONTEXT_NAMES = {"event", "recipient", "notification", "app"}
-DIGEST_NAMES = {"items", "period_start", "period_end"}
+DIGEST_NAMES = {"items", "period_start", "period_end", "totals"}
 COMMON_DATA = ("app_name", "frontend_url", "support_email", "user_name", "user_email")
 EVENT_FIELDS = {"id": {"type": "string"}, "type": {"type": "string"}, "occurred_at": {"type": "string", "format": "date-time"}}
 APP_FIELDS = {"name": {"type": "string"}, "frontend_url": {"type": "string"}, "support_email": {"type": "string"}}
@@ -186,6 +186,8 @@ class _Loader:
                 self.shape_error(mark, f"{_dotted(path)}: {bad!r} is not a valid name here ({error.message.split(' does not match ')[-1] if 'does not match' in error.message else error.message})")
                 continue
             message = _plain(error.message)
+            if error.validator == "enum":
+                message += delivery_options.hint(error.instance, error.validator_value) or _did_you_mean(error.instance, error.validator_value)
             if error.validator == "pattern" and error.schema.get("description"):
                 message = f"{error.instance!r} does not fit: {error.schema['description']}"
             self.shape_error(mark, f"{_dotted(path) or 'file'}: {message}")
@@ -447,7 +449,7 @@ class _RuleContext:
         digest = None
         if raw.get("digest"):
             d = raw["digest"]
-            digest = Digest(d["period"], d["send"])
+            digest = Digest(d["period"], d["send"], delivery_options.totals(d))
             try:
                 check_cron(d["send"])
             except ValueError as exc:
@@ -491,6 +493,8 @@ class _RuleContext:
             self.check_path(err, ("audience",), source, raw.get("audience", ""), "audience", person=True, event_name=on)
             if key:
                 self.check_path(err, ("key",), source, key, "key", event_name=on)
+            for name, path in (vars(digest.totals).items() if digest and digest.totals else ()):
+                self.check_path(err, ("digest", "totals", name), source, path, f"digest.totals.{name}", event_name=on)
             if schedule.of:
                 self.check_path(err, ("schedule", "of"), source, schedule.of, "schedule.of", date_time=True, event_name=on)
             if template.select and not template.default:
@@ -514,6 +518,7 @@ class _RuleContext:
             if needed not in provided:
                 err(("requires", i), f"the template requires {needed!r} but no `data` entry provides it{_did_you_mean(needed, data)}")
         channels = tuple(raw.get("channels") or self.defaults.get("channels") or ["email"])
+        routing, expires_after = delivery_options.read(raw, channels, lambda p, v: self.l.duration(doc, base + p, v), err)
         example = None
         if isinstance(raw.get("example"), dict):
             ex = raw["example"]
@@ -541,6 +546,8 @@ class _RuleContext:
             digest=digest,
             example=example,
             enabled=bool(raw.get("enabled", True)),
+            routing=routing,
+            expires_after=expires_after,
             description=str(raw.get("description", "")),
             mark=mark,
         )
@@ -701,7 +708,7 @@ class _RuleContext:
                 if len(ref.path) > 1 and ref.path[1] not in APP_FIELDS:
                     yield f"expression {source!r} reads app.{ref.path[1]}; app has name, frontend_url, support_email"
                 continue
-            if root in ("notification", "period_start", "period_end"):
+            if root in ("notification", "period_start", "period_end", "totals"):
                 continue
             if root == "items":
                 if ref.index and len(ref.path) > 1:

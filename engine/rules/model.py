@@ -11,6 +11,7 @@ from .problems import Mark
 from .timeparse import MAX_DURATION
 
 IfPast = Literal["skip", "send_now"]
+Routing = Literal["single", "all"]  # Courier's routing methods: the first channel that reaches, or every one
 
 
 def _bounded(duration: timedelta, what: str) -> None:
@@ -121,9 +122,18 @@ class Throttle:
 
 
 @dataclass(frozen=True)
+class Totals:
+    """A digest's sums per currency: `amount` and `currency` are dotted paths into each item."""
+
+    amount: str
+    currency: str
+
+
+@dataclass(frozen=True)
 class Digest:
     period: Literal["day", "week", "month"]
     send: str  # cron
+    totals: Totals | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,13 @@ class Notification:
     example: ExampleEvent | None = None
     enabled: bool = True
     description: str = ""
+    routing: Routing = "single"
+    expires_after: timedelta | None = None  # a send later than its due time plus this is skipped, `expired`
     mark: Mark | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.expires_after is not None:
+            _bounded(self.expires_after, "expires_after of")
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,12 @@ Checks, in the order applied to each request:
 5. Body validation: JSON object ``{"message": {...}}`` whose message holds ``to`` (object
    with at least one non-empty string among email/user_id/phone_number), ``template``
    (non-empty string), optional ``data`` (object) and ``routing``
-   (``{"method": "single"|"all", "channels": [non-empty str, ...]}``). Unknown keys in
-   the top level, ``message`` (see ``ALLOWED_MESSAGE_KEYS``) and ``routing`` are
+   (``{"method": "single"|"all", "channels": [non-empty str, ...]}``), ``metadata``
+   (``event`` a string, ``tags`` at most 9 strings of 1 to 30 characters, ``trace_id`` a
+   string, ``utm`` an object) and ``expiry`` (``expires_in`` required: milliseconds, an
+   integer >= 0, or an ISO 8601 duration such as ``PT1H``; ``expires_at`` optional: epoch
+   milliseconds or an ISO 8601 date-time with its offset). Unknown keys in the top level,
+   ``message`` (see ``ALLOWED_MESSAGE_KEYS``), ``routing``, ``metadata`` and ``expiry`` are
    refused. Malformed JSON or any other shape -> 400
    ``{"message": "<what is wrong>", "type": "invalid_request_error"}``.
 6. Accepted -> 202 ``{"requestId": "1-<hex>"}``, appended to ``standin.requests``.
@@ -78,11 +82,13 @@ from __future__ import annotations
 import copy
 import hmac
 import json
+import re
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -90,6 +96,8 @@ __all__ = ["CourierStandin"]
 
 _RECIPIENT_KEYS = ("email", "user_id", "phone_number")
 _ROUTING_METHODS = ("single", "all")
+_MAX_TAGS, _MAX_TAG = 9, 30
+_ISO_DURATION = re.compile(r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?")
 
 
 class _Fault:
@@ -154,6 +162,68 @@ def validate_send_body(body: Any, allowed_message_keys: frozenset[str]) -> str |
             return "message.routing.channels must be a non-empty array of strings"
         if not all(isinstance(c, str) and c for c in channels):
             return "message.routing.channels must contain only non-empty strings"
+    if "metadata" in msg:
+        problem = _metadata_problem(msg["metadata"])
+        if problem:
+            return problem
+    if "expiry" in msg:
+        return _expiry_problem(msg["expiry"])
+    return None
+
+
+def _metadata_problem(metadata: Any) -> str | None:
+    if not isinstance(metadata, dict):
+        return "message.metadata must be an object"
+    extra = sorted(set(metadata) - {"event", "tags", "trace_id", "utm"})
+    if extra:
+        return f"Unknown properties in message.metadata: {', '.join(extra)}"
+    for key in ("event", "trace_id"):
+        if key in metadata and not isinstance(metadata[key], str):
+            return f"message.metadata.{key} must be a string"
+    if "utm" in metadata and not isinstance(metadata["utm"], dict):
+        return "message.metadata.utm must be an object"
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        return "message.metadata.tags must be an array of non-empty strings"
+    if len(tags) > _MAX_TAGS:
+        return f"message.metadata.tags: at most {_MAX_TAGS} tags"
+    long = [t for t in tags if len(t) > _MAX_TAG]
+    if long:
+        return f"message.metadata.tags: a tag is at most {_MAX_TAG} characters ({long[0]!r})"
+    return None
+
+
+def _expiry_problem(expiry: Any) -> str | None:
+    if not isinstance(expiry, dict):
+        return "message.expiry must be an object"
+    extra = sorted(set(expiry) - {"expires_in", "expires_at"})
+    if extra:
+        return f"Unknown properties in message.expiry: {', '.join(extra)}"
+    if "expires_in" not in expiry:
+        return "Missing required property: message.expiry.expires_in"
+    expires_in = expiry["expires_in"]
+    if isinstance(expires_in, bool) or not (
+            (isinstance(expires_in, int) and expires_in >= 0)
+            or (isinstance(expires_in, str) and _ISO_DURATION.fullmatch(expires_in))):
+        return "message.expiry.expires_in must be milliseconds (an integer >= 0) or an ISO 8601 duration"
+    if "expires_at" in expiry and expiry["expires_at"] is not None:
+        if _instant(expiry["expires_at"]) is None:
+            return "message.expiry.expires_at must be epoch milliseconds or an ISO 8601 date-time with an offset"
+    return None
+
+
+def _instant(value: Any) -> datetime | None:
+    """An epoch (milliseconds) or an ISO 8601 date-time with its offset, as Courier reads expires_at."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, timezone.utc)
+    if isinstance(value, str):
+        if value.isdigit():
+            return datetime.fromtimestamp(int(value) / 1000, timezone.utc)
+        try:
+            found = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return found if found.tzinfo is not None else None
     return None
 
 
@@ -249,7 +319,7 @@ class _Server(ThreadingHTTPServer):
 class CourierStandin:
     """Fake Courier ``POST /send`` endpoint; see the module docstring for semantics."""
 
-    ALLOWED_MESSAGE_KEYS = frozenset({"to", "template", "data", "routing"})
+    ALLOWED_MESSAGE_KEYS = frozenset({"to", "template", "data", "routing", "metadata", "expiry"})
 
     def __init__(self, token: str = "tok", *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token = token
