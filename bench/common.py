@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import shutil
@@ -267,6 +268,9 @@ class Standin:
 
 
 # -- PostgreSQL and Redis for the "at scale" extras -------------------------------------------------------
+_DATABASES = itertools.count()
+
+
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A scratch database on the PostgreSQL server of BENCH_POSTGRES_URL (dropped afterwards), so the
@@ -275,7 +279,7 @@ def postgres_database() -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     url = make_url(PG_URL)
-    name = f"bench_{os.getpid()}_{int(time.time())}"
+    name = f"bench_{os.getpid()}_{int(time.time())}_{next(_DATABASES)}"  # two at once in one process get two names
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -324,8 +328,13 @@ def pyspy_start(pid: int, seconds: float, out: str, rate: int = 250) -> subproce
     """Sample every thread of `pid` for `seconds` into collapsed stacks at `out` (py-spy raw)."""
     spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
     return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", str(rate),
-                             "--format", "raw", "--threads", "--nonblocking", "-o", out],
+                             "--format", "raw", "--threads", "--subprocesses", "--nonblocking", "-o", out],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+IDLE_LEAVES = ("wait (threading.py", "select (selectors.py", "_worker (concurrent", "run (uvicorn",
+               "_run_once (asyncio", "serve_forever", "sleep", "get (queue.py", "acquire", "readinto (socket.py",
+               "poll (selectors.py", "recv_into", "_wait_for_tstate_lock")
 
 
 def pyspy_summary(path: str, top: int = 30, only: str | None = None) -> str:
@@ -334,22 +343,12 @@ def pyspy_summary(path: str, top: int = 30, only: str | None = None) -> str:
     Idle threads (waiting in a lock, a selector or a socket read) are dropped first, so the
     shares are of the time the process spent doing something. `only` keeps stacks whose text
     contains it (e.g. "runtime.py" for the engine's own work)."""
-    idle_leaves = ("wait (threading.py", "select (selectors.py", "_worker (concurrent", "run (uvicorn",
-                   "_run_once (asyncio", "serve_forever", "sleep", "get (queue.py", "acquire", "readinto (socket.py",
-                   "poll (selectors.py", "recv_into", "_wait_for_tstate_lock")
     inclusive: dict[str, int] = {}
     own: dict[str, int] = {}
     total = 0
-    for line in Path(path).read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+    for frames, n in _busy_stacks(path):
+        if only and not any(only in f for f in frames):
             continue
-        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-        if not frames or any(frames[-1].startswith(leaf) or leaf in frames[-1] for leaf in idle_leaves):
-            continue
-        if only and only not in stack:
-            continue
-        n = int(count)
         total += n
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for f in set(frames):
@@ -363,6 +362,63 @@ def pyspy_summary(path: str, top: int = 30, only: str | None = None) -> str:
     for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {100 * n / total:5.1f}%  {f}")
     return "\n".join(lines)
+
+
+# Where a busy sample of the ingest path goes. The innermost frame that matches a pattern names
+# the sample's phase, and within one frame the later phase of the list (the more specific) wins:
+# rendering inside planning is rendering, the commit inside the store's write is the commit.
+INGEST_PHASES: list[tuple[str, tuple[str, ...]]] = [
+    ("HTTP: uvicorn, h11, Starlette, the event loop, the answer", ("uvicorn/", "h11/", "starlette/", "asyncio/", "selectors.py")),
+    ("request id, metrics, logging", ("engine/http/request_id.py", "prometheus_client/", "logging/", "engine/metrics.py",
+                                      "engine/logs.py")),
+    ("reading the body, credentials", ("read_body (engine/http/app.py", "credentials (engine/http/app.py",
+                                       "bearer_ok (engine/http/app.py", "ipaddress.py")),
+    ("parsing JSON, formats", ("parse_json (engine/http/app.py", "json/decoder.py", "json/__init__.py", "engine/http/formats.py")),
+    ("hand-off to the intake thread and back", ("engine/http/intake.py", "threading.py", "call_soon_threadsafe",
+                                                "_write_to_self", "Future.set_result")),
+    ("planning: matching, timing, decide", ("engine/core/", "engine/rules/", "croniter/", "zoneinfo")),
+    ("schema checks (Runtime.parse)", ("Runtime.parse (engine/runtime.py", "engine/rules/json_schema.py",
+                                       "engine/rules/event_schema.py", "jsonschema/", "engine/core/events.py")),
+    ("rendering: templates, expressions, the Courier message", ("engine/rules/expressions.py", "engine/rules/budget.py",
+                                                                "engine/rules/guards.py", "jinja2/", "engine/core/rendering.py")),
+    ("store: statements (events, sends, recipients, digests, savepoints)", ("engine/store/", "sqlalchemy/", "psycopg/")),
+    ("store: encoding payloads", ("engine/store/codec.py", "json/encoder.py")),
+    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "Store._cursor (engine/store/repository.py:219)",
+                                               "engine/store/checkpoint.py", ".commit (")),
+]
+
+
+def pyspy_phases(path: str, phases: list[tuple[str, tuple[str, ...]]] | None = None) -> str:
+    """The busy samples of a py-spy profile by phase of the ingest path (INGEST_PHASES); the
+    innermost frame that matches a phase's patterns names the sample's phase."""
+    phases = phases or INGEST_PHASES
+    counts: dict[str, int] = {}
+    total = 0
+    for stack, n in _busy_stacks(path):
+        found = "other"
+        for frame in stack:
+            for name, patterns in phases:
+                if any(p in frame for p in patterns):
+                    found = name
+        counts[found] = counts.get(found, 0) + n
+        total += n
+    if not total:
+        return "(no busy samples)"
+    lines = [f"by phase (busy samples: {total}):"]
+    for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {100 * n / total:5.1f}%  {name}")
+    return "\n".join(lines)
+
+
+def _busy_stacks(path: str) -> Iterator[tuple[list[str], int]]:
+    """(frames root first, samples) of py-spy's collapsed stacks, idle threads left out."""
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if frames and not any(frames[-1].startswith(leaf) or leaf in frames[-1] for leaf in IDLE_LEAVES):
+            yield frames, int(count)
 
 
 def cpu_seconds(pid: int) -> float:

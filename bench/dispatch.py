@@ -1,11 +1,19 @@
-"""dispatch_ratio and dispatch_latency_ratio: sends per second through the engine's delivery path.
+"""dispatch_sdk_ratio, dispatch_ratio and dispatch_latency_ratio: sends per second through the
+engine's delivery path, against the bare SDK loop and against raw httpx.
 
 The engine side is Runtime.deliver (claim, send-time checks, CourierBackend with the trycourier
 SDK, finish) on `concurrency` threads, as Huey's thread workers run it, over rows already queued
 in a scratch SQLite store; the Courier stand-in of the tests (tests/support/courier_standin.py)
-answers in a process of its own. The limit is the raw HTTP client: one shared httpx.Client (the
-SDK's own connection limits) posting the very same Courier bodies, with an Idempotency-Key, on the
-same number of threads. Rounds alternate and the best of each side counts.
+answers in a process of its own. Two limits post the very same Courier bodies, each with an
+Idempotency-Key, on the same number of threads, to the same stand-in:
+- the bare SDK loop (dispatch_sdk_ratio, the limit): one shared `courier.Courier` client
+  (max_retries=0, the same timeout) calling the request method the engine calls,
+  `client.post("/send", body=..., cast_to=httpx.Response, options={"headers": ...})`, and
+  nothing else: what delivery costs with the SDK the design names and no store at all;
+- raw httpx (dispatch_ratio, the old limit, reported without a target): one shared
+  httpx.Client with the SDK's connection limits.
+Rounds alternate (the order rotating) and the best of each side counts. Beside the wall figures,
+the CPU of this process (all its threads; the stand-in is another process) per send.
 
 dispatch_latency_ratio: the same engine path with 50 ms added at the stand-in, divided by the
 ideal concurrency / 0.05 s.
@@ -81,6 +89,7 @@ def main() -> None:
     c = args.concurrency
     n, n_lat, rounds = (500, 300, 2) if args.quick else (2000, 1000, 3)
     prof = profiler(args.profile)
+    import courier
     import httpx
 
     from engine.delivery import CourierBackend
@@ -100,21 +109,42 @@ def main() -> None:
                                          "Content-Type": "application/json"})
                 return "sent" if r.status_code == 202 else f"http {r.status_code}"
 
+            sdk_client = courier.Courier(api_key=COURIER_TOKEN, base_url=standin.url, timeout=10.0, max_retries=0)
+
+            def sdk(row: tuple[int, dict, str], tag: str) -> str:
+                try:
+                    sdk_client.post("/send", body={"message": row[1]["message"]}, cast_to=httpx.Response,
+                                    options={"headers": {"Idempotency-Key": f"{tag}:{row[2]}"}})
+                except courier.APIStatusError as exc:
+                    return f"http {exc.status_code}"
+                return "sent"
+
             for row in warm:  # first connections, imports
                 rt.deliver(row[0])
                 raw(row, "warm")
-            engine_rates, raw_rates, engine_counts = [], [], {}
+                sdk(row, "warm")
+            rates: dict[str, list[float]] = {"raw": [], "sdk": [], "engine": []}
+            cpu: dict[str, list[float]] = {"raw": [], "sdk": [], "engine": []}
+            engine_counts: dict[str, int] = {}
             for r in range(rounds):
                 chunk = rows[r * n:(r + 1) * n]
-                elapsed, counts = run_threads(chunk, lambda row: raw(row, f"raw{r}"), c, 120)
-                raw_rates.append(counts.get("sent", 0) / elapsed)
-                if r == rounds - 1:
-                    prof.start()
-                elapsed, engine_counts = run_threads(chunk, lambda row: rt.deliver(row[0]), c, 120)
-                if r == rounds - 1:
-                    prof.stop()
-                engine_rates.append(engine_counts.get("sent", 0) / elapsed)
-                log(f"dispatch round {r + 1}: raw {raw_rates[-1]:.0f}/s, engine {engine_rates[-1]:.0f}/s {engine_counts}")
+                work = {"raw": lambda row, r=r: raw(row, f"raw{r}"), "sdk": lambda row, r=r: sdk(row, f"sdk{r}"),
+                        "engine": lambda row: rt.deliver(row[0])}
+                sides = list(work)
+                for side in sides[r % 3:] + sides[:r % 3]:
+                    if side == "engine" and r == rounds - 1:
+                        prof.start()
+                    cpu0 = time.process_time()
+                    elapsed, counts = run_threads(chunk, work[side], c, 120)
+                    used = time.process_time() - cpu0
+                    if side == "engine" and r == rounds - 1:
+                        prof.stop()
+                    if side == "engine":
+                        engine_counts = counts
+                    rates[side].append(counts.get("sent", 0) / elapsed)
+                    cpu[side].append(1000 * used / max(1, sum(counts.values())))
+                    log(f"dispatch round {r + 1}: {side} {rates[side][-1]:.0f}/s, {cpu[side][-1]:.2f} ms CPU/send {counts}")
+            engine_rates, raw_rates, sdk_rates = rates["engine"], rates["raw"], rates["sdk"]
             lat_rows = rows[rounds * n:]
         with Standin(LATENCY) as slow:
             rt.backend = CourierBackend(COURIER_TOKEN, slow.url, 10.0)
@@ -132,11 +162,18 @@ def main() -> None:
     ideal = c / LATENCY
     out.update({
         "raw_sends_per_s": round(max(raw_rates), 1),
+        "sdk_sends_per_s": round(max(sdk_rates), 1),
         "engine_sends_per_s": round(max(engine_rates), 1),
         "raw_rounds": [round(x, 1) for x in raw_rates],
+        "sdk_rounds": [round(x, 1) for x in sdk_rates],
         "engine_rounds": [round(x, 1) for x in engine_rates],
+        # CPU of this process per send, in each side's best round (all its threads)
+        "raw_cpu_ms_per_send": round(cpu["raw"][raw_rates.index(max(raw_rates))], 3),
+        "sdk_cpu_ms_per_send": round(cpu["sdk"][sdk_rates.index(max(sdk_rates))], 3),
+        "engine_cpu_ms_per_send": round(cpu["engine"][engine_rates.index(max(engine_rates))], 3),
         "engine_outcomes_last_round": engine_counts,
         "dispatch_ratio": round(max(engine_rates) / max(raw_rates), 4),
+        "dispatch_sdk_ratio": round(max(engine_rates) / max(sdk_rates), 4),
         "latency_s": LATENCY,
         "latency_engine_sends_per_s": round(lat_engine, 1),
         "latency_raw_sends_per_s": round(lat_raw, 1),
