@@ -108,12 +108,16 @@ def test_an_exact_json_line(monkeypatch, repo_root) -> None:
 def test_weekly_summaries_across_the_us_change(json_rows: list[dict]) -> None:
     summaries = {(r["recipient"], r["send_at"]): r["data"] for r in json_rows
                  if r["notification"] == "practitioner_weekly_earnings_summary"}
-    assert summaries[("usr_p_dana", "2026-03-02T14:00:00Z")]["total"] == 5100  # Monday 09:00 EST
+    def total(recipient: str, send_at: str) -> int:
+        [only] = summaries[(recipient, send_at)]["totals"]  # one currency a week in these events
+        return int(only["amount"])
+
+    assert total("usr_p_dana", "2026-03-02T14:00:00Z") == 5100  # Monday 09:00 EST
     dst_week = summaries[("usr_p_dana", "2026-03-09T13:00:00Z")]  # Monday 09:00 EDT
-    assert (dst_week["total"], dst_week["count"], dst_week["total_formatted"]) == (14025, 2, "$140.25")
-    assert summaries[("usr_p_dana", "2026-03-16T13:00:00Z")]["total"] == 3400  # paid Monday 08:30 local
-    assert summaries[("usr_p_jonas", "2026-03-02T08:00:00Z")]["total"] == 6800
-    assert summaries[("usr_p_jonas", "2026-03-09T08:00:00Z")]["total"] == 7650
+    assert (total("usr_p_dana", "2026-03-09T13:00:00Z"), dst_week["count"], dst_week["total_formatted"]) == (14025, 2, "$140.25")
+    assert total("usr_p_dana", "2026-03-16T13:00:00Z") == 3400  # paid Monday 08:30 local
+    assert total("usr_p_jonas", "2026-03-02T08:00:00Z") == 6800
+    assert total("usr_p_jonas", "2026-03-09T08:00:00Z") == 7650
     assert len(summaries) == 5
 
 

@@ -483,7 +483,7 @@ class StoreContract:
         [row] = store.list(notification="practitioner_weekly_earnings_summary", with_payload=True)
         assert (row["status"], row["send_at"]) == ("sent", send_at)
         data = row["message"]["message"]["data"]
-        assert (data["total"], data["count"]) == (10500, 2)
+        assert (data["totals"], data["count"]) == ([{"currency": "EUR", "amount": 10500, "count": 2}], 2)
 
         # The live engine renders exactly what the pure core (and so `engine preview`) renders.
         from engine.core.decide import DigestItem, decide
