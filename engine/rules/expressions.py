@@ -259,8 +259,11 @@ _UNSAFE_ATTRIBUTES = frozenset(sandbox_module.UNSAFE_GENERATOR_ATTRIBUTES | sand
 _FIELD_STEP = re.compile(r"[.\[]\s*([^.\[\]]*)")
 
 
+_MUTABLE_SAMPLES: tuple[Any, ...] = ([], {}, set())
+
+
 def _mutates(name: str) -> bool:
-    return any(sandbox_module.modifies_known_mutable(sample, name) for sample in ([], {}, set()))
+    return any(sandbox_module.modifies_known_mutable(sample, name) for sample in _MUTABLE_SAMPLES)
 
 
 def _attribute_names(tree: nodes.Node) -> Iterator[str]:
@@ -606,9 +609,12 @@ class _Guards:
             yes, no = _proofs(node.left)
             self.visit(node.right, proven | (yes if isinstance(node, nodes.And) else no))
             return
-        lenient = (isinstance(node, nodes.Filter) and node.name in _DEFAULT_FILTERS) or (
-            isinstance(node, nodes.Test) and node.name in ("defined", "undefined"))
-        found = _chain(node.node) if lenient and node.node is not None else _chain(node)
+        operand, lenient = None, False
+        if isinstance(node, nodes.Filter):
+            operand, lenient = node.node, node.name in _DEFAULT_FILTERS
+        elif isinstance(node, nodes.Test):
+            operand, lenient = node.node, node.name in ("defined", "undefined")
+        found = _chain(operand) if lenient and operand is not None else _chain(node)
         if found is not None:
             name, path = found
             known = max((len(p) for p in proven if path[:len(p)] == p), default=0)

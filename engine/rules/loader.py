@@ -89,7 +89,7 @@ class _Loader:
         self.misshapen: set[tuple[str, str]] = set()  # (file, notification id) of rules with shape errors
         self.broken_schemas: set[str] = set()  # event types whose schema has an error ("*": a definition has one)
         self.partial: Config | None = None  # the rules that can be planned, when others have errors
-        self.places: dict[str, tuple[Document, tuple[Any, ...]]] = {}  # where each rule stands
+        self.places: dict[str, dict[str, dict[str, Mark]]] = {}  # rule id -> "data"/"trigger" -> key -> mark
         self.docs: list[Document] = []
         self.pattern_properties = False  # whether any event schema or definition uses patternProperties
         self.unevaluated: list[tuple[Mark, tuple[Any, ...]]] = []  # where unevaluatedProperties stand
@@ -327,7 +327,7 @@ class _Loader:
         ctx = _RuleContext(self, events, definitions, categories, windows, env_maps, defaults, tz, quiet)
         notifications: dict[str, Notification] = {}
         for doc, rule_id, raw, mark in raw_rules:
-            self.places[rule_id] = (doc, ("notifications", rule_id))
+            self.places[rule_id] = {part: doc.value_marks(("notifications", rule_id, part)) for part in ("data", "trigger")}
             rule = ctx.rule(doc, rule_id, raw, mark)
             if rule is not None:
                 notifications[rule_id] = rule
@@ -410,7 +410,7 @@ class _RuleContext:
         self.defaults = defaults
         self.tz = tz
         self.quiet = quiet
-        self.known: dict[tuple[Any, ...], list[str]] = {}  # the problems of each check already made
+        self.known: dict[tuple[Any, ...], list[str | tuple[str, Severity]]] = {}  # the problems of each check already made
 
     def rule(self, doc: Document, rule_id: str, raw: dict[str, Any], mark: Mark) -> Notification | None:
         """The rule `rule_id` (its key at `mark`), or None when it has an error."""
@@ -843,14 +843,11 @@ class Loaded:
     config: Config | None
     partial: Config | None
     problems: list[Problem]
-    places: Mapping[str, tuple[Document, tuple[Any, ...]]]  # rule id -> its file, and its path there
+    places: Mapping[str, Mapping[str, Mapping[str, Mark]]]  # rule id -> "data"/"trigger" -> key -> mark
 
-    def mark(self, rule_id: str, *path: Any) -> Mark | None:
-        """Where the value at `path` inside rule `rule_id` stands (or its nearest parent)."""
-        if rule_id not in self.places:
-            return None
-        doc, base = self.places[rule_id]
-        return doc.mark(base + path)
+    def mark(self, rule_id: str, part: str, key: str) -> Mark | None:
+        """Where rule `rule_id`'s `part` ("data" or "trigger") has the value of `key`, if it does."""
+        return self.places.get(rule_id, {}).get(part, {}).get(key)
 
 
 def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Loaded:
@@ -860,7 +857,9 @@ def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None 
     loader = _Loader(root, environ if environ is not None else os.environ)
     with collector_paused(), budget.validation():
         config = loader.load()
-        return Loaded(config, config or loader.partial, loader.clearest(), loader.places)
+        loaded = Loaded(config, config or loader.partial, loader.clearest(), loader.places)
+        del loader  # its files and nodes are freed now, not walked by the collector first
+    return loaded
 
 
 def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:

@@ -114,6 +114,17 @@ class Document:
             key_node, node = found
         return _mark(self.file, key_node if key and key_node is not None else node)
 
+    def value_marks(self, path: Path) -> dict[str, Mark]:
+        """The mark of each value of the mapping at `path`, by its key (none if it is not a
+        mapping): a few marks kept instead of the whole node tree, which is large to keep."""
+        node: yaml.Node | None = self.root
+        for step in path:
+            found = self._child(node, step) if node is not None else None
+            node = found[1] if found else None
+        if not isinstance(node, yaml.MappingNode):
+            return {}
+        return {k.value: _mark(self.file, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
     def _child(self, node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Node] | None:
         if isinstance(node, yaml.SequenceNode):
             return (None, node.value[step]) if isinstance(step, int) and 0 <= step < len(node.value) else None
