@@ -113,8 +113,8 @@ def compare(source: str, before: list[dict[str, Any]], after: list[dict[str, Any
             details = []
             if old["send_at"] != new["send_at"]:
                 details.append(f"send_at {old['send_at']} -> {new['send_at']}")
-            for key in ("status", "template", "variant", "channels"):
-                if old[key] != new[key]:
+            for key in ("status", "template", "variant", "channels", "routing", "expires_at"):
+                if old.get(key) != new.get(key):
                     details.append(f"{key} {old[key]} -> {new[key]}")
             for key in sorted(set(old["data"]) | set(new["data"])):
                 if old["data"].get(key) != new["data"].get(key):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -39,6 +39,8 @@ class Row:
     status: str  # scheduled | sent | skipped | cancelled | failed
     reason: str | None
     seq: int
+    routing: str = "single"
+    expires_at: datetime | None = None  # the latest it may go out (the rule's expires_after), if any
 
     def sort_key(self) -> tuple[datetime, str, str, int]:
         return (self.send.send_at, self.send.notification, self.send.recipient_id, self.seq)
@@ -61,6 +63,8 @@ class Row:
             "category": s.category,
             "key": s.key,
             "event": s.event_id or None,
+            "routing": self.routing,
+            "expires_at": format_instant(self.expires_at) if self.expires_at else None,
         }
 
 
@@ -174,7 +178,15 @@ def outcomes(runtime: Runtime, until: datetime) -> list[Row]:
         send = runtime.digest_send(digest, until)
         if send is not None:
             rows.append(Row(send, send.status, send.reason, len(rows) + 1_000_000_000))
-    return sorted(rows, key=Row.sort_key)
+    return sorted((_delivered(row, runtime.config) for row in rows), key=Row.sort_key)
+
+
+def _delivered(row: Row, config: Config) -> Row:
+    """The row with how its rule delivers it: routing, and the deadline its expiry sets."""
+    rule = config.notifications.get(row.send.notification)
+    if rule is None:
+        return row
+    return replace(row, routing=rule.routing, expires_at=policy.deadline(rule, row.send.send_at))
 
 
 def _row(r: Mapping[str, Any], people: Mapping[str, Mapping[str, Any]]) -> Row:

@@ -92,6 +92,16 @@ def test_wrong_token_raises_authentication_error(standin):
         ({"to": {"email": "a@x.io"}, "template": "t", "routing": {"method": "all", "channels": "email"}},
          "routing.channels"),
         ({"to": {"email": "a@x.io"}, "template": "t", "tmplate": "x"}, "tmplate"),
+        (good_message(metadata={"tags": ["x" * 31]}), "at most 30 characters"),
+        (good_message(metadata={"tags": [f"t{i}" for i in range(10)]}), "at most 9 tags"),
+        (good_message(metadata={"tags": "welcome"}), "metadata.tags"),
+        (good_message(metadata={"trace_id": 7}), "metadata.trace_id"),
+        (good_message(metadata={"notification": "welcome"}), "Unknown properties in message.metadata: notification"),
+        (good_message(expiry={"expires_at": "2026-03-02T10:00:00Z"}), "message.expiry.expires_in"),
+        (good_message(expiry={"expires_in": -5}), "message.expiry.expires_in"),
+        (good_message(expiry={"expires_in": "1 hour"}), "message.expiry.expires_in"),
+        (good_message(expiry={"expires_in": 60000, "expires_at": "2026-03-02T10:00:00"}), "message.expiry.expires_at"),
+        (good_message(expiry={"expires_in": 60000, "deadline": 1}), "Unknown properties in message.expiry: deadline"),
     ],
 )
 def test_bad_body_raises_bad_request(standin, client, message, needle):
@@ -197,3 +207,18 @@ def test_concurrent_same_key_counts_once(standin):
     assert standin.sends_by_key() == {"same": 1}
     assert len(standin.replays) == 15
     json.dumps(standin.log)  # records are plain data
+
+
+@pytest.mark.parametrize("expiry", [
+    {"expires_in": 1_200_000, "expires_at": "2026-03-02T10:20:00Z"},
+    {"expires_in": "PT20M"},
+    {"expires_in": 0, "expires_at": 1772446800000},
+    {"expires_in": "P1DT4H", "expires_at": "2026-03-02T10:20:00+01:00"},
+])
+def test_metadata_and_expiry_as_courier_takes_them(standin, client, expiry):
+    metadata = {"event": "client_booking_reminder_30m", "tags": ["client_booking_reminder_30m", "category:reminders"],
+                "trace_id": "client_booking_reminder_30m:bk_1:2026-03-02T11:00:00Z"}
+    message = good_message(routing={"method": "all", "channels": ["email", "push"]}, metadata=metadata, expiry=expiry)
+    client.send.message(message=message, idempotency_key="k1")
+    [rec] = standin.requests
+    assert rec["body"] == {"message": message}

@@ -101,7 +101,8 @@ def test_an_exact_json_line(monkeypatch, repo_root) -> None:
         '"user_name": "Maya Chen", "user_email": "maya.chen@example.com", "booking_id": "bk_1001", '
         '"service_name": "Breathwork for Stress Relief", "practitioner_name": "Dana Brooks", '
         '"start_time": "Monday 09 March 2026, 10:00", "location": null, "meeting_url": "https://meet.estuary.app/bk_1001"}, '
-        '"template_key": "client_booking_reminder_24h", "variant": null, "category": "reminders", "key": "bk_1001", "event": "evt_0011"}'
+        '"template_key": "client_booking_reminder_24h", "variant": null, "category": "reminders", "key": "bk_1001", "event": "evt_0011", '
+        '"routing": "single", "expires_at": null}'
     ]
 
 
