@@ -57,12 +57,14 @@ def engine_round(workdir: Path, batch, now, prof=None) -> tuple[float, int, str]
 
 
 def fresh_database(path: Path) -> sqlite3.Connection:
-    """A database with the engine's schema, opened with the engine's settings for its SQLite store."""
+    """A database with the engine's schema (unless `path` holds one already), opened with the
+    engine's settings for its SQLite store."""
     from engine.store.db import connect, upgrade
 
-    engine = connect(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
+    if not path.exists():
+        engine = connect(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -71,7 +73,8 @@ def fresh_database(path: Path) -> sqlite3.Connection:
 
 
 def raw_round(path: Path, tables: dict[str, tuple[list[str], list[tuple]]]) -> tuple[float, float]:
-    """One executemany per table of `tables` (name -> columns, rows), in one transaction; (wall s, CPU s)."""
+    """One executemany per table of `tables` (name -> columns, rows), in one transaction, into the
+    database at `path` (a fresh one when there is none); (wall s, CPU s)."""
     conn = fresh_database(path)
     statements = [(f"INSERT INTO {t} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", rows)
                   for t, (cols, rows) in tables.items() if rows]
@@ -111,7 +114,7 @@ def last_rowids(db: str, tables: tuple[str, ...] = WRITTEN) -> dict[str, int]:
 def main() -> None:
     p = module_args(__doc__.splitlines()[0])
     args = p.parse_args()
-    n, rounds, single_n = (3000, 2, 400) if args.quick else (12000, 3, 1500)
+    n, rounds, single_n = (3000, 3, 400) if args.quick else (12000, 3, 1500)
     prof = profiler(args.profile)
     with scratch() as base:
         setup = runtime(base / "setup")
