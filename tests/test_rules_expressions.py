@@ -360,3 +360,33 @@ def _jinja(template: object, context: dict) -> object:
         raise
     except Exception as exc:
         raise ExpressionError(expressions._describe(exc)) from None
+
+
+# -- what guards a read, and how a value can be null --------------------------------------------
+@pytest.mark.parametrize("source, refs", [
+    ("{{ b.url }}", [Reference(("b", "url"))]),
+    ("{{ b.url | default(none) }}", [Reference(("b", "url"), lenient=True)]),
+    ("{{ b.url if b.url is defined else none }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"), defined=2)]),
+    ("{{ 'x' if b.url is not defined else b.url }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"), defined=2)]),
+    ("{% if 'url' in b %}{{ b.url.host }}{% endif %}", [Reference(("b",)), Reference(("b", "url", "host"), defined=2)]),
+    ("{{ b.url is defined or b.url }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"))]),
+])
+def test_each_read_knows_what_guards_it(source: str, refs: list[Reference]) -> None:
+    assert list(analyse(source, expression=False)) == refs
+
+
+@pytest.mark.parametrize("source, why, paths", [
+    ("{{ b.url | default(none) }}", "`| default(none)` gives null when the field is missing", ()),
+    ("{{ b.url if b.ok else none }}", "it is none", (("b", "url"),)),
+    ("{{ b.url if b.ok }}", "an `if` without `else` gives nothing when its test is false", ()),
+    ("{{ b.url }}", None, (("b", "url"),)),
+    ("{{ b.url | default('') }}", None, (("b", "url"),)),
+])
+def test_a_lone_expression_says_how_it_can_be_null(source: str, why: str | None, paths: tuple) -> None:
+    found = expressions.nullable(source, expression=False)
+    assert found is not None and (found.why, found.paths) == (why, paths)
+
+
+@pytest.mark.parametrize("source", ["{{ b.url | upper }}", "Join: {{ b.url }}", "{{ 'x' }}"])
+def test_a_value_that_cannot_be_null(source: str) -> None:
+    assert expressions.nullable(source, expression=False) is None
