@@ -113,6 +113,7 @@ class Alarms:
 
 
 ALARMS = Alarms()
+COURIER_CREDENTIALS = "courier"  # the alarm raised while Courier rejects the credentials
 
 
 FileId = tuple[int, int]  # (device, inode)

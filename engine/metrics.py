@@ -30,7 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from . import __version__
 from .clock import utcnow
-from .health import Trouble
+from .health import ALARMS, COURIER_CREDENTIALS, Trouble
 
 log = logging.getLogger("engine.metrics")
 P = ParamSpec("P")
@@ -49,11 +49,11 @@ HTTP_REQUESTS = Counter("engine_http_requests_total", "HTTP requests by route an
 EVENTS = Counter("engine_events_total", "Events posted to the hook, by outcome (accepted, duplicate, rejected)",
                  ["outcome"], registry=REGISTRY)
 INGEST_SECONDS = Histogram("engine_ingest_seconds", "Time to answer a POST /events", registry=REGISTRY)
-WEBHOOK_OUTCOMES = ("applied", "duplicate", "stale", "unknown", "ignored", "refused", "invalid", "error")
+WEBHOOK_OUTCOMES = ("applied", "duplicate", "stale", "pending", "ignored", "refused", "invalid", "error")
 WEBHOOKS = Counter("engine_webhooks_total", "Courier webhooks by outcome (applied, duplicate, stale: out of order, "
-                   "unknown: no send with that message id yet, ignored: a status the engine does not track, "
-                   "refused: secret or signature, invalid: malformed, error: the engine could not take it)",
-                   ["outcome"], registry=REGISTRY)
+                   "pending: no send with that message id yet, kept until it is recorded, ignored: a status the "
+                   "engine does not track, refused: secret or signature, invalid: malformed, error: the engine "
+                   "could not take it)", ["outcome"], registry=REGISTRY)
 
 # -- delivery ------------------------------------------------------------------------------------
 SEND_OUTCOMES = ("sent", "failed", "skipped", "cancelled")
@@ -61,6 +61,10 @@ SENDS = Counter("engine_sends_total", "Sends this process finished, by notificat
                 "skipped, cancelled)", ["notification", "outcome"], registry=REGISTRY)
 RETRIES = Counter("engine_send_retries_total", "Attempts that did not go through and were scheduled again, by "
                   "notification", ["notification"], registry=REGISTRY)
+# Not an outcome of `engine_sends_total`: a paused send is not finished (it goes out once Courier takes the
+# credentials again), and summing that counter over outcomes must give the sends that ended.
+PAUSED = Counter("engine_sends_paused_total", "Sends put back without spending an attempt because Courier rejected "
+                 "the credentials, by notification (each time one is put back)", ["notification"], registry=REGISTRY)
 COURIER_SECONDS = Histogram(
     "engine_courier_request_duration_seconds", "Courier POST /send requests by outcome (sent, retry, failed, "
     "paused: the credentials were rejected)",
@@ -81,6 +85,7 @@ def declare(notifications: Iterable[str]) -> None:
         for outcome in SEND_OUTCOMES:
             SENDS.labels(name, outcome)
         RETRIES.labels(name)
+        PAUSED.labels(name)
 
 
 for _outcome in WEBHOOK_OUTCOMES:
@@ -100,6 +105,11 @@ def send_finished(notification: str, recorded: str, lateness_s: float | None = N
         LATENESS.observe(max(0.0, lateness_s))
 
 
+def send_paused(notification: str) -> None:
+    """A send was put back, its attempt not spent: Courier rejects the credentials."""
+    PAUSED.labels(notification).inc()
+
+
 def timed_courier_request(send: Callable[P, Any]) -> Callable[P, Any]:
     """Decorates the method that makes one Courier request and returns its `Outcome`."""
     @functools.wraps(send)
@@ -113,6 +123,29 @@ def timed_courier_request(send: Callable[P, Any]) -> Callable[P, Any]:
 
 def webhook(outcome: str) -> None:
     WEBHOOKS.labels(outcome).inc()
+
+
+# -- alarms ----------------------------------------------------------------------------------------------
+class AlarmGauges:
+    """`engine_courier_credentials_rejected`: 1 while Courier rejects this process's credentials
+    (its deliveries are paused), else 0. Read from `health.ALARMS` at each scrape, so the gauge and
+    `/readyz` never disagree."""
+
+    def describe(self) -> Iterator[Metric]:
+        return iter([self._family()])
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        family.add_metric([], 1.0 if COURIER_CREDENTIALS in ALARMS.checks() else 0.0)
+        return iter([family])
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("engine_courier_credentials_rejected", "1 while Courier rejects this process's "
+                                 "credentials (401/403): its deliveries are paused, and /readyz fails", labels=[])
+
+
+REGISTRY.register(AlarmGauges())  # type: ignore[arg-type]
 
 
 # -- the store's figures -----------------------------------------------------------------------------

@@ -213,6 +213,7 @@ class Runtime:
         done = clock()
         if outcome.status == "paused":  # Courier refused the credentials, not this send: not an attempt
             retry_at = done + timedelta(seconds=outcome.retry_after or backoff(1))
+            metrics.send_paused(claimed.notification)
             return self.store.pause(claimed, done, retry_at, outcome.error or "credentials rejected") or "not claimed"
         if outcome.status == "sent":
             status, kwargs = "sent", {"request_id": outcome.request_id}

@@ -36,7 +36,7 @@ import courier
 import httpcore
 import httpx
 
-from ..health import ALARMS
+from ..health import ALARMS, COURIER_CREDENTIALS
 from .. import metrics
 from .base import Outcome
 
@@ -133,7 +133,7 @@ class Credentials:
     """Whether Courier accepts this process's credentials. Rejected: `/readyz` fails (`health.ALARMS`),
     an error is logged once, and `probe()` lets one request through every `probe_every_s`."""
 
-    ALARM = "courier"
+    ALARM = COURIER_CREDENTIALS
 
     def __init__(self, probe_every_s: float = PROBE_EVERY_S, clock: Any = time.monotonic):
         self.probe_every_s, self.clock = probe_every_s, clock

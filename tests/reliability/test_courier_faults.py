@@ -1,6 +1,7 @@
 """Courier faults an operator must not lose sends to: credentials Courier rejects (401), and a
 status webhook that overtakes the commit of its send. Real stores (SQLite and PostgreSQL), the
-Courier stand-in driven by the trycourier SDK, the real HTTP app."""
+Courier stand-in driven by the trycourier SDK, the real HTTP app, and a real `engine serve`
+whose key Courier rejects, watched through /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from prometheus_client import generate_latest
+
+from engine.clock import utcnow
 from engine.delivery.courier import Credentials, CourierBackend
 from engine.health import ALARMS, Readiness
 from engine.http.app import build_app
+from engine.metrics import REGISTRY
 from engine.signing import sign_courier
-from tests.runtime.conftest import db_url, standin  # noqa: F401  (fixtures)
-from tests.runtime.support import NOW, LiveServer, booking_confirmed, eventually
+from tests.runtime.conftest import COURIER_TOKEN, db_url, project, standin  # noqa: F401  (fixtures)
+from tests.runtime.support import (NOW, EngineProcess, LiveServer, Samples, booking_confirmed, engine_env, eventually,
+                                   free_port, metric_samples, sample)
 from tests.support.courier_standin import CourierStandin
 
 WEBHOOK_SECRET = "webhook-secret"
@@ -47,6 +53,19 @@ def confirmation(rt: Any) -> dict[str, Any]:
     return row
 
 
+def scraped() -> Samples:
+    return metric_samples(generate_latest(REGISTRY).decode())
+
+
+def paused(samples: Samples, rt: Any) -> float:
+    return sum(sample(samples, "engine_sends_paused_total", notification=n) for n in rt.config.notifications)
+
+
+def alarm(samples: Samples) -> float:
+    assert ("engine_courier_credentials_rejected", frozenset()) in samples  # shown at 0 too, not left out
+    return sample(samples, "engine_courier_credentials_rejected")
+
+
 def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once_accepted(
         db_url: str, make_runtime: Any, standin: CourierStandin, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     backend = CourierBackend("a-rotated-key", standin.url, timeout=2, credentials=Credentials(PROBE_S))
@@ -54,6 +73,8 @@ def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once
     rt = make_runtime(db_url, backend=backend, max_attempts=1)
     rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
     caplog.set_level(logging.WARNING, logger="engine")
+    before = scraped()
+    assert alarm(before) == 0
 
     rt.sweep(NOW)
     row = confirmation(rt)
@@ -61,6 +82,12 @@ def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once
     assert row["reason"].startswith("paused: Courier rejected the credentials (HTTP 401")
     check = courier_readiness(rt, tmp_path)
     assert not check.ok and check.detail.startswith("credentials rejected (HTTP 401")
+    during = scraped()
+    assert alarm(during) == 1
+    put_back = [r for r in rt.store.list(limit=100) if (r["reason"] or "").startswith("paused:")]
+    assert put_back and paused(during, rt) - paused(before, rt) == len(put_back)
+    assert sample(during, "engine_sends_total", notification="client_booking_confirmation", outcome="failed") == \
+        sample(before, "engine_sends_total", notification="client_booking_confirmation", outcome="failed")
     unauthorized = [e for e in standin.log if e["outcome"] == "unauthorized"]
 
     # Until the next probe, sends are put back without a request: one 401 per probe, not per send.
@@ -78,6 +105,7 @@ def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once
     row = confirmation(rt)
     assert (row["status"], row["attempts"]) == ("sent", 1)
     assert courier_readiness(rt, tmp_path) is None  # cleared: no longer a check that fails
+    assert alarm(scraped()) == 0
     assert [r["idempotency_key"] for r in standin.requests].count(row["idempotency_key"]) == 1
     rejected = [r for r in caplog.records if "credentials rejected" in r.getMessage() and r.name == "engine.delivery"]
     assert len(rejected) == 1  # logged once, not per send or per probe
@@ -93,6 +121,43 @@ def test_readyz_names_rejected_courier_credentials(make_runtime: Any, standin: C
         answer = httpx.get(f"{server.url}/readyz", timeout=10)
     assert answer.status_code == 503 and "courier" in answer.json()["failing"]
     assert answer.json()["checks"]["courier"]["detail"].startswith("credentials rejected")
+
+
+def test_a_served_engine_with_a_rejected_key_shows_the_alarm_on_readyz_and_metrics(
+        project: Path, tmp_path: Path, standin: CourierStandin) -> None:
+    """A real `engine serve` whose key Courier rejects: its own /metrics shows the alarm at 1 and
+    counts the paused sends, /readyz fails naming Courier, and no send is failed or spent."""
+    env = engine_env(ENGINE_DATABASE_URL=f"sqlite:///{tmp_path / 'engine.db'}",
+                     ENGINE_QUEUE_URL=f"sqlite:///{tmp_path / 'queue.db'}", COURIER_AUTH_TOKEN="a-revoked-key",
+                     COURIER_BASE_URL=standin.url, COURIER_TIMEOUT="2", ENGINE_SWEEP_INTERVAL="0.1")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = EngineProcess(["serve", "--port", str(port)], project, env, tmp_path / "serve.log")
+    try:
+        eventually(lambda: _answers(url + "/healthz", serve), within=30, what="engine serve answering")
+        assert alarm(metric_samples(httpx.get(url + "/metrics", timeout=10).text)) == 0
+        now = utcnow()
+        event = booking_confirmed("evt_1", "bk_1", now + timedelta(days=3), now)
+        assert httpx.post(url + "/events", json=event, timeout=10).status_code == 202
+        eventually(lambda: alarm(metric_samples(httpx.get(url + "/metrics", timeout=10).text)) == 1, within=20,
+                   what="the credentials alarm on /metrics")
+        samples = metric_samples(httpx.get(url + "/metrics", timeout=10).text)
+        assert sample(samples, "engine_sends_paused_total", notification="client_booking_confirmation") >= 1
+        assert sum(v for (name, labels), v in samples.items() if name == "engine_sends_total") == 0
+        ready = httpx.get(url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["failing"] == ["courier"], ready.text
+        rows = httpx.get(url + "/notifications", timeout=10).json()["notifications"]
+        assert rows and all(r["status"] not in ("sent", "failed") and r["attempts"] == 0 for r in rows), rows
+    finally:
+        serve.stop()
+
+
+def _answers(url: str, proc: EngineProcess) -> bool:
+    assert proc.alive(), proc.output()[-3000:]
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # -- a status webhook that overtakes its send -------------------------------------------------------------

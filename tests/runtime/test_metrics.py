@@ -173,6 +173,57 @@ def test_webhooks_are_counted_by_outcome(served: dict[str, Any]) -> None:
     assert more(served, "engine_webhooks_total", outcome="refused") == 1
 
 
+def signed_webhook(url: str, payload: Any, secret: str = WEBHOOK_SECRET) -> httpx.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    time.sleep(0.002)  # each request signed at its own millisecond: a repeated signature is a replay
+    return httpx.post(url + "/webhooks/courier", content=body, timeout=10, headers={
+        "content-type": "application/json", "courier-signature": sign_courier(secret, body, int(time.time() * 1000))})
+
+
+def status(message_id: str, courier_status: str) -> dict[str, Any]:
+    return {"type": "message:updated", "data": {"id": message_id, "status": courier_status}}
+
+
+def test_every_webhook_answer_is_counted_under_its_own_outcome(make_runtime: Any, sqlite_url: str) -> None:
+    """Each answer the webhook route can give (each `result` the store returns, an ignored type or
+    status, a refused signature, a malformed body) moves its own outcome's count by one and no
+    other: a status that overtook its send (202 `pending`) is not counted as applied."""
+    from engine.metrics import REGISTRY, WEBHOOK_OUTCOMES
+    from prometheus_client import generate_latest
+
+    rt = make_runtime(sqlite_url, webhook_secret=WEBHOOK_SECRET)
+    now = datetime.now(timezone.utc)
+    rt.emit(registered("evt_wh", "usr_wh"), now=now)
+    row_id = rt.store.queue_due(now, limit=1)[0]
+    rt.store.finish(rt.store.claim(row_id, now), "sent", now, request_id="req-sent")
+
+    def counts() -> dict[str, float]:
+        samples = metric_samples(generate_latest(REGISTRY).decode())
+        return {o: sample(samples, "engine_webhooks_total", outcome=o) for o in WEBHOOK_OUTCOMES}
+
+    cases: list[tuple[str, Callable[[str], httpx.Response], int, str | None]] = [
+        ("applied", lambda url: signed_webhook(url, status("req-sent", "OPENED")), 200, "applied"),
+        ("duplicate", lambda url: signed_webhook(url, status("req-sent", "OPENED")), 200, "duplicate"),
+        ("stale", lambda url: signed_webhook(url, status("req-sent", "DELIVERED")), 200, "stale"),
+        ("pending", lambda url: signed_webhook(url, status("req-not-yet", "DELIVERED")), 202, "pending"),
+        ("ignored", lambda url: signed_webhook(url, {"type": "message:created", "data": {}}), 200, None),
+        ("ignored", lambda url: signed_webhook(url, status("req-sent", "SIMULATED")), 200, None),
+        ("refused", lambda url: signed_webhook(url, status("req-sent", "CLICKED"), secret="not-the-secret"), 401, None),
+        ("invalid", lambda url: signed_webhook(url, {"type": "message:updated", "data": {}}), 422, None),
+        ("invalid", lambda url: signed_webhook(url, b"{not json"), 400, None),
+    ]
+    with LiveServer(build_app(rt)) as server:
+        for outcome, post, code, result in cases:
+            before = counts()
+            answer = post(server.url)
+            assert answer.status_code == code, (outcome, answer.text)
+            if result is not None:
+                assert answer.json()["result"] == result
+            after = counts()
+            moved = {o: after[o] - before[o] for o in WEBHOOK_OUTCOMES if after[o] != before[o]}
+            assert moved == {outcome: 1}, (outcome, answer.text, moved)
+
+
 def test_store_figures_build_info_and_process_collectors(served: dict[str, Any]) -> None:
     after = served["after"]
     assert sample(after, "engine_notifications", status="sent") == 3
@@ -184,6 +235,9 @@ def test_store_figures_build_info_and_process_collectors(served: dict[str, Any])
     assert sample(after, "process_resident_memory_bytes") > 0 and sample(after, "process_cpu_seconds_total") > 0
     assert any(name == "python_info" for name, _ in after)
     assert sample(after, "python_gc_collections_total", generation="0") > 0
+    assert ("engine_courier_credentials_rejected", frozenset()) in after  # Courier took the key: shown, at 0
+    assert sample(after, "engine_courier_credentials_rejected") == 0
+    assert sample(after, "engine_sends_paused_total", notification="client_welcome") == 0
 
 
 def test_one_log_line_per_send_outcome_with_its_ids(served: dict[str, Any]) -> None:
@@ -274,6 +328,8 @@ def test_a_worker_exposes_its_sends_and_both_see_the_overdue_backlog_drain(proje
         assert sample(worked, "engine_send_lateness_seconds_sum") >= 2 * 1.0  # they waited for the worker
         assert sample(worked, "engine_build_info", version=__version__) == 1
         assert sample(worked, "process_resident_memory_bytes") > 0
+        assert ("engine_courier_credentials_rejected", frozenset()) in worked
+        assert ("engine_sends_paused_total", frozenset({"notification": "client_welcome"}.items())) in worked
         assert len(standin.requests) == 2
         scrape_until(hook, lambda s: sample(s, "engine_overdue_sends") == 0, "the hook's backlog at 0")
         text = httpx.get(url + "/metrics", timeout=10).text
