@@ -77,7 +77,7 @@ def queued_rows(rt, n: int) -> list[tuple[int, dict, str]]:
         renderer = rt.renderer(now)
         rt.store.ingest([(e, decide(rt.config, e, now, renderer)) for e in events], now)
         ids += rt.store.queue_due(utcnow(), limit=n - len(ids))
-    rows = {r["id"]: r for r in rt.store.list(status=["queued"], limit=10**7, with_payload=True)}
+    rows = {r["id"]: r for r in rt.store.notifications(status=["queued"], limit=10**7, with_payload=True)}
     return [(i, rows[i]["message"], rows[i]["idempotency_key"]) for i in ids]
 
 

@@ -82,14 +82,14 @@ def main() -> None:
         while utcnow() < end_wait:
             time.sleep(0.5)
             if utcnow() > idle_due + timedelta(seconds=1.5):
-                n = rt.store.list(status=["scheduled", "queued", "sending"], until=idle_due + timedelta(seconds=1), limit=1)
+                n = rt.store.notifications(status=["scheduled", "queued", "sending"], until=idle_due + timedelta(seconds=1), limit=1)
                 if not n:
                     break
         stop.set()
         consumer.stop(graceful=True)
         arrivals = standin.arrivals()
         collected_at = utcnow()
-        rows = rt.store.list(since=t0 - timedelta(seconds=5), until=idle_due + timedelta(seconds=5), limit=10**7)
+        rows = rt.store.notifications(since=t0 - timedelta(seconds=5), until=idle_due + timedelta(seconds=5), limit=10**7)
         rt.store.engine.dispose()
 
     def lateness(row: dict) -> float | None:

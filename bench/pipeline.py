@@ -37,7 +37,7 @@ def one_round(store: str, n: int) -> tuple[int, float]:
         # make them due again for the sweep (queued_rows queued them)
         with rt.store.engine.begin() as conn:
             conn.execute(update(notifications).where(notifications.c.status == "queued").values(status="scheduled", queued_at=None))
-        due = len(rt.store.list(status=["scheduled"], until=utcnow(), limit=10**7))
+        due = len(rt.store.notifications(status=["scheduled"], until=utcnow(), limit=10**7))
         if pg:
             huey = RedisHuey(f"bench-{os.getpid()}-{time.monotonic_ns()}", url=REDIS_URL, blocking=True, read_timeout=1)  # as make_huey, own name
             queue._register(huey)  # noqa: SLF001 - the engine's own task registration
