@@ -2,9 +2,13 @@
 
 `Readiness` answers `GET /readyz` in `engine serve` and on `engine worker --metrics-port`: the store
 answers a trivial query, its schema is at the migrations' head (checked now and then, not on every
-call), the queue answers, and on SQLite the data files are the very files the process opened. A
-file removed or replaced under a running process is the fault that loses every send scheduled
-afterwards without a word, so a watch thread looks at the files every second and says so loudly.
+call), the queue answers, and on SQLite the data files are the very files the process opened and
+can still be written. A file removed or replaced under a running process is the fault that loses
+every send scheduled afterwards without a word, so a watch thread looks at the files every second
+and says so loudly. A `-shm` file that cannot be written (made immutable, say) is worse: SQLite
+maps it in memory, and the next read or write of the database kills the process with SIGBUS,
+before any Python code can run. The watch names it when it sees it first, and
+`report_fatal_signals` makes the death itself print where it happened.
 
 `Trouble` is what every loop (sweep, queue reads, checkpoints, intake) does on an error: keep
 going, back off (bounded exponential), and log once per state change with a count instead of a
@@ -13,9 +17,11 @@ traceback per turn (with Redis down, that was 31 588 lines in 35 s).
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +40,13 @@ CHECK_TIMEOUT_S = 2.0  # a check that has not answered by then fails: a probe mu
 SCHEMA_EVERY_S = 60.0  # the schema changes only with a deploy: look again this often
 WATCH_EVERY_S = 1.0  # how often the watch thread looks at the data files
 REMIND_EVERY_S = 300.0  # a failure that lasts is logged again this often, with its count
+
+
+def report_fatal_signals() -> None:
+    """On SIGSEGV, SIGBUS, SIGFPE, SIGABRT or SIGILL, print the signal and every thread's Python
+    stack to stderr before the process dies: such a death runs no Python code, and without this it
+    leaves nothing in the log."""
+    faulthandler.enable(file=sys.stderr, all_threads=True)
 
 
 def brief(exc: BaseException) -> str:
@@ -145,8 +158,22 @@ def queue_path(url: str) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
+SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its shared-memory index, beside the database
+
+
+def unwritable(path: str) -> list[str]:
+    """Which of a SQLite database's files (the file, its -wal and -shm when they exist, and its
+    folder, where SQLite creates them) this process cannot write: read-only, immutable, or on a
+    file system mounted read-only."""
+    found = [p for p in (path, *(path + side for side in SIDE_FILES)) if os.path.exists(p) and not os.access(p, os.W_OK)]
+    folder = os.path.dirname(path) or "."
+    if not os.access(folder, os.W_OK):
+        found.append(f"{folder} (its folder)")
+    return found
+
+
 class DataFiles:
-    """The SQLite files of this process, and whether they are still the ones it opened."""
+    """The SQLite files of this process: whether they are still the ones it opened, and writable."""
 
     def __init__(self, paths: dict[str, str]):
         self.paths = paths  # label ("database", "queue") -> path
@@ -165,6 +192,16 @@ class DataFiles:
         if problems:
             return Check(False, "; ".join(problems) + ": what is written now is lost at the next restart; "
                                                       "restore the file and restart the engine")
+        return self._writable()
+
+    def _writable(self) -> Check:
+        problems = [f"the {label}'s {', '.join(found)} cannot be written" for label, path in self.paths.items()
+                    if (found := unwritable(path))]
+        if problems:
+            shm = " (a -shm file that cannot be written kills the engine with SIGBUS at its next read)" \
+                if any("-shm" in p for p in problems) else ""
+            return Check(False, "; ".join(problems) + f": nothing can be stored{shm}; make them writable again "
+                                                      "(chmod u+w, chattr -i, a read-write mount)")
         return Check(True, ", ".join(self.paths.values()) or "no files (not SQLite)")
 
 

@@ -22,12 +22,13 @@ log = logging.getLogger("engine")
 def command(host: str, port: int, workers: int | None, no_worker: bool, config_path: str | None) -> None:
     """Run the HTTP hook and a delivery worker (embedded SQLite defaults)."""
     from .. import metrics
-    from ..health import Readiness
+    from ..health import Readiness, report_fatal_signals
     from ..http.listening import ListeningServer
     from ..http.app import build_app
     from ..http.server import raise_open_file_limit, server_config
     from ..queue import make_huey, start_worker
 
+    report_fatal_signals()  # a SIGBUS or SIGSEGV (a SQLite file made unwritable) says where it struck
     setup_logging(settings(config_path))
     rt = runtime(config_path)
     announce(rt)

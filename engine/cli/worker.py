@@ -23,9 +23,10 @@ def command(workers: int | None, no_periodic: bool, metrics_port: int | None, me
             config_path: str | None) -> None:
     """Deliver due notifications until stopped (SIGINT/SIGTERM)."""
     from .. import metrics
-    from ..health import Readiness
+    from ..health import Readiness, report_fatal_signals
     from ..queue import make_huey, start_worker
 
+    report_fatal_signals()  # a SIGBUS or SIGSEGV (a SQLite file made unwritable) says where it struck
     setup_logging(settings(config_path))
     rt = runtime(config_path)
     announce(rt)

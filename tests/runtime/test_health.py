@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
+import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
 
-from engine.health import Readiness, Trouble
+from engine.health import DataFiles, Readiness, Trouble
 from engine.http.app import build_app
 from engine.queue import make_huey
 from engine.store.db import connect
@@ -94,6 +96,56 @@ def test_a_database_file_removed_or_replaced_fails_readiness_loudly_once(
     if fault == "removed":
         os.rename(moved, path)
         assert readiness.check()["files"].ok
+
+
+def make_unwritable(path: Path) -> Callable[[], None]:
+    """Make `path` unwritable as a real fault does (`chattr +i`; as another user than root, a mode
+    without write permission suffices); returns what undoes it. Skips where neither works."""
+    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
+        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o444)
+        return lambda: path.chmod(mode)
+    pytest.skip("chattr +i is not permitted here, and root writes to files whatever their mode")
+
+
+@pytest.mark.parametrize("side", ["", "-wal", "-shm"])
+def test_a_database_file_that_cannot_be_written_fails_readiness_naming_it(tmp_path: Path, side: str) -> None:
+    """The file itself, its write-ahead log, its shared-memory index: each found unwritable, and
+    ready again once it is writable. Only the files are looked at (an unwritable -shm would kill a
+    process that read the database: that is tests/reliability/test_fatal_signals.py)."""
+    path = tmp_path / "engine.db"
+    conn = sqlite3.connect(path)  # kept open: the -wal and -shm files exist while a connection does
+    try:
+        conn.execute("PRAGMA journal_mode=wal")
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+        files = DataFiles({"database": str(path)})
+        assert files.check().ok
+        undo = make_unwritable(Path(f"{path}{side}"))
+        try:
+            check = files.check()
+        finally:
+            undo()
+        assert not check.ok and f"the database's {path}{side} cannot be written" in check.detail, check.detail
+        assert ("SIGBUS" in check.detail) == (side == "-shm")
+        assert files.check().ok
+    finally:
+        conn.close()
+
+
+def test_a_data_folder_that_cannot_be_written_fails_readiness(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "engine.db").touch()
+    files = DataFiles({"database": str(folder / "engine.db")})
+    undo = make_unwritable(folder)
+    try:
+        check = files.check()
+    finally:
+        undo()
+    assert not check.ok and f"{folder} (its folder) cannot be written" in check.detail, check.detail
 
 
 def test_trouble_logs_once_per_state_change_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
