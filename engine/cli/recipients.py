@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from ..clock import utcnow
 from .common import runtime
 
-REQUIRED = ("id", "email")
+SHOWN = 20  # problems printed before "... and N more"
 
 
 @click.group("recipients")
@@ -21,19 +22,66 @@ def command() -> None:
 @command.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def import_command(path: str) -> None:
-    """Import persons ({"id", "email", "name", "timezone", "phone"?}); existing ones are updated."""
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    try:
-        people = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{path}: not JSON: {exc.msg} (line {exc.lineno})") from None
-    problems = [f"{path}: person {i + 1}: needs {', '.join(k for k in REQUIRED if not isinstance(p, dict) or not p.get(k))}"
-                for i, p in enumerate(people) if not isinstance(p, dict) or not all(p.get(k) for k in REQUIRED)]
+    """Import persons ({"id", "email", "name"?, "timezone"?, "phone"?}, as JSON Lines or one JSON
+    list); existing ones are updated. Each is checked as the ingest door checks the people in
+    events; a file with any problem is refused whole, each problem named by line and JSON path,
+    and nothing is imported."""
+    from ..core.people import person_problems
+
+    people = _read(path)
+    problems = [f"{where}: {at}: {message}" for where, at, person in people for at, message in person_problems(person, at)]
+    problems += _repeated_ids(people)
     if problems:
-        raise click.ClickException("\n".join(problems[:20]) + ("\n..." if len(problems) > 20 else "") + "\nnothing imported")
-    count = runtime().store.import_recipients(people, utcnow())
+        more = f"\n... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise click.ClickException("\n".join(problems[:SHOWN]) + more + f"\n{path}: {len(problems)} problem(s): "
+                                   "nothing imported")
+    count = runtime().store.import_recipients([person for _, _, person in people], utcnow())
     click.echo(f"imported {count} recipient(s)")
+
+
+Located = tuple[str, str, Any]  # where in the file ("FILE:LINE" or "FILE"), the JSON path, the person
+
+
+def _read(path: str) -> list[Located]:
+    """Every person of the file: a JSON list (`$[i]`), or one JSON object per line (blank lines skipped)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path}: not UTF-8 text (byte {exc.start}): nothing imported") from None
+    if text.lstrip().startswith("["):
+        items = _loads(text, path, whole=True)
+        if not isinstance(items, list):
+            raise click.ClickException(f"{path}: not a JSON list: nothing imported")
+        return [(path, f"$[{i}]", item) for i, item in enumerate(items)]
+    return [(f"{path}:{n}", "$", _loads(line, f"{path}:{n}", whole=False))
+            for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _loads(text: str, where: str, *, whole: bool) -> Any:
+    """`text` parsed; `whole`: it is the file (else one line of it, which `where` names)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise click.ClickException(f"{where}: nested too deeply: nothing imported") from None
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno} column {exc.colno}" if whole else f"column {exc.colno}"
+        raise click.ClickException(f"{where}: not JSON: {exc.msg} ({at}): nothing imported") from None
+
+
+def _repeated_ids(people: list[Located]) -> list[str]:
+    """An id given twice: which of the two would win is a guess, so the file is refused."""
+    first: dict[str, str] = {}
+    found = []
+    for where, at, person in people:
+        rid = person.get("id") if isinstance(person, dict) else None
+        if not isinstance(rid, str):
+            continue
+        if rid in first:
+            found.append(f"{where}: {at}.id: {rid!r} is given again (first at {first[rid]}): one entry per person")
+        else:
+            first[rid] = f"{where} {at}" if at != "$" else where
+    return found
 
 
 @command.command("erase")
