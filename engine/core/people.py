@@ -7,10 +7,12 @@ checkers), and no control character, out-of-range integer or non-finite number a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
-from ..rules.event_schema import errors as schema_errors, validator
+from ..rules.event_schema import errors as schema_errors
+from ..rules.event_schema import validator
 from ..rules.json_schema import Checker
 from .events import MAX_ID, _id_problems, _value_problems
 

@@ -91,8 +91,8 @@ def test_a_bad_json_list_names_each_index(cli: Any, project: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b'{"id": "usr_1", "email": "a@example.com"}\n{not json\n', "bad.jsonl:2: not JSON: Expecting property name "
-                                                               "enclosed in double quotes (column 2): nothing imported"),
+    (b'{"id": "usr_1", "email": "a@example.com"}\n{not json\n',
+     "bad.jsonl:2: not JSON: Expecting property name enclosed in double quotes (column 2): nothing imported"),
     (b'[{"id": "usr_1",\n "email": }]', "bad.jsonl: not JSON: Expecting value (line 2 column 11): nothing imported"),
     (b'{"id": "usr_\xff", "email": "a@example.com"}\n', "bad.jsonl: not UTF-8 text (byte 12): nothing imported"),
     (b"[" * 100_000, "bad.jsonl: nested too deeply: nothing imported"),
