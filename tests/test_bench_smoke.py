@@ -53,7 +53,7 @@ def test_pyspy_phases_names_the_innermost_phase(tmp_path: Path) -> None:
     intake = "thread (2): intake;Thread.run (threading.py:982);Intake._run (engine/http/intake.py:89)"
     profile = tmp_path / "spy.txt"
     profile.write_text("\n".join([
-        f"{loop};post_events (engine/http/app.py:300);parse_json (engine/http/app.py:130) 2",
+        f"{loop};post_events (engine/http/ingest.py:35);parse_json (engine/http/body.py:50) 2",
         f"{intake};decide (engine/core/decide.py:10);render (engine/core/rendering.py:5) 3",
         f"{intake};Store._ingest (engine/store/repository.py:320) 4",
         f"{intake};Store._cursor (engine/store/repository.py:219) 1",

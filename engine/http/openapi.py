@@ -209,10 +209,11 @@ OPEN: list[dict[str, list[str]]] = []
 
 
 def _paths() -> dict[str, Any]:
-    token = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
-             "description": "the signed token of an unsubscribe link"}
-    recipient = {"name": "recipient_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}
-    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    return {**_intake_paths(), **_people_paths(), **_read_paths()}
+
+
+def _intake_paths() -> dict[str, Any]:
+    """What the application and Courier post."""
     return {
         "/events": {"post": {
             "operationId": "postEvents", "summary": "Ingest one event or a batch", "description": INGEST,
@@ -237,6 +238,16 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _json(ref("WebhookAnswer"), "Applied, a duplicate, stale, or ignored"),
                           "202": _json(ref("WebhookAnswer"), "Kept until its send is recorded (`pending`)"),
                           **_errors(400, 401, 413, 422, 503)}}},
+    }
+
+
+def _people_paths() -> dict[str, Any]:
+    """Unsubscribe links and preferences."""
+    token = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
+             "description": "the signed token of an unsubscribe link"}
+    recipient = {"name": "recipient_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}
+    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    return {
         "/unsubscribe": {
             "get": {"operationId": "showUnsubscribe", "summary": "The page of an unsubscribe link", "security": OPEN,
                     "parameters": [token], "responses": {
@@ -254,6 +265,12 @@ def _paths() -> dict[str, Any]:
             "put": {"operationId": "setPreferences", "summary": "Set or clear a recipient's preferences", "security": ADMIN,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PreferencesChange")}}},
                     "responses": {"200": _json(ref("Preferences"), "Their preferences now"), **_errors(400, 401, 422)}}},
+    }
+
+
+def _read_paths() -> dict[str, Any]:
+    """What an operator and a monitor read."""
+    return {
         "/notifications": {"get": {
             "operationId": "listNotifications", "summary": "Sends, newest first", "security": ADMIN,
             "parameters": [

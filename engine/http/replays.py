@@ -6,6 +6,9 @@ comes later, or at the same moment, stores nothing: it gets that answer, waiting
 first copy is still being stored. Another body under the same signature or id is refused. A
 request that fails releases its record, so its retry goes through. The records live in the
 store, so every replica of the hook sees them.
+
+Courier's webhooks are only remembered once applied (`seen`, `remember`): a copy under the same
+signature is refused, as Courier signs each retry anew.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ class Signed:
     def webhook(cls, msg_id: str, body: bytes) -> "Signed":
         """Standard Webhooks: a sender's retry keeps the message id and signs anew; the id is the key."""
         return cls(hashlib.sha256(f"webhook-id:{msg_id}".encode()).hexdigest(), _digest(body))
+
+
+def courier_key(stamp: int, body: bytes) -> str:
+    """What a Courier webhook is remembered under: its signature covers the timestamp and the body."""
+    return hashlib.sha256(f"courier:{stamp}.".encode() + body).hexdigest()
 
 
 def _digest(body: bytes) -> str:
@@ -86,3 +94,10 @@ class Replays:
 
     async def release(self, signed: Signed) -> None:
         await run_in_threadpool(self.store.forget_signature, signed.key)
+
+    async def seen(self, key: str) -> bool:
+        """Whether `key` (`courier_key`) was remembered within the window."""
+        return bool(await run_in_threadpool(self.store.signature_seen, key, utcnow(), self.window))
+
+    async def remember(self, key: str) -> None:
+        await run_in_threadpool(self.store.remember_signature, key, utcnow(), self.window)

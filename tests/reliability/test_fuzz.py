@@ -35,7 +35,8 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from engine.http.app import MAX_DEPTH, build_app
+from engine.http.app import build_app
+from engine.http.body import MAX_DEPTH
 from engine.signing import sign_courier
 
 from .conftest import AsgiClient, row_counts

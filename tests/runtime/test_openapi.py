@@ -153,3 +153,26 @@ def test_a_generated_client_posts_an_event_and_reads_the_typed_answer(generated:
         refused = post_events.sync_detailed(client=client, body=BookingConfirmed.from_dict(too_long))
         assert refused.status_code == 422 and isinstance(refused.parsed, Problems)
         assert [p.path for p in refused.parsed.problems] == ["$.data.client.id"]
+
+
+def test_an_early_courier_webhook_answers_as_documented(document: dict[str, Any], make_runtime: Any,
+                                                         sqlite_url: str) -> None:
+    """A status for a message no send has yet is kept: 202 `pending`, a code and a result the document lists."""
+    import json
+    import time
+
+    from starlette.testclient import TestClient
+
+    from engine.signing import sign_courier
+
+    secret = "openapi-webhook-secret"
+    body = json.dumps({"type": "message:updated", "data": {"id": "1-early-message", "status": "DELIVERED"}}).encode()
+    header = sign_courier(secret, body, int(time.time() * 1000))
+    with TestClient(build_app(make_runtime(sqlite_url, webhook_secret=secret))) as http:
+        answer = http.post("/webhooks/courier", content=body,
+                           headers={"content-type": "application/json", "courier-signature": header})
+    assert answer.status_code == 202 and answer.json()["result"] == "pending", answer.text
+    documented = document["paths"]["/webhooks/courier"]["post"]["responses"]
+    assert set(documented) == {"200", "202", "400", "401", "413", "422", "503"}
+    assert documented["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/WebhookAnswer"}
+    assert "pending" in document["components"]["schemas"]["WebhookAnswer"]["properties"]["result"]["enum"]

@@ -121,8 +121,9 @@ def test_migration_0004_keeps_one_live_row_of_a_key_the_sent_one_first(db_url: s
 @pytest.mark.parametrize("number", [10**29, -(10**25), 2**64, -(2**63) - 1, 2**63, 12345678901234567890123])
 def test_integers_beyond_64_bits_stay_exact(number: int) -> None:
     # orjson reads such an integer as a float; the codec and the hook must not.
-    from engine.http.app import parse_json
-    from engine.store.codec import Codec, from_json
+    from engine.http.body import parse_json
+    from engine.jsontext import from_json
+    from engine.store.codec import Codec
 
     body = json.dumps({"data": {"order": number, "note": "x"}})
     assert parse_json(body.encode())["data"]["order"] == number
