@@ -21,7 +21,7 @@ from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
 from .rules.loader import load
 from .rules.model import Config
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .clock import utcnow
 from .signing import make_unsubscribe_token
 from .store.codec import Codec
@@ -95,12 +95,13 @@ class Runtime:
                backend: Backend | None = None) -> "Runtime":
         config = load(settings.config_path, environ)
         if settings.env not in config.templates:
-            raise ValueError(f"ENGINE_ENV={settings.env!r}: there is no templates_map/{settings.env}.yaml")
+            raise SettingsError(f"ENGINE_ENV={settings.env!r}: there is no templates_map/{settings.env}.yaml")
         engine = connect(settings.database_url)
         if migrate:
             upgrade(engine)
         elif not is_current(engine):
-            raise ValueError("the database is not set up, or is older than this engine: run `engine db upgrade`")
+            raise SettingsError("ENGINE_DATABASE_URL: the database is not set up, or is older than this engine: "
+                                "run `engine db upgrade`")
         store = Store(engine, Codec(settings.encryption_keys))
         return cls(settings, config, store, backend or backend_for(settings), dict(environ or {}))
 
@@ -271,7 +272,7 @@ class Runtime:
         a send falls due, so they are not anticipated here."""
         now = now or utcnow()
         out = []
-        for row in self.store.list(status=["scheduled", "queued"], until=until, limit=limit, with_payload=True):
+        for row in self.store.notifications(status=["scheduled", "queued"], until=until, limit=limit, with_payload=True):
             template, ended = self._in_force(row["notification"], row["template_key"])
             out.append({**row, "template": template or row["template"], "digest_items": None, "will_skip": ended,
                         "data": (row["message"] or {}).get("message", {}).get("data")})

@@ -16,34 +16,41 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Table, and_, delete, exists, func, or_, select, update
-
 from .codec import PREFIX, Codec
-from .repository import PENDING, Store
-from .tables import (digest_items, digests, early_receipts, events, history, notifications, preferences,
-                     recipients, webhook_receipts)
+from .repository import Store
+from .statements import Statements, like_prefix
+
+Run = Callable[[str, Sequence[Any]], Any]  # runs a statement written with `?` placeholders; returns the cursor
 
 BATCH = 500
 ERASED = "recipient erased"
 # The stored JSON, each with its table's primary key: what erasure scrubs and reencrypt rewrites.
-PAYLOADS: tuple[tuple[Table, str, str], ...] = (
-    (events, "id", "payload"), (recipients, "id", "profile"), (notifications, "id", "payload"),
-    (digests, "bucket", "recipient"), (digest_items, "id", "item"))
-_N = notifications.c
-_FINISHED = _N.status.notin_(PENDING + ("sending",))
+PAYLOADS: tuple[tuple[str, str, str], ...] = (
+    ("events", "id", "payload"), ("recipients", "id", "profile"), ("notifications", "id", "payload"),
+    ("digests", "bucket", "recipient"), ("digest_items", "id", "item"))
 
 
-def _pages(conn: Any, table: Table, key: str, column: str, extra: Sequence[Any] = ()) -> Iterator[list[Any]]:
-    """(primary key, value, *extra) of every row with a value, BATCH at a time in key order
-    (keyset pagination: a rewritten row is never read twice)."""
-    pk, col, last = table.c[key], table.c[column], None
-    while True:
-        stmt = select(pk, col, *extra).where(col.is_not(None)).order_by(pk).limit(BATCH)
-        if last is not None:
-            stmt = stmt.where(pk > last)
-        rows = conn.execute(stmt).all()
-        if not rows:
-            return
+def _runner(cur: Any, sql: Statements) -> Run:
+    def run(statement: str, params: Sequence[Any]) -> Any:
+        cur.execute(sql.native(statement), tuple(params))
+        return cur
+
+    return run
+
+
+def _page(run: Run, table: str, key: str, column: str, last: Any, extra: str = "", lock: bool = False) -> list[Any]:
+    """(primary key, value[, extra]) of up to BATCH rows with a value, in key order after `last`
+    (keyset pagination: a rewritten row is never read twice); `lock`: locked as they are read."""
+    after = f" AND {key} > ?" if last is not None else ""
+    statement = (f"SELECT {key}, {column}{', ' + extra if extra else ''} FROM {table} WHERE {column} IS NOT NULL"
+                 f"{after} ORDER BY {key} LIMIT {BATCH}{' FOR UPDATE' if lock else ''}")
+    return list(run(statement, () if last is None else (last,)).fetchall())
+
+
+def _pages(run: Run, table: str, key: str, column: str, extra: str = "") -> Iterator[list[Any]]:
+    """Every row with a value, a page at a time (`_page`)."""
+    last = None
+    while rows := _page(run, table, key, column, last, extra):
         yield rows
         last = rows[-1][0]
 
@@ -79,9 +86,10 @@ class Scrubber:
             return self.pseudonym if names and self.name and value == self.name else self.text(value)
         return value
 
-    def like(self, column: Any) -> Any:
-        """SQL: the column holds one of the identifiers (any case)."""
-        return or_(*[func.lower(column).contains(n.lower(), autoescape=True) for n in self.needles])
+    def like(self, columns: Sequence[str]) -> tuple[str, list[str]]:
+        """SQL, and its binds: one of the columns holds one of the identifiers (any case)."""
+        condition = " OR ".join(f"lower({c}) LIKE ? ESCAPE '/'" for c in columns for _ in self.needles)
+        return condition, ["%" + like_prefix(n.lower()) for _ in columns for n in self.needles]
 
 
 def erase(store: Store, person_id: str, now: datetime) -> dict[str, int]:
@@ -90,90 +98,73 @@ def erase(store: Store, person_id: str, now: datetime) -> dict[str, int]:
     (`recipient erased`); sent ones stay as rows, for the statistics, without anything that names
     the person."""
     scrub = Scrubber(person_id, store.recipient(person_id))
-    touched: dict[str, set[Any]] = {t.name: set() for t in (events, notifications, history, digests, digest_items)}
-    removed: dict[str, int] = {}
-    with store._tx() as conn:
-        theirs = _N.recipient_id == person_id
-        rows = conn.execute(select(_N.id, _N.request_id).where(theirs)).all()
-        request_ids = [r for _, r in rows if r]
-        conn.execute(update(notifications).where(theirs, _N.status.in_(PENDING))
-                     .values(status="cancelled", reason=ERASED, updated_at=now))
-        conn.execute(update(notifications).where(theirs, _N.status == "sending").values(cancel_reason=ERASED))
-        conn.execute(update(notifications).where(theirs).values(recipient_id=scrub.pseudonym, payload=None,
-                                                                last_error=None, updated_at=now))
-        touched["notifications"].update(i for i, _ in rows)
-        removed["preferences"] = conn.execute(delete(preferences).where(preferences.c.recipient_id == person_id)).rowcount
-        removed["recipients"] = conn.execute(delete(recipients).where(recipients.c.id == person_id)).rowcount
-        removed["digests"] = conn.execute(delete(digests).where(digests.c.recipient_id == person_id)).rowcount
-        for table in (early_receipts, webhook_receipts):
-            removed[table.name] = conn.execute(delete(table).where(table.c.message_id.in_(request_ids))).rowcount if request_ids else 0
-        touched["events"] |= _scrub_payloads(conn, store.codec, events, "id", "payload", scrub)
-        named = touched["events"]  # the events that held the person: what was rendered from them may name them
-        touched["notifications"] |= _scrub_payloads(conn, store.codec, notifications, "id", "payload", scrub,
-                                                    lambda r: r.event_id in named)
-        touched["digests"] |= _scrub_payloads(conn, store.codec, digests, "bucket", "recipient", scrub)
-        touched["digest_items"] |= _scrub_payloads(conn, store.codec, digest_items, "id", "item", scrub,
-                                                   lambda r: r.event_id in named)
-        touched["notifications"] |= _scrub_columns(conn, notifications, "id", scrub, (
-            "recipient_id", "event_id", "key", "idempotency_key", "throttle_key", "reason", "last_error", "cancel_reason"))
-        touched["notification_history"] = _scrub_columns(conn, history, "id", scrub, ("reason",))
-        touched["events"] |= _scrub_columns(conn, events, "id", scrub, ("id",))
-        touched["digest_items"] |= _scrub_columns(conn, digest_items, "id", scrub, ("event_id",))
+    return store._write(lambda cur: _erase(_runner(cur, store.sql), store.sql.time(now), store.codec, scrub))
+
+
+def _erase(run: Run, at: Any, codec: Codec, scrub: Scrubber) -> dict[str, int]:
+    touched: dict[str, set[Any]] = {t: set() for t in ("events", "notifications", "notification_history", "digests",
+                                                       "digest_items")}
+    removed, notified = _remove(run, at, scrub)
+    touched["notifications"] |= notified
+    touched["events"] |= _scrub_payloads(run, codec, "events", "id", "payload", scrub)
+    named = touched["events"]  # the events that held the person: what was rendered from them may name them
+    touched["notifications"] |= _scrub_payloads(run, codec, "notifications", "id", "payload", scrub,
+                                                lambda event_id: event_id in named)
+    touched["digests"] |= _scrub_payloads(run, codec, "digests", "bucket", "recipient", scrub)
+    touched["digest_items"] |= _scrub_payloads(run, codec, "digest_items", "id", "item", scrub,
+                                               lambda event_id: event_id in named)
+    touched["notifications"] |= _scrub_columns(run, "notifications", "id", scrub, (
+        "recipient_id", "event_id", "key", "idempotency_key", "throttle_key", "reason", "last_error", "cancel_reason"))
+    touched["notification_history"] = _scrub_columns(run, "notification_history", "id", scrub, ("reason",))
+    touched["events"] |= _scrub_columns(run, "events", "id", scrub, ("id",))
+    touched["digest_items"] |= _scrub_columns(run, "digest_items", "id", scrub, ("event_id",))
     return {**{f"{name} removed": n for name, n in removed.items()},
             **{f"{name} redacted": len(keys) for name, keys in touched.items()}}
 
 
-def _scrub_payloads(conn: Any, codec: Codec, table: Table, key: str, column: str, scrub: Scrubber,
+def _remove(run: Run, at: Any, scrub: Scrubber) -> tuple[dict[str, int], set[Any]]:
+    """Their sends cancelled (or, in flight, marked to end cancelled) and given the pseudonym, and
+    the rows that are theirs alone deleted: how many of each table, and the ids of their sends."""
+    person_id = scrub.person_id
+    rows = run("SELECT id, request_id FROM notifications WHERE recipient_id = ?", (person_id,)).fetchall()
+    run("UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
+        "WHERE recipient_id = ? AND status IN ('scheduled', 'queued')", (ERASED, at, person_id))
+    run("UPDATE notifications SET cancel_reason = ? WHERE recipient_id = ? AND status = 'sending'", (ERASED, person_id))
+    run("UPDATE notifications SET recipient_id = ?, payload = NULL, last_error = NULL, updated_at = ? "
+        "WHERE recipient_id = ?", (scrub.pseudonym, at, person_id))
+    removed = {table: run(f"DELETE FROM {table} WHERE {column} = ?", (person_id,)).rowcount
+               for table, column in (("preferences", "recipient_id"), ("recipients", "id"), ("digests", "recipient_id"))}
+    request_ids = [r for _, r in rows if r]
+    for table in ("early_receipts", "webhook_receipts"):
+        removed[table] = sum(run(f"DELETE FROM {table} WHERE message_id IN ({', '.join('?' * len(chunk))})", chunk).rowcount
+                             for chunk in (request_ids[i:i + BATCH] for i in range(0, len(request_ids), BATCH)))
+    return removed, {i for i, _ in rows}
+
+
+def _scrub_payloads(run: Run, codec: Codec, table: str, key: str, column: str, scrub: Scrubber,
                     names: Callable[[Any], bool] | None = None) -> set[Any]:
-    """The rows whose stored JSON held the person, rewritten without them (`names(row)`: also
-    without text that is exactly their name; the row has its `event_id`)."""
+    """The rows whose stored JSON held the person, rewritten without them (`names(event_id)`: also
+    without text that is exactly their name, for a row rendered from that event)."""
     changed = set()
-    extra = [table.c.event_id] if names is not None else []
-    for page in _pages(conn, table, key, column, extra):
+    for page in _pages(run, table, key, column, "event_id" if names is not None else ""):
         for row in page:
             pk, stored = row[0], row[1]
             value = codec.loads(stored)
-            clean = scrub.value(value, names(row) if names is not None else False)
+            clean = scrub.value(value, names(row[2]) if names is not None else False)
             if clean != value:
-                conn.execute(update(table).where(table.c[key] == pk).values({column: codec.dumps(clean)}))
+                run(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (codec.dumps(clean), pk))
                 changed.add(pk)
     return changed
 
 
-def _scrub_columns(conn: Any, table: Table, key: str, scrub: Scrubber, columns: tuple[str, ...]) -> set[Any]:
+def _scrub_columns(run: Run, table: str, key: str, scrub: Scrubber, columns: tuple[str, ...]) -> set[Any]:
     """Rows whose text columns hold an identifier: it is replaced (LIKE finds them; they are few)."""
-    found = conn.execute(select(table.c[key], *[table.c[c] for c in columns])
-                         .where(or_(*[scrub.like(table.c[c]) for c in columns]))).all()
+    condition, binds = scrub.like(columns)
+    found = run(f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {condition}", binds).fetchall()
     for row in found:
         values = {c: scrub.text(v) for c, v in zip(columns, row[1:]) if isinstance(v, str)}
-        conn.execute(update(table).where(table.c[key] == row[0]).values(values))
+        run(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in values)} WHERE {key} = ?", (*values.values(), row[0]))
     return {row[0] for row in found}
-
-
-# -- retention -------------------------------------------------------------------------------------
-def redact_kept(conn: Any, now: datetime, keep_personal: timedelta) -> dict[str, int]:
-    """What retention keeps past `keep_personal` (the events' period) loses its personal data:
-    finished sends keep their row (status, times, ids: the statistics) without the rendered message
-    or the provider's error text; closed digests keep their row without the items or the recipient;
-    a recipient no send, digest or event of that period names is removed, with the preferences
-    that only restate a default. Opt-outs stay: honouring them is the law in most places, and they
-    hold no contact data."""
-    cutoff = now - keep_personal
-    old = and_(_FINISHED, _N.updated_at < cutoff)
-    redacted = {"notifications redacted": conn.execute(update(notifications).where(
-        old, or_(_N.payload.is_not(None), _N.last_error.is_not(None))).values(payload=None, last_error=None)).rowcount}
-    closed = select(digests.c.bucket).where(digests.c.status == "closed", digests.c.send_at < cutoff)
-    redacted["digest_items"] = conn.execute(delete(digest_items).where(digest_items.c.bucket.in_(closed))).rowcount
-    r = recipients.c
-    still_named = or_(
-        exists().where(_N.recipient_id == r.id, or_(_N.status.in_(PENDING + ("sending",)), _N.updated_at >= cutoff)),
-        exists().where(digests.c.recipient_id == r.id, digests.c.status == "collecting"))
-    gone = select(r.id).where(r.updated_at < cutoff, ~still_named)
-    redacted["preferences"] = conn.execute(delete(preferences).where(
-        preferences.c.recipient_id.in_(gone), preferences.c.enabled.is_(True))).rowcount
-    redacted["recipients"] = conn.execute(delete(recipients).where(r.id.in_(gone))).rowcount
-    redacted["early_receipts"] = conn.execute(delete(early_receipts).where(early_receipts.c.received_at < cutoff)).rowcount
-    return redacted
 
 
 # -- re-encrypting ---------------------------------------------------------------------------------
@@ -200,24 +191,31 @@ def reencrypt(store: Store, keys: tuple[str, ...], progress: Callable[[str, int]
 
     report: dict[str, dict[str, int]] = {}
     for table, key, column in PAYLOADS:
-        counts = report[table.name] = {"rewritten": 0, "encrypted": 0, "current": 0}
+        counts = report[table] = {"rewritten": 0, "encrypted": 0, "current": 0}
         last = None
         while True:
-            with store._tx() as conn:  # one batch per transaction, locked as it is read
-                stmt = select(table.c[key], table.c[column]).where(table.c[column].is_not(None)).order_by(table.c[key]).limit(BATCH)
-                if last is not None:
-                    stmt = stmt.where(table.c[key] > last)
-                rows = conn.execute(stmt.with_for_update() if store.dialect == "postgresql" else stmt).all()
-                for pk, stored in rows:
-                    if current(stored):
-                        counts["current"] += 1
-                        continue
-                    fresh = codec.rotate(stored) if stored.startswith(PREFIX) else codec.dumps(codec.loads(stored))
-                    conn.execute(update(table).where(table.c[key] == pk).values({column: fresh}))
-                    counts["rewritten" if stored.startswith(PREFIX) else "encrypted"] += 1
-            if not rows:
+            done = store._write(lambda cur: _reencrypt_page(_runner(cur, store.sql), codec, current, table, key, column,
+                                                            last, store.sql.pg))
+            for outcome in done.values():
+                counts[outcome] += 1
+            if not done:
                 break
-            last = rows[-1][0]
+            last = list(done)[-1]
             if progress is not None:
-                progress(table.name, sum(counts.values()))
+                progress(table, sum(counts.values()))
     return report
+
+
+def _reencrypt_page(run: Run, codec: Codec, current: Callable[[str], bool], table: str, key: str, column: str,
+                    last: Any, lock: bool) -> dict[Any, str]:
+    """One page of rows, locked as it is read (PostgreSQL), rewritten under the newest key: each
+    row's key, in order, with what was done ('current', 'rewritten', 'encrypted')."""
+    done: dict[Any, str] = {}
+    for pk, stored in _page(run, table, key, column, last, lock=lock):
+        if current(stored):
+            done[pk] = "current"
+            continue
+        fresh = codec.rotate(stored) if stored.startswith(PREFIX) else codec.dumps(codec.loads(stored))
+        run(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (fresh, pk))
+        done[pk] = "rewritten" if stored.startswith(PREFIX) else "encrypted"
+    return done

@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, or_, select
 
 from .repository import PAUSED, Store, utc
-from .tables import history, notifications
+from .statements import like_prefix
+from .tables import notifications
 
 RETRIED = "retry requested (engine retry)"
 _n = notifications.c
 RETRYABLE = or_(_n.status == "failed", and_(_n.status == "scheduled", _n.reason.like(f"{PAUSED}:%")))
+# RETRYABLE in SQL (binds: the reason's LIKE pattern, `_PAUSED_LIKE`)
+_RESCHEDULE = ("UPDATE notifications SET status = 'scheduled', send_at = ?, reason = ?, cancel_reason = NULL, "
+               "updated_at = ? WHERE id = ? AND (status = 'failed' OR (status = 'scheduled' AND reason LIKE ? ESCAPE '/'))")
+_PAUSED_LIKE = like_prefix(f"{PAUSED}:")
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,21 @@ def reschedule(store: Store, row_ids: Sequence[int], now: datetime) -> dict[int,
     """Make each row due now, if it is still failed or paused: 'scheduled'; 'key taken' when another
     live row has its idempotency key now (retrying would be a second send); 'not retryable' when it
     changed meanwhile (another retry, a worker). One transaction, a savepoint per row."""
-    found: dict[int, str] = {}
-    with store._tx() as conn:
-        for row_id in row_ids:
-            try:
-                with conn.begin_nested():
-                    done = conn.execute(update(notifications).where(_n.id == row_id, RETRYABLE).values(
-                        status="scheduled", send_at=now, reason=RETRIED, cancel_reason=None, updated_at=now)).rowcount
-                    if done:
-                        conn.execute(insert(history).values(notification_id=row_id, status="scheduled", reason=RETRIED,
-                                                            at=now))
-                found[row_id] = "scheduled" if done else "not retryable"
-            except IntegrityError:  # the unique index of live idempotency keys
-                found[row_id] = "key taken"
+    return store._write(lambda cur: {row_id: _reschedule(store, cur, row_id, now) for row_id in row_ids})
+
+
+def _reschedule(store: Store, cur: Any, row_id: int, now: datetime) -> str:
+    sql, at = store.sql, store.sql.time(now)
+    cur.execute("SAVEPOINT retry_row")
+    try:
+        cur.execute(sql.native(_RESCHEDULE), (at, RETRIED, at, row_id, _PAUSED_LIKE))
+        done = cur.rowcount
+        if done:
+            cur.execute(sql.add_history, (row_id, "scheduled", RETRIED, at))
+    except store.engine.dialect.loaded_dbapi.IntegrityError:  # the unique index of live idempotency keys
+        cur.execute("ROLLBACK TO retry_row")
+        found = "key taken"
+    else:
+        found = "scheduled" if done else "not retryable"
+    cur.execute("RELEASE retry_row")
     return found

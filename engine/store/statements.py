@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, overload
 
 from .tables import LIVE_ROW
 
@@ -24,58 +24,28 @@ SEND_COLUMNS = ("notification", "recipient_id", "event_id", "key", "category", "
                 "created_at", "updated_at")
 EVENT_COLUMNS = ("id", "type", "occurred_at", "received_at", "payload")
 
-_SQL = {
-    # A send whose idempotency key a live or sent row holds is that send: nothing is inserted.
-    "insert_send": f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) VALUES ({', '.join('?' * len(SEND_COLUMNS))}) "
-                   f"ON CONFLICT (idempotency_key) WHERE {LIVE_ROW} DO NOTHING",
-    # A cancel writes its history rows first (they select the rows the update then changes).
-    "cancel_history": "INSERT INTO notification_history (notification_id, status, reason, at) "
-                      f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}",
-    "cancel": f"UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
-              f"WHERE notification = ? AND key = ? AND {PENDING}",
-    # PostgreSQL: a cancel first locks the rows it may change, so that an attempt's outcome cannot
-    # move one from `sending` to `scheduled` between the statements below (each reads anew).
-    "lock_cancelled": "SELECT id FROM notifications WHERE notification = ? AND key = ? "
-                      "AND status IN ('scheduled', 'queued', 'sending') ORDER BY id FOR UPDATE",
-    # A row being sent is not ended (Courier may yet accept it): its attempt, if it fails, ends it.
-    "cancel_in_flight": "UPDATE notifications SET cancel_reason = ?, updated_at = ? "
-                        "WHERE notification = ? AND key = ? AND status = 'sending'",
-    "upsert_recipient": "INSERT INTO recipients (id, profile, timezone, updated_at) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, timezone = excluded.timezone, "
-                        "updated_at = excluded.updated_at WHERE recipients.profile <> excluded.profile "
-                        "OR recipients.timezone IS DISTINCT FROM excluded.timezone",
-    "open_digest": "INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, send_at, "
-                   "status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING",
-    "digest_status": "SELECT status FROM digests WHERE bucket = ?",
-    "add_digest_item": "INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)",
-    "claim": "UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
-             "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "
-             "throttle_key, idempotency_key, payload, attempts, send_at, template_key, template",
-    "lock_recipient": "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
-    "skip": "UPDATE notifications SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
-    # What a claim's verdict settled on at send time: the template id in force and the channels kept.
-    "settle": "UPDATE notifications SET template = ?, channels = ? WHERE id = ?",
-    "add_history": "INSERT INTO notification_history (notification_id, status, reason, at) VALUES (?, ?, ?, ?)",
-    "preferences": "SELECT key, enabled FROM preferences WHERE recipient_id = ?",
-    # Claims whose worker died (binds: updated_at, claimed before): ended by a cancel that reached them...
-    "end_cancelled_claims": "UPDATE notifications SET status = 'cancelled', reason = cancel_reason, updated_at = ? "
-                            "WHERE status = 'sending' AND claimed_at < ? AND cancel_reason IS NOT NULL RETURNING id, reason",
-    # ...or failed when they used up their attempts (binds: reason, updated_at, claimed before, attempts).
-    "end_spent_claims": "UPDATE notifications SET status = 'failed', reason = ?, updated_at = ? "
-                        "WHERE status = 'sending' AND claimed_at < ? AND attempts >= ? RETURNING id",
-    "all_rows": "SELECT id, notification, recipient_id, event_id, key, category, channels, template_key, template, variant, "
-                "idempotency_key, send_at, status, reason, payload FROM notifications ORDER BY id",
-    "next_send": "SELECT min(send_at) FROM notifications WHERE status = 'scheduled'",
-    "next_digest": "SELECT min(send_at) FROM digests WHERE status = 'collecting'",
-    "due_digests": "SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at FROM digests "
-                   "WHERE status = 'collecting' AND send_at <= ? ORDER BY send_at LIMIT ?",
-    "digest_items": "SELECT item FROM digest_items WHERE bucket = ? ORDER BY occurred_at, id",
-    "count_digest_items": "SELECT count(*) FROM digest_items WHERE bucket = ?",
-    "close_digest": "UPDATE digests SET status = 'closed' WHERE bucket = ? AND status = 'collecting'",
-    # What counts against a throttle or rate limit: sent within the window, or being sent by another worker.
-    "sent_with_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key = ? AND {TAKEN}",
-    "sent_without_key": f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key IS NULL AND {TAKEN}",
-}
+
+class Sql:
+    """A statement written once with `?` placeholders and read from a `Statements` in its driver's
+    placeholders: converted on the first read, it is then a plain attribute of that `Statements`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Sql: ...
+    @overload
+    def __get__(self, obj: Statements, owner: type | None = None) -> str: ...
+    def __get__(self, obj: Statements | None, owner: type | None = None) -> Sql | str:
+        if obj is None:
+            return self
+        text: str = obj.native(self.text)
+        obj.__dict__[self.name] = text  # an instance attribute: later reads do not come here
+        return text
 
 
 def like_prefix(prefix: str) -> str:
@@ -88,26 +58,81 @@ class Statements:
 
     CHUNK = 500  # rows per multi-row statement: far under both databases' limits on parameters
 
+    # A send whose idempotency key a live or sent row holds is that send: nothing is inserted.
+    insert_send = Sql(f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) VALUES ({', '.join('?' * len(SEND_COLUMNS))}) "
+                      f"ON CONFLICT (idempotency_key) WHERE {LIVE_ROW} DO NOTHING")
+    insert_send_returning_id = Sql(insert_send.text + " RETURNING id")
+    # A cancel writes its history rows first (they select the rows the update then changes).
+    cancel_history = Sql("INSERT INTO notification_history (notification_id, status, reason, at) "
+                         f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}")
+    cancel = Sql(f"UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
+                 f"WHERE notification = ? AND key = ? AND {PENDING}")
+    # PostgreSQL: a cancel first locks the rows it may change, so that an attempt's outcome cannot
+    # move one from `sending` to `scheduled` between the statements below (each reads anew).
+    lock_cancelled = Sql("SELECT id FROM notifications WHERE notification = ? AND key = ? "
+                         "AND status IN ('scheduled', 'queued', 'sending') ORDER BY id FOR UPDATE")
+    # A row being sent is not ended (Courier may yet accept it): its attempt, if it fails, ends it.
+    cancel_in_flight = Sql("UPDATE notifications SET cancel_reason = ?, updated_at = ? "
+                           "WHERE notification = ? AND key = ? AND status = 'sending'")
+    upsert_recipient = Sql("INSERT INTO recipients (id, profile, timezone, updated_at) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, timezone = excluded.timezone, "
+                           "updated_at = excluded.updated_at WHERE recipients.profile <> excluded.profile "
+                           "OR recipients.timezone IS DISTINCT FROM excluded.timezone")
+    open_digest = Sql("INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, send_at, "
+                      "status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING")
+    digest_status = Sql("SELECT status FROM digests WHERE bucket = ?")
+    add_digest_item = Sql("INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)")
+    claim = Sql("UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "
+                "throttle_key, idempotency_key, payload, attempts, send_at, template_key, template")
+    lock_recipient = Sql("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))")
+    skip = Sql("UPDATE notifications SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?")
+    # What a claim's verdict settled on at send time: the template id in force and the channels kept.
+    settle = Sql("UPDATE notifications SET template = ?, channels = ? WHERE id = ?")
+    # A send put back without counting its attempt (binds: reason, last_error, send_at, updated_at, id, attempts).
+    pause = Sql("UPDATE notifications SET status = CASE WHEN cancel_reason IS NULL THEN 'scheduled' ELSE 'cancelled' END, "
+                "reason = CASE WHEN cancel_reason IS NULL THEN ? ELSE cancel_reason END, last_error = ?, send_at = ?, "
+                "attempts = attempts - 1, updated_at = ? WHERE id = ? AND status = 'sending' AND attempts = ? "
+                "RETURNING status, reason")
+    add_history = Sql("INSERT INTO notification_history (notification_id, status, reason, at) VALUES (?, ?, ?, ?)")
+    preferences = Sql("SELECT key, enabled FROM preferences WHERE recipient_id = ?")
+    # Claims whose worker died (binds: updated_at, claimed before): ended by a cancel that reached them...
+    end_cancelled_claims = Sql("UPDATE notifications SET status = 'cancelled', reason = cancel_reason, updated_at = ? "
+                               "WHERE status = 'sending' AND claimed_at < ? AND cancel_reason IS NOT NULL RETURNING id, reason")
+    # ...or failed when they used up their attempts (binds: reason, updated_at, claimed before, attempts).
+    end_spent_claims = Sql("UPDATE notifications SET status = 'failed', reason = ?, updated_at = ? "
+                           "WHERE status = 'sending' AND claimed_at < ? AND attempts >= ? RETURNING id")
+    all_rows = Sql("SELECT id, notification, recipient_id, event_id, key, category, channels, template_key, template, variant, "
+                   "idempotency_key, send_at, status, reason, payload FROM notifications ORDER BY id")
+    next_send = Sql("SELECT min(send_at) FROM notifications WHERE status = 'scheduled'")
+    next_digest = Sql("SELECT min(send_at) FROM digests WHERE status = 'collecting'")
+    due_digests = Sql("SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at FROM digests "
+                      "WHERE status = 'collecting' AND send_at <= ? ORDER BY send_at LIMIT ?")
+    digest_items = Sql("SELECT item FROM digest_items WHERE bucket = ? ORDER BY occurred_at, id")
+    count_digest_items = Sql("SELECT count(*) FROM digest_items WHERE bucket = ?")
+    close_digest = Sql("UPDATE digests SET status = 'closed' WHERE bucket = ? AND status = 'collecting'")
+    # What counts against a throttle or rate limit: sent within the window, or being sent by another worker.
+    sent_with_key = Sql(f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key = ? AND {TAKEN}")
+    sent_without_key = Sql(f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key IS NULL AND {TAKEN}")
+
     def __init__(self, dialect: str):
         self.pg = dialect == "postgresql"
         self._channels: dict[tuple[str, ...], Any] = {}
         self._read_channels: dict[str, tuple[str, ...]] = {}
         self._built: dict[tuple[Any, ...], str] = {}  # statements whose text depends on their arguments
-        for name, sql in _SQL.items():
-            setattr(self, name, self._text(sql))
-        self.insert_send_returning_id = self.insert_send + " RETURNING id"
         if self.pg:
             from psycopg.types.json import Json
 
             self._json = Json
 
-    def _text(self, sql: str) -> str:
+    def native(self, sql: str) -> str:
+        """A statement written with `?` placeholders, in the driver's."""
         return sql.replace("?", "%s") if self.pg else sql
 
-    def _once(self, key: tuple[Any, ...], build: Any) -> str:
+    def _once(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
         found = self._built.get(key)
         if found is None:
-            found = self._built[key] = self._text(build())
+            found = self._built[key] = self.native(build())
         return found
 
     @staticmethod
@@ -195,9 +220,8 @@ class Statements:
         """A stored time as an aware UTC datetime (as `tables.UTCDateTime` reads it)."""
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        found: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
 
     def read_channels(self, value: Any) -> tuple[str, ...]:
         """`notifications.channels` as a tuple (the few stored spellings are decoded once each)."""

@@ -33,7 +33,7 @@ LIVE_ROW = "status NOT IN ('cancelled', 'skipped', 'failed')"  # a row that hold
 Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes are stored as UTC and come back aware in UTC, on every database.
 
     SQLite has no time zones: without this, an aware value in another zone (a digest period starts
@@ -54,7 +54,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-def _ts(name: str, nullable: bool = True) -> Column:
+def _ts(name: str, nullable: bool = True) -> Column[datetime]:
     return Column(name, UTCDateTime(), nullable=nullable)
 
 

@@ -214,7 +214,7 @@ def test_regression_a_courier_replay_with_a_respelled_signature_header_is_refuse
     now = datetime.now(timezone.utc)
     rt.emit(payment_succeeded("evt_pay_replay", "pay_replay", now), now=now)
     rt.sweep(now)
-    [row] = rt.store.list(notification="client_payment_receipt")
+    [row] = rt.store.notifications(notification="client_payment_receipt")
     body = json.dumps({"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}).encode()
     header = sign_courier(WEBHOOK_SECRET, body, int(time.time() * 1000))
     assert http.post("/webhooks/courier", content=body, headers={**JSON, "courier-signature": header}).status_code == 200
@@ -266,7 +266,7 @@ def sent_notification(rt: Any) -> dict[str, Any]:
     now = utcnow()
     rt.emit(payment_succeeded("evt_pay", "pay_1", now), now=now)
     rt.sweep(now)  # no queue: delivered inline to the outbox backend
-    [row] = rt.store.list(notification="client_payment_receipt")
+    [row] = rt.store.notifications(notification="client_payment_receipt")
     assert row["status"] == "sent" and row["request_id"]
     return row
 
@@ -304,11 +304,11 @@ def test_courier_webhooks_need_a_valid_fresh_signature(http: Any, rt: Any) -> No
         r = http.post("/webhooks/courier", content=body, headers=headers)
         assert r.status_code == 401, (case, r.status_code, r.text)
     assert row_counts(rt.store.engine) == before
-    assert rt.store.list(notification="client_payment_receipt")[0]["delivery_status"] is None
+    assert rt.store.notifications(notification="client_payment_receipt")[0]["delivery_status"] is None
     # The genuine one is applied.
     r = http.post("/webhooks/courier", content=body, headers={**JSON, "courier-signature": good})
     assert r.status_code == 200 and r.json() == {"result": "applied"}
-    assert rt.store.list(notification="client_payment_receipt")[0]["delivery_status"] == "undeliverable"
+    assert rt.store.notifications(notification="client_payment_receipt")[0]["delivery_status"] == "undeliverable"
 
 
 def test_a_replayed_courier_webhook_changes_nothing(http: Any, rt: Any) -> None:
@@ -326,7 +326,7 @@ def test_a_replayed_courier_webhook_changes_nothing(http: Any, rt: Any) -> None:
         if r.status_code == 200:
             assert r.json() == {"result": "duplicate"}
     assert (row_counts(rt.store.engine), rt.store.history(row["id"])) == settled
-    assert rt.store.list(notification="client_payment_receipt")[0]["delivery_status"] == "clicked"
+    assert rt.store.notifications(notification="client_payment_receipt")[0]["delivery_status"] == "clicked"
 
 
 def test_webhooks_are_refused_without_a_configured_secret(make_runtime: Any, sqlite_url: str, asgi_client: Any) -> None:
@@ -483,7 +483,7 @@ def test_a_good_token_turns_off_exactly_that_notification_for_exactly_that_recip
     rt.emit(booking_confirmed("evt_b1", "bk_1", start, now, client="usr_c_1"), now=now)
     rt.sweep(now)
     rt.sweep(start - timedelta(minutes=29))  # both reminders fall due
-    fate = {(n["notification"], n["recipient_id"]): (n["status"], n["reason"]) for n in rt.store.list(limit=1000)}
+    fate = {(n["notification"], n["recipient_id"]): (n["status"], n["reason"]) for n in rt.store.notifications(limit=1000)}
     assert fate[("client_new_message", "usr_c_1")] == ("skipped", "opted_out")
     assert fate[("client_new_message", "usr_c_2")][0] == "sent"
     assert fate[("client_booking_reminder_24h", "usr_c_1")][0] == "sent"
@@ -498,7 +498,7 @@ def test_a_token_from_a_rendered_email_carries_its_own_notification_and_recipien
 
     now = utcnow()
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", now, to="usr_c_9"), now=now)
-    [row] = rt.store.list(notification="client_new_message", with_payload=True)
+    [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
     link = urlparse(row["message"]["message"]["data"]["unsubscribe_url"])
     token = parse_qs(link.query)["token"][0]
     found = read_unsubscribe_token(SECRET_KEY, token, now)

@@ -116,7 +116,7 @@ class Race:
 
 def reminders(rt: Runtime) -> list[dict[str, Any]]:
     """The booking's client reminder rows (a moved booking has two)."""
-    found: list[dict[str, Any]] = rt.store.list(notification=REMINDER, limit=None)
+    found: list[dict[str, Any]] = rt.store.notifications(notification=REMINDER, limit=None)
     return found
 
 
@@ -224,12 +224,12 @@ def test_a_cancel_during_delivery_stops_both_reminders(db_url: str, make_runtime
     courier.answers = [answer]  # the reminder in flight; the other one is never claimed
     courier.meanwhile = lambda: rt.emit(ENDINGS["cancelled"].event(DUE), now=DUE)
     rt.sweep(DUE)
-    both = [r for r in rt.store.list(limit=None) if r["notification"].endswith("_reminder_24h")]
+    both = [r for r in rt.store.notifications(limit=None) if r["notification"].endswith("_reminder_24h")]
     assert {r["status"] for r in both} == {"cancelled"}, [(r["notification"], r["status"]) for r in both]
     for later in (DUE + timedelta(minutes=1), LATER):
         rt.sweep(later)
     assert not [k for k in courier.accepted if "_reminder_" in k]
-    assert {r["status"] for r in rt.store.list(limit=None) if r["notification"].endswith("_reminder_24h")} == {"cancelled"}
+    assert {r["status"] for r in rt.store.notifications(limit=None) if r["notification"].endswith("_reminder_24h")} == {"cancelled"}
 
 
 @contextmanager

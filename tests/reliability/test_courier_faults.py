@@ -49,7 +49,7 @@ def courier_readiness(rt: Any, tmp_path: Path) -> Any:
 
 
 def confirmation(rt: Any) -> dict[str, Any]:
-    [row] = rt.store.list(notification="client_booking_confirmation")
+    [row] = rt.store.notifications(notification="client_booking_confirmation")
     return row
 
 
@@ -84,7 +84,7 @@ def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once
     assert not check.ok and check.detail.startswith("credentials rejected (HTTP 401")
     during = scraped()
     assert alarm(during) == 1
-    put_back = [r for r in rt.store.list(limit=100) if (r["reason"] or "").startswith("paused:")]
+    put_back = [r for r in rt.store.notifications(limit=100) if (r["reason"] or "").startswith("paused:")]
     assert put_back and paused(during, rt) - paused(before, rt) == len(put_back)
     assert sample(during, "engine_sends_total", notification="client_booking_confirmation", outcome="failed") == \
         sample(before, "engine_sends_total", notification="client_booking_confirmation", outcome="failed")
@@ -97,7 +97,7 @@ def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once
     rt.sweep(NOW + timedelta(minutes=1))  # the probe: still rejected
     assert len([e for e in standin.log if e["outcome"] == "unauthorized"]) > len(unauthorized)
     assert (confirmation(rt)["status"], confirmation(rt)["attempts"]) == ("scheduled", 0)
-    assert not [r for r in rt.store.list(limit=100) if r["status"] == "failed"]
+    assert not [r for r in rt.store.notifications(limit=100) if r["status"] == "failed"]
 
     standin.token = "a-rotated-key"  # the key is valid again (Courier accepts it)
     time.sleep(PROBE_S)
@@ -202,7 +202,7 @@ def test_a_webhook_racing_the_commit_of_its_send_is_never_lost(db_url: str, make
     rt = make_runtime(db_url)
     for i in range(12):
         rt.emit(booking_confirmed(f"evt_{i}", f"bk_{i}", NOW + timedelta(days=3), NOW), now=NOW)
-    rows = rt.store.list(notification="client_booking_confirmation", limit=100)
+    rows = rt.store.notifications(notification="client_booking_confirmation", limit=100)
     claims = [rt.store.claim(i, NOW) for i in rt.store.queue_due(NOW, ids=[r["id"] for r in rows])]
     for claimed in claims:
         request_id = f"req-{claimed.id}"
@@ -221,5 +221,5 @@ def test_a_webhook_racing_the_commit_of_its_send_is_never_lost(db_url: str, make
             t.start()
         for t in threads:
             t.join(10)
-    eventually(lambda: all(r["delivery_status"] == "delivered" for r in rt.store.list(
+    eventually(lambda: all(r["delivery_status"] == "delivered" for r in rt.store.notifications(
         notification="client_booking_confirmation", limit=100)), within=5, what="every status applied")

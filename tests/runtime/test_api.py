@@ -30,7 +30,7 @@ def test_emit_is_the_hook_in_process(rt: Any) -> None:
     with pytest.raises(EventRejected) as refused:
         rt.emit(bad, now=NOW)
     assert refused.value.problems == [("$.data", "'client' is a required property")]
-    assert rt.store.event_count() == 1 and len(rt.store.list()) == 6
+    assert rt.store.event_count() == 1 and len(rt.store.notifications()) == 6
 
 
 def test_schedule_a_one_off_later(rt: Any, standin: CourierStandin) -> None:
@@ -39,7 +39,7 @@ def test_schedule_a_one_off_later(rt: Any, standin: CourierStandin) -> None:
     data = dict(rt.config.notifications["client_review_request"].example.data)
     data["review_url"] = "https://estuary.app/bookings/bk_77/review"
     row_id = rt.schedule("client_review_request", who, at, data, now=NOW)
-    [row] = rt.store.list(with_payload=True)
+    [row] = rt.store.notifications(with_payload=True)
     assert row["id"] == row_id
     assert (row["status"], row["send_at"], row["recipient_id"]) == ("scheduled", at, "usr_c_7")
     message = row["message"]["message"]
@@ -52,16 +52,16 @@ def test_schedule_a_one_off_later(rt: Any, standin: CourierStandin) -> None:
     assert rt.sweep(at) == 1
     [request] = standin.requests
     assert request["headers"]["idempotency-key"] == row["idempotency_key"]
-    assert rt.store.list()[0]["status"] == "sent"
+    assert rt.store.notifications()[0]["status"] == "sent"
 
 
 def test_schedule_uses_known_recipients_and_the_rules_example(rt: Any) -> None:
     rt.store.import_recipients([person("usr_known", "Known Person")], NOW)
     with pytest.raises(ValueError, match="give the event data its rule renders from"):
         rt.schedule("client_welcome", "usr_known", NOW + timedelta(days=1), now=NOW)  # never the example by accident
-    assert rt.store.list() == []
+    assert rt.store.notifications() == []
     row_id = rt.schedule("client_welcome", "usr_known", NOW + timedelta(days=1), example=True, now=NOW)
-    [row] = rt.store.list(with_payload=True)
+    [row] = rt.store.notifications(with_payload=True)
     assert row["id"] == row_id and row["message"]["message"]["data"]["user_name"] == "Known Person"
     example = rt.config.notifications["client_welcome"].example.data
     assert row["message"]["message"]["data"]["verification_url"] == example["verification_url"]
@@ -75,7 +75,7 @@ def test_schedule_uses_known_recipients_and_the_rules_example(rt: Any) -> None:
 
 def test_send_now_sends_through_the_claim_and_checks(rt: Any, standin: CourierStandin) -> None:
     assert rt.send_now("client_welcome", person("usr_1"), example=True, now=NOW) == "sent"
-    [row] = rt.store.list(notification="client_welcome")
+    [row] = rt.store.notifications(notification="client_welcome")
     assert (row["status"], row["attempts"], row["send_at"]) == ("sent", 1, NOW)
     assert [h["status"] for h in rt.store.history(row["id"])] == ["scheduled", "sending", "sent"]
     assert standin.sends_by_key() == {row["idempotency_key"]: 1}
@@ -91,7 +91,7 @@ def test_send_now_leaves_other_due_rows_to_the_sweep(rt: Any, standin: CourierSt
     rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)  # two sends due now
     assert rt.send_now("client_welcome", person("usr_1"), example=True, now=NOW) == "sent"
     assert rt.sweep(NOW) == 2  # still there for the sweep, not parked as `queued` with nobody to deliver them
-    assert sorted(r["notification"] for r in rt.store.list(status=["sent"])) == [
+    assert sorted(r["notification"] for r in rt.store.notifications(status=["sent"])) == [
         "client_booking_confirmation", "client_welcome", "practitioner_booking_notification"]
 
 
@@ -105,7 +105,7 @@ def test_the_same_booking_confirmed_twice_has_one_set_of_reminders(rt: Any) -> N
     both = rt.ingest([booking_confirmed("evt_2", "bk_2", start, NOW), booking_confirmed("evt_2b", "bk_2", start, NOW)], now=NOW)
     assert both.scheduled == 6
     for bid in ("bk_1", "bk_2"):
-        reminders = [r for r in rt.store.list(notification="client_booking_reminder_24h", limit=100) if r["key"] == bid]
+        reminders = [r for r in rt.store.notifications(notification="client_booking_reminder_24h", limit=100) if r["key"] == bid]
         assert len(reminders) == 1, bid
 
 
@@ -114,7 +114,7 @@ def test_a_direct_reminder_is_planned_by_its_rule_and_a_cancel_reaches_it(rt: An
     data = booking_confirmed("evt_x", "bk_9", start, NOW)["data"]
     at = start - timedelta(hours=24)
     row_id = rt.schedule("client_booking_reminder_24h", person("usr_c_1"), at, data, now=NOW)
-    [row] = rt.store.list()
+    [row] = rt.store.notifications()
     assert row["id"] == row_id and row["key"] == "bk_9"  # the rule's key: its cancel_on events find it
     # The rule's declared idempotency key holds: the same reminder asked for twice is one send.
     assert rt.schedule("client_booking_reminder_24h", person("usr_c_1"), at, data, now=NOW) is None
@@ -134,7 +134,7 @@ def test_direct_messages_are_throttled_per_conversation_as_the_rule_says(rt: Any
     other = message_sent("e_other", "m_other", "conv_b", NOW)["data"]  # another conversation: its own bucket
     assert sent == ["sent"] * rule.throttle.limit + ["skipped"]
     assert rt.send_now("client_new_message", person("usr_c_1"), other, now=NOW + timedelta(seconds=30)) == "sent"
-    throttle_keys = {r["idempotency_key"]: r["status"] for r in rt.store.list(notification="client_new_message")}
+    throttle_keys = {r["idempotency_key"]: r["status"] for r in rt.store.notifications(notification="client_new_message")}
     assert list(throttle_keys.values()).count("skipped") == 1
 
 
@@ -162,4 +162,4 @@ def test_direct_sends_pass_the_door_events_pass(rt: Any) -> None:
     long_id = booking_confirmed("evt_y", "bk_2", NOW + timedelta(days=3), NOW)["data"]
     with pytest.raises(EventRejected, match="200"):
         rt.schedule("client_booking_reminder_24h", person("usr_" + "x" * 300), NOW + timedelta(days=2), long_id, now=NOW)
-    assert rt.store.list() == []
+    assert rt.store.notifications() == []

@@ -89,7 +89,7 @@ def test_upcoming_lists_rendered_sends_and_sends_nothing(cli: Any, project: Path
     assert code == 0 and "client_booking_reminder_30m" in out
     assert cli("upcoming", "--within", "soon", **env)[0] == 2
     assert standin.requests == []
-    assert {r["status"] for r in rt.store.list()} == {"scheduled", "skipped"}
+    assert {r["status"] for r in rt.store.notifications()} == {"scheduled", "skipped"}
 
 
 def test_upcoming_shows_what_the_rules_in_force_will_send(cli: Any, project: Path, make_runtime: Any) -> None:
@@ -137,7 +137,7 @@ def test_send_test_goes_to_courier(cli: Any, project: Path, make_runtime: Any, s
     message = request["body"]["message"]
     assert message["to"]["email"] == "x@example.com" and message["template"] == "CLIENT_WELCOME_V1"
     assert message["data"]["verification_url"].startswith("https://")  # the rule's example data
-    row = make_runtime(url).store.list(notification="client_welcome")[0]
+    row = make_runtime(url).store.notifications(notification="client_welcome")[0]
     assert request["headers"]["idempotency-key"] == row["idempotency_key"]
     assert (row["status"], row["request_id"]) == ("sent", request["request_id"])
 
@@ -148,7 +148,7 @@ def test_send_test_without_a_token_goes_to_the_outbox(cli: Any, project: Path, m
     rt.store.import_recipients([person("usr_known")], datetime.now(timezone.utc))
     code, out, _ = cli("send-test", "--type", "practitioner_welcome", "--user-id", "usr_known", ENGINE_DATABASE_URL=url)
     assert (code, out.strip()) == (0, "practitioner_welcome: sent (via outbox)")
-    [row] = rt.store.list(notification="practitioner_welcome")
+    [row] = rt.store.notifications(notification="practitioner_welcome")
     assert row["recipient_id"] == "usr_known" and row["request_id"].startswith("outbox-")
     assert standin.requests == []
     code, _, err = cli("send-test", "--type", "client_welcome", "--user-id", "usr_nobody", ENGINE_DATABASE_URL=url)
@@ -163,7 +163,7 @@ def test_stats_json(cli: Any, project: Path, make_runtime: Any) -> None:
     now = datetime.now(timezone.utc)
     for i in range(3):
         rt.send_now("client_welcome", person(f"usr_{i}"), example=True, now=now)
-    rows = rt.store.list(notification="client_welcome")
+    rows = rt.store.notifications(notification="client_welcome")
     rt.store.record_delivery(rows[0]["request_id"], "delivered", now)
     rt.store.record_delivery(rows[1]["request_id"], "opened", now)  # opened implies delivered
     rt.emit(booking_confirmed("evt_1", "bk_1", now + timedelta(days=3), now), now=now)

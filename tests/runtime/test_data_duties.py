@@ -44,7 +44,7 @@ def a_store_with_two_clients(rt: Any) -> None:
     rt.emit(payment_succeeded("evt_pay", "pay_1", NOW), now=NOW)
     rt.store.set_preferences("usr_c_1", {"client_booking_reminder_30m": False}, NOW)
     rt.sweep(NOW)
-    [sent] = rt.store.list(notification="client_booking_confirmation", recipient_id="usr_c_1")
+    [sent] = rt.store.notifications(notification="client_booking_confirmation", recipient_id="usr_c_1")
     rt.store.record_delivery(sent["request_id"], "delivered", NOW)
 
 
@@ -62,7 +62,7 @@ def test_erase_leaves_nothing_of_the_person_in_any_table(cli: Any, db_url: str, 
     assert [m for m in MAYA if m in after] == []
     assert "usr_c_2@example.com" in after and "lena park" in after  # nobody else's data went
     assert "jonas weber" in after
-    pending = [r for r in rt.store.list(limit=1000) if r["reason"] == "recipient erased"]
+    pending = [r for r in rt.store.notifications(limit=1000) if r["reason"] == "recipient erased"]
     assert pending and {r["status"] for r in pending} == {"cancelled"}
     assert rt.store.recipient("usr_c_2") is not None
 
@@ -92,7 +92,7 @@ def test_retention_redacts_what_it_keeps_and_purges_recipients_nobody_names(db_u
     removed = rt.cleanup(NOW)
     assert removed["events"] == 1 and removed["notifications"] == 0
     assert removed["recipients"] == 1 and removed["notifications redacted"] >= 1
-    kept = rt.store.list(limit=1000, with_payload=True)
+    kept = rt.store.notifications(limit=1000, with_payload=True)
     old_rows = [r for r in kept if r["key"] == "bk_old"]
     assert old_rows and all(r["message"] is None for r in old_rows)  # kept for the statistics, without the message
     assert {r["status"] for r in old_rows} <= {"sent", "skipped"}

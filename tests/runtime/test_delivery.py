@@ -108,7 +108,7 @@ def courier_runtime(db_url: str, make_runtime: Any, standin: CourierStandin) -> 
 
 
 def rows(rt: Any, notification: str) -> list[dict[str, Any]]:
-    return rt.store.list(notification=notification, limit=1000)
+    return rt.store.notifications(notification=notification, limit=1000)
 
 
 def templates_sent(standin: CourierStandin) -> list[str]:
@@ -120,12 +120,12 @@ def test_a_retry_is_rescheduled_with_backoff_and_the_second_attempt_sends_once(c
     rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
     standin.fail_next(1, status=500)
     assert rt.sweep(NOW) == 2  # the client's confirmation and the practitioner's notification
-    [retrying] = [r for r in rt.store.list(status=["scheduled"]) if r["send_at"] < NOW + timedelta(hours=1)]
+    [retrying] = [r for r in rt.store.notifications(status=["scheduled"]) if r["send_at"] < NOW + timedelta(hours=1)]
     assert (retrying["reason"], retrying["attempts"], retrying["last_error"]) == ("retry", 1, "HTTP 500: Injected failure")
     assert NOW + timedelta(seconds=0.5) <= retrying["send_at"] <= NOW + timedelta(seconds=1)
     assert rt.sweep(NOW + timedelta(seconds=0.4)) == 0  # not before its backoff
     assert rt.sweep(NOW + timedelta(seconds=2)) == 1
-    [row] = [r for r in rt.store.list() if r["id"] == retrying["id"]]
+    [row] = [r for r in rt.store.notifications() if r["id"] == retrying["id"]]
     assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
     assert row["request_id"] == next(r["request_id"] for r in standin.requests if r["idempotency_key"] == row["idempotency_key"])
     assert standin.sends_by_key()[row["idempotency_key"]] == 1
@@ -193,7 +193,7 @@ def test_preferences_are_checked_at_send_time(courier_runtime: Any, standin: Cou
     rt.sweep(NOW)
     rt.sweep(start - timedelta(hours=24))
     rt.sweep(start - timedelta(minutes=30))
-    status = {r["notification"]: (r["status"], r["reason"]) for r in rt.store.list()}
+    status = {r["notification"]: (r["status"], r["reason"]) for r in rt.store.notifications()}
     assert status == {
         "client_booking_confirmation": ("sent", None),  # transactional: opt-outs do not apply
         "practitioner_booking_notification": ("sent", None),

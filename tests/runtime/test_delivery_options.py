@@ -41,7 +41,7 @@ def test_every_message_carries_metadata_that_joins_it_to_its_send(rt: Any, stand
     assert rt.sweep(NOW) == 2
     by_key = {r["idempotency_key"]: r["body"]["message"] for r in standin.requests}
     assert len(by_key) == 2
-    for row in rt.store.list(status=["sent"]):
+    for row in rt.store.notifications(status=["sent"]):
         metadata = by_key[row["idempotency_key"]]["metadata"]
         assert metadata["trace_id"] == row["idempotency_key"]
         assert metadata["event"] == row["notification"]
@@ -77,7 +77,7 @@ def test_a_send_on_time_carries_its_deadline_as_courier_s_expiry(rt: Any, standi
     rt.sweep(DUE + timedelta(minutes=5))  # a worker five minutes behind
     [reminder] = sent(standin, "client_booking_reminder_30m")
     assert reminder["expiry"] == {"expires_at": "2026-03-02T14:50:00Z", "expires_in": 15 * 60 * 1000}
-    [row] = rt.store.list(notification="client_booking_reminder_30m")
+    [row] = rt.store.notifications(notification="client_booking_reminder_30m")
     assert row["status"] == "sent"
 
 
@@ -88,7 +88,7 @@ def test_a_send_later_than_its_expiry_is_skipped_expired_not_sent(rt: Any, stand
     rt.sweep(DUE + timedelta(minutes=20))  # the workers were down: the reminders are 20 minutes late
     assert sent(standin, "client_booking_reminder_30m") == sent(standin, "practitioner_session_reminder_30m") == []
     for notification in ("client_booking_reminder_30m", "practitioner_session_reminder_30m"):
-        [row] = rt.store.list(notification=notification)
+        [row] = rt.store.notifications(notification=notification)
         assert (row["status"], row["reason"]) == ("skipped", "expired")
 
 

@@ -120,7 +120,7 @@ def post_bookings(http: httpx.Client, standin: CourierStandin, deployment: Deplo
     assert all(r["headers"].get("idempotency-key") for r in standin.requests)
     assert all(n == 1 for n in standin.sends_by_key().values()) and standin.replays == []
 
-    rows = {(r["notification"], r["key"] or r["event_id"]): r for r in deployment.store.list(limit=100)}
+    rows = {(r["notification"], r["key"] or r["event_id"]): r for r in deployment.store.notifications(limit=100)}
     for rule in ("client_booking_reminder_24h", "practitioner_session_reminder_24h"):
         assert rows[(rule, "bk_keep")]["status"] == "sent"
         assert rows[(rule, "bk_drop")]["status"] == "cancelled"
@@ -129,7 +129,7 @@ def post_bookings(http: httpx.Client, standin: CourierStandin, deployment: Deplo
     assert queue.pending_count() == 0
     assert queue.storage.result_store_size() == 0, "task results pile up in the queue: nobody reads them"
     by_key = {r["idempotency_key"]: r for r in standin.requests}
-    for row in deployment.store.list(status=["sent"], limit=100):
+    for row in deployment.store.notifications(status=["sent"], limit=100):
         assert by_key[row["idempotency_key"]]["request_id"] == row["request_id"]
         assert row["sent_at"] >= row["send_at"] - timedelta(seconds=1)
 
@@ -144,7 +144,6 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 
 def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(backends: tuple[str, str], make_runtime: Any,
                                                                              standin: CourierStandin) -> None:
-    import engine.queue
     from engine.delivery import CourierBackend
     from engine.queue import start_worker
 
@@ -158,19 +157,18 @@ def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(back
     # Four minutes ago both were handed to a queue that lost them; a worker claimed one, sent it
     # to Courier, and died before recording the answer.
     assert len(rt.store.queue_due(then + timedelta(minutes=1))) == 2
-    dead = next(r for r in rt.store.list() if r["event_id"] == "evt_dead")
+    dead = next(r for r in rt.store.notifications() if r["event_id"] == "evt_dead")
     claimed = rt.store.claim(dead["id"], then + timedelta(minutes=1))
     first = rt.backend.send(claimed.message, claimed.idempotency_key)
     assert first.status == "sent"
 
-    consumer, stop = start_worker(rt, make_huey(queue_url), workers=2)
+    consumer, stop = start_worker(rt, make_huey(queue_url, rt), workers=2)
     try:
-        eventually(lambda: {r["status"] for r in rt.store.list()} == {"sent"}, within=20, what="recovery of both rows")
+        eventually(lambda: {r["status"] for r in rt.store.notifications()} == {"sent"}, within=20, what="recovery of both rows")
     finally:
         stop.set()
         consumer.stop(graceful=True)
-        engine.queue._runtime = None
-    rows = {r["event_id"]: r for r in rt.store.list()}
+    rows = {r["event_id"]: r for r in rt.store.notifications()}
     assert rows["evt_dead"]["attempts"] == 2 and rows["evt_dead"]["request_id"] == first.request_id
     assert standin.sends_by_key() == {rows["evt_lost"]["idempotency_key"]: 1, rows["evt_dead"]["idempotency_key"]: 1}
     assert [r["idempotency_key"] for r in standin.replays] == [rows["evt_dead"]["idempotency_key"]]

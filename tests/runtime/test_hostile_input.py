@@ -57,7 +57,7 @@ def confirmed(client: str = "usr_c_1", bid: str = "bk_1", eid: str = "evt_1") ->
 
 
 def stored(rt: Any) -> tuple[int, int]:
-    return rt.store.event_count(), len(rt.store.list(limit=10_000))
+    return rt.store.event_count(), len(rt.store.notifications(limit=10_000))
 
 
 def _set(event: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def test_a_non_ascii_recipient_is_accepted_and_delivered_through_courier(db_url:
         "user": {**person("usr_josé", "José Ñúñez"), "role": "client"}, "verification_url": "https://estuary.app/v?t=1"}}
     assert rt.emit(event, now=now).accepted == ["evt_josé"]
     rt.sweep(now)
-    rows = rt.store.list(recipient_id="usr_josé", limit=10)
+    rows = rt.store.notifications(recipient_id="usr_josé", limit=10)
     assert rows and {r["status"] for r in rows} == {"sent"}
     sent = {r["headers"]["idempotency-key"] for r in standin.requests}
     assert all(k.isascii() for k in sent) and len(sent) == len(rows)
@@ -209,7 +209,7 @@ def test_a_send_past_its_deadline_is_rescheduled_as_a_retry(db_url: str, make_ru
     rt.emit(payment_succeeded("evt_pay", "pay_1", now), now=now)
     standin.trickle_next(1, 0.05)
     rt.sweep(now)
-    [row] = rt.store.list(notification="client_payment_receipt", limit=10)
+    [row] = rt.store.notifications(notification="client_payment_receipt", limit=10)
     assert row["status"] == "scheduled" and "timeout" in (row["last_error"] or "")
 
 

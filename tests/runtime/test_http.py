@@ -44,7 +44,7 @@ def event(eid: str = "evt_1", bid: str = "bk_1") -> dict[str, Any]:
 
 
 def stored(rt: Any) -> tuple[int, int]:
-    return rt.store.event_count(), len(rt.store.list(limit=10_000))
+    return rt.store.event_count(), len(rt.store.notifications(limit=10_000))
 
 
 # -- POST /events -----------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def sent_row(rt: Any) -> dict[str, Any]:
     now = utcnow()
     rt.emit(payment_succeeded("evt_pay", "pay_1", now), now=now)
     rt.sweep(now)
-    [row] = rt.store.list(notification="client_payment_receipt")
+    [row] = rt.store.notifications(notification="client_payment_receipt")
     assert row["status"] == "sent" and row["request_id"]
     return row
 
@@ -224,7 +224,7 @@ def webhook(http: httpx.Client, body: dict[str, Any], secret: str = WEBHOOK_SECR
 
 def test_courier_webhooks_update_the_delivery_status(http: httpx.Client, rt: Any) -> None:
     row = sent_row(rt)
-    status = lambda: rt.store.list(notification="client_payment_receipt")[0]["delivery_status"]  # noqa: E731
+    status = lambda: rt.store.notifications(notification="client_payment_receipt")[0]["delivery_status"]  # noqa: E731
     body = {"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}
     r = webhook(http, body)
     assert r.status_code == 200 and r.json() == {"result": "applied"}
@@ -246,12 +246,12 @@ def test_out_of_order_webhooks_keep_the_furthest_status(http: httpx.Client, rt: 
     row = sent_row(rt)
     for s in ("OPENED", "DELIVERED"):
         webhook(http, {"type": "message:updated", "data": {"id": row["request_id"], "status": s}})
-    assert rt.store.list(notification="client_payment_receipt")[0]["delivery_status"] == "opened"
+    assert rt.store.notifications(notification="client_payment_receipt")[0]["delivery_status"] == "opened"
 
 
 def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_recorded(http: httpx.Client, rt: Any) -> None:
     rt.emit(booking_confirmed("evt_early", "bk_early", utcnow() + timedelta(days=30), utcnow()), now=utcnow())
-    [row] = rt.store.list(notification="client_booking_confirmation")
+    [row] = rt.store.notifications(notification="client_booking_confirmation")
     claimed = rt.store.claim(rt.store.queue_due(utcnow(), ids=[row["id"]])[0], utcnow())
     early = {"type": "message:updated", "data": {"id": "1-early", "status": "DELIVERED"}}
     r = webhook(http, early)
@@ -259,7 +259,7 @@ def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_
     time.sleep(0.002)  # a retry is signed anew
     assert webhook(http, early).json()["result"] == "pending"
     assert rt.store.finish(claimed, "sent", utcnow(), request_id="1-early") == "sent"
-    assert rt.store.list(notification="client_booking_confirmation")[0]["delivery_status"] == "delivered"
+    assert rt.store.notifications(notification="client_booking_confirmation")[0]["delivery_status"] == "delivered"
     time.sleep(0.002)
     assert webhook(http, early).json() == {"result": "duplicate"}
 
@@ -268,7 +268,7 @@ def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_
 def test_unsubscribe_link_from_a_rendered_message_works_one_click(http: httpx.Client, rt: Any) -> None:
     now = utcnow()
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
-    [row] = rt.store.list(notification="client_new_message", with_payload=True)
+    [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
     link = urlparse(row["message"]["message"]["data"]["unsubscribe_url"])
     assert f"{link.scheme}://{link.netloc}{link.path}" == "https://engine.example.com/unsubscribe"
     token = parse_qs(link.query)["token"][0]
@@ -289,7 +289,7 @@ def test_a_category_unsubscribe_link_turns_off_the_category(http: httpx.Client, 
     now = utcnow()
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
     rt.sweep(now)
-    assert [(r["status"], r["reason"]) for r in rt.store.list(notification="client_new_message")] == [("skipped", "opted_out")]
+    assert [(r["status"], r["reason"]) for r in rt.store.notifications(notification="client_new_message")] == [("skipped", "opted_out")]
 
 
 def test_forged_or_expired_unsubscribe_tokens_are_refused(http: httpx.Client, rt: Any) -> None:

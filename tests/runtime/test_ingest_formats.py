@@ -60,7 +60,7 @@ def webhook_headers(body: bytes, msg_id: str = "msg_1", when: datetime | None = 
 
 
 def stored(rt: Any) -> tuple[int, int]:
-    return rt.store.event_count(), len(rt.store.list(limit=10_000))
+    return rt.store.event_count(), len(rt.store.notifications(limit=10_000))
 
 
 # -- Standard Webhooks ------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_pending_sends_follow_a_deploy(rt: Any, standin: CourierStandin) -> None
     deploy(rt, pause=("client_booking_reminder_30m",), remove=("practitioner_session_reminder_30m",),
            templates={"client_booking_reminder_24h": "CLIENT_BOOKING_REMINDER_24H_V2"})
     rt.sweep(start)
-    by_name = {r["notification"]: r for r in rt.store.list(limit=50)}
+    by_name = {r["notification"]: r for r in rt.store.notifications(limit=50)}
     assert (by_name["client_booking_reminder_30m"]["status"], by_name["client_booking_reminder_30m"]["reason"]) == ("skipped", "paused")
     assert (by_name["practitioner_session_reminder_30m"]["status"], by_name["practitioner_session_reminder_30m"]["reason"]) == ("skipped", "removed")
     templates = {r["body"]["message"]["template"] for r in standin.requests}
@@ -54,7 +54,7 @@ def test_a_template_key_no_longer_mapped_is_skipped_with_the_reason(rt: Any, sta
     mapped = {env: {k: v for k, v in m.items() if k != "client_booking_reminder_24h"} for env, m in rt.config.templates.items()}
     rt.config = replace(rt.config, templates=mapped)
     rt.sweep(start - timedelta(hours=24))
-    [row] = rt.store.list(notification="client_booking_reminder_24h")
+    [row] = rt.store.notifications(notification="client_booking_reminder_24h")
     assert row["status"] == "skipped" and "no Courier template id for 'client_booking_reminder_24h'" in row["reason"]
 
 
@@ -65,7 +65,7 @@ def test_a_resumed_notification_sends_its_pending_sends(rt: Any, standin: Courie
     deploy(rt, pause=("client_booking_reminder_24h",))
     rt.config = original  # resumed before the reminder fell due
     rt.sweep(start - timedelta(hours=24))
-    [row] = rt.store.list(notification="client_booking_reminder_24h")
+    [row] = rt.store.notifications(notification="client_booking_reminder_24h")
     assert row["status"] == "sent"
 
 
@@ -75,4 +75,4 @@ def test_a_digest_whose_rule_was_removed_is_closed_without_a_send(rt: Any, stand
     deploy(rt, remove=("practitioner_weekly_earnings_summary",))
     rt.sweep(digest["send_at"])
     assert rt.store.due_digests(NOW + timedelta(days=8)) == []  # not handed to every sweep again
-    assert rt.store.list(notification="practitioner_weekly_earnings_summary") == []
+    assert rt.store.notifications(notification="practitioner_weekly_earnings_summary") == []

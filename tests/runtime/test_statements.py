@@ -108,7 +108,7 @@ def test_migration_0004_keeps_one_live_row_of_a_key_the_sent_one_first(db_url: s
                              {"idempotency_key": "k2"}, {"idempotency_key": "k2", "status": "sending"},
                              {"idempotency_key": "k3"}, {"idempotency_key": "k3", "status": "queued"})]
     upgrade(engine)
-    statuses = {r["id"]: (r["status"], r["reason"]) for r in Store(engine).list(limit=20)}
+    statuses = {r["id"]: (r["status"], r["reason"]) for r in Store(engine).notifications(limit=20)}
     duplicate = ("skipped", "a duplicate of another send with the same idempotency key")
     assert [statuses[i] for i in ids] == [
         duplicate, ("sent", None), ("cancelled", None), duplicate, ("scheduled", None),  # the sent row is kept

@@ -43,12 +43,12 @@ def make_send(*, notification: str = "client_booking_reminder_24h", key: str | N
 
 
 def one(store: Store, row_id: int) -> dict[str, Any]:
-    [row] = [r for r in store.list(limit=10_000) if r["id"] == row_id]
+    [row] = [r for r in store.notifications(limit=10_000) if r["id"] == row_id]
     return row
 
 
 def by_key(store: Store) -> dict[str, dict[str, Any]]:
-    return {r["idempotency_key"]: r for r in store.list(limit=10_000)}
+    return {r["idempotency_key"]: r for r in store.notifications(limit=10_000)}
 
 
 def run_threads(n: int, target: Any) -> list[Any]:
@@ -162,7 +162,7 @@ class StoreContract:
                 decisions.append(replace(send, replan=roll < 0.55))
         bulk, single = Store(engine), Store(engine)
         result = bulk.ingest([(make_event(f"evt_bulk_{seed}"), decisions)], NOW)
-        rows = [(r["notification"], r["key"], r["idempotency_key"], r["status"], r["reason"]) for r in bulk.list(limit=1000, newest_first=True)]
+        rows = [(r["notification"], r["key"], r["idempotency_key"], r["status"], r["reason"]) for r in bulk.notifications(limit=1000, newest_first=True)]
         with engine.begin() as conn:  # the same database, empty again
             for table in (history, notifications, events, recipients):
                 conn.execute(table.delete())
@@ -172,7 +172,7 @@ class StoreContract:
             totals[0] += one_result.scheduled
             totals[1] += one_result.cancelled
         assert [(r["notification"], r["key"], r["idempotency_key"], r["status"], r["reason"])
-                for r in single.list(limit=1000, newest_first=True)] == rows
+                for r in single.notifications(limit=1000, newest_first=True)] == rows
         assert [result.scheduled, result.cancelled] == totals
         assert result.cancelled > 0 and result.scheduled > 0
 
@@ -182,7 +182,7 @@ class StoreContract:
         with pytest.raises(IntegrityError):
             store.ingest([(make_event("evt_ok"), [good]), (make_event("evt_bad"), [broken])], NOW)
         assert store.event_count() == 0
-        assert store.list() == []
+        assert store.notifications() == []
         assert store.recipient("usr_c_1") is None
 
     def test_concurrent_batches_each_get_their_own_result_and_error(self, store: Store) -> None:
@@ -227,7 +227,7 @@ class StoreContract:
         assert (empty.accepted, empty.scheduled) == ([], 0)
         assert (last.accepted, last.duplicates, last.scheduled) == (["evt_m3"], ["evt_m_shared"], 1)
         assert store.event_count() == 3  # evt_m2 went with its batch
-        assert {r["key"] for r in store.list()} == {"bk_1", "bk_3"}
+        assert {r["key"] for r in store.notifications()} == {"bk_1", "bk_3"}
         assert store.ingest_many([], NOW) == []
         with pytest.raises(IntegrityError):  # a single batch's error is the transaction's
             store.ingest_many([[(make_event("evt_m4"), [make_send(key="bk_4", category=None)])]], NOW)
@@ -236,11 +236,11 @@ class StoreContract:
     def test_a_repeated_event_id_changes_nothing(self, store: Store) -> None:
         first = make_send(key="bk_1")
         self.ingest(store, first, event=make_event("evt_1"))
-        before = store.list()
+        before = store.notifications()
         again = store.ingest([(make_event("evt_1"), [make_send(key="bk_9"),
                                                      Cancel(first.notification, "bk_1", "cancelled by x", "evt_1")])], NOW)
         assert (again.accepted, again.duplicates, again.scheduled, again.cancelled) == ([], ["evt_1"], 0, 0)
-        assert store.list() == before
+        assert store.notifications() == before
         assert store.event_count() == 1
         # Repeats inside one batch: the first is accepted, the rest are duplicates.
         batch = store.ingest([(make_event("evt_2"), [make_send(key="bk_2")]),
@@ -257,7 +257,7 @@ class StoreContract:
             results = run_threads(4, ingest)
             assert sorted(len(r.accepted) for r in results) == [0, 0, 0, 1]
             assert all(r.duplicates == [f"evt_race_{n}"] for r in results if not r.accepted)
-        assert store.event_count() == rounds and len(store.list(limit=1000)) == rounds
+        assert store.event_count() == rounds and len(store.notifications(limit=1000)) == rounds
 
     def test_duplicates_are_listed_once_per_repeat(self, store: Store) -> None:
         self.ingest(store, event=make_event("evt_old"))
@@ -269,16 +269,16 @@ class StoreContract:
         a = make_send(key="bk_1", idem="same-key")
         self.ingest(store, a)
         self.ingest(store, make_send(key="bk_1", idem="same-key"))
-        assert len(store.list()) == 1
+        assert len(store.notifications()) == 1
 
     def test_concurrent_sends_of_one_idempotency_key_store_one_row(self, store: Store) -> None:
         # Separate transactions racing (on PostgreSQL truly in parallel): the unique index on live
         # keys lets one row in; the others store nothing and report nothing scheduled.
         results = run_threads(8, lambda i: self.ingest(store, make_send(key=f"bk_{i}", idem="raced-key")))
         assert sum(r.scheduled for r in results) == 1
-        assert [r["idempotency_key"] for r in store.list()] == ["raced-key"]
+        assert [r["idempotency_key"] for r in store.notifications()] == ["raced-key"]
         # Once that row no longer holds the key (cancelled), the key can be used again.
-        [row] = store.list()
+        [row] = store.notifications()
         store.ingest([(make_event("evt_cancel_raced"), [Cancel(row["notification"], row["key"], "cancelled by test", "e")])], NOW)
         assert self.ingest(store, make_send(key="bk_again", idem="raced-key")).scheduled == 1
 
@@ -317,7 +317,7 @@ class StoreContract:
         rt.emit(booking_rescheduled("evt_b2", "bk_1", start, moved, NOW + timedelta(minutes=5)), now=NOW + timedelta(minutes=5))
         for rule, offset in (("client_booking_reminder_24h", timedelta(hours=24)), ("client_booking_reminder_30m", timedelta(minutes=30)),
                              ("practitioner_session_reminder_24h", timedelta(hours=24))):
-            rows = rt.store.list(notification=rule)
+            rows = rt.store.notifications(notification=rule)
             assert [(r["status"], r["send_at"]) for r in rows] == [("cancelled", start - offset), ("scheduled", moved - offset)], rule
             assert rows[0]["reason"] == "rescheduled by booking.rescheduled"
 
@@ -327,7 +327,7 @@ class StoreContract:
         rt.emit(booking_confirmed("evt_c1", "bk_1", start, NOW), now=NOW)
         rt.emit(booking_cancelled("evt_c2", "bk_1", start, NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
         rt.emit(booking_rescheduled("evt_c3", "bk_1", start, moved, NOW + timedelta(minutes=2)), now=NOW + timedelta(minutes=2))
-        reminders = [r for r in rt.store.list(limit=100) if "reminder" in r["notification"]]
+        reminders = [r for r in rt.store.notifications(limit=100) if "reminder" in r["notification"]]
         assert len(reminders) == 4
         # As tests/scenarios/cancelled_then_rescheduled.yaml has `engine preview` decide.
         assert {(r["status"], r["reason"]) for r in reminders} == {("cancelled", "cancelled by booking.cancelled")}
@@ -337,7 +337,7 @@ class StoreContract:
         due = [make_send(key=f"bk_{i}", send_at=NOW - timedelta(seconds=i % 7)) for i in range(120)]
         not_due = make_send(key="later", send_at=NOW + timedelta(seconds=1))
         self.ingest(store, *due, not_due)
-        expected = sorted(r["id"] for r in store.list(limit=1000) if r["idempotency_key"] != not_due.idempotency_key)
+        expected = sorted(r["id"] for r in store.notifications(limit=1000) if r["idempotency_key"] != not_due.idempotency_key)
 
         def drain(_: int) -> list[int]:
             got: list[int] = []
@@ -350,7 +350,7 @@ class StoreContract:
         handed = [i for part in run_threads(4, drain) for i in part]
         assert len(handed) == len(set(handed)), "a row was handed to two callers"
         assert sorted(handed) == expected
-        assert {r["status"] for r in store.list(limit=1000) if r["id"] in expected} == {"queued"}
+        assert {r["status"] for r in store.notifications(limit=1000) if r["id"] in expected} == {"queued"}
         assert store.queue_due(NOW) == []
 
     def test_claim_is_atomic(self, store: Store) -> None:
@@ -480,7 +480,7 @@ class StoreContract:
         rt.sweep(send_at + timedelta(minutes=1))  # another sweep finds nothing more to close
         assert store.due_digests(send_at + timedelta(days=1)) == []
         assert store.close_digest(digest["bucket"], make_send(), send_at) is False
-        [row] = store.list(notification="practitioner_weekly_earnings_summary", with_payload=True)
+        [row] = store.notifications(notification="practitioner_weekly_earnings_summary", with_payload=True)
         assert (row["status"], row["send_at"]) == ("sent", send_at)
         data = row["message"]["message"]["data"]
         assert (data["totals"], data["count"]) == ([{"currency": "EUR", "amount": 10500, "count": 2}], 2)
@@ -512,7 +512,7 @@ class StoreContract:
 
         removed = store.cleanup(NOW, timedelta(days=180), timedelta(days=90))
         assert removed["notifications"] == 1 and removed["events"] == 1
-        assert {r["idempotency_key"] for r in store.list()} == {pending_old.idempotency_key, recent.idempotency_key}
+        assert {r["idempotency_key"] for r in store.notifications()} == {pending_old.idempotency_key, recent.idempotency_key}
         assert store.history(old_id) == []  # history goes with its row
         with store.engine.connect() as conn:
             assert conn.scalars(select(events.c.id)).all() == ["evt_recent"]
@@ -541,7 +541,7 @@ class StoreContract:
 
         rotated = Store(engine, Codec((new_key, old_key)))  # new key first, old one still reads
         assert rotated.recipient("usr_enc")["email"] == secret
-        assert rotated.list(with_payload=True)[0]["message"]["message"]["to"]["email"] == secret
+        assert rotated.notifications(with_payload=True)[0]["message"]["message"]["to"]["email"] == secret
         rotated.import_recipients([{**who, "id": "usr_new"}], NOW)
         assert Store(engine, Codec((new_key,))).recipient("usr_new")["email"] == secret
         with pytest.raises(InvalidToken):

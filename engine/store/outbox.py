@@ -1,0 +1,242 @@
+"""The outbox: due rows handed to the queue, claimed by one worker, and finished.
+
+States of a notification row:
+  scheduled -> queued (handed to the queue) -> sending (claimed by one worker) -> sent
+                                                                              -> scheduled (retry later)
+                                                                              -> failed
+  scheduled | queued -> cancelled (a cancel or reschedule; a row already `sending` is too late)
+  any due row -> skipped (preferences, throttle, rate limit at send time)
+  sent -> delivered | opened | clicked | undeliverable are recorded in `delivery_status`.
+A claim's `attempts` is its fencing token: a worker's outcome is recorded only while the row is
+still its claim. A row is its own record of creation; `notification_history` keeps every change
+after it (`Store.history` gives both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Sequence
+
+from ..core.decide import Send
+from ..core.rendering import courier_message
+from . import receipts
+from .codec import Codec
+from .statements import Statements
+from .transactions import Transactions
+
+PENDING = ("scheduled", "queued")
+PAUSED = "paused"  # the reason of a send put back because the provider refused the credentials
+
+
+def send_row(sql: Statements, codec: Codec, s: Send, at: Any) -> tuple[Any, ...]:
+    """The row of a send, in `statements.SEND_COLUMNS` order; `at` is now, as `Statements.time` binds it."""
+    message = courier_message(s.recipient, s.template, s.data, s.channels) if s.template else None
+    return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
+            s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
+            codec.dumps(message) if message else None, sql.time(s.send_at), s.status, s.reason, 0, at, at)
+
+
+def insert_sends(cur: Any, sql: Statements, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Put sends in the outbox; returns how many rows were inserted.
+
+    A send whose idempotency key already belongs to a live or sent row is the same send, and
+    so is a second send of one key within `rows` (two events or rules giving one key): the
+    unique index on live keys refuses it, and nothing is inserted."""
+    if not rows:
+        return 0
+    cur.executemany(sql.insert_send, rows)
+    return int(cur.rowcount)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row one worker now owns (status `sending`); `attempts` is its fencing token."""
+
+    id: int
+    notification: str
+    recipient_id: str
+    category: str
+    channels: tuple[str, ...]
+    throttle_key: str | None
+    idempotency_key: str
+    message: dict[str, Any]
+    attempts: int
+    send_at: datetime
+    claimed_at: datetime | None = None
+    template_key: str | None = None
+    template: str | None = None  # the template id it was scheduled with (the verdict gives the one in force)
+
+
+class Counts:
+    """Counts made inside a claim's transaction: what was sent within a window, plus what other
+    workers are sending right now (their claims committed before this one, in order)."""
+
+    def __init__(self, store: Transactions, cur: Any, claimed: Claimed):
+        self.sql, self.cur, self.claimed = store.sql, cur, claimed
+
+    def _count(self, statement: str, params: Sequence[Any]) -> int:
+        self.cur.execute(statement, params)
+        return int(self.cur.fetchone()[0] or 0)
+
+    def sent(self, throttle_key: str | None, since: datetime) -> int:
+        """Of this notification, to this recipient, with this throttle key."""
+        c, taken = self.claimed, (self.sql.time(since), self.claimed.id)
+        if throttle_key is None:
+            return self._count(self.sql.sent_without_key, (c.notification, c.recipient_id, *taken))
+        return self._count(self.sql.sent_with_key, (c.notification, c.recipient_id, throttle_key, *taken))
+
+    def preferences(self) -> dict[str, bool]:
+        """The recipient's preferences, read in the same transaction (a second connection would
+        wait on this transaction's lock on SQLite)."""
+        self.cur.execute(self.sql.preferences, (self.claimed.recipient_id,))
+        return {k: bool(v) for k, v in self.cur.fetchall()}
+
+    def recent(self, since: datetime, categories: Sequence[str]) -> int:
+        """To this recipient, in these categories."""
+        if not categories:
+            return 0
+        return self._count(self.sql.recent(len(categories)),
+                           (self.claimed.recipient_id, *categories, self.sql.time(since), self.claimed.id))
+
+
+class Outbox(Transactions):
+    """Handing due rows out, claiming them and recording what became of them."""
+
+    def queue_due(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
+                  stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None,
+                  max_attempts: int | None = None) -> list[int]:
+        """Move due rows to `queued` and return their ids (each id is returned to one caller).
+
+        Rows `queued` for longer than `requeue_after` (their queue task was lost) and rows
+        `sending` for longer than `stale_sending` (their worker died) are queued again; the
+        retry carries the same Idempotency-Key, so Courier does not send twice. A dead claim that
+        has used up `max_attempts` fails instead of being handed out forever, and one that a
+        cancel reached while it was being sent ends cancelled. `ids` limits the hand-off to those rows.
+        """
+        return [i for i, _ in self.queue_due_times(now, limit, requeue_after, stale_sending, ids, max_attempts)]
+
+    def queue_due_times(self, now: datetime, limit: int = 500, requeue_after: timedelta = timedelta(seconds=30),
+                        stale_sending: timedelta = timedelta(minutes=2), ids: Sequence[int] | None = None,
+                        max_attempts: int | None = None) -> list[tuple[int, datetime]]:
+        """`queue_due`, with each row's due time: (id, send_at), earliest first."""
+        sql, at = self.sql, self.sql.time(now)
+        due = (at, sql.time(now - requeue_after), sql.time(now - stale_sending))
+        among = tuple(ids or ())
+
+        def op(cur: Any) -> list[tuple[int, datetime]]:
+            if ids is None:
+                self._end_dead_claims(cur, at, due[2], max_attempts)
+            cur.execute(sql.queue_due(len(among)), (at, at, *due, *among, limit, *due))
+            due_rows = [(int(i), sql.read_time(t) or now) for i, t in cur.fetchall()]
+            return sorted(due_rows, key=lambda r: (r[1], r[0]))
+
+        if ids is not None and not among:
+            return []
+        return self._write(op)
+
+    def _end_dead_claims(self, cur: Any, at: Any, claimed_before: Any, max_attempts: int | None) -> None:
+        """Claims whose worker died: cancelled when a cancel reached them meanwhile, failed when
+        they used up their attempts (the others are handed out again)."""
+        sql = self.sql
+        cur.execute(sql.end_cancelled_claims, (at, claimed_before))
+        ended = [(i, "cancelled", why, at) for i, why in cur.fetchall()]
+        if max_attempts is not None:
+            why = "the worker died on every attempt"
+            cur.execute(sql.end_spent_claims, (why, at, claimed_before, max_attempts))
+            ended += [(i, "failed", why, at) for (i,) in cur.fetchall()]
+        if ended:
+            cur.executemany(sql.add_history, ended)
+
+    def claim(self, notification_id: int, now: datetime) -> Claimed | None:
+        """Atomically take a queued row for sending; None if it was cancelled or taken."""
+        return self.claim_checked(notification_id, now)[0]
+
+    def claim_checked(self, notification_id: int, now: datetime,
+                      check: Callable[[Claimed, Counts], Any] | None = None) -> tuple[Claimed | None, Any]:
+        """Atomically take a queued row for sending; (None, None) if it was cancelled or taken.
+
+        `check(claimed, counts)` runs inside the same transaction, serialized per recipient, and
+        returns a verdict; when `verdict.skip` is set the row is recorded as skipped with that
+        reason instead. Counting and claiming together is what keeps rate limits and throttles
+        exact when many workers deliver to one recipient at once.
+        """
+        return self._write(lambda cur: self._claim(cur, notification_id, now, check))
+
+    def _claim(self, cur: Any, notification_id: int, now: datetime,
+               check: Callable[[Claimed, Counts], Any] | None) -> tuple[Claimed | None, Any]:
+        sql, at = self.sql, self.sql.time(now)
+        cur.execute(sql.claim, (at, at, notification_id))
+        row = cur.fetchone()
+        if row is None:
+            return None, None
+        (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
+         send_at, template_key, template) = row
+        claimed = Claimed(row_id, notification, recipient_id, category, sql.read_channels(channels), throttle_key,
+                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now,  # type: ignore[arg-type]
+                          template_key, template)
+        verdict = None
+        if check is not None:
+            if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
+                cur.execute(sql.lock_recipient, (recipient_id,))
+            verdict = check(claimed, Counts(self, cur, claimed))
+        if verdict is not None and getattr(verdict, "skip", None):
+            cur.execute(sql.skip, (verdict.skip, at, row_id))
+            cur.execute(sql.add_history, (row_id, "skipped", verdict.skip, at))
+        else:
+            cur.execute(sql.add_history, (row_id, "sending", f"attempt {attempts}", at))
+            self._settle(cur, claimed, verdict)
+        return claimed, verdict
+
+    def _settle(self, cur: Any, claimed: Claimed, verdict: Any) -> None:
+        """The row records the template id and channels it goes out with, when the verdict changed them."""
+        template = getattr(verdict, "template", None) or claimed.template
+        channels = getattr(verdict, "channels", None) or claimed.channels
+        if template != claimed.template or tuple(channels) != claimed.channels:
+            cur.execute(self.sql.settle, (template, self.sql.channels(tuple(channels)), claimed.id))
+
+    def finish(self, claimed: Claimed, status: str, now: datetime, *, reason: str | None = None,
+               request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> str | None:
+        """Record the outcome of a claimed send; returns the status recorded (`cancelled` for a retry
+        when a cancel came during the attempt), or None if the claim was lost (another worker took over)."""
+        sql, at = self.sql, self.sql.time(now)
+        sent = status == "sent"
+        params: list[Any] = [status, reason, at]
+        if sent:
+            params += [at, request_id]
+        if error is not None:
+            params.append(error[:1000])
+        if retry_at is not None:
+            params.append(sql.time(retry_at))
+        def op(cur: Any) -> str | None:
+            cur.execute(sql.finish(sent, error is not None, retry_at is not None), (*params, claimed.id, claimed.attempts))
+            found = cur.fetchone()
+            if found is not None:
+                recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile
+                cur.execute(sql.add_history, (claimed.id, recorded, why if recorded != status else reason or error, at))
+                if recorded == "sent" and request_id:
+                    receipts.on_sent(cur, sql, claimed.id, request_id, now)
+                return str(recorded)
+            return None
+
+        return self._write(op)
+
+    def pause(self, claimed: Claimed, now: datetime, retry_at: datetime, error: str) -> str | None:
+        """Put a claimed send back (`scheduled` at `retry_at`, reason `paused: ...`) without counting
+        its attempt: the provider refused the credentials, not the message. Returns the status
+        recorded (`cancelled` when a cancel came during the attempt), or None if the claim was lost.
+
+        Giving the attempt back keeps `attempts` a fencing token: a later claim takes it up again,
+        never down to the value of a claim older than this one."""
+        sql, at = self.sql, self.sql.time(now)
+        reason = f"{PAUSED}: {error}"[:500]
+
+        def op(cur: Any) -> str | None:
+            cur.execute(sql.pause, (reason, error[:1000], sql.time(retry_at), at, claimed.id, claimed.attempts))
+            found = cur.fetchone()
+            if found is None:
+                return None
+            cur.execute(sql.add_history, (claimed.id, found[0], found[1], at))
+            return str(found[0])
+
+        return self._write(op)
