@@ -384,7 +384,7 @@ INGEST_PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("store: statements (events, sends, recipients, digests, savepoints)", ("engine/store/", "sqlalchemy/", "psycopg/")),
     ("store: encoding payloads", ("engine/store/codec.py", "to_json (engine/jsontext.py", "from_json (engine/jsontext.py",
                                   "json/encoder.py")),
-    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "Store._cursor (engine/store/repository.py:219)",
+    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "Transactions._cursor (engine/store/transactions.py:98)",
                                                "engine/store/checkpoint.py", ".commit (")),
 ]
 
