@@ -48,7 +48,7 @@ def main() -> None:
             rt.schedule("client_booking_confirmation", person(i), t0 + timedelta(seconds=load_s * (i + 0.5) / timed_n), data)
         for i in range(idle_n):
             rt.schedule("client_booking_confirmation", person(100_000 + i), idle_due + timedelta(seconds=1.0 * i / idle_n), data)
-        huey = make_huey(f"sqlite:///{workdir}/queue.db")
+        huey = make_huey(f"sqlite:///{workdir}/queue.db", rt)
         consumer, stop = start_worker(rt, huey, rt.settings.workers)
         maker = EventMaker(rt.config, prefix=f"evt_late_{int(time.time())}")
         lock = threading.Lock()

@@ -113,7 +113,7 @@ def worker(workdir: Path, seconds: float) -> dict:
         t0 = time.perf_counter()
         rt.sweep()
         sweeps.append(1000 * (time.perf_counter() - t0))
-    huey = make_huey(f"sqlite:///{workdir}/queue.db")
+    huey = make_huey(f"sqlite:///{workdir}/queue.db", rt)
     consumer, stop = start_worker(rt, huey, 4)
     samples = [rss_mb()]
     deadline = time.monotonic() + seconds

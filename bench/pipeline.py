@@ -24,7 +24,6 @@ from .dispatch import queued_rows
 
 def one_round(store: str, n: int) -> tuple[int, float]:
     """N due sends through sweep -> Huey -> 4 workers -> stand-in on fresh stores: (sent, seconds)."""
-    from huey import RedisHuey
     from sqlalchemy import update
 
     from engine import queue
@@ -39,10 +38,9 @@ def one_round(store: str, n: int) -> tuple[int, float]:
             conn.execute(update(notifications).where(notifications.c.status == "queued").values(status="scheduled", queued_at=None))
         due = len(rt.store.notifications(status=["scheduled"], until=utcnow(), limit=10**7))
         if pg:
-            huey = RedisHuey(f"bench-{os.getpid()}-{time.monotonic_ns()}", url=REDIS_URL, blocking=True, read_timeout=1)  # as make_huey, own name
-            queue._register(huey)  # noqa: SLF001 - the engine's own task registration
+            huey = queue.make_huey(REDIS_URL, rt, name=f"bench-{os.getpid()}-{time.monotonic_ns()}")
         else:
-            huey = queue.make_huey(f"sqlite:///{workdir}/queue.db")
+            huey = queue.make_huey(f"sqlite:///{workdir}/queue.db", rt)
         t0 = time.perf_counter()
         consumer, stop = queue.start_worker(rt, huey, rt.settings.workers)
         deadline = t0 + 120

@@ -23,11 +23,9 @@ from .settings import SettingsError
 
 log = logging.getLogger("engine.queue")
 
-_runtime: Any = None  # the Runtime the tasks use in this process; set by start_worker()
-
-
-def make_huey(url: str) -> Huey:
-    """`sqlite:///path/queue.db` or `redis://host:port/db`.
+def make_huey(url: str, runtime: Any = None, *, name: str = "engine") -> Huey:
+    """`sqlite:///path/queue.db` or `redis://host:port/db`, whose tasks run on `runtime` (None: a
+    process that only hands ids to the queue, or only creates it).
 
     No result store: nobody reads a task's return value (the row holds the outcome), and Huey
     would keep every one of them forever.
@@ -36,30 +34,33 @@ def make_huey(url: str) -> Huey:
     if parsed.scheme == "sqlite":
         path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else parsed.path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        huey: Huey = SqliteHuey("engine", filename=path, fsync=False, timeout=30, results=False)
+        huey: Huey = SqliteHuey(name, filename=path, fsync=False, timeout=30, results=False)
     elif parsed.scheme in ("redis", "rediss"):
-        huey = RedisHuey("engine", url=url, blocking=True, read_timeout=1, results=False)
+        huey = RedisHuey(name, url=url, blocking=True, read_timeout=1, results=False)
     else:
-        raise SettingsError(f"ENGINE_QUEUE_URL={url!r} is not a queue the engine can use: "
+        shown = parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl() \
+            if parsed.password else url
+        raise SettingsError(f"ENGINE_QUEUE_URL={shown!r} is not a queue the engine can use: "
                             "set it to sqlite:///path/queue.db or redis://host:port/db")
-    _register(huey)
+    _register(huey, runtime)
     return huey
 
 
-def _register(huey: Huey) -> None:
+def _register(huey: Huey, runtime: Any) -> None:
     @huey.task(name="deliver")
     def deliver(notification_id: int) -> str:
-        if _runtime is None:
-            raise RuntimeError("no runtime in this worker")
-        return _runtime.deliver(notification_id)
+        if runtime is None:
+            raise RuntimeError("this process's queue delivers nothing: build it with make_huey(url, runtime)")
+        return str(runtime.deliver(notification_id))
 
     @huey.periodic_task(crontab(minute="17", hour="3"), name="cleanup")
     def cleanup() -> None:
-        if _runtime is not None:
-            removed = _runtime.cleanup()
+        if runtime is not None:
+            removed = runtime.cleanup()
             log.info("retention cleanup removed %s", removed)
 
     huey.deliver_task = deliver  # type: ignore[attr-defined]
+    huey.runtime = runtime  # type: ignore[attr-defined]
 
 
 def enqueuer(huey: Huey) -> Any:
@@ -176,9 +177,10 @@ class _QuietConsumer(Consumer):
 
 
 def start_worker(runtime: Any, huey: Huey, workers: int, *, periodic: bool = True) -> tuple[Consumer, threading.Event]:
-    """Start Huey's workers and the sweep in threads of this process; returns (consumer, stop)."""
-    global _runtime
-    _runtime = runtime
+    """Start Huey's workers and the sweep in threads of this process; returns (consumer, stop).
+    `huey` is the queue `make_huey` built for `runtime`."""
+    if getattr(huey, "runtime", None) is not runtime:
+        raise ValueError("start_worker: the queue was built for another runtime (make_huey(url, runtime))")
     runtime.enqueue = enqueuer(huey)
     # Short polling: Huey's default backoff lets an idle worker sleep up to 10 s between polls.
     consumer = _QuietConsumer(huey, workers=workers, periodic=periodic, initial_delay=0.05, backoff=1.1,

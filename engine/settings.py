@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 
@@ -38,6 +38,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line (engine/logs.py)
     metrics_refresh_s: float = 15.0  # how often the store's figures on /metrics are read again
+    # COURIER_<KEY>_TEMPLATE: a Courier template id over templates_map's entry for KEY, read once at start
+    template_overrides: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -62,7 +64,7 @@ class Settings:
                     return value
             raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
 
-        keys = tuple(k.strip() for k in env.get("ENGINE_ENCRYPTION_KEY", "").split(",") if k.strip())
+        keys = encryption_keys(env.get("ENGINE_ENCRYPTION_KEY", ""))
         values = dict(
             config_path=env.get("ENGINE_CONFIG", cls.config_path),
             database_url=env.get("ENGINE_DATABASE_URL") or cls.database_url,
@@ -84,11 +86,28 @@ class Settings:
             log_level=choice("ENGINE_LOG_LEVEL", cls.log_level, LOG_LEVELS),
             log_format=choice("ENGINE_LOG_FORMAT", cls.log_format, LOG_FORMATS),
             metrics_refresh_s=number("ENGINE_METRICS_REFRESH", cls.metrics_refresh_s),
+            template_overrides=template_overrides(env),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
-    def environ_overrides(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The COURIER_<KEY>_TEMPLATE overrides present in the environment."""
-        env = os.environ if environ is None else environ
-        return {k: v for k, v in env.items() if k.startswith("COURIER_") and k.endswith("_TEMPLATE")}
+
+def encryption_keys(raw: str) -> tuple[str, ...]:
+    """ENGINE_ENCRYPTION_KEY's comma-separated Fernet keys, each checked."""
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if keys:
+        from cryptography.fernet import Fernet
+
+        for key in keys:
+            try:
+                Fernet(key.encode())
+            except ValueError:
+                raise SettingsError("ENGINE_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes (make one "
+                                    "with: python -c 'from cryptography.fernet import Fernet; "
+                                    "print(Fernet.generate_key().decode())')") from None
+    return keys
+
+
+def template_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """The COURIER_<KEY>_TEMPLATE variables that are set, by name (`Config.template_id` reads them)."""
+    return {k: v for k, v in environ.items() if k.startswith("COURIER_") and k.endswith("_TEMPLATE") and v}

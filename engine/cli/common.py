@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import os
 import time
 
 import click
 
-from ..settings import Settings, SettingsError
+from ..settings import Settings
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -25,20 +24,15 @@ def setup_logging(config: Settings | None = None) -> None:
 def settings(config_path: str | None = None, env: str | None = None) -> Settings:
     """The settings from the environment, with the command line's --config and --env over
     ENGINE_CONFIG and ENGINE_ENV."""
-    try:
-        overrides = {k: v for k, v in (("config_path", config_path), ("env", env)) if v}
-        return Settings.from_environ(os.environ, **overrides)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    overrides = {k: v for k, v in (("config_path", config_path), ("env", env)) if v}
+    return Settings.from_environ(**overrides)
 
 
 def runtime(config_path: str | None = None, *, migrate: bool = True) -> "Runtime":
     from ..runtime import Runtime  # the store, queue and Courier SDK load only for commands that use them
 
-    try:
-        return Runtime.create(settings(config_path), dict(os.environ), migrate=migrate)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    chosen = settings(config_path)
+    return Runtime.create(chosen, chosen.template_overrides, migrate=migrate)
 
 
 class ProgressBar:

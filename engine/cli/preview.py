@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -79,7 +78,7 @@ def command(events_path: str, config_path: str | None, until_text: str | None, f
         raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})",
                                 param_hint="--env" if env_option else "ENGINE_ENV")
     with ProgressBar(f"previewing {len(raw)} events") as progress:
-        result = run(config, raw, until, Renderer(env=env, environ=dict(os.environ)), load_preferences(prefs_path),
+        result = run(config, raw, until, Renderer(env=env, environ=chosen.template_overrides), load_preferences(prefs_path),
                      progress)
     rejected = unreadable + result.rejected
     if rejected:

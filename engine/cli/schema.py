@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,8 @@ def templates_map_schema(config: Config) -> dict[str, Any]:
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when --output is not what would be written (for CI).")
 def command(config_path: str | None, kind: str, output: str | None, check: bool) -> None:
     """Write a JSON Schema for editors that completes this project's events, categories, windows and template keys."""
-    config = load(settings(config_path).config_path, environ=dict(os.environ))
+    chosen = settings(config_path)
+    config = load(chosen.config_path, environ=chosen.template_overrides)
     schema = rules_schema(config) if kind == "rules" else templates_map_schema(config)
     text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if check:

@@ -33,7 +33,7 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     rt = runtime(config_path)
     announce(rt)
     metrics.declare(rt.config.notifications)
-    huey = make_huey(rt.settings.queue_url)
+    huey = make_huey(rt.settings.queue_url, rt)
     readiness = Readiness(rt.store.engine, rt.settings.queue_url)  # after make_huey: the queue file exists
     watching = threading.Event()
     readiness.watch_files(watching)

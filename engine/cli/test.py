@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -10,7 +9,7 @@ import click
 from ..rules.loader import load
 from ..rules.model import Config
 from ..scenarios import Outcome, ScenarioError, load_scenario, report, run_scenario, scenario_files
-from .common import config_option
+from .common import config_option, settings
 
 PASSED, FAILED, MALFORMED = 0, 1, 2
 
@@ -49,7 +48,7 @@ def command(paths: tuple[str, ...], config_path: str | None, env: str) -> None:
     """Run scenario files (default: tests/scenarios/*.yaml beside the configuration) and say, for
     each, whether the rules send what it expects. Exit 0 when all pass, 1 when any fails, 2 when
     a file is malformed. The format: docs/scenarios.md."""
-    config_path = config_path or os.environ.get("ENGINE_CONFIG") or "notifications.yaml"
+    config_path = settings(config_path).config_path
     config = load(config_path, environ={})
     if env not in config.templates:
         raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})", param_hint="--env")

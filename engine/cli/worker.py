@@ -32,7 +32,7 @@ def command(workers: int | None, no_periodic: bool, metrics_port: int | None, me
     announce(rt)
     metrics.declare(rt.config.notifications)
     metrics.watch_store(rt.store, rt.settings.metrics_refresh_s)
-    huey = make_huey(rt.settings.queue_url)
+    huey = make_huey(rt.settings.queue_url, rt)
     readiness = Readiness(rt.store.engine, rt.settings.queue_url)
     done = threading.Event()
     readiness.watch_files(done)
