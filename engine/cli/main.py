@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from dataclasses import replace
 
 import click
 
 from .. import __version__
 from ..rules.problems import ConfigError
-from ..settings import SettingsError
+from ..settings import Settings, SettingsError
 from . import backtest, diff, preview, retry, runtime, schema, test, validate
 
 
@@ -25,6 +25,7 @@ for command in (validate.command, preview.command, test.command, diff.command, b
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; every error a user can cause becomes a message and an exit code here."""
     try:
         code = cli.main(args=argv, prog_name="engine", standalone_mode=False)
         return code if isinstance(code, int) else 0
@@ -36,45 +37,64 @@ def main(argv: list[str] | None = None) -> int:
     except click.Abort:
         click.echo("aborted", err=True)
         return 130
+    except KeyboardInterrupt:
+        return 130
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"{problem.file}:{problem.line}:{problem.col}: {problem.message}", err=True)
         click.echo(f"{len(exc.problems)} error(s) in the configuration: run `engine validate` for details", err=True)
         return 1
-    except KeyboardInterrupt:
-        return 130
-    except SettingsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    except Exception as exc:  # a dependency that is missing or does not answer: say which setting, not a traceback
-        message = unreachable(exc)
+    except Exception as exc:  # a setting, or a dependency that is missing or does not answer: no traceback
+        message = explained(exc)
         if message is None:
-            raise
+            raise  # a bug: its traceback is wanted
         click.echo(message, err=True)
         return 1
 
 
 DATABASE_HELP = "set it to sqlite:///path/engine.db or postgresql+psycopg://user:password@host:5432/db"
+DATABASE_DOWN = "check that it runs and that the URL (host, port, user, password, database) is right"
+QUEUE_DOWN = "check that Redis runs (or the queue file's folder is writable) and that the URL is right"
+
+
+def explained(exc: BaseException) -> str | None:
+    """One line for a bad setting or a store or queue the engine cannot use, naming the variable
+    and what to do; None for any other error."""
+    if isinstance(exc, SettingsError):
+        return f"error: {exc}"
+    return unreachable(exc)
 
 
 def unreachable(exc: BaseException) -> str | None:
-    """One or two lines for an error of the store or the queue, naming the variable and what to do;
-    None for any other error (a bug: its traceback is wanted)."""
+    """One line for an error of the store or the queue, naming the variable and what to do; None
+    for any other error."""
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-    database = _shown(os.environ.get("ENGINE_DATABASE_URL") or "sqlite:///engine-data/engine.db")
+    urls = _urls()
     if isinstance(exc, (NoSuchModuleError, ArgumentError)) or (
             isinstance(exc, ModuleNotFoundError) and _raised_in(exc, "sqlalchemy")):
-        return f"error: ENGINE_DATABASE_URL={database} is not a database the engine can use: {DATABASE_HELP}"
+        return f"error: ENGINE_DATABASE_URL={urls.database_url} is not a database the engine can use: {DATABASE_HELP}"
     if isinstance(exc, DBAPIError):
-        return (f"error: ENGINE_DATABASE_URL={database}: the database does not answer ({_first_line(exc.orig or exc)})\n"
-                "check that it runs and that the URL (host, port, user, password, database) is right")
-    queue = _shown(os.environ.get("ENGINE_QUEUE_URL") or "sqlite:///engine-data/queue.db")
-    if type(exc).__module__.startswith("redis") or (isinstance(exc, OSError) and _raised_in(exc, "huey")) or \
-            (type(exc).__module__ == "sqlite3" and _raised_in(exc, "huey")):
-        return (f"error: ENGINE_QUEUE_URL={queue}: the queue does not answer ({_first_line(exc)})\n"
-                "check that Redis runs (or the queue file's folder is writable) and that the URL is right")
+        return (f"error: ENGINE_DATABASE_URL={urls.database_url}: the database does not answer "
+                f"({_first_line(exc.orig or exc)}): {DATABASE_DOWN}")
+    if _from_queue(exc):
+        return f"error: ENGINE_QUEUE_URL={urls.queue_url}: the queue does not answer ({_first_line(exc)}): {QUEUE_DOWN}"
     return None
+
+
+def _from_queue(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("redis", "huey")) or (
+        (isinstance(exc, OSError) or module == "sqlite3") and _raised_in(exc, "huey"))
+
+
+def _urls() -> Settings:
+    """The store's and queue's URLs as the command read them, without their passwords."""
+    try:
+        chosen = Settings.from_environ()
+    except SettingsError:
+        chosen = Settings()
+    return replace(chosen, database_url=_shown(chosen.database_url), queue_url=_shown(chosen.queue_url))
 
 
 def _raised_in(exc: BaseException, package: str) -> bool:
