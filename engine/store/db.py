@@ -11,8 +11,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 from .checkpoint import BACKSTOP_PAGES, CHECKPOINTER
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
 
 from .codec import PREFIX, Codec
 from .repository import Store
@@ -132,12 +134,13 @@ def _remove(run: Run, at: Any, scrub: Scrubber) -> tuple[dict[str, int], set[Any
     run("UPDATE notifications SET cancel_reason = ? WHERE recipient_id = ? AND status = 'sending'", (ERASED, person_id))
     run("UPDATE notifications SET recipient_id = ?, payload = NULL, last_error = NULL, updated_at = ? "
         "WHERE recipient_id = ?", (scrub.pseudonym, at, person_id))
-    removed = {table: run(f"DELETE FROM {table} WHERE {column} = ?", (person_id,)).rowcount
-               for table, column in (("preferences", "recipient_id"), ("recipients", "id"), ("digests", "recipient_id"))}
+    theirs = (("preferences", "recipient_id"), ("recipients", "id"), ("digests", "recipient_id"))
+    removed = {table: run(f"DELETE FROM {table} WHERE {column} = ?", (person_id,)).rowcount for table, column in theirs}
     request_ids = [r for _, r in rows if r]
+    chunks = [request_ids[i:i + BATCH] for i in range(0, len(request_ids), BATCH)]
     for table in ("early_receipts", "webhook_receipts"):
-        removed[table] = sum(run(f"DELETE FROM {table} WHERE message_id IN ({', '.join('?' * len(chunk))})", chunk).rowcount
-                             for chunk in (request_ids[i:i + BATCH] for i in range(0, len(request_ids), BATCH)))
+        removed[table] = sum(run(f"DELETE FROM {table} WHERE message_id IN ({', '.join('?' * len(chunk))})",
+                                 chunk).rowcount for chunk in chunks)
     return removed, {i for i, _ in rows}
 
 
@@ -162,13 +165,14 @@ def _scrub_columns(run: Run, table: str, key: str, scrub: Scrubber, columns: tup
     condition, binds = scrub.like(columns)
     found = run(f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {condition}", binds).fetchall()
     for row in found:
-        values = {c: scrub.text(v) for c, v in zip(columns, row[1:]) if isinstance(v, str)}
+        values = {c: scrub.text(v) for c, v in zip(columns, row[1:], strict=True) if isinstance(v, str)}
         run(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in values)} WHERE {key} = ?", (*values.values(), row[0]))
     return {row[0] for row in found}
 
 
 # -- re-encrypting ---------------------------------------------------------------------------------
-def reencrypt(store: Store, keys: tuple[str, ...], progress: Callable[[str, int], None] | None = None) -> dict[str, dict[str, int]]:
+def reencrypt(store: Store, keys: tuple[str, ...],
+              progress: Callable[[str, int], None] | None = None) -> dict[str, dict[str, int]]:
     """Rewrite every stored payload under the first of `keys` (ENGINE_ENCRYPTION_KEY): those under
     an older key are re-encrypted, plain ones (stored before encryption was on) encrypted; those
     already under it are left alone. A batch of rows per transaction: an interrupted run is
@@ -189,29 +193,31 @@ def reencrypt(store: Store, keys: tuple[str, ...], progress: Callable[[str, int]
         except InvalidToken:
             return False
 
-    report: dict[str, dict[str, int]] = {}
-    for table, key, column in PAYLOADS:
-        counts = report[table] = {"rewritten": 0, "encrypted": 0, "current": 0}
-        last = None
-        while True:
-            done = store._write(lambda cur: _reencrypt_page(_runner(cur, store.sql), codec, current, table, key, column,
-                                                            last, store.sql.pg))
-            for outcome in done.values():
-                counts[outcome] += 1
-            if not done:
-                break
-            last = list(done)[-1]
-            if progress is not None:
-                progress(table, sum(counts.values()))
-    return report
+    return {table: _reencrypt_table(store, codec, current, table, key, column, progress)
+            for table, key, column in PAYLOADS}
 
 
-def _reencrypt_page(run: Run, codec: Codec, current: Callable[[str], bool], table: str, key: str, column: str,
-                    last: Any, lock: bool) -> dict[Any, str]:
+def _reencrypt_table(store: Store, codec: Codec, current: Callable[[str], bool], table: str, key: str, column: str,
+                     progress: Callable[[str, int], None] | None) -> dict[str, int]:
+    counts = {"rewritten": 0, "encrypted": 0, "current": 0}
+    last = None
+    while done := store._write(partial(_reencrypt_page, sql=store.sql, codec=codec, current=current, table=table,
+                                       key=key, column=column, last=last)):
+        for outcome in done.values():
+            counts[outcome] += 1
+        last = list(done)[-1]
+        if progress is not None:
+            progress(table, sum(counts.values()))
+    return counts
+
+
+def _reencrypt_page(cur: Any, sql: Statements, codec: Codec, current: Callable[[str], bool], table: str, key: str,
+                    column: str, last: Any) -> dict[Any, str]:
     """One page of rows, locked as it is read (PostgreSQL), rewritten under the newest key: each
     row's key, in order, with what was done ('current', 'rewritten', 'encrypted')."""
+    run = _runner(cur, sql)
     done: dict[Any, str] = {}
-    for pk, stored in _page(run, table, key, column, last, lock=lock):
+    for pk, stored in _page(run, table, key, column, last, lock=sql.pg):
         if current(stored):
             done[pk] = "current"
             continue

@@ -13,8 +13,9 @@ Writes are serialized by the lock exactly as before; only the transactions are f
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ class GroupCommit:
             if not isinstance(exc, Exception):
                 raise
             return
-        for write, (result, error) in zip(group, results):
+        for write, (result, error) in zip(group, results, strict=True):
             write.result, write.error, write.done = result, error, True
 
 

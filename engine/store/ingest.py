@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
@@ -59,14 +60,16 @@ class _Pending:
         if self.cancels:
             self.flush()
         pairs = list(dict.fromkeys((s.notification, s.key) for s in sends))
-        self.cur.execute(self.store.sql.ended_by_cancel(len(pairs)), [v for n, k in pairs for v in (n, k, _ENDED_BY_CANCEL, _ENDED_BY_CANCEL)])
+        binds = [v for n, k in pairs for v in (n, k, _ENDED_BY_CANCEL, _ENDED_BY_CANCEL)]
+        self.cur.execute(self.store.sql.ended_by_cancel(len(pairs)), binds)
         return {(n, k) for n, k in self.cur.fetchall()}
 
     def flush(self) -> None:
         if self.cancels:
             params = [(c.reason, self.at, c.notification, c.key) for c in self.cancels.values()]
             if self.store.sql.pg:  # in a sorted order, so that two cancels of the same keys cannot deadlock
-                self.cur.executemany(self.store.sql.lock_cancelled, sorted((c.notification, c.key) for c in self.cancels.values()))
+                keys = sorted((c.notification, c.key) for c in self.cancels.values())
+                self.cur.executemany(self.store.sql.lock_cancelled, keys)
             self.cur.executemany(self.store.sql.cancel_history, params)
             self.cur.executemany(self.store.sql.cancel, params)
             self.cancelled += self.cur.rowcount
@@ -109,7 +112,8 @@ class Ingest(Transactions):
         in a savepoint of its own: a batch that fails is rolled back alone and its error given in its
         place, as SQLAlchemy's. If the transaction itself fails, every batch fails: that is raised."""
         def op(cur: Any) -> list[IngestResult | Exception]:
-            ops = [(lambda c, b=batch: self._ingest(c, b, now) if b else IngestResult([], [], 0, 0)) for batch in batches]
+            ops = [(lambda c, b=batch: self._ingest(c, b, now) if b else IngestResult([], [], 0, 0))
+                   for batch in batches]
             return [result if error is None else error  # type: ignore[misc]
                     for result, error in each_in_savepoint(cur, ops, self._wrap)]
 

@@ -14,9 +14,10 @@ after it (`Store.history` gives both).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..core.decide import Send
 from ..core.rendering import courier_message
@@ -209,7 +210,8 @@ class Outbox(Transactions):
         if retry_at is not None:
             params.append(sql.time(retry_at))
         def op(cur: Any) -> str | None:
-            cur.execute(sql.finish(sent, error is not None, retry_at is not None), (*params, claimed.id, claimed.attempts))
+            statement = sql.finish(sent, error is not None, retry_at is not None)
+            cur.execute(statement, (*params, claimed.id, claimed.attempts))
             found = cur.fetchone()
             if found is not None:
                 recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile

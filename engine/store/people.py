@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 
@@ -58,7 +59,8 @@ class People(Transactions):
 
     def preferences(self, recipient_id: str) -> dict[str, bool]:
         with self.reader.connect() as conn:
-            rows = conn.execute(select(preferences.c.key, preferences.c.enabled).where(preferences.c.recipient_id == recipient_id))
+            p = preferences.c
+            rows = conn.execute(select(p.key, p.enabled).where(p.recipient_id == recipient_id))
             return {k: bool(v) for k, v in rows}
 
     def set_preferences(self, recipient_id: str, values: Mapping[str, bool | None], now: datetime) -> dict[str, bool]:

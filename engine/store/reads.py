@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 
 from . import tables
 from .transactions import Transactions, utc
-
 
 _n = tables.notifications.c
 _LISTED = (_n.id, _n.notification, _n.recipient_id, _n.event_id, _n.key, _n.category, _n.channels, _n.template_key,

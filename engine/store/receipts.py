@@ -31,7 +31,8 @@ from .tables import signature_receipts
 from .transactions import Transactions
 
 DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
-KEEP_EARLY = timedelta(hours=24)  # Courier retries a webhook for about a day: a status older than that has no send coming
+# Courier retries a webhook for about a day: a status older than that has no send coming.
+KEEP_EARLY = timedelta(hours=24)
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 7))"  # seed 7: not the recipients' locks (seed 0)
 _ROW = "SELECT id, delivery_status FROM notifications WHERE request_id = ?"
@@ -90,7 +91,8 @@ def on_sent(cur: Any, sql: Statements, row_id: int, request_id: str, now: dateti
     return len(early)
 
 
-def _apply(cur: Any, sql: Statements, row_id: int, current: str | None, request_id: str, status: str, now: datetime) -> str:
+def _apply(cur: Any, sql: Statements, row_id: int, current: str | None, request_id: str, status: str,
+           now: datetime) -> str:
     at = sql.time(now)
     _run(cur, sql, _RECEIPT, (request_id, status, at))
     if cur.fetchone() is None:
@@ -126,7 +128,8 @@ class Receipts(Transactions):
         """Whether a request signature was used within `window`."""
         s = signature_receipts.c
         with self.reader.connect() as conn:
-            return conn.scalar(select(s.signature).where(s.signature == signature[:128], s.seen_at >= now - window)) is not None
+            found = conn.scalar(select(s.signature).where(s.signature == signature[:128], s.seen_at >= now - window))
+        return found is not None
 
     def remember_signature(self, signature: str, now: datetime, window: timedelta) -> bool:
         """Record a request signature; False when it was seen within `window` (a replay)."""
@@ -146,7 +149,8 @@ class Receipts(Transactions):
 
         return self._write(op)
 
-    def _record_signature(self, cur: Any, signature: str, request: str | None, now: datetime, window: timedelta) -> bool:
+    def _record_signature(self, cur: Any, signature: str, request: str | None, now: datetime,
+                          window: timedelta) -> bool:
         """Forget the signatures older than `window`, then record this one: False when it is there already."""
         _run(cur, self.sql, _SIGNATURES_EXPIRE, (self.sql.time(now - window),))
         _run(cur, self.sql, _SIGNATURE_NEW, (signature[:128], self.sql.time(now), request))

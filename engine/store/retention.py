@@ -15,8 +15,8 @@ _DELETE_WEBHOOK_RECEIPTS = "DELETE FROM webhook_receipts WHERE received_at < ?"
 _DELETE_DIGESTS = "DELETE FROM digests WHERE status = 'closed' AND send_at < ?"
 _DELETE_EVENTS = "DELETE FROM events WHERE received_at < ?"
 
-_REDACT_NOTIFICATIONS = (f"UPDATE notifications SET payload = NULL, last_error = NULL WHERE {_FINISHED} AND updated_at < ? "
-                         "AND (payload IS NOT NULL OR last_error IS NOT NULL)")
+_REDACT_NOTIFICATIONS = ("UPDATE notifications SET payload = NULL, last_error = NULL "
+                         f"WHERE {_FINISHED} AND updated_at < ? AND (payload IS NOT NULL OR last_error IS NOT NULL)")
 _DELETE_DIGEST_ITEMS = ("DELETE FROM digest_items WHERE bucket IN "
                         "(SELECT bucket FROM digests WHERE status = 'closed' AND send_at < ?)")
 # A recipient no longer named (binds: their row's cutoff, the sends' cutoff): no send to them is

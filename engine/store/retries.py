@@ -9,9 +9,10 @@ more try, not a new budget of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 
@@ -24,7 +25,8 @@ _n = notifications.c
 RETRYABLE = or_(_n.status == "failed", and_(_n.status == "scheduled", _n.reason.like(f"{PAUSED}:%")))
 # RETRYABLE in SQL (binds: the reason's LIKE pattern, `_PAUSED_LIKE`)
 _RESCHEDULE = ("UPDATE notifications SET status = 'scheduled', send_at = ?, reason = ?, cancel_reason = NULL, "
-               "updated_at = ? WHERE id = ? AND (status = 'failed' OR (status = 'scheduled' AND reason LIKE ? ESCAPE '/'))")
+               "updated_at = ? WHERE id = ? "
+               "AND (status = 'failed' OR (status = 'scheduled' AND reason LIKE ? ESCAPE '/'))")
 _PAUSED_LIKE = like_prefix(f"{PAUSED}:")
 
 

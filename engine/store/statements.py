@@ -11,8 +11,9 @@ written either way read and compare the same (SQLite compares times as text).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence, overload
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from .tables import LIVE_ROW
 
@@ -59,12 +60,14 @@ class Statements:
     CHUNK = 500  # rows per multi-row statement: far under both databases' limits on parameters
 
     # A send whose idempotency key a live or sent row holds is that send: nothing is inserted.
-    insert_send = Sql(f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) VALUES ({', '.join('?' * len(SEND_COLUMNS))}) "
+    insert_send = Sql(f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) "
+                      f"VALUES ({', '.join('?' * len(SEND_COLUMNS))}) "
                       f"ON CONFLICT (idempotency_key) WHERE {LIVE_ROW} DO NOTHING")
     insert_send_returning_id = Sql(insert_send.text + " RETURNING id")
     # A cancel writes its history rows first (they select the rows the update then changes).
     cancel_history = Sql("INSERT INTO notification_history (notification_id, status, reason, at) "
-                         f"SELECT id, 'cancelled', ?, ? FROM notifications WHERE notification = ? AND key = ? AND {PENDING}")
+                         "SELECT id, 'cancelled', ?, ? FROM notifications "
+                         f"WHERE notification = ? AND key = ? AND {PENDING}")
     cancel = Sql(f"UPDATE notifications SET status = 'cancelled', reason = ?, updated_at = ? "
                  f"WHERE notification = ? AND key = ? AND {PENDING}")
     # PostgreSQL: a cancel first locks the rows it may change, so that an attempt's outcome cannot
@@ -78,8 +81,8 @@ class Statements:
                            "ON CONFLICT (id) DO UPDATE SET profile = excluded.profile, timezone = excluded.timezone, "
                            "updated_at = excluded.updated_at WHERE recipients.profile <> excluded.profile "
                            "OR recipients.timezone IS DISTINCT FROM excluded.timezone")
-    open_digest = Sql("INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, send_at, "
-                      "status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING")
+    open_digest = Sql("INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, "
+                      "send_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING")
     digest_status = Sql("SELECT status FROM digests WHERE bucket = ?")
     add_digest_item = Sql("INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)")
     claim = Sql("UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
@@ -90,7 +93,8 @@ class Statements:
     # What a claim's verdict settled on at send time: the template id in force and the channels kept.
     settle = Sql("UPDATE notifications SET template = ?, channels = ? WHERE id = ?")
     # A send put back without counting its attempt (binds: reason, last_error, send_at, updated_at, id, attempts).
-    pause = Sql("UPDATE notifications SET status = CASE WHEN cancel_reason IS NULL THEN 'scheduled' ELSE 'cancelled' END, "
+    pause = Sql("UPDATE notifications "
+                "SET status = CASE WHEN cancel_reason IS NULL THEN 'scheduled' ELSE 'cancelled' END, "
                 "reason = CASE WHEN cancel_reason IS NULL THEN ? ELSE cancel_reason END, last_error = ?, send_at = ?, "
                 "attempts = attempts - 1, updated_at = ? WHERE id = ? AND status = 'sending' AND attempts = ? "
                 "RETURNING status, reason")
@@ -98,22 +102,26 @@ class Statements:
     preferences = Sql("SELECT key, enabled FROM preferences WHERE recipient_id = ?")
     # Claims whose worker died (binds: updated_at, claimed before): ended by a cancel that reached them...
     end_cancelled_claims = Sql("UPDATE notifications SET status = 'cancelled', reason = cancel_reason, updated_at = ? "
-                               "WHERE status = 'sending' AND claimed_at < ? AND cancel_reason IS NOT NULL RETURNING id, reason")
+                               "WHERE status = 'sending' AND claimed_at < ? AND cancel_reason IS NOT NULL "
+                               "RETURNING id, reason")
     # ...or failed when they used up their attempts (binds: reason, updated_at, claimed before, attempts).
     end_spent_claims = Sql("UPDATE notifications SET status = 'failed', reason = ?, updated_at = ? "
                            "WHERE status = 'sending' AND claimed_at < ? AND attempts >= ? RETURNING id")
-    all_rows = Sql("SELECT id, notification, recipient_id, event_id, key, category, channels, template_key, template, variant, "
-                   "idempotency_key, send_at, status, reason, payload FROM notifications ORDER BY id")
+    all_rows = Sql("SELECT id, notification, recipient_id, event_id, key, category, channels, template_key, template, "
+                   "variant, idempotency_key, send_at, status, reason, payload FROM notifications ORDER BY id")
     next_send = Sql("SELECT min(send_at) FROM notifications WHERE status = 'scheduled'")
     next_digest = Sql("SELECT min(send_at) FROM digests WHERE status = 'collecting'")
-    due_digests = Sql("SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at FROM digests "
+    due_digests = Sql("SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at "
+                      "FROM digests "
                       "WHERE status = 'collecting' AND send_at <= ? ORDER BY send_at LIMIT ?")
     digest_items = Sql("SELECT item FROM digest_items WHERE bucket = ? ORDER BY occurred_at, id")
     count_digest_items = Sql("SELECT count(*) FROM digest_items WHERE bucket = ?")
     close_digest = Sql("UPDATE digests SET status = 'closed' WHERE bucket = ? AND status = 'collecting'")
     # What counts against a throttle or rate limit: sent within the window, or being sent by another worker.
-    sent_with_key = Sql(f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key = ? AND {TAKEN}")
-    sent_without_key = Sql(f"SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? AND throttle_key IS NULL AND {TAKEN}")
+    sent_with_key = Sql("SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? "
+                        f"AND throttle_key = ? AND {TAKEN}")
+    sent_without_key = Sql("SELECT count(*) FROM notifications WHERE notification = ? AND recipient_id = ? "
+                           f"AND throttle_key IS NULL AND {TAKEN}")
 
     def __init__(self, dialect: str):
         self.pg = dialect == "postgresql"
@@ -150,8 +158,8 @@ class Statements:
         """As `tables.UTCDateTime` binds it: UTC; on SQLite the text SQLAlchemy's DATETIME stores."""
         if value is None:
             return None
-        if value.tzinfo is not None and value.tzinfo is not timezone.utc:
-            value = value.astimezone(timezone.utc)
+        if value.tzinfo is not None and value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
         if self.pg:
             return value
         return value.isoformat(" ", "microseconds")[:26]  # without the offset
@@ -221,7 +229,7 @@ class Statements:
         if value is None:
             return None
         found: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-        return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
+        return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
 
     def read_channels(self, value: Any) -> tuple[str, ...]:
         """`notifications.channels` as a tuple (the few stored spellings are decoded once each)."""

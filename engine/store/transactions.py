@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -30,7 +31,7 @@ def utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive; everything stored is UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Transactions:
@@ -116,10 +117,8 @@ class Transactions:
             conn.rollback()
             return conn
         except Exception:  # noqa: BLE001 - a lost connection: the first error is the one to tell
-            try:
+            with suppress(Exception):  # already gone
                 conn.close() if keep else conn.invalidate()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
             return None
 
     def _connection(self, keep: bool) -> Any:
