@@ -175,7 +175,7 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
     event_type: Any = raw.get("type")
     occurred: Any = raw.get("occurred_at")
     if "id" in raw:
-        problems.extend(_id_problems(f"{where}.id", event_id, MAX_ID, "an event id"))
+        problems.extend(id_problems(f"{where}.id", event_id, MAX_ID, "an event id"))
     when = None
     if "occurred_at" in raw:
         try:
@@ -194,7 +194,7 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
             problems.append((prefix + path[1:], message))
         limited = _limit_problems(config, event_type, event_id if isinstance(event_id, str) else "", data, prefix)
         ids = {path for path, _ in limited}  # an id's own message says it better than the text's
-        problems.extend(p for p in _value_problems(data, prefix) if p[0] not in ids)
+        problems.extend(p for p in value_problems(data, prefix) if p[0] not in ids)
         problems.extend(limited)
     if problems:
         raise EventRejected(list(dict.fromkeys(problems)))  # one of each, in the order found
@@ -202,7 +202,9 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
     return Event(event_id, event_type, when, data)
 
 
-def _id_problems(path: str, value: Any, limit: int | None, what: str) -> list[tuple[str, str]]:
+def id_problems(path: str, value: Any, limit: int | None, what: str) -> list[tuple[str, str]]:
+    """The problems of an id (`what` names it in the message): not a non-empty string, longer than
+    `limit`, or holding a control character; [] for a good one."""
     if not isinstance(value, str) or not value:
         return [(path, f"must be a non-empty string ({what})")]
     if limit is not None and len(value) > limit:
@@ -213,7 +215,7 @@ def _id_problems(path: str, value: Any, limit: int | None, what: str) -> list[tu
     return []
 
 
-def _value_problems(data: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:
+def value_problems(data: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:
     """Control characters in any text or field name, integers beyond ±MAX_INTEGER, NaN and infinity."""
     problems: list[tuple[str, str]] = []
     stack: list[tuple[Any, str]] = [(data, prefix)]
@@ -275,7 +277,7 @@ def _limit_problems(config: Config, event_type: str, event_id: str, data: Mappin
     for field in limits.ids:
         value = _text(_read(data, field.path))
         if value:  # an empty id is the schema's to refuse
-            problems.extend(_id_problems(prefix + field.json_path[1:], value, field.limit, field.what))
+            problems.extend(id_problems(prefix + field.json_path[1:], value, field.limit, field.what))
     longest: dict[str, tuple[int, str]] = {}  # one message per path: the longest key it makes
     for key in limits.keys:
         found = _key_length(key, event_id, data)

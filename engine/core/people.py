@@ -14,7 +14,7 @@ from typing import Any
 from ..rules.event_schema import errors as schema_errors
 from ..rules.event_schema import validator
 from ..rules.json_schema import Checker
-from .events import MAX_ID, _id_problems, _value_problems
+from .events import MAX_ID, id_problems, value_problems
 
 # The fields the engine reads from a person (others are kept in the profile as they are).
 PERSON_SCHEMA: Mapping[str, Any] = {
@@ -45,11 +45,11 @@ def person_problems(person: Any, where: str = "$") -> list[tuple[str, str]]:
     # anywhere: one message per field, the first that applies, as the door words it.
     limits: list[tuple[str, str]] = []
     if isinstance(person.get("id"), str):
-        limits += _id_problems(f"{where}.id", person["id"], MAX_ID, "a recipient's id")
+        limits += id_problems(f"{where}.id", person["id"], MAX_ID, "a recipient's id")
     for name in ADDRESSES:
         if isinstance(person.get(name), str):
-            limits += _id_problems(f"{where}.{name}", person[name], None, "a recipient's address")
-    for more in (limits, _value_problems(person, where)):
+            limits += id_problems(f"{where}.{name}", person[name], None, "a recipient's address")
+    for more in (limits, value_problems(person, where)):
         said = {path for path, _ in found}
         found += [problem for problem in more if problem[0] not in said]
     return found
