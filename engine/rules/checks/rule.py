@@ -1,0 +1,99 @@
+"""One notification built from its blocks, each checked against the rest of the configuration.
+
+A rule with an error is not built; its problems are all reported. An error that does not block
+(an unknown category, a template key missing from an environment...) still keeps the rule from
+the configuration, but leaves it in the partial one, so that its example is tried too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
+
+from ..model import Category, EventType, Notification, Window
+from ..problems import Problem
+from ..wording import dotted
+from . import blocks
+from .declarations import ANY_SCHEMA, RawRule
+from .findings import Checked, Finding
+from .reads import EventReads
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What each rule is checked against: the rest of the configuration."""
+
+    events: Mapping[str, EventType]
+    definitions: Mapping[str, Any]
+    categories: Mapping[str, Category]
+    windows: Mapping[str, Window]
+    templates: Mapping[str, Mapping[str, str]]  # environment -> template key -> Courier template id
+    defaults: Mapping[str, Any]
+    quiet: Window | None
+    misshapen: set[tuple[str, Any]]  # (file, notification id) of the rules with shape errors
+    broken_schemas: set[str]  # event types whose schema has an error, or ANY_SCHEMA
+
+
+class RuleChecker:
+    def __init__(self, scope: Scope):
+        self.scope = scope
+        self.reads = EventReads(scope.events, scope.definitions)
+
+    def check(self, rule: RawRule) -> tuple[Notification | None, list[Problem]]:
+        """The notification `rule` says (None when it has an error), and its problems."""
+        found: list[Finding] = []
+        checked = self.build(rule, found)
+        problems = [_problem(rule, f) for f in found]
+        blocked = any(f.severity == "error" and f.blocks for f in found)
+        if blocked or not self.plannable(rule, checked["triggers"]):
+            return None, problems
+        return Notification(id=rule.id, **checked, **_as_written(rule.raw), mark=rule.mark), problems
+
+    def build(self, rule: RawRule, found: list[Finding]) -> dict[str, Any]:
+        """The fields of the notification, from each block in turn; their problems go to `found`."""
+        raw, scope = rule.raw, self.scope
+        triggers = _take(blocks.trigger(raw.get("trigger") or {}, scope.events), found)
+        category = _take(blocks.category(raw, scope.categories), found)
+        schedule = _take(blocks.schedule(raw.get("schedule") or {"at": "once"}, scope.defaults, scope.windows), found)
+        schedule = blocks.quiet_hours(schedule, category, scope.categories, scope.quiet)
+        digest = _take(blocks.digest(raw), found)
+        key = raw.get("key")
+        cancel_on = _take(blocks.matches(raw, "cancel_on", triggers, key, self.reads), found)
+        reschedule_on = _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), found)
+        template = _take(blocks.template(raw.get("template"), scope.templates), found)
+        throttle = _take(blocks.throttle(raw), found)
+        draft = blocks.Draft(triggers, key, schedule, digest, reschedule_on, template, throttle)
+        found += blocks.event_reads(raw, draft, self.reads)
+        found += blocks.requires(raw)
+        channels, routing, expires_after = _take(blocks.delivery(raw, scope.defaults), found)
+        example = _take(blocks.example(raw, rule.id, triggers, rule.doc), found)
+        return dict(triggers=triggers, category=category, template=template, schedule=schedule, channels=channels,
+                    cancel_on=cancel_on, reschedule_on=reschedule_on, throttle=throttle, digest=digest, example=example,
+                    routing=routing, expires_after=expires_after)
+
+    def plannable(self, rule: RawRule, triggers: tuple[str, ...]) -> bool:
+        """Whether the rule's shape and its events' schemas are sound enough to plan its example
+        (else its example's problems would only repeat theirs)."""
+        broken = self.scope.broken_schemas
+        return (rule.doc.file, rule.id) not in self.scope.misshapen and ANY_SCHEMA not in broken and not broken & set(triggers)
+
+
+def _as_written(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a notification that are its values as written (their checks read them there)."""
+    return dict(audience=raw.get("audience", ""), condition=(raw.get("trigger") or {}).get("condition"), key=raw.get("key"),
+                requires=tuple(raw.get("requires") or ()), data=dict(raw.get("data") or {}),
+                idempotency_key=raw.get("idempotency_key", Notification.idempotency_key),
+                enabled=bool(raw.get("enabled", True)), description=str(raw.get("description", "")))
+
+
+def _take(checked: Checked[T], found: list[Finding]) -> T:
+    value, problems = checked
+    found += problems
+    return value
+
+
+def _problem(rule: RawRule, finding: Finding) -> Problem:
+    path = ("notifications", rule.id) + finding.path
+    said = f"{rule.id}: {finding.message}" if finding.named else f"{dotted(path)}: {finding.message}"
+    return Problem.at(rule.doc.mark(path), said, finding.severity)
