@@ -79,8 +79,12 @@ class Delivery:
     expires_at: datetime | None = None
 
     def metadata(self) -> dict[str, Any]:
-        tags = [self.notification, f"category:{self.category}"] + ([f"variant:{self.variant}"] if self.variant else [])
-        found: dict[str, Any] = {"event": self.notification, "tags": [tag(t) for t in tags][:MAX_TAGS]}
+        """Courier's `metadata`, which its logs and webhooks echo: the notification as `event`, tags
+        (notification, category, variant) to filter by, and the send's idempotency key as `trace_id`."""
+        named = (self.notification, self.category and f"category:{self.category}", self.variant and f"variant:{self.variant}")
+        found: dict[str, Any] = {"tags": [tag(t) for t in named if t][:MAX_TAGS]}
+        if self.notification:
+            found["event"] = self.notification
         if self.trace_id:
             found["trace_id"] = self.trace_id
         return found
