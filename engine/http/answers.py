@@ -1,18 +1,23 @@
-"""How the hook answers: JSON errors, refusals raised by the steps of an endpoint, rows as JSON."""
+"""How the hook answers: JSON errors, refusals raised by the steps of an endpoint, a store that
+fails a request, rows as JSON."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, Awaitable, Callable
+from typing import Any, cast
 
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..health import Trouble
 from ..rules.timeparse import format_instant
 
 RETRY_AFTER_S = 5  # what a 503 asks a client to wait: about the sweep's longest back-off
 CONTROL = re.compile("[\x00-\x1f\x7f]")
+STORE_DOWN = "the store is unavailable; nothing was accepted, try again"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -36,14 +41,33 @@ class Refused(Exception):
 
 
 def refusals_answered(endpoint: Endpoint) -> Endpoint:
-    """The endpoint, answering a `Refused` raised anywhere inside it."""
+    """The endpoint, answering a `Refused` raised anywhere inside it, and a store that fails it
+    (database unreachable, read-only, locked...) with 503 and `Retry-After`, logged once per state
+    change: every route that touches the store is served through this, so none answers such a
+    failure with a 500 and a traceback, and the route's counters see the 503."""
     @wraps(endpoint)
     async def answered(request: Request) -> Response:
         try:
             return await endpoint(request)
         except Refused as refused:
             return refused.answer()
+        except DataError:  # a value the store cannot hold: permanent, never a 503 to retry forever
+            raise
+        except SQLAlchemyError as exc:
+            return _store_failed(request, exc).answer()
     return answered
+
+
+def _store_failed(request: Request, exc: SQLAlchemyError) -> Refused:
+    # Logged by the hook's `Trouble`: one line when the failures start, when the error changes or
+    # every few minutes, and one when the store answers again; never one per request.
+    _trouble(request).failed(exc)
+    return Refused(503, STORE_DOWN)
+
+
+def _trouble(request: Request) -> Trouble:
+    # `Hook.trouble` (engine/http/state.py, which imports this module: read here without its type)
+    return cast(Trouble, request.app.state.hook.trouble)
 
 
 def problems(found: list[tuple[str, str]]) -> dict[str, Any]:

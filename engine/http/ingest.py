@@ -27,7 +27,6 @@ from .state import Hook, hook
 log = logging.getLogger("engine.http")
 
 CHECKED_ON_LOOP = 20  # a batch this small is checked on the event loop; a bigger one on a thread of the pool
-STORE_DOWN = "the store is unavailable; nothing was accepted, try again"
 
 
 async def post_events(request: Request) -> Response:
@@ -93,11 +92,7 @@ async def _checked(runtime: Runtime, batch: formats.Batch) -> list[Event]:
 
 async def _claim(state: Hook, signed: Signed) -> Response | None:
     """None: this signed request is the first, go on; else the first answer of the request it copies."""
-    try:
-        seen = await state.replays.claim(signed)
-    except SQLAlchemyError as exc:
-        state.trouble.failed(exc)
-        raise Refused(503, STORE_DOWN) from None
+    seen = await state.replays.claim(signed)  # a store error: answered 503 by refusals_answered
     if seen.outcome == "answered":  # a copy of an accepted request: its answer again, nothing stored
         return Response(seen.answer, status_code=202, media_type="application/json",
                         headers={"Idempotent-Replayed": "true"})
@@ -118,9 +113,6 @@ async def _stored(state: Hook, events: list[Event], signed: Signed | None) -> In
         log.warning("the store refused a value of an event: %s", type(exc.orig).__name__)
         raise Refused(422, "event refused: the store cannot hold one of its values",
                       problems=[{"path": "$", "message": first_line(exc.orig)}]) from None
-    except SQLAlchemyError as exc:
-        state.trouble.failed(exc)
-        raise Refused(503, STORE_DOWN) from None
     except IntakeClosed:
         raise Refused(503, "the hook is shutting down; nothing was accepted, try again") from None
     finally:

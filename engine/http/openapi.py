@@ -257,14 +257,14 @@ def _people_paths() -> dict[str, Any]:
                      "parameters": [token],
                      "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
                          "type": "object", "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
-                     "responses": {"200": _json(ref("Unsubscribed"), "Turned off for that recipient"), **_errors(400, 404)}}},
+                     "responses": {"200": _json(ref("Unsubscribed"), "Turned off for that recipient"), **_errors(400, 404, 503)}}},
         "/recipients/{recipient_id}/preferences": {
             "parameters": [recipient],
             "get": {"operationId": "getPreferences", "summary": "A recipient's preferences", "security": ADMIN,
-                    "responses": {"200": _json(ref("Preferences"), "Their preferences"), **_errors(401, 422)}},
+                    "responses": {"200": _json(ref("Preferences"), "Their preferences"), **_errors(401, 422, 503)}},
             "put": {"operationId": "setPreferences", "summary": "Set or clear a recipient's preferences", "security": ADMIN,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PreferencesChange")}}},
-                    "responses": {"200": _json(ref("Preferences"), "Their preferences now"), **_errors(400, 401, 422)}}},
+                    "responses": {"200": _json(ref("Preferences"), "Their preferences now"), **_errors(400, 401, 422, 503)}}},
     }
 
 
@@ -279,13 +279,13 @@ def _read_paths() -> dict[str, Any]:
                 {"name": "recipient", "in": "query", "schema": {"type": "string"}},
                 {"name": "notification", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
-            "responses": {"200": _json(ref("Notifications"), "The sends"), **_errors(400, 401)}}},
+            "responses": {"200": _json(ref("Notifications"), "The sends"), **_errors(400, 401, 503)}}},
         "/notifications/upcoming": {"get": {
             "operationId": "listUpcoming", "summary": "What is due within a duration, as the rules in force would send it",
             "security": ADMIN,
             "parameters": [{"name": "within", "in": "query", "schema": {"type": "string", "default": "24h"},
                             "description": "a duration such as 30m, 24h, 7d"}],
-            "responses": {"200": _json(ref("Upcoming"), "The sends and digests due"), **_errors(400, 401)}}},
+            "responses": {"200": _json(ref("Upcoming"), "The sends and digests due"), **_errors(400, 401, 503)}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness: answers while the process runs, reads nothing",
                              "security": OPEN, "responses": {"200": _json(ref("Health"), "Alive")}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness", "description": READYZ, "security": OPEN,

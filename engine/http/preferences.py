@@ -87,6 +87,7 @@ def check_preferences(runtime: Runtime, values: Any) -> list[dict[str, str]]:
     return found
 
 
+@refusals_answered
 async def unsubscribe(request: Request) -> Response:
     """GET: a page asking to confirm; POST: turns the link's notification or category off."""
     state = hook(request)

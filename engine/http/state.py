@@ -31,7 +31,7 @@ class Hook:
     intake: Intake  # decides and stores accepted events, in groups
     replays: Replays  # signed requests seen before
     # a store that is down fails every request: logged once, not per request
-    trouble: Trouble = field(default_factory=lambda: Trouble("ingest", log))
+    trouble: Trouble = field(default_factory=lambda: Trouble("requests to the store", log))
     closing: tuple[Callable[[], None], ...] = ()  # run in this order when the app stops
 
     @property

@@ -26,7 +26,8 @@ MAX_MESSAGE_ID = 200
 
 @refusals_answered
 async def courier_webhook(request: Request) -> Response:
-    """200 with what became of the status (`WebhookAnswer`), 202 while its send is not yet recorded."""
+    """200 with what became of the status (`WebhookAnswer`), 202 while its send is not yet recorded;
+    503 with `Retry-After` while the store fails (Courier retries a 5xx, never a 4xx but 408/429)."""
     state = hook(request)
     body = await _body(request, state.settings.max_body_bytes)
     key = courier_key(state.auth.courier(request, body), body)
@@ -38,6 +39,7 @@ async def courier_webhook(request: Request) -> Response:
     message_id, status = update
     outcome = await run_in_threadpool(state.runtime.store.record_delivery, message_id, status, utcnow())
     await state.replays.remember(key)
+    state.trouble.ok()  # a store that failed requests answers again: said once, with the count
     if outcome == "pending":  # it overtook the commit of its send: kept, applied when the send is recorded
         return JSONResponse({"result": outcome, "detail": "accepted, pending its send"}, status_code=202)
     return JSONResponse({"result": outcome})
