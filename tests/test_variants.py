@@ -65,7 +65,7 @@ def test_a_variant_key_missing_from_the_templates_map_is_an_error(tmp_path: Path
     config, problems = load(config_dir(tmp_path, short_id=None), monkeypatch)
     assert config is None
     assert [f"{p.file}:{p.line}: {p.message}" for p in problems if p.severity == "error"] == [
-        "rules/booking.yaml:51: booking_reminder: unknown template key 'booking_reminder_short': add it to templates_map/production.yaml",
+        "rules/booking.yaml:51: booking_reminder: unknown template key 'booking_reminder_short': add it to templates_map/production.yaml; did you mean 'booking_reminder'?",
     ]
 
 
