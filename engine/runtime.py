@@ -33,6 +33,11 @@ from .logs import ids
 log = logging.getLogger("engine")
 
 
+class SendRefused(ValueError):
+    """A send asked for directly (`schedule`, `send_now`) that cannot be planned: an unknown
+    notification or recipient, no data to render from, a condition that does not hold."""
+
+
 def backoff(attempt: int, retry_after: float | None = None) -> float:
     """Seconds before retry `attempt` (1-based): exponential with jitter, capped at 10 minutes."""
     base = min(600.0, 2.0 ** (attempt - 1))
@@ -300,7 +305,7 @@ class Runtime:
         cancel_on and reschedule_on events reach it), throttle key, variant and idempotency key
         apply. Returns the row id, or None when a send with its idempotency key exists already.
         Data that the rule's event type refuses raises EventRejected, with the JSON paths, as the
-        hook answers 422."""
+        hook answers 422; anything else that makes the send impossible, SendRefused."""
         now = now or utcnow()
         send = self._plan_direct(notification, recipient, at, data, example, now)
         if idempotency_key is not None:
@@ -311,10 +316,10 @@ class Runtime:
                      data: Mapping[str, Any] | None, example: bool, now: datetime) -> Send:
         rule = self.config.notifications.get(notification)
         if rule is None:
-            raise KeyError(f"unknown notification {notification!r}")
+            raise SendRefused(f"unknown notification {notification!r}")
         if data is None:
             if not example or rule.example is None:
-                raise ValueError(f"{notification}: give the event data its rule renders from"
+                raise SendRefused(f"{notification}: give the event data its rule renders from"
                                  + (" (or ask for the rule's example data explicitly)" if rule.example else ""))
             data = rule.example.data
         person = self._person(recipient)
@@ -333,7 +338,7 @@ class Runtime:
             return digest_send(self.config, rule, person, [payload], period.start, period.end, at, renderer)
         planned = [d for d in plan(self.config, rule, event, now, renderer, at) if isinstance(d, Send)]
         if not planned:
-            raise ValueError(f"{notification}: its condition does not hold for this data")
+            raise SendRefused(f"{notification}: its condition does not hold for this data")
         return planned[0]
 
     def send_now(self, notification: str, recipient: Mapping[str, Any] | str, data: Mapping[str, Any] | None = None,
@@ -353,11 +358,11 @@ class Runtime:
     def _person(self, recipient: Mapping[str, Any] | str) -> dict[str, Any]:
         if isinstance(recipient, Mapping):
             if "id" not in recipient:
-                raise ValueError("a recipient needs at least an id")
+                raise SendRefused("a recipient needs at least an id")
             return dict(recipient)
         found = self.store.recipient(recipient)
         if found is None:
-            raise KeyError(f"unknown recipient {recipient!r}: it has not appeared in an event nor been imported")
+            raise SendRefused(f"unknown recipient {recipient!r}: it has not appeared in an event nor been imported")
         return found
 
     def cleanup(self, now: datetime | None = None) -> dict[str, int]:

@@ -9,6 +9,7 @@ import pytest
 
 from engine.core.events import EventRejected
 from engine.delivery import CourierBackend
+from engine.runtime import SendRefused
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
@@ -57,7 +58,7 @@ def test_schedule_a_one_off_later(rt: Any, standin: CourierStandin) -> None:
 
 def test_schedule_uses_known_recipients_and_the_rules_example(rt: Any) -> None:
     rt.store.import_recipients([person("usr_known", "Known Person")], NOW)
-    with pytest.raises(ValueError, match="give the event data its rule renders from"):
+    with pytest.raises(SendRefused, match="give the event data its rule renders from"):
         rt.schedule("client_welcome", "usr_known", NOW + timedelta(days=1), now=NOW)  # never the example by accident
     assert rt.store.notifications() == []
     row_id = rt.schedule("client_welcome", "usr_known", NOW + timedelta(days=1), example=True, now=NOW)
@@ -65,11 +66,11 @@ def test_schedule_uses_known_recipients_and_the_rules_example(rt: Any) -> None:
     assert row["id"] == row_id and row["message"]["message"]["data"]["user_name"] == "Known Person"
     example = rt.config.notifications["client_welcome"].example.data
     assert row["message"]["message"]["data"]["verification_url"] == example["verification_url"]
-    with pytest.raises(KeyError, match="unknown notification"):
+    with pytest.raises(SendRefused, match="unknown notification"):
         rt.schedule("no_such_rule", "usr_known", NOW, example=True, now=NOW)
-    with pytest.raises(KeyError, match="unknown recipient"):
+    with pytest.raises(SendRefused, match="unknown recipient"):
         rt.schedule("client_welcome", "usr_nobody", NOW, example=True, now=NOW)
-    with pytest.raises(ValueError, match="an id"):
+    with pytest.raises(SendRefused, match="an id"):
         rt.schedule("client_welcome", {"email": "x@example.com"}, NOW, example=True, now=NOW)
 
 
