@@ -28,6 +28,11 @@ from .rules.yaml_source import load_file
 Identity = tuple[str, str, str, str]
 
 
+class RefError(Exception):
+    """A version of the rules that is neither a directory nor a git ref; the message says which and
+    what git answered."""
+
+
 @dataclass(frozen=True)
 class Change:
     kind: str  # added | removed | moved | changed
@@ -47,15 +52,17 @@ class EventSet:
     preferences: dict[str, dict[str, bool]] = field(default_factory=dict)
 
 
-def materialize(ref: str, repo: str = ".") -> tuple[str, tempfile.TemporaryDirectory | None]:
+def materialize(ref: str, repo: str = ".") -> tuple[str, tempfile.TemporaryDirectory[str] | None]:
     """A directory holding version `ref`: the directory itself, or a git ref extracted."""
     if os.path.isdir(ref):
         return ref, None
     try:
         archive = subprocess.run(["git", "-C", repo, "archive", "--format=tar", ref], check=True, capture_output=True).stdout
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        stderr = getattr(exc, "stderr", b"") or b""
-        raise ValueError(f"{ref!r} is neither a directory nor a git ref: {stderr.decode(errors='replace').strip()}") from None
+    except FileNotFoundError:
+        raise RefError(f"{ref!r} is not a directory, and git is not installed to read it as a git ref") from None
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr.decode(errors="replace").strip().splitlines() or ["git archive failed"])[0]
+        raise RefError(f"{ref!r} is neither a directory nor a git ref: {said}") from None
     tmp = tempfile.TemporaryDirectory(prefix="engine-diff-")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tmp.name, filter="data")

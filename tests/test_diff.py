@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli.main import cli
+from engine.cli.main import cli, main
 
 ROOT = Path(__file__).resolve().parents[1]
 REMINDERS = {"client_booking_reminder_24h", "practitioner_session_reminder_24h"}
@@ -56,7 +56,7 @@ def test_a_48h_reminder_moves_exactly_the_reminders(tmp_path: Path) -> None:
     assert diff(str(base), str(base), "--exit-code") == (0, "no change in what is sent\n")
 
 
-def test_git_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     repo = copy(tmp_path / "repo")
     git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
     git("init", "-q")
@@ -69,4 +69,8 @@ def test_git_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert code == 0
     notifications = {line.split("|")[2].strip(" `") for line in md.splitlines() if line.startswith("| ")}
     assert notifications - {"notification", "---"} == REMINDERS
-    assert diff("no-such-ref", "HEAD")[0] == 1
+    capsys.readouterr()
+    assert main(["diff", "no-such-ref", "HEAD"]) == 1  # one line from the CLI's one error handler
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'no-such-ref' is neither a directory nor a git ref: fatal: "), err
+    assert err.count("\n") == 1, err

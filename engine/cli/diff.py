@@ -20,11 +20,8 @@ from .common import ProgressBar
 @click.option("--exit-code", is_flag=True, help="Exit 1 when anything changes (for CI).")
 def command(base: str, head: str, config_name: str, fmt: str, env: str, exit_code: bool) -> None:
     """Compare what two versions of the rules send (git refs or directories)."""
-    try:
-        with ProgressBar(f"previewing {base} and {head}") as progress:
-            changes = diff(base, head, config_name, env, progress=progress)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    with ProgressBar(f"previewing {base} and {head}") as progress:
+        changes = diff(base, head, config_name, env, progress=progress)
     if fmt == "markdown":
         click.echo(markdown(changes, base, head), nl=False)
     elif fmt == "json":

@@ -58,11 +58,22 @@ QUEUE_DOWN = "check that Redis runs (or the queue file's folder is writable) and
 
 
 def explained(exc: BaseException) -> str | None:
-    """One line for a bad setting or a store or queue the engine cannot use, naming the variable
-    and what to do; None for any other error."""
-    if isinstance(exc, SettingsError):
+    """One line for a bad setting, what a command was asked that the engine refuses, or a store or
+    queue the engine cannot use, naming the variable and what to do; None for any other error."""
+    if isinstance(exc, SettingsError) or refused(exc):
         return f"error: {exc}"
     return unreachable(exc)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether `exc` refuses what a command was asked (a version of the rules that is not there, a
+    send that cannot be planned, event data its type refuses): its message says what and why."""
+    # imported here: the runtime loads the store, the queue and the Courier SDK, which most commands never need
+    from ..core.events import EventRejected
+    from ..diff import RefError
+    from ..runtime import SendRefused
+
+    return isinstance(exc, (RefError, SendRefused, EventRejected))
 
 
 def unreachable(exc: BaseException) -> str | None:

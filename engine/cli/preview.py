@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
@@ -11,9 +12,8 @@ import click
 from ..core.decide import Renderer
 from ..preview import Result, read_events, run
 from ..rules.loader import load
-from ..rules.timeparse import parse_instant
 from ..rules.yaml_source import load_file
-from .common import ProgressBar, config_option, settings
+from .common import Instant, ProgressBar, config_option, settings
 from .tables import local_time, tz_option
 
 
@@ -46,24 +46,18 @@ def print_table(result: Result, tz: str | None) -> None:
 @click.command("preview")
 @click.option("--events", "events_path", required=True, help="Events as JSON Lines; - reads standard input.")
 @config_option
-@click.option("--until", "until_text", default=None, help="Stop the clock here (RFC 3339); default: until nothing is pending.")
+@click.option("--until", type=Instant(), default=None, help="Stop the clock here (RFC 3339); default: until nothing is pending.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
               help="html writes one self-contained timeline page (see --output).")
 @click.option("--output", "-o", "output", default=None, help="With --format html: the file to write (default preview.html; - for stdout).")
 @tz_option
 @click.option("--env", "env", default=None, help="Which templates_map/ to use (default $ENGINE_ENV or production).")
 @click.option("--preferences", "prefs_path", default=None, help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
-def command(events_path: str, config_path: str | None, until_text: str | None, fmt: str, output: str | None, tz: str | None,
+def command(events_path: str, config_path: str | None, until: datetime | None, fmt: str, output: str | None, tz: str | None,
             env: str | None, prefs_path: str | None) -> None:
     """Dry-run events through the rules and print every send with its fate."""
     chosen = settings(config_path, env)
     config = load(chosen.config_path)
-    until = None
-    if until_text:
-        try:
-            until = parse_instant(until_text)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--until") from None
     if events_path == "-":
         lines = sys.stdin.read().splitlines()
     else:

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
 
 from ..clock import utcnow
-from ..rules.timeparse import parse_duration
-from .common import config_option, runtime
-
-
-def when(text: str | None, now: datetime, option: str) -> datetime | None:
-    """A duration back from now (`1d`, `90m`) or an RFC 3339 time with its offset."""
-    if text is None:
-        return None
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        found = None
-    if found is None or found.tzinfo is None:
-        raise click.BadParameter(f"{text!r} is neither a duration (1d, 90m) nor a time with its offset "
-                                 "(2026-03-01T10:00:00Z)", param_hint=option)
-    return found.astimezone(timezone.utc)
+from .common import Instant, config_option, runtime
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -38,13 +19,13 @@ def _line(row: dict[str, Any]) -> str:
 
 @click.command("retry")
 @click.option("--notification", "names", multiple=True, help="Only this notification (repeatable).")
-@click.option("--since", default=None, help="Failed or paused since: a duration back from now (1d) or a time.")
-@click.option("--until", default=None, help="Failed or paused until: a duration back from now or a time.")
+@click.option("--since", type=Instant(ago=True), default=None, help="Failed or paused since: a duration back from now (1d) or a time.")
+@click.option("--until", type=Instant(ago=True), default=None, help="Failed or paused until: a duration back from now or a time.")
 @click.option("--id", "ids", multiple=True, type=click.IntRange(min=1), help="Only this row id (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Every failed or paused notification.")
 @click.option("--dry-run", is_flag=True, help="List what would be retried; change nothing.")
 @config_option
-def command(names: tuple[str, ...], since: str | None, until: str | None, ids: tuple[int, ...], everything: bool,
+def command(names: tuple[str, ...], since: datetime | None, until: datetime | None, ids: tuple[int, ...], everything: bool,
             dry_run: bool, config_path: str | None) -> None:
     """Send failed notifications (and those paused because Courier refused the credentials) again:
     once each, as the same send, with its original idempotency key."""
@@ -52,8 +33,7 @@ def command(names: tuple[str, ...], since: str | None, until: str | None, ids: t
 
     if not (names or since or until or ids or everything):
         raise click.UsageError("say what to retry: --notification, --since/--until, --id, or --all")
-    now = utcnow()
-    selection = Selection(names, ids, when(since, now, "--since"), when(until, now, "--until"))
+    selection = Selection(names, ids, since, until)
     rt = runtime(config_path, migrate=False)
     unknown = sorted(set(names) - set(rt.config.notifications))
     if unknown:

@@ -8,9 +8,8 @@ from typing import Any, Iterable
 
 import click
 
-from ..rules.timeparse import parse_duration
 from ..clock import utcnow
-from .common import config_option, runtime
+from .common import Duration, Span, config_option, runtime
 from .tables import Column, format_option, local_time, output_format, print_rows, rate, tz_option
 
 DELIVERED = ("delivered", "opened", "clicked")
@@ -20,27 +19,23 @@ COLUMNS = [Column("notification"), Column("variant"), *(Column(c, numeric=True) 
 
 
 @click.command("stats")
-@click.option("--since", default="7d", show_default=True, help="A duration back from now.")
+@click.option("--since", type=Duration(), default="7d", show_default=True, help="A duration back from now.")
 @format_option
 @tz_option
 @config_option
-def command(since: str, fmt: str | None, tz: str | None, config_path: str | None) -> None:
+def command(since: Span, fmt: str | None, tz: str | None, config_path: str | None) -> None:
     """Counts by notification type and status, with delivery and failure rates.
 
     A rate is n/a when there is nothing to measure it on: no send yet, or (for delivery) no
     delivery status reported by Courier's webhooks for any of its sends."""
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
     rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
-    start = utcnow() - window
+    start = utcnow() - since.length
     summary = summarise(rt.store.stats(start))
     fmt = output_format(fmt)
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2))
         return
-    print_rows(COLUMNS, table_rows(summary), fmt, f"Notifications since {local_time(start.replace(microsecond=0), tz)} ({since} ago)")
+    print_rows(COLUMNS, table_rows(summary), fmt, f"Notifications since {local_time(start.replace(microsecond=0), tz)} ({since.text} ago)")
 
 
 def table_rows(summary: list[dict[str, Any]]) -> list[list[str]]:

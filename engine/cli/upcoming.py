@@ -6,9 +6,9 @@ import json
 
 import click
 
-from ..rules.timeparse import format_instant, parse_duration
 from ..clock import utcnow
-from .common import config_option, runtime
+from ..rules.timeparse import format_instant
+from .common import Duration, Span, config_option, runtime
 from .tables import Column, format_option, local_time, output_format, print_rows, tz_option
 
 COLUMNS = [Column("send_at"), Column("notification"), Column("recipient"), Column("template"), Column("status"),
@@ -16,19 +16,15 @@ COLUMNS = [Column("send_at"), Column("notification"), Column("recipient"), Colum
 
 
 @click.command("upcoming")
-@click.option("--within", default="24h", show_default=True, help="A duration: 30m, 24h, 7d...")
+@click.option("--within", type=Duration(), default="24h", show_default=True, help="A duration: 30m, 24h, 7d...")
 @format_option
 @tz_option
 @config_option
-def command(within: str, fmt: str | None, tz: str | None, config_path: str | None) -> None:
+def command(within: Span, fmt: str | None, tz: str | None, config_path: str | None) -> None:
     """List the sends due within the window, with their rendered payloads (in json)."""
-    try:
-        window = parse_duration(within)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--within") from None
     rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
     now = utcnow()
-    rows = rt.upcoming(now + window, now)
+    rows = rt.upcoming(now + within.length, now)
     fmt = output_format(fmt)
     if fmt == "json":  # for programs: UTC, whatever --tz says
         for r in rows:
@@ -45,4 +41,4 @@ def command(within: str, fmt: str | None, tz: str | None, config_path: str | Non
             f"{r['digest_items']} item(s) so far" if r["digest_items"] is not None else "")
         table.append([local_time(r["send_at"], tz), r["notification"], r["recipient_id"], r["template"] or "-",
                       r["status"], note])
-    print_rows(COLUMNS, table, fmt, f"Sends due within {within}" + (f" (times in {tz})" if tz else " (times in UTC)"))
+    print_rows(COLUMNS, table, fmt, f"Sends due within {within.text}" + (f" (times in {tz})" if tz else " (times in UTC)"))
