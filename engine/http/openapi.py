@@ -57,7 +57,8 @@ def _errors(*codes: int, **described: str) -> dict[str, Any]:
     said = {400: "The request is malformed (the body is not JSON, or a parameter is wrong)",
             401: "No valid credentials", 404: "Not found, or not enabled",
             413: "The body is too large, or a batch holds too many events",
-            422: "Refused: each problem with its JSON path", 503: "Unavailable; nothing was done: try again after Retry-After"}
+            422: "Refused: each problem with its JSON path",
+            503: "Unavailable; nothing was done: try again after Retry-After"}
     out = {}
     for code in codes:
         text = described.get(f"e{code}", said[code])
@@ -78,18 +79,22 @@ def _common_schemas() -> dict[str, Any]:
         "delivery_status": {"type": ["string", "null"]}, "last_error": {"type": ["string", "null"]},
         "created_at": {"type": "string", "format": "date-time"}}}
     upcoming = {"allOf": [ref("Notification"), {"type": "object", "properties": {
-        "will_skip": {"type": ["string", "null"], "description": "why it will be skipped when due (paused, removed, ...)"},
+        "will_skip": {"type": ["string", "null"],
+                      "description": "why it will be skipped when due (paused, removed, ...)"},
         "digest_items": {"type": ["integer", "null"], "description": "items a digest still collecting holds"},
         "data": {"type": ["object", "null"], "description": "the template data it will be sent with"}}}]}
-    check = {"type": "object", "required": ["ok", "detail"], "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
+    check = {"type": "object", "required": ["ok", "detail"],
+             "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "Problem": {"type": "object", "required": ["path", "message"], "properties": {
-            "path": {"type": "string", "description": "JSON path in the body sent (`$.data.booking.start_time`, `$[2].type`)"},
+            "path": {"type": "string",
+                     "description": "JSON path in the body sent (`$.data.booking.start_time`, `$[2].type`)"},
             "message": {"type": "string"}}},
         "Problems": {"type": "object", "required": ["error"], "properties": {
             "error": {"type": "string"}, "problems": {"type": "array", "items": ref("Problem")}}},
-        "IngestAnswer": {"type": "object", "required": ["accepted", "duplicates", "scheduled", "cancelled"], "properties": {
+        "IngestAnswer": {"type": "object", "required": ["accepted", "duplicates", "scheduled", "cancelled"],
+                         "properties": {
             "accepted": {"type": "array", "items": {"type": "string"}, "description": "ids of the events stored now"},
             "duplicates": {"type": "array", "items": {"type": "string"}, "description": "ids of events stored before"},
             "scheduled": {"type": "integer", "description": "sends planned (or re-planned) by these events"},
@@ -120,7 +125,7 @@ def _common_schemas() -> dict[str, Any]:
         "Readiness": {"type": "object", "required": ["ready", "failing", "checks"], "properties": {
             "ready": {"type": "boolean"},
             "failing": {"type": "array", "items": {"type": "string", "enum": list(CHECKS)}},
-            "checks": {"type": "object", "properties": {name: check for name in CHECKS}}}},
+            "checks": {"type": "object", "properties": dict.fromkeys(CHECKS, check)}}},
     }
 
 
@@ -134,7 +139,8 @@ def _event_schemas(config: Config) -> tuple[dict[str, Any], dict[str, str]]:
             name += "Event"
         names[event_type] = name
         declared = config.events[event_type]
-        schemas[f"{name}Data"] = {"allOf": [_bounded(dict(declared.schema)), _id_limits(type_limits(config, event_type))],
+        limits = _id_limits(type_limits(config, event_type))
+        schemas[f"{name}Data"] = {"allOf": [_bounded(dict(declared.schema)), limits],
                                   "description": f"The data of a {event_type} event"}
         schemas[name] = {
             "type": "object", "additionalProperties": False, "required": ["id", "type", "occurred_at", "data"],
@@ -169,7 +175,8 @@ def _event_schemas(config: Config) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _one_of(names: dict[str, str], suffix: str = "") -> dict[str, Any]:
     return {"oneOf": [ref(n + suffix) for n in names.values()],
-            "discriminator": {"propertyName": "type", "mapping": {t: f"#/components/schemas/{n}{suffix}" for t, n in names.items()}}}
+            "discriminator": {"propertyName": "type",
+                              "mapping": {t: f"#/components/schemas/{n}{suffix}" for t, n in names.items()}}}
 
 
 def openapi(config: Config, server_url: str = "/") -> dict[str, Any]:
@@ -227,13 +234,16 @@ def _intake_paths() -> dict[str, Any]:
                 formats.CLOUDEVENT: {"schema": ref("CloudEvent")},
                 formats.CLOUDEVENTS_BATCH: {"schema": {"title": "CloudEventBatch", "allOf": [BATCH]}}}},
             "responses": {
-                "202": _json(ref("IngestAnswer"), "Accepted and stored (or the first answer again, for a copy of a signed request)",
+                "202": _json(ref("IngestAnswer"),
+                             "Accepted and stored (or the first answer again, for a copy of a signed request)",
                              {"Idempotent-Replayed": {"description": "`true` when this is the first answer of a copy",
                                                       "schema": {"type": "string", "enum": ["true"]}}}),
-                **_errors(400, 401, 413, 422, 503, e401="No valid credentials, or a signature or webhook-id already used "
-                                                        "for another request")}}},
+                **_errors(400, 401, 413, 422, 503,
+                          e401="No valid credentials, or a signature or webhook-id already used "
+                               "for another request")}}},
         "/webhooks/courier": {"post": {
-            "operationId": "postCourierWebhook", "summary": "Courier delivery-status webhooks", "security": [{"courierSignature": []}],
+            "operationId": "postCourierWebhook", "summary": "Courier delivery-status webhooks",
+            "security": [{"courierSignature": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref("CourierWebhook")}}},
             "responses": {"200": _json(ref("WebhookAnswer"), "Applied, a duplicate, stale, or ignored"),
                           "202": _json(ref("WebhookAnswer"), "Kept until its send is recorded (`pending`)"),
@@ -245,7 +255,8 @@ def _people_paths() -> dict[str, Any]:
     """Unsubscribe links and preferences."""
     token = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
              "description": "the signed token of an unsubscribe link"}
-    recipient = {"name": "recipient_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}
+    recipient = {"name": "recipient_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}
     html = {"content": {"text/html": {"schema": {"type": "string"}}}}
     return {
         "/unsubscribe": {
@@ -256,15 +267,20 @@ def _people_paths() -> dict[str, Any]:
             "post": {"operationId": "unsubscribe", "summary": "One-click unsubscribe (RFC 8058)", "security": OPEN,
                      "parameters": [token],
                      "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
-                         "type": "object", "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
-                     "responses": {"200": _json(ref("Unsubscribed"), "Turned off for that recipient"), **_errors(400, 404, 503)}}},
+                         "type": "object",
+                         "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
+                     "responses": {"200": _json(ref("Unsubscribed"), "Turned off for that recipient"),
+                                   **_errors(400, 404, 503)}}},
         "/recipients/{recipient_id}/preferences": {
             "parameters": [recipient],
             "get": {"operationId": "getPreferences", "summary": "A recipient's preferences", "security": ADMIN,
                     "responses": {"200": _json(ref("Preferences"), "Their preferences"), **_errors(401, 422, 503)}},
-            "put": {"operationId": "setPreferences", "summary": "Set or clear a recipient's preferences", "security": ADMIN,
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PreferencesChange")}}},
-                    "responses": {"200": _json(ref("Preferences"), "Their preferences now"), **_errors(400, 401, 422, 503)}}},
+            "put": {"operationId": "setPreferences", "summary": "Set or clear a recipient's preferences",
+                    "security": ADMIN,
+                    "requestBody": {"required": True,
+                                    "content": {"application/json": {"schema": ref("PreferencesChange")}}},
+                    "responses": {"200": _json(ref("Preferences"), "Their preferences now"),
+                                  **_errors(400, 401, 422, 503)}}},
     }
 
 
@@ -274,26 +290,30 @@ def _read_paths() -> dict[str, Any]:
         "/notifications": {"get": {
             "operationId": "listNotifications", "summary": "Sends, newest first", "security": ADMIN,
             "parameters": [
-                {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "style": "form",
-                 "explode": True},
+                {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
+                 "style": "form", "explode": True},
                 {"name": "recipient", "in": "query", "schema": {"type": "string"}},
                 {"name": "notification", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
             "responses": {"200": _json(ref("Notifications"), "The sends"), **_errors(400, 401, 503)}}},
         "/notifications/upcoming": {"get": {
-            "operationId": "listUpcoming", "summary": "What is due within a duration, as the rules in force would send it",
+            "operationId": "listUpcoming",
+            "summary": "What is due within a duration, as the rules in force would send it",
             "security": ADMIN,
             "parameters": [{"name": "within", "in": "query", "schema": {"type": "string", "default": "24h"},
                             "description": "a duration such as 30m, 24h, 7d"}],
             "responses": {"200": _json(ref("Upcoming"), "The sends and digests due"), **_errors(400, 401, 503)}}},
-        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness: answers while the process runs, reads nothing",
+        "/healthz": {"get": {"operationId": "healthz",
+                             "summary": "Liveness: answers while the process runs, reads nothing",
                              "security": OPEN, "responses": {"200": _json(ref("Health"), "Alive")}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness", "description": READYZ, "security": OPEN,
                             "responses": {"200": _json(ref("Readiness"), "Ready: every check passed"),
-                                          "503": _json(ref("Readiness"), "Not ready: `failing` names each failing check",
-                                                       RETRY_AFTER)}}},
+                                          "503": _json(ref("Readiness"),
+                                                       "Not ready: `failing` names each failing check", RETRY_AFTER)}}},
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "security": OPEN, "responses": {
-            "200": {"description": "The text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "200": {"description": "The text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": OPEN, "responses": {
             "200": _json({"type": "object"}, "The OpenAPI document")}}},
     }
@@ -334,8 +354,12 @@ def _id_limits(limits: TypeLimits) -> dict[str, Any]:
 
 def _rewrite_refs(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str) else _rewrite_refs(v))
+        return {k: _rewrite_ref(v) if k == "$ref" and isinstance(v, str) else _rewrite_refs(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [_rewrite_refs(v) for v in value]
     return value
+
+
+def _rewrite_ref(target: str) -> str:
+    return target.replace("#/$defs/", "#/components/schemas/")
