@@ -65,7 +65,7 @@ def fill(workdir: Path, n: int) -> tuple[list[str], str]:
                 for k in ("key", "idempotency_key", "payload", "recipient_id"):
                     if row[k]:
                         row[k] = row[k].replace(booking, bid).replace(client, cid).replace(practitioner, pid)
-                row.update(send_at=send_at, created_at=created, updated_at=created, event_id=f"evt_fill_{b}")
+                row.update(send_at=send_at, due_at=send_at, created_at=created, updated_at=created, event_id=f"evt_fill_{b}")
                 rows.append(tuple(row[c] for c in columns))
         conn.executemany(sql, rows)
     conn.execute("INSERT INTO notification_history (notification_id, status, reason, at) "

@@ -71,8 +71,8 @@ COURIER_SECONDS = Histogram(
     ["outcome"], registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
 LATENESS = Histogram(
-    "engine_send_lateness_seconds", "How long after it fell due a send went out (a retried send: after its retry "
-    "fell due)", registry=REGISTRY,
+    "engine_send_lateness_seconds", "How long after it first fell due a send went out (a retried or paused send "
+    "included: the time it waited counts)", registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0))
 
 STATUSES = ("scheduled", "queued", "sending", "sent", "failed", "cancelled", "skipped")  # always shown, 0 or not

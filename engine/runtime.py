@@ -67,7 +67,7 @@ def _reported(claimed: Claimed, recorded: str, done: datetime, backend: str, *, 
               outcome: Outcome | None = None, why: str | None = None, retry_at: datetime | None = None) -> str:
     """The metrics and the one log line of a send's outcome (`recorded`: the row's new status,
     `scheduled` for a retry); returns `recorded`. Ids and reasons only, never the message."""
-    lateness = (done - claimed.send_at).total_seconds()
+    lateness = (done - claimed.due_at).total_seconds()  # what the recipient sees: retries and pauses included
     metrics.send_finished(claimed.notification, recorded, lateness)
     fields = ids(notification=claimed.notification, notification_id=claimed.id, recipient_id=claimed.recipient_id,
                  outcome="retrying" if recorded == "scheduled" else recorded, attempt=claimed.attempts,
@@ -254,7 +254,7 @@ class Runtime:
         if ended is not None:
             return policy.Verdict(claimed.channels, ended)
         rule = self.config.notifications[claimed.notification]
-        if policy.expired(rule, claimed.send_at, now):  # worthless this late: skipped, not sent late
+        if policy.expired(rule, claimed.due_at, now):  # worthless this late: skipped, not sent late
             return policy.Verdict(claimed.channels, "expired")
         throttle = None
         if rule.throttle is not None:
@@ -266,7 +266,7 @@ class Runtime:
         verdict = policy.check(self.config, claimed.notification, rule.category, claimed.channels, counts.preferences(),
                                throttle, rate)
         return replace(verdict, template=template, delivery=policy.delivery(
-            rule, verdict.channels, template, claimed.template_key, claimed.idempotency_key, claimed.send_at))
+            rule, verdict.channels, template, claimed.template_key, claimed.idempotency_key, claimed.due_at))
 
     # -- what is coming ------------------------------------------------------------------------------
     def upcoming(self, until: datetime, now: datetime | None = None, limit: int = 10_000) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ States of a notification row:
   scheduled | queued -> cancelled (a cancel or reschedule; a row already `sending` is too late)
   any due row -> skipped (preferences, throttle, rate limit at send time)
   sent -> delivered | opened | clicked | undeliverable are recorded in `delivery_status`.
+A row's `due_at` is when it first fell due: a retry or a pause moves `send_at` (when it is
+handed out next), never `due_at`; a reschedule is a new row, due at its new time.
 A claim's `attempts` is its fencing token: a worker's outcome is recorded only while the row is
 still its claim. A row is its own record of creation; `notification_history` keeps every change
 after it (`Store.history` gives both).
@@ -35,7 +37,8 @@ def send_row(sql: Statements, codec: Codec, s: Send, at: Any) -> tuple[Any, ...]
     message = courier_message(s.recipient, s.template, s.data, s.channels) if s.template else None
     return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
             s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
-            codec.dumps(message) if message else None, sql.time(s.send_at), s.status, s.reason, 0, at, at)
+            codec.dumps(message) if message else None, sql.time(s.send_at), sql.time(s.send_at), s.status, s.reason, 0,
+            at, at)
 
 
 def insert_sends(cur: Any, sql: Statements, rows: Sequence[tuple[Any, ...]]) -> int:
@@ -63,7 +66,8 @@ class Claimed:
     idempotency_key: str
     message: dict[str, Any]
     attempts: int
-    send_at: datetime
+    send_at: datetime  # when this attempt fell due (a retry's or a pause's time, after the first)
+    due_at: datetime  # when the send first fell due: its rule's `expires_after` counts from here
     claimed_at: datetime | None = None
     template_key: str | None = None
     template: str | None = None  # the template id it was scheduled with (the verdict gives the one in force)
@@ -172,10 +176,10 @@ class Outbox(Transactions):
         if row is None:
             return None, None
         (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
-         send_at, template_key, template) = row
+         send_at, due_at, template_key, template) = row
         claimed = Claimed(row_id, notification, recipient_id, category, sql.read_channels(channels), throttle_key,
-                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at), now,  # type: ignore[arg-type]
-                          template_key, template)
+                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at),  # type: ignore[arg-type]
+                          sql.read_time(due_at), now, template_key, template)  # type: ignore[arg-type]
         verdict = None
         if check is not None:
             if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers

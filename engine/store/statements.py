@@ -21,8 +21,8 @@ PENDING = "status IN ('scheduled', 'queued')"
 TAKEN = "((status = 'sent' AND sent_at > ?) OR (status = 'sending' AND id <> ?))"  # binds: since, the claimed row's id
 
 SEND_COLUMNS = ("notification", "recipient_id", "event_id", "key", "category", "channels", "template_key", "template",
-                "variant", "idempotency_key", "throttle_key", "payload", "send_at", "status", "reason", "attempts",
-                "created_at", "updated_at")
+                "variant", "idempotency_key", "throttle_key", "payload", "send_at", "due_at", "status", "reason",
+                "attempts", "created_at", "updated_at")
 EVENT_COLUMNS = ("id", "type", "occurred_at", "received_at", "payload")
 
 
@@ -87,7 +87,8 @@ class Statements:
     add_digest_item = Sql("INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)")
     claim = Sql("UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
                 "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "
-                "throttle_key, idempotency_key, payload, attempts, send_at, template_key, template")
+                "throttle_key, idempotency_key, payload, attempts, send_at, COALESCE(due_at, send_at), template_key, "
+                "template")
     lock_recipient = Sql("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))")
     skip = Sql("UPDATE notifications SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?")
     # What a claim's verdict settled on at send time: the template id in force and the channels kept.

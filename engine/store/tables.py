@@ -100,6 +100,10 @@ notifications = Table(
     Column("throttle_key", String(500)),
     Column("payload", Text),  # the Courier message, JSON (encrypted when a key is set)
     _ts("send_at", False),
+    # The time the send first fell due: a retry or a pause moves `send_at`, never this, so the
+    # deadline of the rule's `expires_after` stays where it was. Set at insert (NULL only in rows
+    # an older engine wrote: they read as due at `send_at`).
+    _ts("due_at"),
     Column("status", String(20), nullable=False),
     Column("reason", String(500)),
     # A cancel that came while the row was being sent: that attempt, if it fails, ends it cancelled.
