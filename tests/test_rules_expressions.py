@@ -213,6 +213,31 @@ def test_analyse_lists_the_fields_read() -> None:
     assert list(analyse("{% for i in items %}{{ i.payment.id }}{% endfor %}", expression=False)) == [Reference(("items",))]
 
 
+@pytest.mark.parametrize("source, reads", [
+    # `loop` and the targets are the loop's own in its body: only the iterable is an event read
+    ("{% for t in totals %}{{ t.amount }}{% if not loop.last %}, {% endif %}{% endfor %}", [("totals",)]),
+    ("{% for a, b in pairs %}{{ a }}{{ b.c }}{{ loop.index }}{% endfor %}", [("pairs",)]),
+    ("{% for x in xs %}{% for y in x %}{{ loop.index }}{% endfor %}{{ loop.length }}{% endfor %}", [("xs",)]),
+    ("{% for x in xs if x.ok %}{{ x }}{% endfor %}", [("xs",)]),
+    # ...and nowhere else, as Jinja scopes them: there the same name reads the event
+    ("{{ loop.index }}", [("loop", "index")]),
+    ("{% for x in xs if loop.index > 1 %}{{ x }}{% endfor %}", [("xs",), ("loop", "index")]),
+    ("{% for x in xs %}{% else %}{{ loop.index }}{{ x.y }}{% endfor %}", [("xs",), ("loop", "index"), ("x", "y")]),
+    ("{% for x in xs %}{% endfor %}{{ x.y }}", [("xs",), ("x", "y")]),
+    ("{% for booking in booking.sessions %}{{ booking.start }}{% endfor %}", [("booking", "sessions")]),
+])
+def test_what_a_loop_binds_is_not_an_event_read(source: str, reads: list[tuple[str, ...]]) -> None:
+    assert [r.path for r in analyse(source, expression=False)] == reads
+
+
+def test_a_loop_s_own_variables_render_as_jinja_gives_them() -> None:
+    totals = [{"amount": 3000, "currency": "USD"}, {"amount": 2000, "currency": "JPY"}]
+    source = "{% for t in totals %}{{ t.amount | money(t.currency) }}{% if not loop.last %}, {% endif %}{% endfor %}"
+    assert render(source, {"totals": totals}) == "$30.00, ¥2,000"
+    with pytest.raises(ExpressionError, match="'loop' is undefined"):  # what analyse reports as an event read
+        render("{% for x in xs %}{% else %}{{ loop.index }}{% endfor %}", {"xs": []})
+
+
 @pytest.mark.parametrize("source, statement", [
     ("{% macro hi() %}hi{% endmacro %}{{ hi() }}", "macro"),
     ("{% set x = 1 %}{{ x }}", "set"),

@@ -536,14 +536,14 @@ def analyse(source: str, *, expression: bool) -> tuple[Reference, ...]:
 
 
 def _references(tree: nodes.Node) -> tuple[Reference, ...]:
-    local = {n.name for n in _find(tree, nodes.Name) if n.ctx in ("store", "param")}
+    local = _loop_names(tree)
     refs: list[Reference] = []
     parents = _parent_map(tree)
     guards = _Guards()
     guards.visit(tree, frozenset())
     guarded = guards.proven
     for name in _find(tree, nodes.Name):
-        if name.ctx != "load" or name.name in local or name.name in GLOBALS:
+        if name.ctx != "load" or id(name) in local or name.name in GLOBALS:
             continue
         path, index, node = [name.name], False, name
         while True:
@@ -563,6 +563,27 @@ def _references(tree: nodes.Node) -> tuple[Reference, ...]:
         defined, lenient = guarded.get(id(name), (0, False))
         refs.append(Reference(tuple(path), index, defined, lenient))
     return tuple(refs)
+
+
+def _loop_names(tree: nodes.Node) -> set[int]:
+    """The names (node ids) that read what a `for` binds, not the context: its targets in its
+    `if` and body, and `loop` in its body. As Jinja scopes them: neither is seen by the iterable,
+    the `else` or anything after the loop, where the same name reads the context again."""
+    found: set[int] = set()
+    stack: list[tuple[nodes.Node, frozenset[str]]] = [(tree, frozenset())]
+    while stack:
+        node, bound = stack.pop()
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load" and node.name in bound:
+                found.add(id(node))
+        elif isinstance(node, nodes.For):
+            targets = bound | {n.name for n in _find(node.target, nodes.Name)}
+            stack += [(node.iter, bound), *((child, bound) for child in node.else_)]
+            stack += [(node.test, targets)] if node.test is not None else []
+            stack += [(child, targets | {"loop"}) for child in node.body]
+        else:
+            stack += [(child, bound) for child in node.iter_child_nodes()]
+    return found
 
 
 def _chain(node: nodes.Node) -> tuple[nodes.Name, tuple[str, ...]] | None:
