@@ -8,8 +8,9 @@ The shipped `client_booking_reminder_30m` falls due 30 minutes before the sessio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
