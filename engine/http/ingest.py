@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..core.events import Event, EventRejected
-from ..metrics import EVENTS, INGEST_SECONDS
+from ..metrics import INGEST_SECONDS, events as counted_events
 from ..runtime import Runtime
 from ..store.repository import IngestResult
 from . import formats
@@ -46,8 +46,8 @@ async def _ingest(request: Request) -> Response:
         if replayed is not None:
             return replayed
     result = await _stored(state, events, signed)
-    EVENTS.labels("accepted").inc(len(result.accepted))
-    EVENTS.labels("duplicate").inc(len(result.duplicates))
+    counted_events("accepted").inc(len(result.accepted))
+    counted_events("duplicate").inc(len(result.duplicates))
     answer = JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
                            "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
     if signed is not None:
@@ -85,7 +85,7 @@ async def _checked(runtime: Runtime, batch: formats.Batch) -> list[Event]:
         rejected = exc.problems
     found = batch.problems + batch.translate(rejected)
     if found:
-        EVENTS.labels("rejected").inc(len(envelopes))
+        counted_events("rejected").inc(len(envelopes))
         raise Refused(422, "event refused", **problems(found))
     return events
 

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from ..metrics import HTTP_REQUESTS, REGISTRY
+from ..metrics import REGISTRY, http_requests
 from ..metrics import webhook as count_webhook
 from .answers import Endpoint
 from .webhooks import webhook_outcome
@@ -23,7 +23,7 @@ def counted(route: str, endpoint: Endpoint) -> Endpoint:
     @wraps(endpoint)
     async def answered(request: Request) -> Response:
         response = await endpoint(request)
-        HTTP_REQUESTS.labels(route, str(response.status_code)).inc()
+        http_requests(route, str(response.status_code)).inc()
         return response
     return answered
 
