@@ -7,18 +7,17 @@ the past (a warning: legal, but usually a mistake).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from functools import lru_cache
-from typing import Any, Iterator, Mapping
+from functools import cache
+from typing import Any
 
 from .core.decide import Decision, DigestItem, Renderer, Send, digest_send, plan
 from .core.events import Event, EventRejected, parse_event
 from .core.timing import recipient_zone
-from .rules import budget
+from .rules import budget, expressions
 from .rules.event_schema import SchemaView
-from .rules import expressions
 from .rules.loader import Loaded, collector_paused, inspect
 from .rules.model import Config, Notification
 from .rules.problems import Mark, Problem
@@ -117,7 +116,8 @@ def _failing_value(config: Config, rule: Notification, event: Event, renderer: R
     if _failure(config, replace(rule, data={}, requires=()), event, renderer):
         return None
     for name, value in rule.data.items():
-        if expressions.is_template(value) and _failure(config, replace(rule, data={name: value}, requires=()), event, renderer):
+        alone = replace(rule, data={name: value}, requires=())
+        if expressions.is_template(value) and _failure(config, alone, event, renderer):
             return name
     return None
 
@@ -125,7 +125,8 @@ def _failing_value(config: Config, rule: Notification, event: Event, renderer: R
 def check_example(config: Config, rule: Notification, tried: Tried, loaded: Loaded | None = None) -> list[Problem]:
     mark = rule.mark or Mark(config.root)
     if rule.example is None:
-        return [Problem.at(mark, f"{rule.id}: no example event; add one so it can be previewed and snapshotted", "warning")]
+        return [Problem.at(mark, f"{rule.id}: no example event; add one so it can be previewed and snapshotted",
+                           "warning")]
     at = rule.example.mark or mark
     if tried.event is None:
         return [Problem.at(at, f"{rule.id}: the example event is invalid: {path.replace('$', 'example', 1)}: {msg}")
@@ -139,9 +140,11 @@ def check_example(config: Config, rule: Notification, tried: Tried, loaded: Load
             if decision.reason and decision.reason.startswith(("render failed", "condition failed", "no recipient")):
                 found.append(_failed_example(config, rule, tried.event, renderer, decision.reason, at, loaded))
             elif decision.reason == "past":
-                found.append(Problem.at(at, f"{rule.id}: with its example event this send lands in the past and is skipped; is the offset right?", "warning"))
+                found.append(Problem.at(at, f"{rule.id}: with its example event this send lands in the past and is "
+                                            "skipped; is the offset right?", "warning"))
     if not found and rule.condition and not tried.first:
-        found.append(Problem.at(at, f"{rule.id}: the example event does not meet the condition {rule.condition!r}", "warning"))
+        found.append(Problem.at(at, f"{rule.id}: the example event does not meet the condition {rule.condition!r}",
+                                "warning"))
     return list(dict.fromkeys(found))
 
 
@@ -174,12 +177,13 @@ def lint_across_rules(config: Config, tried: Mapping[str, Tried]) -> list[Proble
     # Only rules with the same trigger, audience and a template key in common can collide.
     sharing: dict[tuple[str, str, str], list[Notification]] = {}
     for r in rules:
+        keys = r.template.keys()
         for trigger in r.triggers:
-            for key in r.template.keys():
+            for key in keys:
                 sharing.setdefault((trigger, r.audience, key), []).append(r)
     view = SchemaView(config.definitions)
 
-    @lru_cache(maxsize=None)
+    @cache
     def key_schema(event_type: str, path: str) -> Mapping[str, Any]:
         return view.resolve(view.field(config.event_schema(event_type), tuple(path.split("."))).schema or {})
 
@@ -190,36 +194,56 @@ def lint_across_rules(config: Config, tried: Mapping[str, Tried]) -> list[Proble
         if event is not None and sends:
             found.extend(_same_template(config, rule, event, sends, sharing))
         # 2. A send that lands inside the recipient's quiet hours (only transactional ones can).
-        if config.quiet_hours:
-            for s in sends:
-                local = s.send_at.astimezone(recipient_zone(s.recipient, config.timezone))
-                if not rule.schedule.quiet_hours and config.quiet_hours.contains(local.time().replace(tzinfo=None)):
-                    found.append(Problem.at(mark, f"{rule.id}: with its example event it goes out at {local:%H:%M} in the recipient's zone, inside quiet hours", "warning"))
+        if config.quiet_hours and not rule.schedule.quiet_hours:
+            found.extend(_in_quiet_hours(config, rule, mark, sends))
         # 3. A cancel or reschedule key that can never equal the rule's own key.
         if rule.key:
-            own = {t: key_schema(t, rule.key) for t in rule.triggers if t in config.events}
-            for match in (*rule.cancel_on, *rule.reschedule_on):
-                theirs = key_schema(match.event, match.key)
-                for trigger, mine in own.items():
-                    why = _never_equal(mine, theirs)
-                    if why:
-                        found.append(Problem.at(mark, f"{rule.id}: {match.event} key {match.key!r} can never equal {trigger} key {rule.key!r}: {why}", "warning"))
+            found.extend(_keys_never_equal(config, rule, mark, key_schema))
     return list(dict.fromkeys(found))
+
+
+def _in_quiet_hours(config: Config, rule: Notification, mark: Mark, sends: list[Send]) -> list[Problem]:
+    found = []
+    for s in sends:
+        local = s.send_at.astimezone(recipient_zone(s.recipient, config.timezone))
+        if config.quiet_hours and config.quiet_hours.contains(local.time().replace(tzinfo=None)):
+            found.append(Problem.at(mark, f"{rule.id}: with its example event it goes out at {local:%H:%M} in the "
+                                          "recipient's zone, inside quiet hours", "warning"))
+    return found
+
+
+def _keys_never_equal(config: Config, rule: Notification, mark: Mark,
+                      key_schema: Callable[[str, str], Mapping[str, Any]]) -> list[Problem]:
+    assert rule.key is not None
+    found = []
+    own = {t: key_schema(t, rule.key) for t in rule.triggers if t in config.events}
+    for match in (*rule.cancel_on, *rule.reschedule_on):
+        theirs = key_schema(match.event, match.key)
+        for trigger, mine in own.items():
+            why = _never_equal(mine, theirs)
+            if why:
+                found.append(Problem.at(mark, f"{rule.id}: {match.event} key {match.key!r} can never equal {trigger} "
+                                              f"key {rule.key!r}: {why}", "warning"))
+    return found
 
 
 def _same_template(config: Config, rule: Notification, event: Event, sends: list[Send],
                    sharing: Mapping[tuple[str, str, str], list[Notification]]) -> list[Problem]:
     found = []
     renderer = Renderer(env=_environments(config)[0], environ={})
-    others = {other.id: other for key in rule.template.keys() for other in sharing.get((event.type, rule.audience, key), [])
+    mine = rule.template.keys()
+    others = {other.id: other for key in mine for other in sharing.get((event.type, rule.audience, key), [])
               if other.id > rule.id}
     for other in others.values():
-        shared = set(rule.template.keys()) & set(other.template.keys())
+        shared = set(mine) & set(other.template.keys())
         other_sends = _scheduled(plan(config, other, event, event.occurred_at, renderer))
         for a in sends:
             for b in other_sends:
                 if abs(a.send_at - b.send_at) < SAME_TEMPLATE_WINDOW:
-                    found.append(Problem.at(other.mark or rule.mark or Mark(config.root), f"{other.id}: sends template {sorted(shared)[0]!r} to the same {rule.audience} as {rule.id} within {SAME_TEMPLATE_WINDOW} of it", "warning"))
+                    found.append(Problem.at(other.mark or rule.mark or Mark(config.root),
+                                            f"{other.id}: sends template {sorted(shared)[0]!r} to the same "
+                                            f"{rule.audience} as {rule.id} within {SAME_TEMPLATE_WINDOW} of it",
+                                            "warning"))
     return found
 
 
@@ -234,7 +258,3 @@ def _never_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     if a.get("format") and b.get("format") and a["format"] != b["format"]:
         return f"one is a {a['format']}, the other a {b['format']}"
     return None
-
-
-def default_env(environ: Mapping[str, str] | None = None) -> str:
-    return (environ if environ is not None else os.environ).get("ENGINE_ENV", "production")
