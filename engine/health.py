@@ -24,11 +24,11 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 from sqlalchemy import Engine
@@ -75,7 +75,8 @@ class Trouble:
             if self.count == 1 or why != self._last or now - self._logged_at >= REMIND_EVERY_S:
                 times = "1 time" if self.count == 1 else f"{self.count} times"
                 # the traceback once, at DEBUG: the line above it is what an operator needs
-                self.log.error("%s failing: %s (%s)", self.what, why, times, exc_info=self.log.isEnabledFor(logging.DEBUG))
+                self.log.error("%s failing: %s (%s)", self.what, why, times,
+                               exc_info=self.log.isEnabledFor(logging.DEBUG))
                 self._last, self._logged_at = why, now
             return self.delay()
 
@@ -87,7 +88,8 @@ class Trouble:
             return
         with self._lock:
             if self.count:
-                self.log.warning("%s recovered after %d failure%s", self.what, self.count, "" if self.count == 1 else "s")
+                plural = "" if self.count == 1 else "s"
+                self.log.warning("%s recovered after %d failure%s", self.what, self.count, plural)
                 self.count, self._last = 0, ""
 
 
@@ -165,7 +167,8 @@ def unwritable(path: str) -> list[str]:
     """Which of a SQLite database's files (the file, its -wal and -shm when they exist, and its
     folder, where SQLite creates them) this process cannot write: read-only, immutable, or on a
     file system mounted read-only."""
-    found = [p for p in (path, *(path + side for side in SIDE_FILES)) if os.path.exists(p) and not os.access(p, os.W_OK)]
+    files = (path, *(path + side for side in SIDE_FILES))
+    found = [p for p in files if os.path.exists(p) and not os.access(p, os.W_OK)]
     folder = os.path.dirname(path) or "."
     if not os.access(folder, os.W_OK):
         found.append(f"{folder} (its folder)")
@@ -276,7 +279,7 @@ class Readiness:
         self._log_changes(alarms)
         return {**{name: results[name] for name in ("store", "schema", "queue", "files")}, **alarms}
 
-    def _start(self, name: str, probe: Callable[[], Check]) -> "Future[Check]":
+    def _start(self, name: str, probe: Callable[[], Check]) -> Future[Check]:
         # A probe that hangs (a server that stopped answering) is not started again until it ends:
         # the threads it holds stay bounded however often readiness is asked.
         with self._lock:
@@ -285,7 +288,7 @@ class Readiness:
                 running = self._running[name] = self._pool.submit(probe)
             return running
 
-    def _wait(self, name: str, future: "Future[Check]", deadline: float) -> Check:
+    def _wait(self, name: str, future: Future[Check], deadline: float) -> Check:
         try:
             return future.result(max(0.0, deadline - time.monotonic()))
         except FutureTimeout:

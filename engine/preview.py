@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from .core import policy
 from .core.decide import Renderer, Send
@@ -27,7 +28,7 @@ from .settings import Settings
 from .store.db import scratch
 from .store.repository import Store
 
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 PENDING = {"scheduled", "queued", "sending"}
 Progress = Callable[[int, int], None]  # (events done, events in all)
 Step = tuple[datetime, Callable[[Runtime, datetime], Any]]  # something else that happens at a time
@@ -133,14 +134,15 @@ def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | Non
 
 def set_preferences(runtime: Runtime, preferences: Mapping[str, policy.Preferences]) -> None:
     for recipient_id, prefs in preferences.items():
-        runtime.store.set_preferences(recipient_id, dict(prefs), datetime(1970, 1, 1, tzinfo=timezone.utc))
+        runtime.store.set_preferences(recipient_id, dict(prefs), datetime(1970, 1, 1, tzinfo=UTC))
 
 
 def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = None, progress: Progress | None = None,
            steps: Sequence[Step] = ()) -> list[str]:
     """Each event (and step) at its own time, after every send due before it; then the sends due
     by `until` (or all of them). Returns the ids of the events ignored as duplicates."""
-    happenings = sorted([(e.occurred_at, 1, i) for i, e in enumerate(events)] + [(at, 0, i) for i, (at, _) in enumerate(steps)])
+    happenings = sorted([(e.occurred_at, 1, i) for i, e in enumerate(events)]
+                        + [(at, 0, i) for i, (at, _) in enumerate(steps)])
     duplicates: list[str] = []
     due = runtime.store.next_due()
     for done, (at, kind, i) in enumerate(happenings):

@@ -7,11 +7,13 @@ Huey (a worker killed mid-task) leaves its row `queued`; the sweep finds it agai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
@@ -21,9 +23,13 @@ from huey.storage import BaseSqlStorage
 from .health import Trouble
 from .settings import SettingsError
 
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
 log = logging.getLogger("engine.queue")
 
-def make_huey(url: str, runtime: Any = None, *, name: str = "engine") -> Huey:
+
+def make_huey(url: str, runtime: Runtime | None = None, *, name: str = "engine") -> Huey:
     """`sqlite:///path/queue.db` or `redis://host:port/db`, whose tasks run on `runtime` (None: a
     process that only hands ids to the queue, or only creates it).
 
@@ -46,26 +52,26 @@ def make_huey(url: str, runtime: Any = None, *, name: str = "engine") -> Huey:
     return huey
 
 
-def _register(huey: Huey, runtime: Any) -> None:
-    @huey.task(name="deliver")
+def _register(huey: Huey, runtime: Runtime | None) -> None:
+    @huey.task(name="deliver")  # type: ignore[untyped-decorator]  # huey ships no types
     def deliver(notification_id: int) -> str:
         if runtime is None:
             raise RuntimeError("this process's queue delivers nothing: build it with make_huey(url, runtime)")
         return str(runtime.deliver(notification_id))
 
-    @huey.periodic_task(crontab(minute="17", hour="3"), name="cleanup")
+    @huey.periodic_task(crontab(minute="17", hour="3"), name="cleanup")  # type: ignore[untyped-decorator]  # as above
     def cleanup() -> None:
         if runtime is not None:
             removed = runtime.cleanup()
             log.info("retention cleanup removed %s", removed)
 
-    huey.deliver_task = deliver  # type: ignore[attr-defined]
-    huey.runtime = runtime  # type: ignore[attr-defined]
+    huey.deliver_task = deliver
+    huey.runtime = runtime
 
 
-def enqueuer(huey: Huey) -> Any:
+def enqueuer(huey: Huey) -> Callable[[int], None]:
     def enqueue(notification_id: int) -> None:
-        huey.deliver_task(notification_id)  # type: ignore[attr-defined]
+        huey.deliver_task(notification_id)
 
     return enqueue
 
@@ -74,13 +80,11 @@ def _reopen(huey: Huey) -> None:
     """Drop a SQLite queue's connection after an error: the next use opens the file anew, so a
     connection opened while the file was read-only (or replaced) is not kept for ever."""
     if isinstance(huey.storage, BaseSqlStorage):
-        try:
+        with contextlib.suppress(Exception):  # already unusable: the next use opens another
             huey.storage.close()
-        except Exception:  # noqa: BLE001 - already unusable: the next use opens another
-            pass
 
 
-class _RecoveringWorker(Worker):  # type: ignore[misc]
+class _RecoveringWorker(Worker):  # type: ignore[misc]  # huey ships no types: Worker is Any
     """Huey's worker, which logs a traceback on every failed read of the queue (4 threads polling
     every 0.25 s while Redis is down): here once per state change, backing off up to 5 s."""
 
@@ -111,7 +115,8 @@ class _RecoveringWorker(Worker):  # type: ignore[misc]
         """A blocking read that came back empty long before its timeout (Huey takes some of the
         Redis client's errors for an empty queue), which would otherwise spin."""
         storage = self.huey.storage
-        return bool(getattr(storage, "blocking", False)) and time.monotonic() - started < getattr(storage, "read_timeout", 1) / 2
+        quick = time.monotonic() - started < getattr(storage, "read_timeout", 1) / 2
+        return bool(getattr(storage, "blocking", False)) and quick
 
 
 def _probe(huey: Huey) -> None:
@@ -122,11 +127,13 @@ def _probe(huey: Huey) -> None:
         huey.storage.conn.ping()
 
 
-class _RecoveringScheduler(Scheduler):  # type: ignore[misc]
+class _RecoveringScheduler(Scheduler):  # type: ignore[misc]  # huey ships no types: Scheduler is Any
     """Huey's scheduler (its `loop`, step for step) with the same once-per-state-change reporting
     for the schedule and the periodic tasks."""
 
     trouble: Trouble
+    _next_loop: float  # set by Scheduler.__init__: monotonic times of the next loop and periodic run
+    _next_periodic: float
 
     def loop(self, now: Any = None) -> None:
         current = self._next_loop
@@ -150,14 +157,14 @@ class _RecoveringScheduler(Scheduler):  # type: ignore[misc]
         self.sleep_for_interval(current, self.interval)
 
 
-class _QuietConsumer(Consumer):
+class _QuietConsumer(Consumer):  # type: ignore[misc]  # huey ships no types: Consumer is Any
     """A consumer that runs beside a web server (the server owns the signal handlers) and whose
     threads keep going, quietly, while the queue is down."""
 
     worker_class = _RecoveringWorker
     scheduler_class = _RecoveringScheduler
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         # before Consumer.__init__, which creates the worker and scheduler threads' objects
         self.reads, self.schedule = Trouble("queue reads", log), Trouble("queue schedule", log)
         super().__init__(*args, **kwargs)
@@ -176,15 +183,17 @@ class _QuietConsumer(Consumer):
         return scheduler
 
 
-def start_worker(runtime: Any, huey: Huey, workers: int, *, periodic: bool = True) -> tuple[Consumer, threading.Event]:
+def start_worker(runtime: Runtime, huey: Huey, workers: int, *,
+                 periodic: bool = True) -> tuple[Consumer, threading.Event]:
     """Start Huey's workers and the sweep in threads of this process; returns (consumer, stop).
     `huey` is the queue `make_huey` built for `runtime`."""
     if getattr(huey, "runtime", None) is not runtime:
         raise ValueError("start_worker: the queue was built for another runtime (make_huey(url, runtime))")
     runtime.enqueue = enqueuer(huey)
     # Short polling: Huey's default backoff lets an idle worker sleep up to 10 s between polls.
+    # No worker health checks: they run in Consumer.run(), which a thread-hosted consumer never calls.
     consumer = _QuietConsumer(huey, workers=workers, periodic=periodic, initial_delay=0.05, backoff=1.1,
-                              max_delay=0.25, worker_type="thread", check_worker_health=False)  # health checks run in Consumer.run(), which a thread-hosted consumer never calls
+                              max_delay=0.25, worker_type="thread", check_worker_health=False)
     consumer.start()
     stop = threading.Event()
     thread = threading.Thread(target=_sweep_loop, args=(runtime, stop, huey), name="engine-sweep", daemon=True)
@@ -192,7 +201,7 @@ def start_worker(runtime: Any, huey: Huey, workers: int, *, periodic: bool = Tru
     return consumer, stop
 
 
-def _sweep_loop(runtime: Any, stop: threading.Event, huey: Huey | None = None) -> None:
+def _sweep_loop(runtime: Runtime, stop: threading.Event, huey: Huey | None = None) -> None:
     """Sweep every `sweep_interval_s` for as long as the process runs: an error (the store or the
     queue down, a file read-only) is logged once, the loop backs off (up to 5 s) and tries again,
     and says so when it works again."""

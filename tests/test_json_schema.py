@@ -39,6 +39,7 @@ CASES: list[tuple[dict[str, Any], Any]] = [
     ({"format": "timezone"}, "Europe/Berlin"),
     ({"format": "ipv4"}, "999.1.1.1"),  # not one of the quick formats: asked of jsonschema
     ({"format": "regex"}, "(unclosed"),
+    ({"format": "regex"}, 5),  # a format judges strings only
     ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "string"}, 1),
     ({"$ref": "#/$defs/p", "$defs": {"p": {"type": "object", "required": ["id"]}}, "properties": {"id": {"minLength": 2}}}, {"id": "x"}),
 ]
@@ -64,6 +65,7 @@ def test_a_plain_instance_is_judged_alike_unwalked(schema: dict[str, Any], insta
 
 @pytest.mark.parametrize("schema", [
     {"type": "object", "properties": {"a": {"pattern": "(unclosed"}}},
+    {"type": "string", "pattern": 5},  # the metaschema's `format: regex` meets a number
     {"type": "object", "properties": {"a": {"pattern": "\\p{L}"}}},  # a Unicode class Python's re lacks
     {"type": "strin"},
     {"properties": {"a": {"$anchor": "1bad"}}},

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ..rules import expressions
 from ..rules.model import Config, Match, Notification
@@ -27,7 +28,8 @@ def context(config: Config, rule: Notification, event: Event, recipient: dict[st
         "event": {"id": event.id, "type": event.type, "occurred_at": event.occurred_at.isoformat()},
         "recipient": recipient or {},
         "notification": rule.id,
-        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url, "support_email": config.app.support_email},
+        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url,
+                "support_email": config.app.support_email},
         **event.data,
     }
 

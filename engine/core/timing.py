@@ -9,7 +9,7 @@ across a DST change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,7 @@ def local_at(day: date, t: time, tz: ZoneInfo) -> datetime:
     (PEP 495: 02:30 on a night the clocks jump from 02:00 to 03:00 becomes 03:30)."""
     naive = datetime.combine(day, t)
     aware = naive.replace(tzinfo=tz)
-    return aware.astimezone(timezone.utc).astimezone(tz)
+    return aware.astimezone(UTC).astimezone(tz)
 
 
 def next_cron(expression: str, after: datetime, tz: ZoneInfo) -> datetime | None:
@@ -44,7 +44,7 @@ def next_cron(expression: str, after: datetime, tz: ZoneInfo) -> datetime | None
     start = after.astimezone(tz)
     try:
         found: datetime = croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
-        return found.astimezone(timezone.utc)
+        return found.astimezone(UTC)
     except (CroniterError, ValueError, OverflowError, TypeError):
         return None
 
@@ -58,7 +58,7 @@ def next_opening(at: datetime, window: Window, tz: ZoneInfo) -> datetime:
     candidate = local_at(local.date(), window.start, tz)
     if candidate < local:
         candidate = local_at(local.date() + timedelta(days=1), window.start, tz)
-    return candidate.astimezone(timezone.utc)
+    return candidate.astimezone(UTC)
 
 
 def base_time(schedule: Schedule, event: Event) -> datetime:
@@ -87,7 +87,7 @@ def _send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) ->
         if found is None:
             return When(now, "no_cron_time")
         at = found
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     if schedule.window and not in_window(at, schedule.window, tz):
         if schedule.outside_window == "skip":
             return When(at, "outside_window")
@@ -119,7 +119,7 @@ def digest_period(digest: Digest, occurred_at: datetime, tz: ZoneInfo) -> Period
         last = (first + timedelta(days=32)).replace(day=1)
     start, end = local_at(first, time(0), tz), local_at(last, time(0), tz)
     # A digest whose cron never fires (refused by validation) goes out when its period ends.
-    send_at = next_cron(digest.send, end - timedelta(seconds=1), tz) or end.astimezone(timezone.utc)
+    send_at = next_cron(digest.send, end - timedelta(seconds=1), tz) or end.astimezone(UTC)
     return Period(start, end, send_at)
 
 

@@ -47,7 +47,7 @@ class Auth:
     tolerance_s: int
 
     @classmethod
-    def of(cls, settings: Settings) -> "Auth":
+    def of(cls, settings: Settings) -> Auth:
         """SettingsError when ENGINE_INGEST_SECRET cannot be a Standard Webhooks key."""
         try:
             key = webhook_key(settings.ingest_secret) if settings.ingest_secret else b""

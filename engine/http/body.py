@@ -12,7 +12,6 @@ from starlette.requests import ClientDisconnect, Request
 from ..jsontext import orjson_reads_exactly
 
 MAX_DEPTH = 200  # levels of nesting a body may have (the store's encoder writes up to 254)
-_NOT_READ = object()
 
 
 class BodyTooLarge(Exception):
@@ -46,15 +45,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_json(body: bytes) -> Any:
     """The body's value; NotJSON says what is wrong with it."""
-    value = _NOT_READ
-    if orjson_reads_exactly(body):
-        try:
-            # Whatever orjson reads is UTF-8 JSON without NaN, Infinity or lone surrogates; anything
-            # else goes the slow way, which reads it or says what is wrong.
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-    if value is _NOT_READ:
+    # Whatever orjson reads is UTF-8 JSON without NaN, Infinity or lone surrogates; anything
+    # else goes the slow way, which reads it or says what is wrong.
+    try:
+        value = orjson.loads(body) if orjson_reads_exactly(body) else _parse_slowly(body)
+    except orjson.JSONDecodeError:
         value = _parse_slowly(body)
     if _deeper_than(value, MAX_DEPTH):
         raise NotJSON(f"the body is nested too deeply (more than {MAX_DEPTH} levels)")

@@ -94,7 +94,8 @@ def _native(payload: Any) -> Batch:
 
 def _cloudevents_batch(payload: Any) -> Batch:
     if not isinstance(payload, list) or not payload:
-        raise FormatRefused(422, "a CloudEvents batch must be a non-empty JSON array", [("$", "must be a non-empty array")])
+        raise FormatRefused(422, "a CloudEvents batch must be a non-empty JSON array",
+                            [("$", "must be a non-empty array")])
     _bounded(payload)
     envelopes, problems = [], []
     for i, item in enumerate(payload):

@@ -37,12 +37,12 @@ class Signed:
     request: str
 
     @classmethod
-    def ingest(cls, stamp: int, body: bytes) -> "Signed":
+    def ingest(cls, stamp: int, body: bytes) -> Signed:
         """`X-Engine-Signature`: its signature covers the timestamp and the body, and so does its key."""
         return cls(hashlib.sha256(f"ingest:{stamp}.".encode() + body).hexdigest(), _digest(body))
 
     @classmethod
-    def webhook(cls, msg_id: str, body: bytes) -> "Signed":
+    def webhook(cls, msg_id: str, body: bytes) -> Signed:
         """Standard Webhooks: a sender's retry keeps the message id and signs anew; the id is the key."""
         return cls(hashlib.sha256(f"webhook-id:{msg_id}".encode()).hexdigest(), _digest(body))
 

@@ -7,8 +7,9 @@ answers /readyz. The accessors below give them their types.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, cast
+from typing import cast
 
 from starlette.requests import Request
 

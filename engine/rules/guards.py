@@ -113,11 +113,15 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
                     raise SecurityError(f"a repetition of more than {MAX_RESULT} items is not allowed")
                 if n > 1 and weight(seq, MAX_VALUE // n + 1) * n > MAX_VALUE:
                     raise OverBudget(f"a repetition of more than {MAX_VALUE} characters and items is not allowed")
-    if operator == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)):
-        if abs(right) > 64 or (abs(left) > 1 and abs(right) * max(len(str(int(abs(left)))), 1) > 64):
-            raise SecurityError("a power this large is not allowed")
+    if operator == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)) and _huge(left, right):
+        raise SecurityError("a power this large is not allowed")
     if operator == "+" and _size(left) + _size(right) > MAX_RESULT:
         raise SecurityError(f"a result longer than {MAX_RESULT} is not allowed")
+
+
+def _huge(base: float, exponent: float) -> bool:
+    """A power whose result would be too long to compute or show: at most 64 digits' worth."""
+    return abs(exponent) > 64 or (abs(base) > 1 and abs(exponent) * max(len(str(int(abs(base)))), 1) > 64)
 
 
 def _size(value: Any) -> int:
@@ -155,7 +159,9 @@ class _BoundedEscapeFormatter(_Bounded, SandboxedEscapeFormatter):
 
 def wrap_str_format(env: Any, value: Any) -> Callable[..., str] | None:
     """Jinja's SandboxedEnvironment.wrap_str_format, with the bounded formatter."""
-    if not isinstance(value, (types.MethodType, types.BuiltinMethodType)) or value.__name__ not in ("format", "format_map"):
+    if not isinstance(value, (types.MethodType, types.BuiltinMethodType)):
+        return None
+    if value.__name__ not in ("format", "format_map"):
         return None
     owner = value.__self__
     if not isinstance(owner, str):
@@ -195,9 +201,9 @@ def _check_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str
     elif name == "wordwrap":
         width = _argument(rest, kwargs, 0, "width", 79)
         wrap = _argument(rest, kwargs, 2, "wrapstring", "\n") or "\n"
-        if isinstance(width, int) and isinstance(wrap, str) and isinstance(value, str):
-            if len(wrap) * (len(value) // max(width, 1) + value.count("\n") + 1) > MAX_VALUE:
-                raise too_big("the wordwrap filter this narrow is not allowed")
+        if (isinstance(width, int) and isinstance(wrap, str) and isinstance(value, str)
+                and len(wrap) * (len(value) // max(width, 1) + value.count("\n") + 1) > MAX_VALUE):
+            raise too_big("the wordwrap filter this narrow is not allowed")
     elif name == "format" and isinstance(value, str):
         check_printf(value, kwargs or rest)
     elif name == "replace" and len(rest) >= 2 and isinstance(value, str):

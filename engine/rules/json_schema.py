@@ -59,7 +59,9 @@ def _date(value: str) -> bool:
         return False
 
 
-def _regex(value: str) -> bool:
+def _regex(value: object) -> bool:
+    if not isinstance(value, str):  # formats judge strings only: `type` judges the rest
+        return True
     try:
         re.compile(value)  # compiled only, never matched: `format: regex` asks for a valid regex
     except (re.error, RecursionError, OverflowError, ValueError):  # e.g. 5 000 nested groups
@@ -160,11 +162,11 @@ if find_spec("rfc3987") is None:  # jsonschema prefers rfc3987 for URIs when it 
 
 
 @lru_cache(maxsize=1)
-def format_checker() -> "FormatChecker":
+def format_checker() -> FormatChecker:
     """jsonschema's 2020-12 format checker, with the engine's own `timezone` and `date-time`."""
     from jsonschema import Draft202012Validator
 
-    checker = Draft202012Validator.FORMAT_CHECKER
+    checker: FormatChecker = Draft202012Validator.FORMAT_CHECKER
     checker.checks("timezone")(_timezone)
     checker.checks("date-time", raises=ValueError)(_date_time)
     checker.checks("regex")(_regex)
@@ -183,7 +185,7 @@ def _matches(pattern: str, text: str) -> bool | None:
         return None
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator["ValidationError"]:
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     # jsonschema's `pattern`, matched on the linear-time engine.
     from jsonschema.exceptions import ValidationError
 
@@ -195,7 +197,8 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
             yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Any) -> Iterator["ValidationError"]:
+def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: Any,
+                        schema: Any) -> Iterator[ValidationError]:
     # jsonschema's `patternProperties`, matched on the linear-time engine.
     if not validator.is_type(instance, "object"):
         return
@@ -205,13 +208,13 @@ def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: A
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any) -> Iterator["ValidationError"]:
+def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
     # jsonschema's `additionalProperties`, whose patternProperties are matched on the linear-time engine.
-    from jsonschema import _keywords
+    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
     if "patternProperties" not in schema or not validator.is_type(instance, "object"):
-        yield from _keywords.additionalProperties(validator, allowed, instance, schema)
+        yield from Draft202012Validator.VALIDATORS["additionalProperties"](validator, allowed, instance, schema)
         return
     declared = schema.get("properties", {})
     extras = {key for key in instance
@@ -227,17 +230,19 @@ def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: 
 
 
 @lru_cache(maxsize=1)
-def _validator_class() -> type["Draft202012Validator"]:
+def _validator_class() -> type[Draft202012Validator]:
     """jsonschema's 2020-12 validator with the keywords that match patterns replaced (see the
     module docstring). `unevaluatedProperties` still reads patternProperties with `re`: the
     loader refuses event schemas that use both."""
     from jsonschema import Draft202012Validator, validators
 
-    return validators.extend(Draft202012Validator, {  # type: ignore[no-any-return]
-        "pattern": _pattern,
-        "patternProperties": _pattern_properties,
-        "additionalProperties": _additional_properties,
-    })
+    extended: type[Draft202012Validator] = validators.extend(  # type: ignore[no-untyped-call]  # stubs leave it bare
+        Draft202012Validator, {
+            "pattern": _pattern,
+            "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties,
+        })
+    return extended
 
 
 def _walk(node: Any) -> Iterator[tuple[str, Any]]:
@@ -352,16 +357,16 @@ class Checker:
         except Exception:  # a value it cannot read (a set, a mapping proxy): jsonschema decides
             return False
 
-    def iter_errors(self, instance: Any, *, plain: bool = False) -> Iterator["ValidationError"]:
+    def iter_errors(self, instance: Any, *, plain: bool = False) -> Iterator[ValidationError]:
         return iter(()) if self.surely_valid(instance, plain=plain) else self.full().iter_errors(instance)
 
-    def full(self) -> "Draft202012Validator":
+    def full(self) -> Draft202012Validator:
         if self._full is None:
             self._full = _validator_class()(self.schema, format_checker=format_checker())
         return self._full
 
 
-def most_specific(error: "ValidationError") -> "ValidationError":
+def most_specific(error: ValidationError) -> ValidationError:
     """The error itself, or for a oneOf/anyOf the most specific error among its branches."""
     if not error.context:
         return error
@@ -375,7 +380,7 @@ def _meta_schema() -> Checker:
     return Checker({"$ref": DRAFT})
 
 
-def schema_error(schema: Mapping[str, Any]) -> "SchemaError | None":
+def schema_error(schema: Mapping[str, Any]) -> SchemaError | None:
     """jsonschema's SchemaError when `schema` is not a valid 2020-12 schema, else None."""
     if _meta_schema().surely_valid(schema):
         return None

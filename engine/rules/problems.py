@@ -41,7 +41,7 @@ class Problem:
         object.__setattr__(self, "message", shortened(self.message))
 
     @classmethod
-    def at(cls, mark: Mark, message: str, severity: Severity = "error") -> "Problem":
+    def at(cls, mark: Mark, message: str, severity: Severity = "error") -> Problem:
         return cls(mark.file, mark.line, mark.col, message, severity)
 
     def sort_key(self) -> tuple[str, int, int, str]:

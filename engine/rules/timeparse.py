@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,7 +51,8 @@ def parse_duration(text: str) -> timedelta:
         digits = amount.lstrip("0")
         total = limit + 1 if len(digits) > 12 else total + int(digits or "0") * _SECONDS[unit]
         if total > limit:
-            raise ValueError(f"{_shown(text)} is longer than {MAX_DURATION.days}d (ten years), the longest duration allowed")
+            raise ValueError(f"{_shown(text)} is longer than {MAX_DURATION.days}d (ten years), "
+                             "the longest duration allowed")
     return timedelta(seconds=total)
 
 
@@ -65,12 +66,13 @@ MAX_CRON = 200
 def check_cron(expression: object, now: datetime | None = None) -> None:
     """ValueError unless `expression` is a cron expression that fires within CRON_HORIZON_YEARS
     of `now` (default: the current time)."""
-    if isinstance(expression, str) and not expression.startswith("@") and len(expression.split()) != 5 and len(expression) <= MAX_CRON:
-        raise ValueError(f"cron expression {expression!r} has {len(expression.split())} fields; write the 5-field form: "
-                         f"minute hour day month weekday, e.g. \"0 9 * * MON\" (seconds are not supported)")
+    fields = len(expression.split()) if isinstance(expression, str) else 5
+    if isinstance(expression, str) and not expression.startswith("@") and fields != 5 and len(expression) <= MAX_CRON:
+        raise ValueError(f"cron expression {expression!r} has {fields} fields; write the 5-field form: "
+                         "minute hour day month weekday, e.g. \"0 9 * * MON\" (seconds are not supported)")
     if not isinstance(expression, str) or len(expression) > MAX_CRON or not croniter.is_valid(expression):
         raise ValueError(f"invalid cron expression {_shown(expression)} (e.g. \"0 9 * * MON\")")
-    start = now or datetime.now(timezone.utc)
+    start = now or datetime.now(UTC)
     try:
         croniter(expression, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
     except (CroniterError, ValueError, OverflowError):
@@ -124,9 +126,8 @@ def is_zone(name: object) -> bool:
 
 def format_instant(instant: datetime) -> str:
     """UTC, RFC 3339 with Z, to the second (to the microsecond when it has them)."""
-    from datetime import timezone
 
-    utc = instant.astimezone(timezone.utc)
+    utc = instant.astimezone(UTC)
     if utc.microsecond:
         return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
