@@ -29,7 +29,8 @@ _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _INT = re.compile(r"^[-+]?(?:[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
-_YAML11_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}(?:(?:[Tt]|[ \t]+)\d{1,2}:\d{2}:\d{2}(?:\.\d*)?(?:[ \t]*(?:Z|[-+]\d{1,2}(?::\d{2})?))?)?$")
+_YAML11_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}"
+                          r"(?:(?:[Tt]|[ \t]+)\d{1,2}:\d{2}:\d{2}(?:\.\d*)?(?:[ \t]*(?:Z|[-+]\d{1,2}(?::\d{2})?))?)?$")
 _STANDARD_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:map",
@@ -67,7 +68,9 @@ _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _LOADER: Any = yaml.SafeLoader
 if yaml.__with_libyaml__:  # libyaml's parser when PyYAML was built with it: several times faster
-    class _LibyamlLoader(yaml.cyaml.CParser, _PlainResolver):
+    from yaml._yaml import CParser
+
+    class _LibyamlLoader(CParser, _PlainResolver):
         pass
 
     _LOADER = _LibyamlLoader
@@ -214,16 +217,20 @@ class _Builder:
             self.aliased = True
         self.built.add(id(node))
         if node.tag not in _STANDARD_TAGS and node.tag != "?":
-            self.problems.append(Problem.at(_mark(self.file, node), f"tags such as {_short(node.tag)!r} are not allowed"))
+            self.problems.append(Problem.at(_mark(self.file, node),
+                                            f"tags such as {_short(node.tag)!r} are not allowed"))
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, depth + 1) for item in node.value]
+        assert isinstance(node, yaml.MappingNode)  # the composer makes no other kind of node
         return self.mapping(node, depth)
 
     def stop(self, node: yaml.Node) -> None:
         if not self.stopped:
             self.stopped = True
-            why = "with every use of an alias counted: an alias bomb?" if self.aliased else "split it into several files"
-            self.problems.append(Problem.at(_mark(self.file, node), f"more than {MAX_NODES} values in one file ({why})"))
+            why = ("with every use of an alias counted: an alias bomb?" if self.aliased
+                   else "split it into several files")
+            self.problems.append(Problem.at(_mark(self.file, node),
+                                            f"more than {MAX_NODES} values in one file ({why})"))
         return None
 
     def mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
@@ -237,16 +244,20 @@ class _Builder:
                 problems.append(Problem.at(_mark(file, key_node), "a key must be a plain string"))
                 continue
             key = key_node.value
-            if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
-                problems.append(
-                    Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it")
-                )
+            if not key_node.style and _ambiguous(key):
+                problems.append(Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it"))
             if key in result:
                 first, _ = _entries(node)[key]
-                problems.append(Problem.at(_mark(file, key_node), f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"))
+                problems.append(Problem.at(_mark(file, key_node),
+                                           f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"))
                 continue
             result[key] = self.build(value_node, depth + 1)
         return result
+
+
+def _ambiguous(key: str) -> bool:
+    """A plain key YAML 1.1 (or 1.2) would read as a boolean or a null."""
+    return key[:1] in _MAYBE_TYPED_KEY and bool(_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key))
 
 
 def _too_many_values(text: str, file: str) -> Problem | None:
@@ -261,7 +272,8 @@ def _too_many_values(text: str, file: str) -> Problem | None:
             if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.AliasEvent)):
                 count += 1
                 if count > MAX_NODES:
-                    where = Mark(file, event.start_mark.line + 1, event.start_mark.column + 1)
+                    start = event.start_mark
+                    where = Mark(file, start.line + 1, start.column + 1) if start else Mark(file)
                     return Problem.at(where, f"more than {MAX_NODES} values in one file (split it into several files)")
     except yaml.YAMLError:
         return None  # composing reports it
