@@ -332,6 +332,8 @@ class Runtime:
         event = parse_event({"id": event_id, "type": rule.triggers[0], "occurred_at": now.isoformat(), "data": payload},
                             self.config)
         renderer = self.renderer(now)
+        if rule.batch:  # a batch of this one event, sent at `at`
+            return digest_send(self.config, rule, person, [payload], at, at, at, renderer)
         if rule.digest:
             tz = recipient_zone(person, self.config.timezone)
             period = digest_period(rule.digest, at, tz)

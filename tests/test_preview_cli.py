@@ -169,7 +169,7 @@ def test_table_format(monkeypatch, repo_root) -> None:
 
     body = [cells(line) for line in lines if line.startswith("│")]
     assert ["2026-03-08T14:00:00Z", "client_booking_reminder_24h", "usr_c_maya", "CLIENT_BOOKING_REMINDER_24H_V1", "sent", ""] in body
-    assert ["2026-03-04T15:12:00Z", "practitioner_new_message", "usr_p_dana", "PRACTITIONER_NEW_MESSAGE_V1", "skipped", "throttled"] in body
+    assert ["2026-03-04T15:20:00Z", "practitioner_new_message", "usr_p_dana", "PRACTITIONER_NEW_MESSAGE_V1", "sent", ""] in body
     assert ["2026-03-05T10:00:00Z", "practitioner_profile_completion_reminder", "usr_p_sofia",
             "PRACTITIONER_PROFILE_COMPLETION_REMINDER_V1", "cancelled", "cancelled by practitioner.profile_completed"] in body
     assert [b[0] for b in body] == sorted(b[0] for b in body)

@@ -47,7 +47,7 @@ EXPECTED: dict[str, list[str]] = {
         "definitions, events, include, notifications, rate_limits, retention, version, windows)",
     ],
     "unknown_notification_key": [
-        f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule'; did you mean 'schedule'? (allowed: audience, cancel_on, "
+        f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule'; did you mean 'schedule'? (allowed: audience, batch, cancel_on, "
         "category, channels, data, description, digest, enabled, example, expires_after, idempotency_key, key, requires, "
         "reschedule_on, routing, schedule, template, throttle, trigger)",
     ],

@@ -146,6 +146,9 @@ def rule_schema() -> dict[str, Any]:
                 "period": {"enum": ["day", "week", "month"]}, "send": ref("cron"),
                 "totals": {"type": "object", "additionalProperties": False, "required": ["amount", "currency"],
                            "properties": {"amount": ref("path"), "currency": ref("path")}}}},
+            "batch": {"type": "object", "additionalProperties": False, "required": ["key", "window"], "properties": {
+                "key": ref("template_string"), "window": ref("duration"),
+                "max_items": {"type": "integer", "minimum": 1, "maximum": 1000}}},
             "example": {"type": "object", "additionalProperties": False, "required": ["type", "occurred_at", "data"], "properties": {
                 "id": {"type": "string", "minLength": 1}, "type": ref("event_type"), "occurred_at": {"type": "string"},
                 "data": {"type": "object"}}},
@@ -173,6 +176,7 @@ def rule_schema() -> dict[str, Any]:
                                  "idempotency_key": ref("template_string"),
                                  "throttle": ref("throttle"),
                                  "digest": ref("digest"),
+                                 "batch": ref("batch"),
                                  "example": ref("example"),
                              }},
             "templates_map": {"type": "object", "propertyNames": ref("template_key"),

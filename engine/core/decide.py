@@ -8,6 +8,7 @@ this very function.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, Union
@@ -18,7 +19,7 @@ from .events import Event
 from .matching import cancelled, condition_holds, context, read_path, rescheduled, triggered
 from .policy import expired
 from .rendering import RenderError, UnsubscribeLinker, render
-from .timing import When, digest_period, recipient_zone, send_time
+from .timing import When, digest_period, in_window, next_opening, recipient_zone, send_time
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class DigestItem:
     item: Mapping[str, Any]
     channels: tuple[str, ...]
     category: str
+    # A batch's: what every bucket of this recipient and batch key starts with. The store adds the
+    # item to the one still collecting (not yet due at the item's time), or opens `bucket`.
+    batch: str | None = None
 
     @property
     def recipient_id(self) -> str:
@@ -122,6 +126,8 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
     except expressions.ExpressionError as exc:
         return [_failed(config, rule, event, now, recipient, f"condition failed: {exc}")]
     tz = recipient_zone(recipient, config.timezone)
+    if rule.batch:
+        return [_batch_item(config, rule, event, recipient, tz)]
     if rule.digest:
         period = digest_period(rule.digest, event.occurred_at, tz)
         bucket = f"{rule.id}:{recipient.get('id')}:{period.start.date().isoformat()}"
@@ -164,10 +170,67 @@ def _failed(config: Config, rule: Notification, event: Event, at: datetime, reci
                 idempotency_key=f"{rule.id}:{recipient.get('id', '')}:{event.id}")
 
 
+def batch_prefix(rule: Notification, recipient_id: str, key: str) -> str:
+    """What the buckets of one recipient's batches under one key start with (the key hashed: it
+    is event data, of any length)."""
+    return f"{rule.id}:{recipient_id}:{hashlib.sha256(key.encode()).hexdigest()[:24]}@"
+
+
+def batch_opening(rule: Notification, opened: datetime, tz: Any) -> tuple[datetime, datetime]:
+    """(the end of a batch opened at `opened`, its send time): the window after its first event,
+    then the rule's send window (quiet hours) if that time falls outside it."""
+    assert rule.batch is not None
+    end = (opened + rule.batch.window).astimezone(timezone.utc)
+    window = rule.schedule.window
+    return end, next_opening(end, window, tz) if window and not in_window(end, window, tz) else end
+
+
+def _batch_item(config: Config, rule: Notification, event: Event, recipient: Mapping[str, Any], tz: Any) -> Decision:
+    assert rule.batch is not None
+    try:
+        key = str(expressions.render(rule.batch.key, context(config, rule, event, dict(recipient))))
+    except expressions.ExpressionError as exc:
+        return _failed(config, rule, event, event.occurred_at, recipient, f"render failed: batch.key: {exc}")
+    prefix = batch_prefix(rule, str(recipient.get("id", "")), key)
+    opened = event.occurred_at.astimezone(timezone.utc)
+    end, send_at = batch_opening(rule, opened, tz)
+    return DigestItem(rule.id, recipient, event.id, f"{prefix}{opened.isoformat()}", opened, end, send_at,
+                      event.data, rule.channels, rule.category, batch=prefix)
+
+
+def batch_send(config: Config, rule: Notification, recipient: Mapping[str, Any], items: list[Mapping[str, Any]],
+               period_start: datetime, send_at: datetime, renderer: Renderer = Renderer()) -> Send:
+    """The one send a batch makes when its window closes: rendered from its latest event, with
+    `items` (the latest `max_items` events' data, oldest first) and `count` (all of them)."""
+    assert rule.batch is not None
+    latest: Mapping[str, Any] = items[-1] if items else {}
+    kept = list(items[-rule.batch.max_items:] if rule.batch.max_items else items)
+    opened = period_start.astimezone(timezone.utc).isoformat()
+    event = {"id": f"batch:{opened}", "type": rule.triggers[0], "occurred_at": opened}
+    ctx: dict[str, Any] = {"items": kept, "count": len(items), "event": event, "recipient": dict(recipient),
+                           "notification": rule.id, "app": {"name": config.app.name, "frontend_url":
+                           config.app.frontend_url, "support_email": config.app.support_email}, **latest}
+    fallback = f"{rule.id}:{recipient.get('id', '')}:batch:{opened}"
+    try:
+        key = str(expressions.render(rule.batch.key, ctx))
+        rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)
+    except (RenderError, expressions.ExpressionError) as exc:
+        return Send(rule.id, recipient, "", send_at, "skipped", f"render failed: {exc}", rule.channels,
+                    rule.category, fallback, idempotency_key=fallback)
+    bucket = f"{batch_prefix(rule, str(recipient.get('id', '')), key)}{opened}"
+    data = {"items": kept, "count": len(items), **rendered.data}
+    declared = rule.idempotency_key != Notification.idempotency_key
+    return Send(rule.id, recipient, "", send_at, "scheduled", None, rule.channels, rule.category, bucket,
+                rendered.template_key, rendered.template, data, rendered.idempotency_key if declared else bucket,
+                variant=rendered.variant)
+
+
 def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any], items: list[Mapping[str, Any]],
                 period_start: datetime, period_end: datetime, send_at: datetime,
                 renderer: Renderer = Renderer()) -> Send:
-    """The one send a digest makes when its time comes, rendered from every collected item."""
+    """The one send a digest (or a batch) makes when its time comes, rendered from every collected item."""
+    if rule.batch is not None:
+        return batch_send(config, rule, recipient, items, period_start, send_at, renderer)
     key = f"{rule.id}:{recipient.get('id', '')}:{period_start.date().isoformat()}"
     ctx: dict[str, Any] = {
         "items": list(items),

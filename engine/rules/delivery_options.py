@@ -1,13 +1,15 @@
 """How a rule's sends are delivered: Courier's channel ids, the routing method, an expiry, and a
-digest's sums per currency. The shape is schema.json's; this module reads the meaning and says
+digest's sums per currency, and a batch (a burst of events collected into one send). The shape is schema.json's; this module reads the meaning and says
 what is wrong in words a product manager can act on."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Mapping
 
-from .model import Routing, Totals
+from . import expressions
+from .model import Batch, Routing, Totals
 
 # Courier's channel ids (the `routing.channels` a message may name).
 CHANNELS = ("email", "sms", "push", "inbox", "direct_message", "banner", "webhook")
@@ -53,3 +55,46 @@ def read(raw: Mapping[str, Any], channels: tuple[str, ...], duration: Duration, 
 def totals(raw_digest: Mapping[str, Any]) -> Totals | None:
     found = raw_digest.get("totals")
     return Totals(found["amount"], found["currency"]) if isinstance(found, Mapping) else None
+
+
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# The longest batch window: a batch holds back what the recipient is waiting for; longer
+# collections are digests, sent on a cron.
+MAX_BATCH_WINDOW = timedelta(days=1)
+# Expression reads of the rule's events: (path in the rule, template) -> their problems.
+KeyReads = Callable[[tuple[Any, ...], str], list[Any]]
+
+
+def batch(raw: Mapping[str, Any], duration: Duration, err: Report, key_reads: KeyReads) -> Batch | None:
+    """A rule's `batch`: its key (checked against the events the rule reads), its window and cap,
+    and what it cannot be combined with."""
+    found = raw.get("batch")
+    if not isinstance(found, Mapping):
+        return None
+    for other, why in (("digest", "a digest collects on a cron, a batch from its first event: keep one"),
+                       ("throttle", "a batch already sends one notification per key and window: remove throttle")):
+        if raw.get(other):
+            err((other,), f"batch and {other} together: {why}")
+    schedule = raw.get("schedule")
+    if isinstance(schedule, Mapping) and dict(schedule) not in ({}, {"at": "once"}):
+        err(("schedule",), "a batch is sent when its window closes, after its first event: remove schedule")
+    window = duration(("batch", "window"), found.get("window"))
+    key = found.get("key")
+    if not isinstance(key, str) or not key.strip():
+        err(("batch", "key"), "batch.key must say what to collect by, e.g. \"{{ message.conversation_id }}\"")
+        key = ""
+    elif not expressions.is_template(key):
+        example = f"{{{{ {key.strip()} }}}}" if _PATH.match(key.strip()) else "{{ message.conversation_id }}"
+        err(("batch", "key"), f"batch.key {key!r} is the same for every event, so every event of a recipient lands "
+                              f"in one batch: write a template, such as \"{example}\"", "warning")
+    else:
+        for problem in key_reads(("batch", "key"), key):
+            err(problem.path, problem.message, problem.severity, problem.blocks)
+    if window <= timedelta(0):
+        err(("batch", "window"), "batch.window must be longer than 0s (how long to collect after the first event)")
+        return None
+    if window > MAX_BATCH_WINDOW:
+        err(("batch", "window"), f"batch.window {found.get('window')} is longer than 1d: collect over a longer "
+                                 "period with a digest (digest.period and digest.send)")
+        return None
+    return Batch(key, window, found.get("max_items"))

@@ -137,6 +137,19 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """Events collected per key for `window` after the first one, then sent as one notification
+    whose data has `items` (the events' data, the latest `max_items` of them) and `count`."""
+
+    key: str  # a template
+    window: timedelta
+    max_items: int | None = None
+
+    def __post_init__(self) -> None:
+        _bounded(self.window, "a batch window of")
+
+
+@dataclass(frozen=True)
 class ExampleEvent:
     id: str
     type: str
@@ -163,6 +176,7 @@ class Notification:
     idempotency_key: str = "{{ notification }}:{{ recipient.id }}:{{ event.id }}"
     throttle: Throttle | None = None
     digest: Digest | None = None
+    batch: Batch | None = None
     example: ExampleEvent | None = None
     enabled: bool = True
     description: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -9,13 +10,19 @@ from ..core.decide import DigestItem, Send
 from ..core.events import Event
 from .codec import Codec
 from .outbox import insert_sends, send_row
-from .statements import Statements
+from .statements import Statements, like_prefix
 from .transactions import Transactions
 
 
 def collect(cur: Any, sql: Statements, codec: Codec, d: DigestItem, event: Event) -> None:
     """Add an event's item to its period's digest (opened by the first item); an item for a
-    period whose digest already went out is dropped."""
+    period whose digest already went out is dropped. A batch's item joins the batch of its key
+    still collecting at its time, or opens one."""
+    if d.batch is not None:
+        cur.execute(sql.collecting_batch, (d.notification, d.recipient_id, like_prefix(d.batch), sql.time(d.period_start)))
+        found = cur.fetchone()
+        if found is not None:
+            d = replace(d, bucket=found[0])
     cur.execute(sql.open_digest, (d.bucket, d.notification, d.recipient_id, codec.dumps(dict(d.recipient)),
                                   sql.time(d.period_start), sql.time(d.period_end), sql.time(d.send_at)))
     cur.execute(sql.digest_status, (d.bucket,))

@@ -84,6 +84,11 @@ class Statements:
     open_digest = Sql("INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, "
                       "send_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING")
     digest_status = Sql("SELECT status FROM digests WHERE bucket = ?")
+    # The batch of a recipient and key still collecting at an item's time (binds: notification,
+    # recipient, bucket prefix pattern, the item's time).
+    collecting_batch = Sql("SELECT bucket FROM digests WHERE notification = ? AND recipient_id = ? "
+                           "AND status = 'collecting' AND bucket LIKE ? ESCAPE '/' AND send_at > ? "
+                           "ORDER BY send_at LIMIT 1")
     add_digest_item = Sql("INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)")
     claim = Sql("UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
                 "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "

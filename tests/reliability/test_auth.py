@@ -24,7 +24,7 @@ import pytest
 from engine.http.app import build_app
 from engine.signing import make_unsubscribe_token, read_unsubscribe_token, sign_courier, sign_ingest, SignatureError
 from engine.clock import utcnow
-from tests.runtime.support import booking_confirmed, message_sent, payment_succeeded
+from tests.runtime.support import booking_confirmed, message_sent, payment_succeeded, unbatched
 
 from .conftest import row_counts
 
@@ -497,7 +497,7 @@ def test_a_token_from_a_rendered_email_carries_its_own_notification_and_recipien
     from urllib.parse import parse_qs, urlparse
 
     now = utcnow()
-    rt.emit(message_sent("evt_m", "msg_1", "conv_1", now, to="usr_c_9"), now=now)
+    unbatched(rt).emit(message_sent("evt_m", "msg_1", "conv_1", now, to="usr_c_9"), now=now)
     [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
     link = urlparse(row["message"]["message"]["data"]["unsubscribe_url"])
     token = parse_qs(link.query)["token"][0]

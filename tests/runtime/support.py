@@ -58,6 +58,21 @@ def payment_succeeded(eid: str, pay_id: str, occurred: datetime, practitioner_am
         "practitioner": person(practitioner, "Jonas Weber", "Europe/Berlin")}}
 
 
+def unbatched(runtime: Any) -> Any:
+    """`runtime` with the New Message rules sent at once and throttled per conversation (one per
+    15 minutes) instead of batched: the delivery tests' plain immediate notification."""
+    from dataclasses import replace
+
+    from engine.rules.model import Throttle
+
+    throttle = Throttle("{{ message.conversation_id }}", timedelta(minutes=15))
+    rules = dict(runtime.config.notifications)
+    for name in ("client_new_message", "practitioner_new_message"):
+        rules[name] = replace(rules[name], batch=None, throttle=throttle)
+    runtime.config = replace(runtime.config, notifications=rules)
+    return runtime
+
+
 def message_sent(eid: str, msg_id: str, conversation: str, occurred: datetime, to: str = "usr_c_1") -> dict[str, Any]:
     return {"id": eid, "type": "message.sent", "occurred_at": iso(occurred), "data": {
         "message": {"id": msg_id, "conversation_id": conversation, "preview": "Hello there"},

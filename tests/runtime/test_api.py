@@ -13,7 +13,7 @@ from engine.runtime import SendRefused
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
-from .support import NOW, booking_cancelled, booking_confirmed, message_sent, person
+from .support import NOW, booking_cancelled, booking_confirmed, message_sent, person, unbatched
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_a_direct_reminder_is_planned_by_its_rule_and_a_cancel_reaches_it(rt: An
 
 
 def test_direct_messages_are_throttled_per_conversation_as_the_rule_says(rt: Any, standin: CourierStandin) -> None:
-    rule = rt.config.notifications["client_new_message"]
+    rule = unbatched(rt).config.notifications["client_new_message"]
     assert rule.throttle is not None
     sent = []
     for i in range(rule.throttle.limit + 1):

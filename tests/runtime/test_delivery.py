@@ -13,7 +13,7 @@ from engine.delivery import CourierBackend, OutboxBackend
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
-from .support import NOW, booking_confirmed, message_sent, person
+from .support import NOW, booking_confirmed, message_sent, person, unbatched
 
 MESSAGE = courier_message(person("usr_c_1"), "CLIENT_WELCOME_V1", {"user_id": "usr_c_1"}, ("email",))
 
@@ -136,7 +136,7 @@ def test_a_retry_is_rescheduled_with_backoff_and_the_second_attempt_sends_once(c
 
 
 def test_a_rate_limit_waits_at_least_retry_after(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime()
+    rt = unbatched(courier_runtime())
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", NOW), now=NOW)
     standin.fail_next(1, status=429, retry_after=30)
     rt.sweep(NOW)
@@ -148,7 +148,7 @@ def test_a_rate_limit_waits_at_least_retry_after(courier_runtime: Any, standin: 
 
 
 def test_a_timeout_is_retried_without_a_second_send(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime(timeout=0.3)
+    rt = unbatched(courier_runtime(timeout=0.3))
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", NOW), now=NOW)
     standin.delay_next(1, 1.5)
     rt.sweep(NOW)
@@ -161,7 +161,7 @@ def test_a_timeout_is_retried_without_a_second_send(courier_runtime: Any, standi
 
 
 def test_retries_stop_after_max_attempts(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime(max_attempts=2)
+    rt = unbatched(courier_runtime(max_attempts=2))
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", NOW), now=NOW)
     standin.fail_next(5, status=503)
     rt.sweep(NOW)
@@ -212,7 +212,7 @@ def test_preferences_are_checked_at_send_time(courier_runtime: Any, standin: Cou
 
 
 def test_a_category_opt_out_skips_at_send_time(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime()
+    rt = unbatched(courier_runtime())
     rt.emit(message_sent("evt_m", "msg_1", "conv_1", NOW), now=NOW)
     rt.store.set_preferences("usr_c_1", {"activity": False}, NOW)
     rt.sweep(NOW)
@@ -221,7 +221,7 @@ def test_a_category_opt_out_skips_at_send_time(courier_runtime: Any, standin: Co
 
 
 def test_throttle_is_applied_at_send_time(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime()
+    rt = unbatched(courier_runtime())
     rt.emit(message_sent("evt_1", "msg_1", "conv_1", NOW), now=NOW)
     rt.emit(message_sent("evt_2", "msg_2", "conv_1", NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
     rt.emit(message_sent("evt_3", "msg_3", "conv_2", NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
@@ -235,7 +235,7 @@ def test_throttle_is_applied_at_send_time(courier_runtime: Any, standin: Courier
 
 
 def test_the_rate_limit_is_applied_at_send_time(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime()
+    rt = unbatched(courier_runtime())
     limit = rt.config.rate_limit.limit
     for i in range(limit + 1):  # each in its own conversation, so no throttle applies
         rt.emit(message_sent(f"evt_{i}", f"msg_{i}", f"conv_{i}", NOW), now=NOW)

@@ -147,10 +147,10 @@ def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(back
     from engine.delivery import CourierBackend
     from engine.queue import start_worker
 
-    from .support import message_sent
+    from .support import message_sent, unbatched
 
     database_url, queue_url = backends
-    rt = make_runtime(database_url, backend=CourierBackend(COURIER_TOKEN, standin.url, timeout=2))
+    rt = unbatched(make_runtime(database_url, backend=CourierBackend(COURIER_TOKEN, standin.url, timeout=2)))
     then = datetime.now(timezone.utc) - timedelta(minutes=5)
     rt.emit(message_sent("evt_lost", "msg_1", "conv_1", then, to="usr_c_lost"), now=then)
     rt.emit(message_sent("evt_dead", "msg_2", "conv_2", then, to="usr_c_dead"), now=then)

@@ -92,8 +92,6 @@ HOSTILE: list[tuple[str, Callable[[], dict[str, Any]], str, str]] = [
     ("an integer just past 2**53 - 1", lambda: _set(confirmed(), "data.extra", 2**53), "$.data.extra", "2**53 - 1"),
     ("a start time making the reminder's idempotency key 600+", lambda: _long_fraction(confirmed()),
      "$.data.booking.start_time", "at most 500"),
-    ("a conversation id making the throttle key 600", lambda: message_sent("evt_m", "msg_1", "c" * 600, utcnow()),
-     "$.data.message.conversation_id", "at most 500"),
 ]
 
 

@@ -16,7 +16,7 @@ from engine.http.app import build_app
 from engine.signing import make_unsubscribe_token, sign_courier, sign_ingest
 from engine.clock import utcnow
 
-from .support import LiveServer, booking_confirmed, message_sent, metric_samples, payment_succeeded, sample
+from .support import LiveServer, booking_confirmed, message_sent, metric_samples, payment_succeeded, sample, unbatched
 
 INGEST_TOKEN = "ingest-token-123"
 INGEST_SECRET = "ingest-secret-456"
@@ -267,7 +267,7 @@ def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_
 # -- unsubscribe ----------------------------------------------------------------------------------------
 def test_unsubscribe_link_from_a_rendered_message_works_one_click(http: httpx.Client, rt: Any) -> None:
     now = utcnow()
-    rt.emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
+    unbatched(rt).emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
     [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
     link = urlparse(row["message"]["message"]["data"]["unsubscribe_url"])
     assert f"{link.scheme}://{link.netloc}{link.path}" == "https://engine.example.com/unsubscribe"
@@ -287,7 +287,7 @@ def test_a_category_unsubscribe_link_turns_off_the_category(http: httpx.Client, 
     assert http.post("/unsubscribe", params={"token": token}, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     assert rt.store.preferences("usr_c_1") == {"activity": False}
     now = utcnow()
-    rt.emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
+    unbatched(rt).emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
     rt.sweep(now)
     assert [(r["status"], r["reason"]) for r in rt.store.notifications(notification="client_new_message")] == [("skipped", "opted_out")]
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, TypeVar
 from ..model import Category, EventType, Notification, Window
 from ..problems import Problem
 from ..wording import dotted
-from . import blocks
+from . import batching, blocks
 from .declarations import ANY_SCHEMA, RawRule
 from .findings import Checked, Finding
 from .reads import EventReads
@@ -63,6 +63,7 @@ class RuleChecker:
         reschedule_on = _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), found)
         template = _take(blocks.template(raw.get("template"), scope.templates), found)
         throttle = _take(blocks.throttle(raw), found)
+        batch = _take(batching.batch(raw, triggers, self.reads), found)
         draft = blocks.Draft(triggers, key, schedule, digest, reschedule_on, template, throttle)
         found += blocks.event_reads(raw, draft, self.reads)
         found += blocks.requires(raw)
@@ -70,7 +71,7 @@ class RuleChecker:
         example = _take(blocks.example(raw, rule.id, triggers, rule.doc), found)
         return dict(triggers=triggers, category=category, template=template, schedule=schedule, channels=channels,
                     cancel_on=cancel_on, reschedule_on=reschedule_on, throttle=throttle, digest=digest, example=example,
-                    routing=routing, expires_after=expires_after)
+                    routing=routing, expires_after=expires_after, batch=batch)
 
     def plannable(self, rule: RawRule, triggers: tuple[str, ...]) -> bool:
         """Whether the rule's shape and its events' schemas are sound enough to plan its example
