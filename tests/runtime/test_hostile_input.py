@@ -33,7 +33,7 @@ from engine.store import tables
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
-from .support import LiveServer, booking_confirmed, iso, message_sent, payment_succeeded, person
+from .support import LiveServer, booking_confirmed, iso, payment_succeeded, person
 
 TOKEN = "hostile-token"
 SECRET = "hostile-secret"
