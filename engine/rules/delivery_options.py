@@ -1,6 +1,7 @@
-"""How a rule's sends are delivered: Courier's channel ids, the routing method, an expiry, and a
-digest's sums per currency, and a batch (a burst of events collected into one send). The shape is schema.json's; this module reads the meaning and says
-what is wrong in words a product manager can act on."""
+"""How a rule's sends are delivered: Courier's channel ids, the routing method, an expiry, a
+digest's sums per currency, and a batch (a burst of events collected into one send). The shape
+is schema.json's; this module reads the meaning and says what is wrong in words a product
+manager can act on."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ def collect(cur: Any, sql: Statements, codec: Codec, d: DigestItem, event: Event
     period whose digest already went out is dropped. A batch's item joins the batch of its key
     still collecting at its time, or opens one."""
     if d.batch is not None:
-        cur.execute(sql.collecting_batch, (d.notification, d.recipient_id, like_prefix(d.batch), sql.time(d.period_start)))
+        cur.execute(sql.collecting_batch,
+                    (d.notification, d.recipient_id, like_prefix(d.batch), sql.time(d.period_start)))
         found = cur.fetchone()
         if found is not None:
             d = replace(d, bucket=found[0])
