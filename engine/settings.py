@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Mapping
-
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -42,10 +42,10 @@ class Settings:
     template_overrides: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_environ(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
 
-        def number(name: str, default: float, kind: type = float) -> float:
+        def number(name: str, default: float, kind: Callable[[str], float] = float) -> float:
             raw = env.get(name)
             if raw in (None, ""):
                 return default
@@ -65,7 +65,7 @@ class Settings:
             raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
 
         keys = encryption_keys(env.get("ENGINE_ENCRYPTION_KEY", ""))
-        values = dict(
+        settings = cls(
             config_path=env.get("ENGINE_CONFIG", cls.config_path),
             database_url=env.get("ENGINE_DATABASE_URL") or cls.database_url,
             queue_url=env.get("ENGINE_QUEUE_URL") or cls.queue_url,
@@ -88,8 +88,7 @@ class Settings:
             metrics_refresh_s=number("ENGINE_METRICS_REFRESH", cls.metrics_refresh_s),
             template_overrides=template_overrides(env),
         )
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        return replace(settings, **overrides) if overrides else settings
 
 
 def encryption_keys(raw: str) -> tuple[str, ...]:
@@ -102,8 +101,8 @@ def encryption_keys(raw: str) -> tuple[str, ...]:
             try:
                 Fernet(key.encode())
             except ValueError:
-                raise SettingsError("ENGINE_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes (make one "
-                                    "with: python -c 'from cryptography.fernet import Fernet; "
+                raise SettingsError("ENGINE_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes "
+                                    "(make one with: python -c 'from cryptography.fernet import Fernet; "
                                     "print(Fernet.generate_key().decode())')") from None
     return keys
 

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class SignatureError(Exception):
@@ -148,8 +148,10 @@ def _unb64(text: str) -> bytes:
 LINK_VALIDITY = timedelta(days=365)
 
 
-def make_unsubscribe_token(secret: str, recipient_id: str, scope: str, now: datetime, valid: timedelta = LINK_VALIDITY) -> str:
-    payload = json.dumps({"r": recipient_id, "s": scope, "e": int((now + valid).timestamp())}, separators=(",", ":")).encode()
+def make_unsubscribe_token(secret: str, recipient_id: str, scope: str, now: datetime,
+                           valid: timedelta = LINK_VALIDITY) -> str:
+    fields = {"r": recipient_id, "s": scope, "e": int((now + valid).timestamp())}
+    payload = json.dumps(fields, separators=(",", ":")).encode()
     body = _b64(payload)
     return f"{body}.{_hex('unsubscribe:' + secret, body.encode())}"
 
@@ -158,11 +160,13 @@ def read_unsubscribe_token(secret: str, token: str, now: datetime) -> Unsubscrib
     body, _, sig = (token or "").partition(".")
     if not body or not sig:
         raise SignatureError("malformed unsubscribe token")
-    if not hmac.compare_digest(_hex("unsubscribe:" + secret, body.encode("utf-8", "surrogatepass")).encode(), sig.encode("utf-8", "surrogatepass")):
+    expected = _hex("unsubscribe:" + secret, body.encode("utf-8", "surrogatepass")).encode()
+    if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise SignatureError("unsubscribe token is not valid")
     try:
         payload = json.loads(_unb64(body))
-        found = UnsubscribeToken(str(payload["r"]), str(payload["s"]), datetime.fromtimestamp(int(payload["e"]), timezone.utc))
+        expires = datetime.fromtimestamp(int(payload["e"]), UTC)
+        found = UnsubscribeToken(str(payload["r"]), str(payload["s"]), expires)
     except (ValueError, KeyError, TypeError):
         raise SignatureError("malformed unsubscribe token") from None
     if found.expires < now:
