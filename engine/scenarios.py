@@ -11,10 +11,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from .core.decide import Renderer
 from .preview import Step, run
@@ -111,7 +112,8 @@ class _Reader:
             if name not in allowed:
                 close = difflib.get_close_matches(name, allowed, n=1)
                 hint = f"did you mean `{close[0]}`? " if close else ""
-                self.error((*path, name), f"{what}: unknown key `{name}` ({hint}allowed: {', '.join(allowed)})", key=True)
+                self.error((*path, name), f"{what}: unknown key `{name}` ({hint}allowed: {', '.join(allowed)})",
+                           key=True)
 
     def required(self, data: dict[str, Any], path: YamlPath, names: Iterable[str], what: str) -> bool:
         absent = [n for n in names if n not in data]
@@ -186,11 +188,13 @@ def _read(reader: _Reader, data: dict[str, Any], path: str) -> Scenario:
     if match not in MATCHES:
         reader.error(("match",), f"match must be `only` (check the notifications named in expect) or `all` "
                                  f"(expect lists every send); got {match!r}")
-    direct = [_direct(reader, item, i) for i, item in enumerate(reader.items(data.get("direct"), ("direct",), "direct"))]
+    directs = reader.items(data.get("direct"), ("direct",), "direct")
+    direct = [_direct(reader, item, i) for i, item in enumerate(directs)]
     events = reader.items(data.get("events"), ("events",), "events")
     if not events and not direct:
         reader.error(("events",) if "events" in data else (), "a scenario needs `events` (or `direct` sends)")
-    expect = [_expected(reader, item, i) for i, item in enumerate(reader.items(data.get("expect"), ("expect",), "expect"))]
+    expected = reader.items(data.get("expect"), ("expect",), "expect")
+    expect = [_expected(reader, item, i) for i, item in enumerate(expected)]
     if not expect and match == "only" and "expect" in data:
         reader.error(("expect",), "expect is empty, so nothing is checked: list the sends you expect, "
                                   "or set `match: all` to check that nothing is sent")
@@ -207,7 +211,8 @@ def _read(reader: _Reader, data: dict[str, Any], path: str) -> Scenario:
         preferences=_preferences(reader, data.get("preferences")),
         preference_lines={(str(r), str(n)): reader.line(("preferences", r, n))
                           for r, prefs in _mappings(data.get("preferences")) for n in prefs},
-        deploy=[_deploy(reader, item, i) for i, item in enumerate(reader.items(data.get("deploy"), ("deploy",), "deploy"))],
+        deploy=[_deploy(reader, item, i)
+                for i, item in enumerate(reader.items(data.get("deploy"), ("deploy",), "deploy"))],
         direct=[d for d in direct if d is not None],
         expect=[e for e in expect if e is not None],
         expect_duplicates=reader.names(data.get("expect_duplicates"), ("expect_duplicates",), "expect_duplicates"),
@@ -221,7 +226,8 @@ def _expected(reader: _Reader, item: Any, i: int) -> Expected | None:
     if entry is None:
         return None
     if entry["status"] not in STATUSES:
-        reader.error((*where, "status"), f"{what}: status must be one of {', '.join(STATUSES)}; got {entry['status']!r}")
+        reader.error((*where, "status"),
+                     f"{what}: status must be one of {', '.join(STATUSES)}; got {entry['status']!r}")
     send_at = reader.instant(entry["send_at"], (*where, "send_at"), f"{what}: send_at")
     out = Expected(notification=reader.text(entry["notification"], (*where, "notification"), f"{what}: notification"),
                    recipient=reader.text(entry["recipient"], (*where, "recipient"), f"{what}: recipient"),
@@ -259,7 +265,8 @@ def _deploy(reader: _Reader, item: Any, i: int) -> Deploy:
     what = f"deploy[{i}]"
     entry = reader.mapping(item, where, what)
     reader.keys(entry, where, DEPLOY_KEYS, what)
-    at = reader.instant(entry.get("at"), (*where, "at"), f"{what}: at") if reader.required(entry, where, ("at",), what) else None
+    has_at = reader.required(entry, where, ("at",), what)
+    at = reader.instant(entry.get("at"), (*where, "at"), f"{what}: at") if has_at else None
     templates = reader.mapping(entry.get("templates") or {}, (*where, "templates"), f"{what}: templates")
     for key, template_id in templates.items():
         if not isinstance(template_id, str):
@@ -283,8 +290,9 @@ def _direct(reader: _Reader, item: Any, i: int) -> Direct | None:
     data = reader.mapping(entry["data"], (*where, "data"), f"{what}: data") if "data" in entry else None
     if at is None or send_at is None or not isinstance(recipient, (dict, str)):
         return None
-    return Direct(at=at, notification=reader.text(entry["notification"], (*where, "notification"), f"{what}: notification"),
-                  recipient=recipient, send_at=send_at, data=data, line=reader.line(where))
+    notification = reader.text(entry["notification"], (*where, "notification"), f"{what}: notification")
+    return Direct(at=at, notification=notification, recipient=recipient, send_at=send_at, data=data,
+                  line=reader.line(where))
 
 
 def scenario_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -325,8 +333,8 @@ def check(config: Config, scenario: Scenario) -> list[Problem]:
         for name in prefs:
             if not _is_preference(config, name):
                 line = scenario["preference_lines"].get((recipient, name), 1)
-                problems.append(Problem(path, line, 1, f"preferences of {recipient}: `{name}` is neither a notification, "
-                                                    f"a category, nor notification:channel"))
+                problems.append(Problem(path, line, 1, f"preferences of {recipient}: `{name}` is neither a "
+                                                    "notification, a category, nor notification:channel"))
     return problems
 
 
@@ -409,7 +417,8 @@ def run_scenario(config: Config, scenario: Scenario, env: str = "production") ->
                  preferences_of(scenario), steps=steps(scenario))
     if result.rejected:
         return Outcome(scenario, problems=[
-            Problem(scenario["path"], scenario["event_lines"][bad.line - 1], 1, f"events[{bad.line - 1}]: {where}: {message}")
+            Problem(scenario["path"], scenario["event_lines"][bad.line - 1], 1,
+                    f"events[{bad.line - 1}]: {where}: {message}")
             for bad in result.rejected for where, message in bad.problems])
     produced = [row.as_json() for row in result.rows]
     missing, unexpected = compare(scenario["expect"], produced, scenario["match"])
@@ -468,7 +477,8 @@ def report(outcome: Outcome) -> str:
     title = headline(scenario["description"])
     name = Path(scenario["path"]).stem
     if outcome.problems:
-        return "\n".join([f"ERROR {name}: {title}"] + [f"  {p.file}:{p.line}:{p.col}: {p.message}" for p in outcome.problems])
+        where = [f"  {p.file}:{p.line}:{p.col}: {p.message}" for p in outcome.problems]
+        return "\n".join([f"ERROR {name}: {title}", *where])
     if outcome.passed:
         return f"PASS  {name}: {title}"
     out = [f"FAIL  {name}: {title}", f"  {scenario['path']} (match: {scenario['match']}): {scenario['description']}"]
@@ -483,7 +493,8 @@ def report(outcome: Outcome) -> str:
         out.append("  if these are right, add them under `expect:`:")
         out += [f"  - {as_yaml(row)}" for row in outcome.unexpected]
     if outcome.duplicates_differ:
-        out.append(f"  duplicate event ids: expected {scenario['expect_duplicates']}, the engine ignored {outcome.duplicates}")
+        out.append(f"  duplicate event ids: expected {scenario['expect_duplicates']}, "
+                   f"the engine ignored {outcome.duplicates}")
     out += _everything(outcome)
     return "\n".join(out)
 
