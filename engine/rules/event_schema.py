@@ -98,6 +98,3 @@ class SchemaView:
         props_a = set(self.resolve(a).get("properties", {}))
         props_b = set(self.resolve(b).get("properties", {}))
         return {"id", "email"} <= props_a & props_b or props_a == props_b
-
-    def item_schema(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
-        return self.resolve(self.resolve(schema).get("items", {}))

@@ -23,11 +23,8 @@ class Codec:
                 self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
             except ValueError:
                 raise ValueError("ENGINE_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes "
-                                 "(make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')") from None
-
-    @property
-    def encrypts(self) -> bool:
-        return self._fernet is not None
+                                 "(make one with: python -c 'from cryptography.fernet import Fernet; "
+                                 "print(Fernet.generate_key().decode())')") from None
 
     def dumps(self, value: Any) -> str:
         data = to_json(value)
