@@ -14,12 +14,12 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import budget
 from .checks import declarations, shape, top_level
@@ -69,7 +69,7 @@ class _Loader:
         self.problems: list[Problem] = []
         self.shape_problems: set[Problem] = set()  # from schema.json; dropped where a clearer one stands
         self.misshapen: set[tuple[str, Any]] = set()  # (file, notification id) of rules with shape errors
-        self.broken_schemas: set[str] = set()  # event types whose schema has an error (ANY_SCHEMA: a definition has one)
+        self.broken_schemas: set[str] = set()  # event types whose schema has an error, or ANY_SCHEMA
         self.partial: Config | None = None  # the rules that can be planned, when others have errors
         self.places: dict[str, dict[str, dict[str, Mark]]] = {}  # rule id -> "data"/"trigger" -> key -> mark
         self.docs: list[Document] = []
@@ -111,7 +111,8 @@ class _Loader:
         if not matches:
             self.error(mark, f"include: {pattern!r} matches no file")
         elif len(matches) > MAX_INCLUDED:
-            self.error(mark, f"include: {pattern!r} matches {len(matches)} files; at most {MAX_INCLUDED} may be included")
+            self.error(mark, f"include: {pattern!r} matches {len(matches)} files; "
+                             f"at most {MAX_INCLUDED} may be included")
             return []
         return [path for match in matches if (path := self.includable(pattern, match, mark))]
 
@@ -191,7 +192,8 @@ class _Loader:
             self.check_shape(doc, rule_file_checker())
             for key in ROOT_ONLY:
                 if key in doc.data:
-                    self.error(doc.mark((key,), key=True), f"{key!r} belongs in {os.path.basename(self.root)}, not in a rule file")
+                    self.error(doc.mark((key,), key=True),
+                               f"{key!r} belongs in {os.path.basename(self.root)}, not in a rule file")
             self.docs.append(doc)
 
     def load_templates(self) -> Templates:
@@ -199,7 +201,8 @@ class _Loader:
         folder = os.path.join(self.base, "templates_map")
         paths = sorted(glob.glob(os.path.join(folder, "*.yaml")) + glob.glob(os.path.join(folder, "*.yml")))
         if not paths:
-            self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: add one per environment (production.yaml, ...)")
+            self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: "
+                                                      "add one per environment (production.yaml, ...)")
         for path in paths:
             why = self.not_includable(path)
             if why:
@@ -244,13 +247,15 @@ class _Loader:
             return None
         return config
 
-    def notifications(self, top: TopLevel, declared: Declared, templates: Mapping[str, Mapping[str, str]]) -> dict[str, Notification]:
+    def notifications(self, top: TopLevel, declared: Declared,
+                      templates: Mapping[str, Mapping[str, str]]) -> dict[str, Notification]:
         """Every notification without an error, each checked against the rest."""
         checker = RuleChecker(Scope(declared.events, declared.definitions, top.categories, top.windows, templates,
                                     top.defaults, top.quiet_hours, self.misshapen, self.broken_schemas))
         built: dict[str, Notification] = {}
         for rule in declared.rules:
-            self.places[rule.id] = {part: rule.doc.value_marks(("notifications", rule.id, part)) for part in ("data", "trigger")}
+            self.places[rule.id] = {part: rule.doc.value_marks(("notifications", rule.id, part))
+                                    for part in ("data", "trigger")}
             notification, problems = checker.check(rule)
             self.problems += problems
             if notification is not None:
@@ -276,7 +281,8 @@ class Loaded:
 def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Loaded:
     """Load and check everything: every problem found, and what could be built."""
     if not os.path.exists(root):
-        return Loaded(None, None, [Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")], {})
+        missing = Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")
+        return Loaded(None, None, [missing], {})
     loader = _Loader(root)
     with collector_paused(), budget.validation():
         config = loader.load()
@@ -285,7 +291,8 @@ def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None 
     return loaded
 
 
-def check(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+def check(root: str = "notifications.yaml",
+          environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
     """Load and check everything; the config (None when any error) and every problem found."""
     loaded = inspect(root, environ)
     return loaded.config, loaded.problems

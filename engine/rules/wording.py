@@ -4,7 +4,8 @@ a name stands, the names that are known, and the near miss of a misspelt one."""
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .problems import Mark
 

@@ -3,9 +3,10 @@ checked against, and returns what it built (as far as it could) and its problems
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .. import delivery_options, expressions
 from ..model import Category, Digest, ExampleEvent, Match, Routing, Schedule, TemplateChoice, Throttle, Window
@@ -21,6 +22,7 @@ SCHEDULE_FORMS = ("at", "after", "before", "cron")
 # A text a rule evaluates: (place in the rule, text, rendered for a digest, an expression rather
 # than a template, its role: "strict", "data" or "required"; see reads.expression_problems).
 Text = tuple[tuple[str, ...], Any, bool, bool, str]
+Delivery = tuple[tuple[str, ...], Routing, timedelta | None]  # channels, routing, expires_after
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Draft:
     digest: Digest | None
     reschedule_on: tuple[Match, ...]
     template: TemplateChoice
+    required: set[str]  # the names in `requires`
     throttle: Throttle | None
 
 
@@ -52,16 +55,16 @@ def category(raw: Mapping[str, Any], categories: Mapping[str, Category]) -> Chec
     name = raw.get("category", "")
     if name in categories:
         return name, []
-    return name, [Finding(("category",), f"unknown category {name!r}{did_you_mean(name, categories)}{known(categories)}",
-                          blocks=False)]
+    said = f"unknown category {name!r}{did_you_mean(name, categories)}{known(categories)}"
+    return name, [Finding(("category",), said, blocks=False)]
 
 
 def schedule(raw: Mapping[str, Any], defaults: Mapping[str, Any], windows: Mapping[str, Window]) -> Checked[Schedule]:
     """When the rule sends: at once, after or before a time, or on a cron, within an optional window."""
-    chosen, found = _window(raw.get("window"), windows)
-    common = dict(if_past=raw.get("if_past", defaults.get("if_past", "send_now")), window=chosen,
-                  outside_window=raw.get("outside_window", "defer"))
     forms = [k for k in SCHEDULE_FORMS if k in raw]
+    if_past = raw.get("if_past", defaults.get("if_past", "send_now"))
+    chosen, found = _window(raw.get("window"), windows)
+    common = {"if_past": if_past, "window": chosen, "outside_window": raw.get("outside_window", "defer")}
     if len(forms) != 1:
         said = "say when: one of at, after, before or cron" if not forms else \
             f"use one of at, after, before or cron, not {' and '.join(forms)}"
@@ -85,7 +88,8 @@ def _window(raw: Any, windows: Mapping[str, Window]) -> Checked[Window | None]:
     if isinstance(raw, str):
         named = windows.get(raw)
         if named is None:
-            return None, [Finding(("schedule", "window"), f"unknown window {raw!r}{did_you_mean(raw, windows)}{known(windows)}")]
+            said = f"unknown window {raw!r}{did_you_mean(raw, windows)}{known(windows)}"
+            return None, [Finding(("schedule", "window"), said)]
         return named, []
     if isinstance(raw, dict):
         own, why = window(raw)
@@ -121,15 +125,16 @@ def digest(raw: Mapping[str, Any]) -> Checked[Digest | None]:
     return collected, found
 
 
-def matches(raw: Mapping[str, Any], kind: str, triggers: tuple[str, ...], key: Any, reads: EventReads) -> Checked[tuple[Match, ...]]:
+def matches(raw: Mapping[str, Any], kind: str, triggers: tuple[str, ...], key: Any,
+            reads: EventReads) -> Checked[tuple[Match, ...]]:
     """`cancel_on` or `reschedule_on`: other events, matched to the rule's sends on a key."""
     kept: list[Match] = []
     found: list[Finding] = []
     for i, m in enumerate(raw.get(kind) or []):
         event = m.get("event", "")
         if event not in reads.events:
-            found.append(Finding((kind, i, "event"), f"{kind}: unknown event {event!r}{did_you_mean(event, reads.events)}"
-                                                     f"{known(reads.events)}", blocks=False))
+            said = f"{kind}: unknown event {event!r}{did_you_mean(event, reads.events)}{known(reads.events)}"
+            found.append(Finding((kind, i, "event"), said, blocks=False))
         elif event in triggers:
             found.append(Finding((kind, i, "event"), f"{kind}: {event!r} is this notification's own trigger; "
                                                      f"it would {kind.split('_')[0]} itself", blocks=False))
@@ -163,7 +168,8 @@ def template(raw: Any, templates: Mapping[str, Mapping[str, str]]) -> Checked[Te
             found.append(Finding(("template", "variants"), "variant weights add up to 0: give at least one a weight"))
         choice = TemplateChoice(variants=variants)
     elif isinstance(raw, dict):
-        choice = TemplateChoice(select=raw.get("select"), cases=dict(raw.get("cases") or {}), default=raw.get("default"))
+        choice = TemplateChoice(select=raw.get("select"), cases=dict(raw.get("cases") or {}),
+                                default=raw.get("default"))
     else:
         return TemplateChoice(), found
     return choice, found + _template_keys(choice, templates)
@@ -179,7 +185,8 @@ def _template_keys(choice: TemplateChoice, templates: Mapping[str, Mapping[str, 
             found.append(Finding(("template",), f"unknown template key {key!r}: add it to templates_map/{files}"
                                                 f"{did_you_mean(key, every)}", blocks=False))
         elif missing:
-            found.append(Finding(("template",), f"template key {key!r} is missing from templates_map/{files}", blocks=False))
+            said = f"template key {key!r} is missing from templates_map/{files}"
+            found.append(Finding(("template",), said, blocks=False))
     return found
 
 
@@ -196,18 +203,17 @@ def event_reads(raw: Mapping[str, Any], draft: Draft, reads: EventReads) -> list
     """Everything that reads the event, checked against each event the rule is planned from:
     every trigger, and every event that reschedules it."""
     sources = [t for t in draft.triggers if t in reads.events] + [m.event for m in draft.reschedule_on]
-    data, required = raw.get("data") or {}, _required(raw)
-    texts = _expressions(raw, draft, data, required) if sources else []
+    data = raw.get("data") or {}
     found: list[Finding] = []
     for source in dict.fromkeys(sources):
         on = source if len(sources) > 1 else None
         found += _paths(raw, draft, reads, source, on)
         if draft.template.select and not draft.template.default:
             found += reads.cases(source, draft.template, on)
-        for place, text, in_digest, bare, role in texts:
+        for place, text, in_digest, bare, role in _expressions(raw, draft, data):
             found += reads.expression(place, text, source, in_digest, expression=bare, event_name=on, role=role)
         if draft.digest is None:
-            for name in required & set(data):
+            for name in draft.required & set(data):
                 found += reads.not_null(("data", name), data[name], source, on)
     return found
 
@@ -225,7 +231,7 @@ def _paths(raw: Mapping[str, Any], draft: Draft, reads: EventReads, source: str,
     return found
 
 
-def _expressions(raw: Mapping[str, Any], draft: Draft, data: Mapping[str, Any], required: set[str]) -> list[Text]:
+def _expressions(raw: Mapping[str, Any], draft: Draft, data: Mapping[str, Any]) -> list[Text]:
     """Each text the rule evaluates, with how it is read."""
     condition = (raw.get("trigger") or {}).get("condition")
     in_digest = draft.digest is not None
@@ -233,7 +239,7 @@ def _expressions(raw: Mapping[str, Any], draft: Draft, data: Mapping[str, Any], 
     if draft.template.select:
         found.append((("template", "select"), draft.template.select, False, True, "strict"))
     # A data value the template requires must render; any other may fail its one send.
-    found += [(("data", name), value, in_digest, False, "required" if name in required else "data")
+    found += [(("data", name), value, in_digest, False, "required" if name in draft.required else "data")
               for name, value in data.items() if expressions.is_template(value)]
     if "idempotency_key" in raw:
         found.append((("idempotency_key",), raw["idempotency_key"], in_digest, False, "strict"))
@@ -242,7 +248,8 @@ def _expressions(raw: Mapping[str, Any], draft: Draft, data: Mapping[str, Any], 
     return found
 
 
-def _required(raw: Mapping[str, Any]) -> set[str]:
+def required(raw: Mapping[str, Any]) -> set[str]:
+    """The names of the values the template requires."""
     return {name for name in raw.get("requires") or () if isinstance(name, str)}
 
 
@@ -250,19 +257,22 @@ def requires(raw: Mapping[str, Any]) -> list[Finding]:
     """Every value the template requires is given by a `data` entry or by every send."""
     data = raw.get("data") or {}
     provided = set(data) | set(COMMON_DATA) | {"unsubscribe_url"}
-    return [Finding(("requires", i), f"the template requires {needed!r} but no `data` entry provides it{did_you_mean(needed, data)}")
+    return [Finding(("requires", i), f"the template requires {needed!r} but no `data` entry provides it"
+                                      f"{did_you_mean(needed, data)}")
             for i, needed in enumerate(raw.get("requires") or []) if needed not in provided]
 
 
-def delivery(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Checked[tuple[tuple[str, ...], Routing, timedelta | None]]:
+def delivery(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Checked[Delivery]:
     """The channels a send goes out on, how Courier routes it, and how late it may still go."""
     channels = tuple(raw.get("channels") or defaults.get("channels") or ["email"])
     found: list[Finding] = []
-    routing, expires_after = delivery_options.read(raw, channels, lambda p, v: read_duration(p, v, found), reporter(found))
+    routing, expires_after = delivery_options.read(raw, channels, lambda p, v: read_duration(p, v, found),
+                                                   reporter(found))
     return (channels, routing, expires_after), found
 
 
-def example(raw: Mapping[str, Any], rule_id: str, triggers: tuple[str, ...], doc: Document) -> Checked[ExampleEvent | None]:
+def example(raw: Mapping[str, Any], rule_id: str, triggers: tuple[str, ...],
+            doc: Document) -> Checked[ExampleEvent | None]:
     """An example event of one of the triggers, planned by `engine validate`."""
     if not isinstance(raw.get("example"), dict):
         return None, []

@@ -3,8 +3,9 @@ and notifications, each name once; the event schemas checked as JSON Schemas the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..event_schema import pattern_problems
 from ..json_schema import schema_error, subschemas
@@ -48,7 +49,8 @@ class _Gatherer:
         """Whether `name` is declared here first; a problem when it was declared before."""
         seen = self.seen[kind]
         if name in seen:
-            self.declared.problems.append(Problem.at(mark, f"{kind} {name!r} is declared twice (also at {where(seen[name])})"))
+            said = f"{kind} {name!r} is declared twice (also at {where(seen[name])})"
+            self.declared.problems.append(Problem.at(mark, said))
             return False
         seen[name] = mark
         return True
@@ -60,11 +62,11 @@ class _Gatherer:
                 self.declared.broken_schemas.add(ANY_SCHEMA)
 
     def event(self, doc: Document, type_name: str, raw: Any) -> None:
-        if self.first("event", type_name, doc.mark(("events", type_name), key=True)):
-            if isinstance(raw, dict) and isinstance(raw.get("schema"), dict):
-                self.declared.events[type_name] = EventType(type_name, raw["schema"], str(raw.get("description", "")))
-                if self.schema_problems(doc, type_name, raw["schema"]):
-                    self.declared.broken_schemas.add(type_name)
+        first = self.first("event", type_name, doc.mark(("events", type_name), key=True))
+        if first and isinstance(raw, dict) and isinstance(raw.get("schema"), dict):
+            self.declared.events[type_name] = EventType(type_name, raw["schema"], str(raw.get("description", "")))
+            if self.schema_problems(doc, type_name, raw["schema"]):
+                self.declared.broken_schemas.add(type_name)
 
     def notification(self, doc: Document, rule_id: str, raw: Any) -> None:
         mark = doc.mark(("notifications", rule_id), key=True)
@@ -76,13 +78,14 @@ class _Gatherer:
         at = ("events", type_name, "schema")
         exc = schema_error(schema)
         if exc is not None:
-            self.declared.problems.append(Problem.at(doc.mark(at + tuple(exc.absolute_path)),
-                                                     f"events.{type_name}.schema: not a valid JSON Schema: {exc.message}"))
+            said = f"events.{type_name}.schema: not a valid JSON Schema: {exc.message}"
+            self.declared.problems.append(Problem.at(doc.mark(at + tuple(exc.absolute_path)), said))
         return self.pattern_problems(doc, at, schema) or exc is not None
 
     def pattern_problems(self, doc: Document, at: tuple[Any, ...], schema: Any) -> bool:
         """Patterns run on event data, on a linear-time engine: one it cannot run is refused."""
-        found = [Problem.at(doc.mark(path), f"{dotted(path)}: {message}") for path, message in pattern_problems(schema, at)]
+        found = [Problem.at(doc.mark(path), f"{dotted(path)}: {message}")
+                 for path, message in pattern_problems(schema, at)]
         self.declared.problems.extend(found)
         for node, path in subschemas(schema, at):
             if "patternProperties" in node:
@@ -98,8 +101,9 @@ class _Gatherer:
         if self.pattern_properties and self.unevaluated:
             self.declared.broken_schemas.add(ANY_SCHEMA)
             for mark, path in self.unevaluated:
-                self.declared.problems.append(Problem.at(mark, f"{dotted(path)}: unevaluatedProperties cannot be used "
-                                                               f"where event schemas use patternProperties; use additionalProperties"))
+                said = (f"{dotted(path)}: unevaluatedProperties cannot be used where event schemas use "
+                        f"patternProperties; use additionalProperties")
+                self.declared.problems.append(Problem.at(mark, said))
 
 
 def gather(docs: Iterable[Document]) -> Declared:

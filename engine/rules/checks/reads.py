@@ -6,7 +6,8 @@ each check is made once and its problems given to every rule that makes it."""
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from .. import expressions
 from ..event_schema import SchemaView
@@ -18,14 +19,15 @@ from .findings import Finding
 # Names every expression may read besides the event's data fields.
 CONTEXT_NAMES = {"event", "recipient", "notification", "app"}
 DIGEST_NAMES = {"items", "period_start", "period_end", "totals"}
-EVENT_FIELDS = {"id": {"type": "string"}, "type": {"type": "string"}, "occurred_at": {"type": "string", "format": "date-time"}}
-APP_FIELDS = {"name": {"type": "string"}, "frontend_url": {"type": "string"}, "support_email": {"type": "string"}}
+EVENT_FIELDS = {"id", "type", "occurred_at"}  # the envelope's
+APP_FIELDS = {"name", "frontend_url", "support_email"}
 # Roots whose fields are not in the event schema: any person field (checked on the example at
 # run time), the notification itself and a digest's period and totals.
 UNCHECKED_ROOTS = {"recipient", "notification", "period_start", "period_end", "totals"}
 
 _PLAIN_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_BUILTIN_ATTRS = {"items", "keys", "values", "get", "upper", "lower", "title", "strip", "split", "startswith", "endswith", "replace"}
+_BUILTIN_ATTRS = {"items", "keys", "values", "get", "upper", "lower", "title", "strip", "split", "startswith",
+                  "endswith", "replace"}
 
 # A problem of a check: a message (an error that keeps the rule from being planned), or a message
 # and its severity (one that does not: the example is still tried).
@@ -44,7 +46,8 @@ class EventReads:
         event = self.events.get(event_type)
         return dict(event.schema) if event else {}
 
-    def report(self, where: tuple[Any, ...], check: tuple[Any, ...], problems: Callable[[], Iterator[Found]]) -> list[Finding]:
+    def report(self, where: tuple[Any, ...], check: tuple[Any, ...],
+               problems: Callable[[], Iterator[Found]]) -> list[Finding]:
         """The problems of `check` (found the first time it is made), at `where` in the rule."""
         known = self.known.get(check)
         if known is None:
@@ -60,13 +63,15 @@ class EventReads:
         if not path:
             return []
         return self.report(where, ("path", event_type, path, what, person, event_name, date_time),
-                           lambda: path_problems(self.view, self.schema(event_type), path, what, person, event_name, date_time))
+                           lambda: path_problems(self.view, self.schema(event_type), path, what, person, event_name,
+                                                 date_time))
 
     def expression(self, where: tuple[Any, ...], source: str, event_type: str, digest: bool, *, expression: bool,
                    event_name: str | None = None, role: str = "strict") -> list[Finding]:
         """An expression (or a template, `expression` False) and every field it reads."""
         return self.report(where, ("expression", source, event_type, digest, expression, event_name, role),
-                           lambda: expression_problems(self.view, source, self.schema(event_type), digest, expression, event_name, role))
+                           lambda: expression_problems(self.view, source, self.schema(event_type), digest, expression,
+                                                       event_name, role))
 
     def not_null(self, where: tuple[Any, ...], value: Any, event_type: str, on: str | None) -> list[Finding]:
         """A value the template requires must not render null."""
@@ -78,7 +83,8 @@ class EventReads:
         return self.report(where, ("null", where[-1], value, event_type, on),
                            lambda: null_problems(self.view, where[-1], value, self.schema(event_type), on))
 
-    def match(self, where: tuple[Any, ...], kind: str, trigger: str, key: str, event_type: str, theirs: str) -> list[Finding]:
+    def match(self, where: tuple[Any, ...], kind: str, trigger: str, key: str, event_type: str,
+              theirs: str) -> list[Finding]:
         """The key an event matches on against the rule's own key."""
         if trigger not in self.events:
             return []
@@ -97,8 +103,9 @@ class EventReads:
         if not missing:
             return []
         said = f" of {on!r}" if on else ""
-        return [Finding(("template", "cases"), f"template select {select!r}{said} can be {', '.join(map(repr, missing))}, "
-                                               f"which no case names (add a case or a default)")]
+        values_said = ", ".join(map(repr, missing))
+        return [Finding(("template", "cases"), f"template select {select!r}{said} can be {values_said}, "
+                                               "which no case names (add a case or a default)")]
 
 
 def path_problems(view: SchemaView, schema: Mapping[str, Any], path: str, what: str, person: bool,
@@ -192,16 +199,19 @@ def _optional_read(source: str, path: tuple[str, ...], on: str, role: str, expre
     fix = (f"{{{{ {dotted} | default(none) }}}}" if lone
            else f"`{dotted} is defined and ...`, or `{dotted} | default(none)`" if expression
            else f"`{dotted} | default(none)` there, or test `{dotted} is defined` first")
-    said = f"expression {source!r} reads {dotted!r}, which the event schema{on} does not require (it is not in `required`)"
+    said = (f"expression {source!r} reads {dotted!r}, which the event schema{on} does not require "
+            f"(it is not in `required`)")
     if role == "required":
         return (f"{said}: the template requires this value, and a send whose event lacks it is skipped; add "
-                f"{path[-1]!r} to `required` in the event schema, or take it out of `requires` and write {fix}"), "error"
+                f"{path[-1]!r} to `required` in the event schema, or take it out of `requires` and write "
+                f"{fix}"), "error"
     if role == "data":
         return f"{said}: a send whose event lacks it is skipped (render failed); write {fix}", "warning"
     return f"{said}: an event that lacks it fails here and its send is skipped; write {fix}", "error"
 
 
-def null_problems(view: SchemaView, name: str, source: str, schema: Mapping[str, Any], on: str | None) -> Iterator[Found]:
+def null_problems(view: SchemaView, name: str, source: str, schema: Mapping[str, Any],
+                  on: str | None) -> Iterator[Found]:
     try:
         found = expressions.nullable(source, expression=False)
     except expressions.ExpressionError:
@@ -224,12 +234,18 @@ def match_problems(view: SchemaView, mine_schema: Mapping[str, Any], their_schem
                    trigger: str, key: str, event_type: str, theirs: str) -> Iterator[Found]:
     """A key of the ids of two different kinds of thing (`client.id` against `booking.id`) never matches."""
     mine_path, their_path = tuple(key.split(".")), tuple(theirs.split("."))
-    if mine_path == their_path or len(mine_path) < 2 or len(their_path) < 2 or mine_path[-1] != "id" or their_path[-1] != "id":
+    if mine_path == their_path or not _an_id(mine_path) or not _an_id(their_path):
         return
     mine = view.field(mine_schema, mine_path[:-1]).schema
     other = view.field(their_schema, their_path[:-1]).schema
     if mine is None or other is None or view.same_kind(mine, other):
         return
-    fix = f"did you mean key: {key}?" if view.field(their_schema, mine_path).schema is not None else "match on the id of the same thing"
+    same = view.field(their_schema, mine_path).schema is not None
+    fix = f"did you mean key: {key}?" if same else "match on the id of the same thing"
     yield (f"{kind} key {theirs!r} of {event_type!r} can never match the notification's key {key!r} of {trigger!r}: "
            f"one is the id of a {their_path[-2]}, the other of a {mine_path[-2]}; {fix}"), "error"
+
+
+def _an_id(path: tuple[str, ...]) -> bool:
+    """Whether `path` is the id of a thing (`booking.id`)."""
+    return len(path) >= 2 and path[-1] == "id"

@@ -6,8 +6,9 @@ the configuration, but leaves it in the partial one, so that its example is trie
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from ..model import Category, EventType, Notification, Window
 from ..problems import Problem
@@ -62,30 +63,33 @@ class RuleChecker:
         cancel_on = _take(blocks.matches(raw, "cancel_on", triggers, key, self.reads), found)
         reschedule_on = _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), found)
         template = _take(blocks.template(raw.get("template"), scope.templates), found)
+        required = blocks.required(raw)
         throttle = _take(blocks.throttle(raw), found)
         batch = _take(batching.batch(raw, triggers, self.reads), found)
-        draft = blocks.Draft(triggers, key, schedule, digest, reschedule_on, template, throttle)
+        draft = blocks.Draft(triggers, key, schedule, digest, reschedule_on, template, required, throttle)
         found += blocks.event_reads(raw, draft, self.reads)
         found += blocks.requires(raw)
         channels, routing, expires_after = _take(blocks.delivery(raw, scope.defaults), found)
         example = _take(blocks.example(raw, rule.id, triggers, rule.doc), found)
-        return dict(triggers=triggers, category=category, template=template, schedule=schedule, channels=channels,
-                    cancel_on=cancel_on, reschedule_on=reschedule_on, throttle=throttle, digest=digest, example=example,
-                    routing=routing, expires_after=expires_after, batch=batch)
+        return {"triggers": triggers, "category": category, "template": template, "schedule": schedule,
+                "channels": channels, "cancel_on": cancel_on, "reschedule_on": reschedule_on, "throttle": throttle,
+                "digest": digest, "example": example, "routing": routing, "expires_after": expires_after,
+                "batch": batch}
 
     def plannable(self, rule: RawRule, triggers: tuple[str, ...]) -> bool:
         """Whether the rule's shape and its events' schemas are sound enough to plan its example
         (else its example's problems would only repeat theirs)."""
         broken = self.scope.broken_schemas
-        return (rule.doc.file, rule.id) not in self.scope.misshapen and ANY_SCHEMA not in broken and not broken & set(triggers)
+        misshapen = (rule.doc.file, rule.id) in self.scope.misshapen
+        return not misshapen and ANY_SCHEMA not in broken and not broken & set(triggers)
 
 
 def _as_written(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a notification that are its values as written (their checks read them there)."""
-    return dict(audience=raw.get("audience", ""), condition=(raw.get("trigger") or {}).get("condition"), key=raw.get("key"),
-                requires=tuple(raw.get("requires") or ()), data=dict(raw.get("data") or {}),
-                idempotency_key=raw.get("idempotency_key", Notification.idempotency_key),
-                enabled=bool(raw.get("enabled", True)), description=str(raw.get("description", "")))
+    return {"audience": raw.get("audience", ""), "condition": (raw.get("trigger") or {}).get("condition"),
+            "key": raw.get("key"), "requires": tuple(raw.get("requires") or ()), "data": dict(raw.get("data") or {}),
+            "idempotency_key": raw.get("idempotency_key", Notification.idempotency_key),
+            "enabled": bool(raw.get("enabled", True)), "description": str(raw.get("description", ""))}
 
 
 def _take(checked: Checked[T], found: list[Finding]) -> T:

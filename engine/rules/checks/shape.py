@@ -3,7 +3,8 @@ name, a value outside a list with Courier's name for it; each at the place in th
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import delivery_options
 from ..json_schema import Checker, most_specific
@@ -46,5 +47,6 @@ def _message(error: Any) -> str:
         return f"{error.instance!r} does not fit: {error.schema['description']}"
     message = plain(error.message)
     if error.validator == "enum":
-        message += delivery_options.hint(error.instance, error.validator_value) or did_you_mean(error.instance, error.validator_value)
+        allowed = error.validator_value
+        message += delivery_options.hint(error.instance, allowed) or did_you_mean(error.instance, allowed)
     return message

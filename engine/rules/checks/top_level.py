@@ -3,9 +3,10 @@ and retention."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from ..model import App, Category, RateLimit, Window
 from ..problems import Problem
@@ -68,7 +69,8 @@ class _Reader:
         per_recipient = raw.get("per_recipient")
         if not per_recipient:
             return None
-        return RateLimit(int(per_recipient["limit"]), self.duration(("rate_limits", "per_recipient", "window"), per_recipient["window"]))
+        limit = int(per_recipient["limit"])
+        return RateLimit(limit, self.duration(("rate_limits", "per_recipient", "window"), per_recipient["window"]))
 
 
 def read(root: Document) -> tuple[TopLevel, list[Problem]]:
