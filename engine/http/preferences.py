@@ -102,9 +102,7 @@ async def unsubscribe(request: Request) -> Response:
         return error(400, str(exc))
     if request.method == "GET":
         return _confirm_page(runtime, found.scope)
-    # A category scope ("category:<name>") is stored under the category's own name, the key policy reads.
-    key = found.scope.removeprefix("category:")
-    await run_in_threadpool(runtime.store.set_preferences, found.recipient_id, {key: False}, utcnow())
+    await run_in_threadpool(runtime.store.unsubscribe, found.recipient_id, found.scope, utcnow())
     return JSONResponse({"unsubscribed": found.scope, "recipient": found.recipient_id})
 
 

@@ -19,7 +19,7 @@ from .body import BodyIncomplete, BodyTooLarge, NotJSON, parse_json, read_body
 from .replays import courier_key
 from .state import hook
 
-COURIER_STATUSES = {"DELIVERED": "delivered", "OPENED": "opened", "CLICKED": "clicked",
+COURIER_STATUSES = {"DELIVERED": "delivered", "OPENED": "opened", "CLICKED": "clicked", "READ": "read",
                     "UNDELIVERABLE": "undeliverable", "UNROUTABLE": "undeliverable"}
 MAX_MESSAGE_ID = 200
 

@@ -15,6 +15,8 @@ from .transactions import Transactions
 
 _FORGET_PREFERENCE = "DELETE FROM preferences WHERE recipient_id = ? AND key = ?"
 _SET_PREFERENCE = "INSERT INTO preferences (recipient_id, key, enabled, updated_at) VALUES (?, ?, ?, ?)"
+_IS_OFF = "SELECT 1 FROM preferences WHERE recipient_id = ? AND key = ? AND enabled = ?"
+_COUNT_UNSUBSCRIBE = "INSERT INTO unsubscribes (scope, at) VALUES (?, ?)"
 
 
 def upsert_recipients(cur: Any, sql: Statements, codec: Codec, people: Mapping[str, Mapping[str, Any]],
@@ -75,3 +77,19 @@ class People(Transactions):
 
         self._write(op)
         return self.preferences(recipient_id)
+
+    def unsubscribe(self, recipient_id: str, scope: str, now: datetime) -> bool:
+        """Turn off `scope` (a notification id, or `category:<name>`) for a recipient, and count the
+        unsubscribe at `now`; False (nothing counted) when it was off already (a second click)."""
+        sql, at, key = self.sql, self.sql.time(now), scope.removeprefix("category:")
+
+        def op(cur: Any) -> bool:
+            cur.execute(sql.native(_IS_OFF), (recipient_id, key, False))
+            if cur.fetchone() is not None:
+                return False
+            cur.execute(sql.native(_FORGET_PREFERENCE), (recipient_id, key))
+            cur.execute(sql.native(_SET_PREFERENCE), (recipient_id, key, False, at))
+            cur.execute(sql.native(_COUNT_UNSUBSCRIBE), (scope, at))
+            return True
+
+        return bool(self._write(op))

@@ -112,6 +112,26 @@ class Reads(Transactions):
         return [{"notification": a, "variant": v, "status": b, "delivery_status": c, "count": d}
                 for a, v, b, c, d in rows]
 
+    def engagement(self, since: datetime) -> list[dict[str, Any]]:
+        """Per notification, variant and engagement mark (opened, clicked, read): how many of the
+        sends created since `since` Courier reported it for. Every reported status is in a send's
+        history, even one that came after a further one (a read after a click), so each counts."""
+        n, h = _n, tables.history.c
+        marks = ("opened", "clicked", "read")
+        with self.reader.connect() as conn:
+            rows = conn.execute(select(n.notification, n.variant, h.status, func.count(func.distinct(n.id)))
+                                .join(tables.history, h.notification_id == n.id)
+                                .where(n.created_at >= since, h.status.in_(marks))
+                                .group_by(n.notification, n.variant, h.status)).all()
+        return [{"notification": a, "variant": v, "mark": m, "count": c} for a, v, m, c in rows]
+
+    def unsubscribes(self, since: datetime) -> dict[str, int]:
+        """How many unsubscribes turned each scope (a notification id, or category:<name>) off since `since`."""
+        u = tables.unsubscribes.c
+        with self.reader.connect() as conn:
+            rows = conn.execute(select(u.scope, func.count()).where(u.at >= since).group_by(u.scope)).all()
+        return {str(s): int(c) for s, c in rows}
+
     def counts_by_status(self) -> dict[str, int]:
         n = _n
         with self.reader.connect() as conn:

@@ -30,7 +30,8 @@ from .statements import Statements
 from .tables import signature_receipts
 from .transactions import Transactions
 
-DELIVERY_RANK = {"delivered": 1, "opened": 2, "clicked": 3, "undeliverable": 4}
+# An inbox message is read where an email is opened: the same step of engagement.
+DELIVERY_RANK = {"delivered": 1, "opened": 2, "read": 2, "clicked": 3, "undeliverable": 4}
 # Courier retries a webhook for about a day: a status older than that has no send coming.
 KEEP_EARLY = timedelta(hours=24)
 

@@ -84,6 +84,16 @@ preferences = Table(
     _ts("updated_at", False),
 )
 
+unsubscribes = Table(
+    # Each unsubscribe that turned something off: its scope (a notification id, or category:<name>)
+    # and when; no recipient, so the count is statistics, not personal data.
+    "unsubscribes", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("scope", String(300), nullable=False),
+    _ts("at", False),
+    Index("ix_unsubscribes_at", "at"),
+)
+
 notifications = Table(
     "notifications", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
