@@ -67,9 +67,11 @@ def test_routing_all_delivers_on_every_channel_the_person_keeps(rt: Any, standin
 def test_single_routing_is_the_default(rt: Any, standin: CourierStandin) -> None:
     rt.emit(booking_confirmed("evt_1", "bk_1", START, NOW), now=NOW)
     rt.sweep(NOW)
-    [message] = sent(standin, "client_booking_confirmation")
+    [message] = sent(standin, "practitioner_booking_notification")
     assert message["routing"] == {"method": "single", "channels": ["email"]}
     assert "expiry" not in message  # the rule declares no expires_after
+    [confirmation] = sent(standin, "client_booking_confirmation")  # the email and the in-app inbox, both
+    assert confirmation["routing"] == {"method": "all", "channels": ["email", "inbox"]}
 
 
 def test_a_send_on_time_carries_its_deadline_as_courier_s_expiry(rt: Any, standin: CourierStandin) -> None:

@@ -103,3 +103,13 @@ def test_a_variant_leads_only_when_the_counts_tell(a: tuple[int, int], b: tuple[
 def test_the_z_statistic() -> None:
     assert two_proportion_z(80, 400, 40, 400) == 3.96
     assert two_proportion_z(0, 10, 0, 10) is None and two_proportion_z(1, 0, 1, 1) is None
+
+
+def test_a_channel_turned_off_leaves_the_inbox(rt: Any) -> None:
+    now = utcnow()
+    rt.store.set_preferences("usr_c_1", {"client_new_message:email": False}, now)
+    assert rt.send_now("client_new_message", person("usr_c_1"), example=True, now=now) == "sent"
+    [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
+    assert row["channels"] == ["inbox"]
+    rt.store.set_preferences("usr_c_1", {"client_new_message:inbox": False}, now)
+    assert rt.send_now("client_new_message", person("usr_c_1"), example=True, now=now, idempotency_key="again") == "skipped"
