@@ -244,7 +244,8 @@ class _Builder:
                 problems.append(Problem.at(_mark(file, key_node), "a key must be a plain string"))
                 continue
             key = key_node.value
-            if not key_node.style and _ambiguous(key):
+            if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (
+                    _YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
                 problems.append(Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it"))
             if key in result:
                 first, _ = _entries(node)[key]
@@ -253,11 +254,6 @@ class _Builder:
                 continue
             result[key] = self.build(value_node, depth + 1)
         return result
-
-
-def _ambiguous(key: str) -> bool:
-    """A plain key YAML 1.1 (or 1.2) would read as a boolean or a null."""
-    return key[:1] in _MAYBE_TYPED_KEY and bool(_YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key))
 
 
 def _too_many_values(text: str, file: str) -> Problem | None:
