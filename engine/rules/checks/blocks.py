@@ -25,7 +25,7 @@ Text = tuple[tuple[str, ...], Any, bool, bool, str]
 Delivery = tuple[tuple[str, ...], Routing, timedelta | None]  # channels, routing, expires_after
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made once per rule, and a frozen dataclass is slow to make
 class Draft:
     """The blocks of a rule that the checks of what it reads of its events need."""
 

@@ -46,7 +46,7 @@ class RuleChecker:
         found: list[Finding] = []
         checked = self.build(rule, found)
         problems = [_problem(rule, f) for f in found]
-        blocked = any(f.severity == "error" and f.blocks for f in found)
+        blocked = bool(found) and any(f.severity == "error" and f.blocks for f in found)
         if blocked or not self.plannable(rule, checked["triggers"]):
             return None, problems
         return Notification(id=rule.id, **checked, **_as_written(rule.raw), mark=rule.mark), problems
