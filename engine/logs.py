@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -86,7 +87,7 @@ class JsonFormatter(logging.Formatter):
 
 def iso_time(created: float) -> str:
     """`2026-03-02T12:00:00.123Z`."""
-    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def formatter(log_format: str) -> logging.Formatter:

@@ -32,7 +32,8 @@ def reencrypt_command() -> None:
 
     rt = runtime(migrate=False)
     if not rt.settings.encryption_keys:
-        raise click.ClickException("ENGINE_ENCRYPTION_KEY is not set: put the new key first (NEW,OLD) and run this again")
+        raise click.ClickException("ENGINE_ENCRYPTION_KEY is not set: put the new key first (NEW,OLD) "
+                                   "and run this again")
     report = reencrypt(rt.store, rt.settings.encryption_keys)
     for table, counts in report.items():
         click.echo(f"{table}: {counts['rewritten']} re-encrypted, {counts['encrypted']} encrypted (were plain), "

@@ -55,7 +55,8 @@ def problems_summary(problems: Sequence[Problem], config_path: str, failed: bool
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors
     verdict = "invalid" if failed else "valid"
-    lines = [f"### `engine validate` {markdown_text(config_path)}: {verdict}, {errors} error(s), {warnings} warning(s)", ""]
+    heading = f"`engine validate` {markdown_text(config_path)}: {verdict}, {errors} error(s), {warnings} warning(s)"
+    lines = [f"### {heading}", ""]
     if not problems:
         return "\n".join(lines)
     lines += ["| severity | where | problem |", "|---|---|---|"]

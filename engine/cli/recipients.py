@@ -29,7 +29,8 @@ def import_command(path: str) -> None:
     from ..core.people import person_problems
 
     people = _read(path)
-    problems = [f"{where}: {at}: {message}" for where, at, person in people for at, message in person_problems(person, at)]
+    problems = [f"{where}: {at}: {message}"
+                for where, at, person in people for at, message in person_problems(person, at)]
     problems += _repeated_ids(people)
     if problems:
         more = f"\n... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""

@@ -22,7 +22,8 @@ TEMPLATES_MAP_SCHEMA_PATH = SCHEMA_PATH.with_name("templates_map.schema.json")
 
 def _generic(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        schema: dict[str, Any] = json.load(fh)
+    return schema
 
 
 def _enum(definition: dict[str, Any], texts: Mapping[str, str]) -> dict[str, Any]:
@@ -35,7 +36,8 @@ def _enum(definition: dict[str, Any], texts: Mapping[str, str]) -> dict[str, Any
 def _template_users(config: Config) -> dict[str, list[str]]:
     users: dict[str, list[str]] = {}
     for notification in config.notifications.values():
-        for key in notification.template.keys():
+        keys = notification.template.keys()
+        for key in keys:
             users.setdefault(key, []).append(notification.id)
     return users
 
@@ -75,7 +77,8 @@ def rules_schema(config: Config) -> dict[str, Any]:
     defs["window_name"] = _enum(defs["window_name"], windows)
     defs["template_key"] = _enum(defs["template_key"], _template_texts(config))
     del schema["$id"]  # not the engine's generic schema: an editor must not take one for the other
-    schema["description"] = f"{schema['description']} Made by `engine schema` from {config.root}: run it again after adding an event, category, window or template key."
+    schema["description"] = (f"{schema['description']} Made by `engine schema` from {config.root}: "
+                             "run it again after adding an event, category, window or template key.")
     return schema
 
 
@@ -85,7 +88,8 @@ def templates_map_schema(config: Config) -> dict[str, Any]:
     entry = schema["additionalProperties"]
     users = _template_users(config)
     schema["properties"] = {
-        key: {**entry, "markdownDescription": f"{entry['markdownDescription']}\n\nUsed by {', '.join(f'`{n}`' for n in ids)}.",
+        key: {**entry,
+              "markdownDescription": f"{entry['markdownDescription']}\n\nUsed by {', '.join(f'`{n}`' for n in ids)}.",
               "description": f"{entry['description']} Used by {', '.join(ids)}."}
         for key, ids in sorted(users.items())
     }
@@ -98,10 +102,13 @@ def templates_map_schema(config: Config) -> dict[str, Any]:
 @config_option
 @click.option("--for", "kind", type=click.Choice(["rules", "templates_map"]), default="rules", show_default=True,
               help="The schema of the rule files (notifications.yaml, rules/*.yaml) or of templates_map/*.yaml.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="The file to write (default: stdout).")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 when --output is not what would be written (for CI).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="The file to write (default: stdout).")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 when --output is not what would be written (for CI).")
 def command(config_path: str | None, kind: str, output: str | None, check: bool) -> None:
-    """Write a JSON Schema for editors that completes this project's events, categories, windows and template keys."""
+    """Write a JSON Schema for editors that completes this project's events, categories, windows and
+    template keys."""
     chosen = settings(config_path)
     config = load(chosen.config_path, environ=chosen.template_overrides)
     schema = rules_schema(config) if kind == "rules" else templates_map_schema(config)
@@ -111,7 +118,8 @@ def command(config_path: str | None, kind: str, output: str | None, check: bool)
             raise click.UsageError("--check needs --output, the file to compare")
         current = Path(output).read_text(encoding="utf-8") if Path(output).is_file() else None
         if current != text:
-            click.echo(f"{output} is out of date: run `engine schema{' --for templates_map' if kind != 'rules' else ''} -o {output}`", err=True)
+            which = " --for templates_map" if kind != "rules" else ""
+            click.echo(f"{output} is out of date: run `engine schema{which} -o {output}`", err=True)
             raise click.exceptions.Exit(1)
         return
     if output is None:

@@ -23,8 +23,8 @@ def command(host: str, port: int, workers: int | None, no_worker: bool, config_p
     """Run the HTTP hook and a delivery worker (embedded SQLite defaults)."""
     from .. import metrics
     from ..health import Readiness, report_fatal_signals
-    from ..http.listening import ListeningServer
     from ..http.app import build_app
+    from ..http.listening import ListeningServer
     from ..http.server import raise_open_file_limit, server_config
     from ..queue import make_huey, start_worker
 
@@ -74,7 +74,8 @@ def announce(rt) -> None:  # type: ignore[no-untyped-def]
     if rt.backend.name == "outbox":
         log.warning("no COURIER_AUTH_TOKEN: sends are recorded in the local outbox (database and log), not delivered")
     if not s.ingest_token and not s.ingest_secret:
-        log.warning("no ENGINE_INGEST_TOKEN or ENGINE_INGEST_SECRET: the hook accepts unauthenticated events from this machine only")
+        log.warning("no ENGINE_INGEST_TOKEN or ENGINE_INGEST_SECRET: the hook accepts unauthenticated events "
+                    "from this machine only")
 
 
 def _safe(url: str) -> str:

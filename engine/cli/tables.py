@@ -9,9 +9,10 @@ one row per line; a tab, line break or backslash inside a value is written as \\
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
@@ -113,7 +114,7 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str) 
     from rich.table import Table
 
     out = Table(title=title, title_justify="left")
-    for column, width in zip(columns, _widths(columns, rows)):
+    for column, width in zip(columns, _widths(columns, rows), strict=True):
         if column.text:
             out.add_column(column.name, overflow="fold", min_width=width)
         else:
@@ -135,7 +136,7 @@ def record_lines(columns: Sequence[Column], row: Sequence[str], width: int) -> l
     from rich.cells import cell_len
 
     lines, current, indent = [row[0]], "", "  "
-    for column, value in zip(columns[1:], row[1:]):
+    for column, value in zip(columns[1:], row[1:], strict=False):
         if not value:
             continue
         pair = f"{column.name}: {value}".replace("\n", " ")

@@ -35,7 +35,8 @@ def one(config: Config, path: Path, env: str) -> tuple[int, str]:
 
 
 def summary(verdicts: list[int]) -> str:
-    counts = [(verdicts.count(PASSED), "passed"), (verdicts.count(FAILED), "failed"), (verdicts.count(MALFORMED), "malformed")]
+    counts = [(verdicts.count(PASSED), "passed"), (verdicts.count(FAILED), "failed"),
+              (verdicts.count(MALFORMED), "malformed")]
     return ", ".join(f"{n} {what}" for n, what in counts if n or what == "passed")
 
 
@@ -51,7 +52,8 @@ def command(paths: tuple[str, ...], config_path: str | None, env: str) -> None:
     config_path = settings(config_path).config_path
     config = load(config_path, environ={})
     if env not in config.templates:
-        raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})", param_hint="--env")
+        raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})",
+                                 param_hint="--env")
     files = scenario_files(paths or [default_folder(config_path)])
     absent = [str(p) for p in files if not p.is_file()]
     if absent or not files:

@@ -6,9 +6,9 @@ passes the counts in. Preferences are read at send time, not only when a send is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
 
 from ..rules.model import Config, Notification
 from .rendering import Delivery

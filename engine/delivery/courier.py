@@ -28,6 +28,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
@@ -36,8 +37,8 @@ import courier
 import httpcore
 import httpx
 
-from ..health import ALARMS, COURIER_CREDENTIALS
 from .. import metrics
+from ..health import ALARMS, COURIER_CREDENTIALS
 from .base import Outcome
 
 log = logging.getLogger("engine.delivery")
@@ -109,7 +110,8 @@ class _Backend(httpcore.NetworkBackend):
         return _Stream(self.inner.connect_tcp(host, port, _left(timeout, httpcore.ConnectTimeout), local_address,
                                               socket_options))
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
         return _Stream(self.inner.connect_unix_socket(path, _left(timeout, httpcore.ConnectTimeout), socket_options))
 
     def sleep(self, seconds: float) -> None:
@@ -135,7 +137,7 @@ class Credentials:
 
     ALARM = COURIER_CREDENTIALS
 
-    def __init__(self, probe_every_s: float = PROBE_EVERY_S, clock: Any = time.monotonic):
+    def __init__(self, probe_every_s: float = PROBE_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.probe_every_s, self.clock = probe_every_s, clock
         self.rejected: str | None = None  # why, while Courier rejects them
         self._next_probe = 0.0
@@ -184,7 +186,8 @@ class CourierBackend:
     def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
         wait = self.credentials.probe()
         if wait is not None:
-            return Outcome("paused", error=f"Courier rejected the credentials ({self.credentials.rejected})", retry_after=wait)
+            return Outcome("paused", error=f"Courier rejected the credentials ({self.credentials.rejected})",
+                           retry_after=wait)
         outcome = self._send(message, idempotency_key)
         if outcome.status == "paused":
             self.credentials.reject(outcome.error or "rejected")
