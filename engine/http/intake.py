@@ -6,9 +6,9 @@ in one transaction, each request in a savepoint of its own (`Runtime.ingest_many
 every request of the group with one wake-up of its event loop. A request's answer still waits
 for its own commit, and a request whose deciding or writing fails fails alone.
 
-Before, each request went to a thread of the pool, and dozens of threads took turns at the
-store's write lock and at the interpreter lock; one thread doing the same work in groups costs
-about a third less CPU a request (`bench/ingest.py`).
+One thread, not one pool thread a request: dozens of threads would take turns at the store's
+write lock and at the interpreter lock, and one transaction for a group writes far less often
+than one for each request (`bench/ingest.py` measures it).
 """
 
 from __future__ import annotations
