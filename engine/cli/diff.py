@@ -14,7 +14,8 @@ from .common import ProgressBar
 @click.command("diff")
 @click.argument("base")
 @click.argument("head")
-@click.option("--config", "config_name", default="notifications.yaml", show_default=True, help="The root file, relative to each version.")
+@click.option("--config", "config_name", default="notifications.yaml", show_default=True,
+              help="The root file, relative to each version.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
 @click.option("--env", default="production", show_default=True, help="Which templates_map/ to render with.")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when anything changes (for CI).")

@@ -24,7 +24,8 @@ def load_preferences(path: str | None) -> dict[str, dict[str, bool]]:
     if problems:
         raise click.ClickException("; ".join(f"{p.file}:{p.line}:{p.col}: {p.message}" for p in problems))
     if not isinstance(doc.data, dict):
-        raise click.ClickException(f"{path}: preferences must map recipient ids to {{notification, category or notification:channel: true/false}}")
+        raise click.ClickException(f"{path}: preferences must map recipient ids to "
+                                   "{notification, category or notification:channel: true/false}")
     return {str(k): {str(n): bool(v) for n, v in (v or {}).items()} for k, v in doc.data.items()}
 
 
@@ -46,15 +47,18 @@ def print_table(result: Result, tz: str | None) -> None:
 @click.command("preview")
 @click.option("--events", "events_path", required=True, help="Events as JSON Lines; - reads standard input.")
 @config_option
-@click.option("--until", type=Instant(), default=None, help="Stop the clock here (RFC 3339); default: until nothing is pending.")
+@click.option("--until", type=Instant(), default=None,
+              help="Stop the clock here (RFC 3339); default: until nothing is pending.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table", show_default=True,
               help="html writes one self-contained timeline page (see --output).")
-@click.option("--output", "-o", "output", default=None, help="With --format html: the file to write (default preview.html; - for stdout).")
+@click.option("--output", "-o", "output", default=None,
+              help="With --format html: the file to write (default preview.html; - for stdout).")
 @tz_option
 @click.option("--env", "env", default=None, help="Which templates_map/ to use (default $ENGINE_ENV or production).")
-@click.option("--preferences", "prefs_path", default=None, help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
-def command(events_path: str, config_path: str | None, until: datetime | None, fmt: str, output: str | None, tz: str | None,
-            env: str | None, prefs_path: str | None) -> None:
+@click.option("--preferences", "prefs_path", default=None,
+              help="YAML/JSON: recipient id -> {notification|category|notification:channel: false}.")
+def command(events_path: str, config_path: str | None, until: datetime | None, fmt: str, output: str | None,
+            tz: str | None, env: str | None, prefs_path: str | None) -> None:
     """Dry-run events through the rules and print every send with its fate."""
     chosen = settings(config_path, env)
     config = load(chosen.config_path)
@@ -72,8 +76,8 @@ def command(events_path: str, config_path: str | None, until: datetime | None, f
         raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})",
                                 param_hint="--env" if env_option else "ENGINE_ENV")
     with ProgressBar(f"previewing {len(raw)} events") as progress:
-        result = run(config, raw, until, Renderer(env=env, environ=chosen.template_overrides), load_preferences(prefs_path),
-                     progress)
+        renderer = Renderer(env=env, environ=chosen.template_overrides)
+        result = run(config, raw, until, renderer, load_preferences(prefs_path), progress)
     rejected = unreadable + result.rejected
     if rejected:
         for bad in sorted(rejected, key=lambda r: r.line):

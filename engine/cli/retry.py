@@ -19,14 +19,16 @@ def _line(row: dict[str, Any]) -> str:
 
 @click.command("retry")
 @click.option("--notification", "names", multiple=True, help="Only this notification (repeatable).")
-@click.option("--since", type=Instant(ago=True), default=None, help="Failed or paused since: a duration back from now (1d) or a time.")
-@click.option("--until", type=Instant(ago=True), default=None, help="Failed or paused until: a duration back from now or a time.")
+@click.option("--since", type=Instant(ago=True), default=None,
+              help="Failed or paused since: a duration back from now (1d) or a time.")
+@click.option("--until", type=Instant(ago=True), default=None,
+              help="Failed or paused until: a duration back from now or a time.")
 @click.option("--id", "ids", multiple=True, type=click.IntRange(min=1), help="Only this row id (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Every failed or paused notification.")
 @click.option("--dry-run", is_flag=True, help="List what would be retried; change nothing.")
 @config_option
-def command(names: tuple[str, ...], since: datetime | None, until: datetime | None, ids: tuple[int, ...], everything: bool,
-            dry_run: bool, config_path: str | None) -> None:
+def command(names: tuple[str, ...], since: datetime | None, until: datetime | None, ids: tuple[int, ...],
+            everything: bool, dry_run: bool, config_path: str | None) -> None:
     """Send failed notifications (and those paused because Courier refused the credentials) again:
     once each, as the same send, with its original idempotency key."""
     from ..store.retries import Selection, retryable
@@ -37,7 +39,8 @@ def command(names: tuple[str, ...], since: datetime | None, until: datetime | No
     rt = runtime(config_path, migrate=False)
     unknown = sorted(set(names) - set(rt.config.notifications))
     if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)}: not a notification of the rules in force", param_hint="--notification")
+        raise click.BadParameter(f"{', '.join(unknown)}: not a notification of the rules in force",
+                                 param_hint="--notification")
     rows = retryable(rt.store, selection)
     for missing in sorted(set(ids) - {r["id"] for r in rows}):
         click.echo(f"#{missing}: not retried: {rt.store.status(missing)} (only failed or paused sends are)", err=True)
@@ -62,10 +65,8 @@ def _deliver(rt: Any, row_ids: list[int]) -> Counter[str]:
             click.echo(f"#{row_id}: {state}", err=True)
             done[state] += 1
             continue
-        if not rt.store.queue_due(utcnow(), ids=[row_id]):
-            result = "handed to a running engine"
-        else:
-            result = rt.deliver(row_id)
+        queued = not rt.store.queue_due(utcnow(), ids=[row_id])
+        result = "handed to a running engine" if queued else rt.deliver(row_id)
         click.echo(f"#{row_id}: {result}")
         done[result] += 1
     return done

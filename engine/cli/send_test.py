@@ -15,9 +15,11 @@ from .common import config_option, runtime
 @click.option("--type", "notification", required=True, help="The notification id, e.g. client_welcome.")
 @click.option("--user-id", default=None, help="A known recipient (from events or `engine recipients import`).")
 @click.option("--to", "email", default=None, help="An email address to send to.")
-@click.option("--data", "data_path", default=None, type=click.Path(exists=True, dir_okay=False), help="JSON event data instead of the example's.")
+@click.option("--data", "data_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSON event data instead of the example's.")
 @config_option
-def command(notification: str, user_id: str | None, email: str | None, data_path: str | None, config_path: str | None) -> None:
+def command(notification: str, user_id: str | None, email: str | None, data_path: str | None,
+            config_path: str | None) -> None:
     """Send one notification now to a user or an address."""
     if bool(user_id) == bool(email):
         raise click.UsageError("give exactly one of --user-id or --to")

@@ -41,4 +41,5 @@ def command(within: Span, fmt: str | None, tz: str | None, config_path: str | No
             f"{r['digest_items']} item(s) so far" if r["digest_items"] is not None else "")
         table.append([local_time(r["send_at"], tz), r["notification"], r["recipient_id"], r["template"] or "-",
                       r["status"], note])
-    print_rows(COLUMNS, table, fmt, f"Sends due within {within.text}" + (f" (times in {tz})" if tz else " (times in UTC)"))
+    zone = f" (times in {tz})" if tz else " (times in UTC)"
+    print_rows(COLUMNS, table, fmt, f"Sends due within {within.text}{zone}")
