@@ -14,9 +14,10 @@ import os
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .core.decide import Renderer
 from .preview import Progress, run
@@ -57,7 +58,8 @@ def materialize(ref: str, repo: str = ".") -> tuple[str, tempfile.TemporaryDirec
     if os.path.isdir(ref):
         return ref, None
     try:
-        archive = subprocess.run(["git", "-C", repo, "archive", "--format=tar", ref], check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", "-C", repo, "archive", "--format=tar", ref], check=True,
+                                 capture_output=True).stdout
     except FileNotFoundError:
         raise RefError(f"{ref!r} is not a directory, and git is not installed to read it as a git ref") from None
     except subprocess.CalledProcessError as exc:
@@ -66,7 +68,8 @@ def materialize(ref: str, repo: str = ".") -> tuple[str, tempfile.TemporaryDirec
     tmp = tempfile.TemporaryDirectory(prefix="engine-diff-")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tmp.name, filter="data")
-    prefix = subprocess.run(["git", "-C", repo, "rev-parse", "--show-prefix"], capture_output=True, text=True).stdout.strip()
+    shown = subprocess.run(["git", "-C", repo, "rev-parse", "--show-prefix"], capture_output=True, text=True)
+    prefix = shown.stdout.strip()
     return os.path.join(tmp.name, prefix), tmp
 
 
@@ -77,21 +80,24 @@ def event_sets(root: str, configs: Iterable[Config]) -> list[EventSet]:
         for rule in config.notifications.values():
             if rule.example:
                 e = rule.example
-                examples.setdefault(e.id, {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "data": dict(e.data)})
+                examples.setdefault(e.id, {"id": e.id, "type": e.type, "occurred_at": e.occurred_at,
+                                           "data": dict(e.data)})
     if examples:
         sets.append(EventSet("examples of the rules", list(enumerate(examples.values(), 1))))
     jsonl = Path(root, "examples.jsonl")
     if jsonl.exists():
         lines = jsonl.read_text(encoding="utf-8").splitlines()
-        sets.append(EventSet("examples.jsonl", [(i, json.loads(line)) for i, line in enumerate(lines, 1) if line.strip()]))
+        events = [(i, json.loads(line)) for i, line in enumerate(lines, 1) if line.strip()]
+        sets.append(EventSet("examples.jsonl", events))
     for path in sorted(Path(root, "tests", "scenarios").glob("*.yaml")):
         doc, problems = load_file(str(path))
         if problems or not isinstance(doc.data, dict):
             continue
         until = doc.data.get("until")
+        preferences = {str(k): {str(n): bool(v) for n, v in (v or {}).items()}
+                       for k, v in (doc.data.get("preferences") or {}).items()}
         sets.append(EventSet(f"scenario {path.stem}", list(enumerate(doc.data.get("events") or [], 1)),
-                             parse_instant(until) if until else None,
-                             {str(k): {str(n): bool(v) for n, v in (v or {}).items()} for k, v in (doc.data.get("preferences") or {}).items()}))
+                             parse_instant(until) if until else None, preferences))
     return sets
 
 
