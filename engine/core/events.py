@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from ..rules import expressions
-from ..rules.event_schema import errors as schema_errors, json_path, validator
+from ..rules.event_schema import errors as schema_errors
+from ..rules.event_schema import json_path, validator
 from ..rules.model import Config, Notification
 from ..rules.timeparse import parse_instant
 
@@ -105,7 +107,8 @@ def type_limits(config: Config, event_type: str) -> TypeLimits:
 
 def _limits_of(config: Config, event_type: str) -> TypeLimits:
     # A rescheduled rule is planned anew from the event, as a triggered one is.
-    planned = list({rule.id: rule for rule in config.by_trigger(event_type) + config.by_reschedule(event_type)}.values())
+    rules = config.by_trigger(event_type) + config.by_reschedule(event_type)
+    planned = list({rule.id: rule for rule in rules}.values())
     found: dict[tuple[str, ...], IdField] = {}
 
     def add(path: str, limit: int | None, what: str) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ..rules import expressions
 from ..rules.budget import budget
@@ -29,7 +30,8 @@ class Rendered:
     variant: str | None = None
 
 
-def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
+def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any],
+                    channels: tuple[str, ...]) -> dict[str, Any]:
     """The body of Courier's POST /send for one recipient."""
     to: dict[str, Any] = {"user_id": str(recipient.get("id", ""))}
     if recipient.get("email"):
@@ -81,7 +83,8 @@ class Delivery:
     def metadata(self) -> dict[str, Any]:
         """Courier's `metadata`, which its logs and webhooks echo: the notification as `event`, tags
         (notification, category, variant) to filter by, and the send's idempotency key as `trace_id`."""
-        named = (self.notification, self.category and f"category:{self.category}", self.variant and f"variant:{self.variant}")
+        named = (self.notification, self.category and f"category:{self.category}",
+                 self.variant and f"variant:{self.variant}")
         found: dict[str, Any] = {"tags": [tag(t) for t in named if t][:MAX_TAGS]}
         if self.notification:
             found["event"] = self.notification
@@ -94,7 +97,7 @@ class Delivery:
         if self.expires_at is None:
             return None
         left = max(1, int((self.expires_at - now).total_seconds() * 1000))
-        return {"expires_at": format_instant(self.expires_at.astimezone(timezone.utc)), "expires_in": left}
+        return {"expires_at": format_instant(self.expires_at.astimezone(UTC)), "expires_in": left}
 
 
 def readdressed(message: Mapping[str, Any], delivery: Delivery, now: datetime) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..core.events import Event, EventRejected
-from ..metrics import INGEST_SECONDS, events as counted_events
+from ..metrics import INGEST_SECONDS
+from ..metrics import events as counted_events
 from ..runtime import Runtime
 from ..store.repository import IngestResult
 from . import formats

@@ -10,7 +10,8 @@ import logging
 import os
 import re
 import time
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from ..logs import request_id
 
