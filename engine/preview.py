@@ -188,7 +188,7 @@ def _delivered(row: Row, config: Config) -> Row:
     rule = config.notifications.get(row.send.notification)
     if rule is None:
         return row
-    return replace(row, routing=rule.routing, expires_at=policy.deadline(rule, row.send.send_at))
+    return replace(row, routing=rule.routing, expires_at=policy.deadline(rule, row.send.due))
 
 
 def _row(r: Mapping[str, Any], people: Mapping[str, Mapping[str, Any]]) -> Row:
@@ -196,7 +196,7 @@ def _row(r: Mapping[str, Any], people: Mapping[str, Mapping[str, Any]]) -> Row:
     recipient = people.get(r["recipient_id"]) or {"id": r["recipient_id"]}
     send = Send(r["notification"], recipient, r["event_id"] or "", r["send_at"], "scheduled", r["reason"],
                 tuple(r["channels"]), r["category"], r["key"], r["template_key"], r["template"],
-                message.get("data", {}), r["idempotency_key"], None, r["variant"])
+                message.get("data", {}), r["idempotency_key"], None, r["variant"], due_at=r["due_at"])
     return Row(send, r["status"], r["reason"], r["id"])
 
 

@@ -54,6 +54,13 @@ class Send:
     # Planned by a reschedule: the store drops it when the key's sends were cancelled by a
     # cancel_on event (a cancelled booking that is then moved does not come back to life).
     replan: bool = False
+    # When it is really due: earlier than `send_at` for an event that came after its send's time
+    # and is sent at once (`if_past: send_now`). Its `expires_after` counts from here. None: `send_at`.
+    due_at: datetime | None = None
+
+    @property
+    def due(self) -> datetime:
+        return self.due_at or self.send_at
 
     @property
     def recipient_id(self) -> str:
@@ -135,10 +142,11 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
                            event.data, rule.channels, rule.category)]
     ctx = context(config, rule, event, recipient)
     when = send_time(rule.schedule, event, tz, now) if at is None else When(at.astimezone(timezone.utc))
-    if rule.expires_after is not None and not when.skip:
-        due = when.at if at is not None else send_time(replace(rule.schedule, if_past="skip"), event, tz, now).at
-        if expired(rule, due, now):  # due so long ago that sending it now would be too late
-            when = When(due, "expired")
+    due = when.at
+    if at is None and not when.skip and when.at == now:  # perhaps pulled to now from a time already past
+        due = send_time(replace(rule.schedule, if_past="skip"), event, tz, now).at
+    if not when.skip and expired(rule, due, now):  # due so long ago that sending it now would be too late
+        when = When(due, "expired")
     key = str(read_path(event.data, rule.key)) if rule.key else None
     try:
         rendered = render(config, rule, ctx, recipient, renderer.env, renderer.environ, renderer.unsubscribe)
@@ -161,6 +169,7 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
         data=rendered.data,
         idempotency_key=rendered.idempotency_key,
         throttle_key=throttle_key,
+        due_at=due,
     )]
 
 

@@ -37,7 +37,7 @@ def send_row(sql: Statements, codec: Codec, s: Send, at: Any) -> tuple[Any, ...]
     message = courier_message(s.recipient, s.template, s.data, s.channels) if s.template else None
     return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
             s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
-            codec.dumps(message) if message else None, sql.time(s.send_at), sql.time(s.send_at), s.status, s.reason, 0,
+            codec.dumps(message) if message else None, sql.time(s.send_at), sql.time(s.due), s.status, s.reason, 0,
             at, at)
 
 

@@ -70,7 +70,7 @@ class Reads(Transactions):
         run recorded, read in one pass (`notifications` pages through rows for people)."""
         sql, loads = self.sql, self.codec.loads
         names = ("id", "notification", "recipient_id", "event_id", "key", "category", "channels", "template_key",
-                 "template", "variant", "idempotency_key", "send_at", "status", "reason", "message")
+                 "template", "variant", "idempotency_key", "send_at", "status", "reason", "message", "due_at")
 
         def op(cur: Any) -> list[dict[str, Any]]:
             cur.execute(sql.all_rows)
@@ -79,6 +79,7 @@ class Reads(Transactions):
                 found = dict(zip(names, row, strict=True))
                 found["channels"] = sql.read_channels(found["channels"])
                 found["send_at"] = sql.read_time(found["send_at"])
+                found["due_at"] = sql.read_time(found["due_at"])
                 found["message"] = loads(found["message"]) if found["message"] else None
                 out.append(found)
             return out

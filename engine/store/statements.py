@@ -114,7 +114,8 @@ class Statements:
     end_spent_claims = Sql("UPDATE notifications SET status = 'failed', reason = ?, updated_at = ? "
                            "WHERE status = 'sending' AND claimed_at < ? AND attempts >= ? RETURNING id")
     all_rows = Sql("SELECT id, notification, recipient_id, event_id, key, category, channels, template_key, template, "
-                   "variant, idempotency_key, send_at, status, reason, payload FROM notifications ORDER BY id")
+                   "variant, idempotency_key, send_at, status, reason, payload, COALESCE(due_at, send_at) "
+                   "FROM notifications ORDER BY id")
     next_send = Sql("SELECT min(send_at) FROM notifications WHERE status = 'scheduled'")
     next_digest = Sql("SELECT min(send_at) FROM digests WHERE status = 'collecting'")
     due_digests = Sql("SELECT bucket, notification, recipient_id, recipient, period_start, period_end, send_at "
