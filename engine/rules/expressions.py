@@ -15,18 +15,18 @@ import copy
 import functools
 import re
 import string
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import chain, islice
-from typing import Any, Iterable
+from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2 import sandbox as sandbox_module
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.nativetypes import NativeCodeGenerator, NativeTemplate
 from jinja2.parser import Parser
-from jinja2 import sandbox as sandbox_module
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -36,7 +36,6 @@ from .guards import MAX_RESULT
 from .timeparse import parse_instant, zone
 
 MAX_SOURCE = 2_000
-MAX_POWER = 1_000_000
 # Filters the sandbox adds where a rule's expression has a loop or a `~`; a rule cannot write
 # these names (a filter name has no space).
 _LOOP_FILTER = "rule loop"
@@ -46,7 +45,8 @@ _CONCAT_FILTER = "rule concat"
 _ALLOWED_STATEMENTS = (nodes.Template, nodes.Output, nodes.If, nodes.For)
 # The keyword a rule author wrote, for the node types whose names differ from it.
 _STATEMENT_NAMES = {"Assign": "set", "AssignBlock": "set", "CallBlock": "call", "FromImport": "import",
-                    "FilterBlock": "filter", "ExprStmt": "do", "Scope": "with", "ScopedEvalContextModifier": "autoescape"}
+                    "FilterBlock": "filter", "ExprStmt": "do", "Scope": "with",
+                    "ScopedEvalContextModifier": "autoescape"}
 
 
 class ExpressionError(Exception):
@@ -112,13 +112,13 @@ class RuleTemplate(NativeTemplate):
         # than half the cost of rendering a short expression); the sandbox's globals are set once.
         if shared or locals:
             return super().new_context(vars, shared, locals)
-        return self.environment.context_class(self.environment, {**self._globals, **(vars or {})}, self.name, self.blocks,
-                                              globals=self._globals)
+        return self.environment.context_class(self.environment, {**self._globals, **(vars or {})}, self.name,
+                                              self.blocks, globals=self._globals)
 
     def render(self, *args: Any, **kwargs: Any) -> Any:
         ctx = self.new_context(dict(*args, **kwargs))
         try:
-            return self.environment.concat(self.root_render_func(ctx))  # type: ignore[attr-defined]
+            return self.environment.concat(self.root_render_func(ctx))
         except Exception:
             return self.environment.handle_exception()
 
@@ -128,7 +128,7 @@ class RuleSandbox(ImmutableSandboxedEnvironment):
 
     code_generator_class = NativeCodeGenerator
     template_class = RuleTemplate
-    concat = staticmethod(_concat)  # type: ignore[assignment]
+    concat = staticmethod(_concat)
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -149,7 +149,7 @@ class RuleSandbox(ImmutableSandboxedEnvironment):
 
 def _local_time(value: Any, tz: str | None = None, fmt: str = "%A %d %B %Y, %H:%M") -> str:
     instant = value if isinstance(value, datetime) else parse_instant(str(value))
-    return instant.astimezone(zone(tz) if tz else timezone.utc).strftime(fmt)
+    return instant.astimezone(zone(tz) if tz else UTC).strftime(fmt)
 
 
 _EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
@@ -168,7 +168,7 @@ def _money(amount: Any, currency: str = "USD") -> str:
 
 def _iso(value: Any) -> str:
     instant = value if isinstance(value, datetime) else parse_instant(str(value))
-    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @functools.lru_cache(maxsize=1)
@@ -228,7 +228,8 @@ def _audit(tree: nodes.Node) -> None:
             name = _STATEMENT_NAMES.get(type(node).__name__, type(node).__name__.lower())
             raise ExpressionError(f"the statement '{name}' is not allowed in rule expressions")
         if isinstance(node, nodes.For) and node.recursive:
-            raise ExpressionError("a recursive loop is not allowed in rule expressions")  # it turns outside the budget's count
+            # a recursive loop turns outside the budget's count
+            raise ExpressionError("a recursive loop is not allowed in rule expressions")
     for node in _find(tree, (nodes.Getattr, nodes.Name)):
         name = node.attr if isinstance(node, nodes.Getattr) else node.name
         if name.startswith("_"):
@@ -430,7 +431,8 @@ def _lookups(source: str) -> tuple[str | tuple[str, ...], ...] | None:
     return tuple(parts)
 
 
-_JINJA_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop", "caller", "varargs", "kwargs"})
+_JINJA_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "self", "loop", "caller", "varargs",
+                          "kwargs"})
 
 
 def _lookup(context: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -620,8 +622,11 @@ class _Guards:
         if isinstance(node, (nodes.CondExpr, nodes.If)):
             self.visit(node.test, proven)
             yes, no = _proofs(node.test)
-            branches = (node.expr1, node.expr2) if isinstance(node, nodes.CondExpr) else (node.body, [*node.elif_, *node.else_])
-            for branch, more in zip(branches, (yes, no)):
+            if isinstance(node, nodes.CondExpr):
+                branches: tuple[Any, Any] = (node.expr1, node.expr2)
+            else:
+                branches = (node.body, [*node.elif_, *node.else_])
+            for branch, more in zip(branches, (yes, no), strict=True):
                 for child in (branch if isinstance(branch, list) else [branch] if branch is not None else []):
                     self.visit(child, proven | more)
             return
