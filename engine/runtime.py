@@ -9,26 +9,28 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
+from . import metrics
+from .clock import utcnow
 from .core import policy
 from .core.decide import Renderer, Send, decide, digest_send, plan
-from .core.rendering import Delivery, readdressed
 from .core.events import MAX_ID, Event, EventRejected, parse_event
+from .core.rendering import Delivery
 from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
+from .delivery.message import going_out
+from .logs import ids
 from .rules.loader import load
 from .rules.model import Config
 from .settings import Settings, SettingsError
-from .clock import utcnow
 from .signing import make_unsubscribe_token
 from .store.codec import Codec
 from .store.db import connect, is_current, upgrade
 from .store.repository import Claimed, IngestResult, Store
-from . import metrics
-from .logs import ids
 
 log = logging.getLogger("engine")
 
@@ -56,7 +58,10 @@ def with_person(data: Mapping[str, Any], path: str, person: Mapping[str, Any]) -
     return out
 
 
-def _logged(result: IngestResult | Exception) -> Any:
+_Result = TypeVar("_Result", bound=IngestResult | Exception)
+
+
+def _logged(result: _Result) -> _Result:
     if not isinstance(result, Exception):
         log.debug("ingested %d event(s), %d duplicate(s), %d send(s) scheduled, %d cancelled",
                   len(result.accepted), len(result.duplicates), result.scheduled, result.cancelled)
@@ -97,7 +102,7 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, environ: Mapping[str, str] | None = None, *, migrate: bool = True,
-               backend: Backend | None = None) -> "Runtime":
+               backend: Backend | None = None) -> Runtime:
         config = load(settings.config_path, environ)
         if settings.env not in config.templates:
             raise SettingsError(f"ENGINE_ENV={settings.env!r}: there is no templates_map/{settings.env}.yaml")
@@ -197,43 +202,49 @@ class Runtime:
         # The store gives instants back in UTC; the core made the period in the recipient's zone, and
         # renders (and keys) the digest from it: hand it the same local times.
         tz = recipient_zone(digest["recipient"], self.config.timezone)
-        return digest_send(self.config, rule, digest["recipient"], digest["items"], digest["period_start"].astimezone(tz),
-                           digest["period_end"].astimezone(tz), digest["send_at"], self.renderer(now))
+        start, end = digest["period_start"].astimezone(tz), digest["period_end"].astimezone(tz)
+        return digest_send(self.config, rule, digest["recipient"], digest["items"], start, end, digest["send_at"],
+                           self.renderer(now))
 
     # -- delivery -------------------------------------------------------------------------------
     def deliver(self, notification_id: int, now: datetime | None = None) -> str:
         """Claim one queued send and deliver it; returns the row's new status (or 'not claimed')."""
-        clock = (lambda: now) if now is not None else utcnow
+        def clock() -> datetime:
+            return now if now is not None else utcnow()
+
         start = clock()
-        claimed, verdict = self.store.claim_checked(notification_id, start, lambda c, counts: self._check(c, counts, start))
+        claimed, verdict = self.store.claim_checked(notification_id, start,
+                                                    lambda c, counts: self._check(c, counts, start))
         if claimed is None:
             return "not claimed"
         if verdict.skip:
             return _reported(claimed, "skipped", start, self.backend.name, why=verdict.skip)
         try:
-            message = readdressed(claimed.message, verdict.delivery or Delivery(verdict.channels, verdict.template), start)
+            delivery = verdict.delivery or Delivery(verdict.channels, verdict.template)
+            message = going_out(claimed.message, delivery, start)
             outcome = self.backend.send(message, claimed.idempotency_key)
         except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
             log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)
             outcome = Outcome("retry", error=f"unexpected {type(exc).__name__}")
         done = clock()
         if outcome.status == "paused":  # Courier refused the credentials, not this send: not an attempt
-            retry_at = done + timedelta(seconds=outcome.retry_after or backoff(1))
+            resume_at = done + timedelta(seconds=outcome.retry_after or backoff(1))
             metrics.send_paused(claimed.notification)
-            return self.store.pause(claimed, done, retry_at, outcome.error or "credentials rejected") or "not claimed"
+            return self.store.pause(claimed, done, resume_at, outcome.error or "credentials rejected") or "not claimed"
+        retry_at: datetime | None = None
         if outcome.status == "sent":
-            status, kwargs = "sent", {"request_id": outcome.request_id}
+            recorded = self.store.finish(claimed, "sent", done, request_id=outcome.request_id)
         elif outcome.status == "retry" and claimed.attempts < self.settings.max_attempts:
             retry_at = done + timedelta(seconds=backoff(claimed.attempts, outcome.retry_after))
-            status, kwargs = "scheduled", {"reason": "retry", "error": outcome.error, "retry_at": retry_at}
+            recorded = self.store.finish(claimed, "scheduled", done, reason="retry", error=outcome.error,
+                                         retry_at=retry_at)
         else:
-            status, kwargs = "failed", {"reason": outcome.error, "error": outcome.error}
-        recorded = self.store.finish(claimed, status, done, **kwargs)
+            recorded = self.store.finish(claimed, "failed", done, reason=outcome.error, error=outcome.error)
         if recorded is None:
             return "not claimed"  # another worker took the row over (this claim went stale)
         why = outcome.error if recorded != "cancelled" else "cancelled while it was being sent"
         return _reported(claimed, recorded, done, self.backend.name, template=verdict.template, outcome=outcome,
-                         why=why, retry_at=kwargs.get("retry_at"))  # type: ignore[arg-type]
+                         why=why, retry_at=retry_at)
 
     def _in_force(self, notification: str, template_key: str | None) -> tuple[str | None, str | None]:
         """(the Courier template id a send of `notification` goes out with under the rules in force,
@@ -277,7 +288,8 @@ class Runtime:
         a send falls due, so they are not anticipated here."""
         now = now or utcnow()
         out = []
-        for row in self.store.notifications(status=["scheduled", "queued"], until=until, limit=limit, with_payload=True):
+        rows = self.store.notifications(status=["scheduled", "queued"], until=until, limit=limit, with_payload=True)
+        for row in rows:
             template, ended = self._in_force(row["notification"], row["template_key"])
             out.append({**row, "template": template or row["template"], "digest_items": None, "will_skip": ended,
                         "data": (row["message"] or {}).get("message", {}).get("data")})
@@ -285,7 +297,8 @@ class Runtime:
             send = self.digest_send(digest, now)
             out.append({"id": None, "notification": digest["notification"], "recipient_id": digest["recipient_id"],
                         "channels": list(send.channels) if send else [], "template": send.template if send else None,
-                        "send_at": digest["send_at"], "status": "collecting", "idempotency_key": send.idempotency_key if send else None,
+                        "send_at": digest["send_at"], "status": "collecting",
+                        "idempotency_key": send.idempotency_key if send else None,
                         "digest_items": len(digest["items"]), "will_skip": None if send else "removed",
                         "data": dict(send.data) if send else None})
         return sorted(out, key=lambda r: (r["send_at"], r["notification"], r["recipient_id"]))
@@ -324,7 +337,7 @@ class Runtime:
             data = rule.example.data
         person = self._person(recipient)
         payload = with_person(data, rule.audience, person)
-        at = at.astimezone(timezone.utc)
+        at = at.astimezone(UTC)
         event_id = f"direct:{notification}:{person['id']}:{at.isoformat()}"
         if len(event_id) > MAX_ID:
             event_id = "direct:" + hashlib.sha256(event_id.encode()).hexdigest()
