@@ -9,9 +9,10 @@ this very function.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Literal, Mapping, Union
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from ..rules import expressions
 from ..rules.model import Config, Notification, Totals
@@ -90,7 +91,7 @@ class DigestItem:
         return str(self.recipient.get("id", ""))
 
 
-Decision = Union[Cancel, Send, DigestItem]
+Decision = Cancel | Send | DigestItem
 CANCELLED_BY = "cancelled by "  # the reason prefix of a cancel_on cancel (a reschedule says "rescheduled by")
 
 
@@ -115,7 +116,8 @@ def decide(config: Config, event: Event, now: datetime, renderer: Renderer = Ren
     for rule in triggered(config, event):
         decisions.extend(plan(config, rule, event, now, renderer))
     for rule in replans:
-        decisions.extend(replace(d, replan=True) if isinstance(d, Send) else d for d in plan(config, rule, event, now, renderer))
+        planned = plan(config, rule, event, now, renderer)
+        decisions.extend(replace(d, replan=True) if isinstance(d, Send) else d for d in planned)
     return decisions
 
 
@@ -141,7 +143,7 @@ def plan(config: Config, rule: Notification, event: Event, now: datetime, render
         return [DigestItem(rule.id, recipient, event.id, bucket, period.start, period.end, period.send_at,
                            event.data, rule.channels, rule.category)]
     ctx = context(config, rule, event, recipient)
-    when = send_time(rule.schedule, event, tz, now) if at is None else When(at.astimezone(timezone.utc))
+    when = send_time(rule.schedule, event, tz, now) if at is None else When(at.astimezone(UTC))
     due = when.at
     if at is None and not when.skip and when.at == now:  # perhaps pulled to now from a time already past
         due = send_time(replace(rule.schedule, if_past="skip"), event, tz, now).at
@@ -189,7 +191,7 @@ def batch_opening(rule: Notification, opened: datetime, tz: Any) -> tuple[dateti
     """(the end of a batch opened at `opened`, its send time): the window after its first event,
     then the rule's send window (quiet hours) if that time falls outside it."""
     assert rule.batch is not None
-    end = (opened + rule.batch.window).astimezone(timezone.utc)
+    end = (opened + rule.batch.window).astimezone(UTC)
     window = rule.schedule.window
     return end, next_opening(end, window, tz) if window and not in_window(end, window, tz) else end
 
@@ -201,7 +203,7 @@ def _batch_item(config: Config, rule: Notification, event: Event, recipient: Map
     except expressions.ExpressionError as exc:
         return _failed(config, rule, event, event.occurred_at, recipient, f"render failed: batch.key: {exc}")
     prefix = batch_prefix(rule, str(recipient.get("id", "")), key)
-    opened = event.occurred_at.astimezone(timezone.utc)
+    opened = event.occurred_at.astimezone(UTC)
     end, send_at = batch_opening(rule, opened, tz)
     return DigestItem(rule.id, recipient, event.id, f"{prefix}{opened.isoformat()}", opened, end, send_at,
                       event.data, rule.channels, rule.category, batch=prefix)
@@ -214,7 +216,7 @@ def batch_send(config: Config, rule: Notification, recipient: Mapping[str, Any],
     assert rule.batch is not None
     latest: Mapping[str, Any] = items[-1] if items else {}
     kept = list(items[-rule.batch.max_items:] if rule.batch.max_items else items)
-    opened = period_start.astimezone(timezone.utc).isoformat()
+    opened = period_start.astimezone(UTC).isoformat()
     event = {"id": f"batch:{opened}", "type": rule.triggers[0], "occurred_at": opened}
     ctx: dict[str, Any] = {"items": kept, "count": len(items), "event": event, "recipient": dict(recipient),
                            "notification": rule.id, "app": {"name": config.app.name, "frontend_url":
@@ -248,7 +250,8 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
         "recipient": dict(recipient),
         "notification": rule.id,
         "event": {"id": key, "type": rule.triggers[0], "occurred_at": period_end.isoformat()},
-        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url, "support_email": config.app.support_email},
+        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url,
+                "support_email": config.app.support_email},
     }
     try:
         if rule.digest is not None and rule.digest.totals is not None:

@@ -6,8 +6,9 @@ manager can act on."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from . import expressions
 from .model import Batch, Routing, Totals
@@ -38,7 +39,8 @@ def hint(word: Any, allowed: Iterable[Any]) -> str:
     return ""
 
 
-def read(raw: Mapping[str, Any], channels: tuple[str, ...], duration: Duration, err: Report) -> tuple[Routing, timedelta | None]:
+def read(raw: Mapping[str, Any], channels: tuple[str, ...], duration: Duration,
+         err: Report) -> tuple[Routing, timedelta | None]:
     """A rule's `routing` and `expires_after`, checked against its channels."""
     routing: Routing = "all" if raw.get("routing") == "all" else "single"
     if routing == "all" and len(channels) < 2:

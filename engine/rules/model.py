@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from .problems import Mark
 from .timeparse import MAX_DURATION
