@@ -21,6 +21,7 @@ from .core import policy
 from .core.decide import Renderer, Send
 from .core.events import Event, EventRejected, parse_event
 from .delivery.base import Outcome
+from .delivery.message import Message
 from .rules.model import Config
 from .rules.timeparse import format_instant
 from .runtime import Runtime
@@ -88,7 +89,7 @@ class RecordingBackend:
 
     name = "preview"
 
-    def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+    def send(self, message: Message, idempotency_key: str) -> Outcome:
         return Outcome("sent", request_id=f"preview:{idempotency_key}"[:200])
 
 

@@ -19,9 +19,10 @@ from .clock import utcnow
 from .core import policy
 from .core.decide import Renderer, Send, decide, digest_send, plan
 from .core.events import MAX_ID, Event, EventRejected, parse_event
-from .core.rendering import Delivery, readdressed
+from .core.rendering import Delivery
 from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
+from .delivery.message import going_out
 from .logs import ids
 from .rules.loader import load
 from .rules.model import Config
@@ -220,7 +221,7 @@ class Runtime:
             return _reported(claimed, "skipped", start, self.backend.name, why=verdict.skip)
         try:
             delivery = verdict.delivery or Delivery(verdict.channels, verdict.template)
-            message = readdressed(claimed.message, delivery, start)
+            message = going_out(claimed.message, delivery, start)
             outcome = self.backend.send(message, claimed.idempotency_key)
         except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
             log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)

@@ -9,7 +9,8 @@ from typing import Any
 
 from engine.core.decide import Renderer, digest_send
 from engine.core.policy import deadline, delivery, expired
-from engine.core.rendering import Delivery, readdressed, tag
+from engine.core.rendering import Delivery
+from engine.delivery.message import Metadata, courier_body, going_out, metadata, tag
 from engine.diff import compare
 from engine.preview import run
 from engine.rules.model import Config, TemplateChoice
@@ -30,8 +31,8 @@ def test_metadata_names_notification_category_variant_and_trace(shipped_config: 
     rule = replace(shipped_config.notifications["client_welcome"], template=TemplateChoice(
         variants=(("control", "client_welcome", 70), ("short", "client_welcome_short", 30))))
     found = delivery(rule, ("email",), "CLIENT_WELCOME_SHORT_V1", "client_welcome_short", "client_welcome:u1:e1", NOW)
-    assert found.metadata() == {"event": "client_welcome", "tags": ["client_welcome", "category:account", "variant:short"],
-                                "trace_id": "client_welcome:u1:e1"}
+    assert metadata(found) == Metadata(("client_welcome", "category:account", "variant:short"), "client_welcome",
+                                       "client_welcome:u1:e1")
     assert found.expires_at is None  # client_welcome declares no expires_after
 
 
@@ -40,12 +41,12 @@ def test_the_message_as_it_goes_out(shipped_config: Config) -> None:
     stored = {"message": {"to": {"user_id": "u1"}, "template": "OLD", "data": {"a": 1},
                           "routing": {"method": "single", "channels": ["email"]}}}
     going = delivery(replace(rule, routing="all"), ("email", "push"), "NEW", rule.template.key, "k", NOW)
-    body = readdressed(stored, going, NOW + timedelta(minutes=5))["message"]
+    body = courier_body(going_out(stored, going, NOW + timedelta(minutes=5)))["message"]
     assert body["template"] == "NEW" and body["data"] == {"a": 1}
     assert body["routing"] == {"method": "all", "channels": ["email", "push"]}
     assert body["expiry"] == {"expires_at": "2026-03-10T14:50:00Z", "expires_in": 15 * 60_000}
     assert stored["message"]["template"] == "OLD"  # the stored message is not changed
-    assert readdressed(stored, Delivery(("email",)), NOW)["message"]["metadata"] == {"tags": []}
+    assert courier_body(going_out(stored, Delivery(("email",)), NOW))["message"]["metadata"] == {"tags": []}
 
 
 def test_expiry_is_due_plus_expires_after_and_the_deadline_itself_is_too_late(shipped_config: Config) -> None:

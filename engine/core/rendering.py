@@ -1,17 +1,19 @@
-"""The Courier request a send makes: template id, recipient, routing and rendered data."""
+"""What a send says: its template id and the data rendered from the event, and how it goes out."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ..delivery.message import courier_message
 from ..rules import expressions
 from ..rules.budget import budget
 from ..rules.model import Config, Notification, Routing
-from ..rules.timeparse import format_instant
+
+# `courier_message` is the record a scheduled send keeps of what was rendered: written by the delivery room.
+__all__ = ["Delivery", "RenderError", "Rendered", "UnsubscribeLinker", "courier_message", "render"]
 
 # Builds a signed unsubscribe link: (notification id, recipient id) -> URL. Given by the runtime.
 UnsubscribeLinker = Callable[[str, str], str]
@@ -30,46 +32,11 @@ class Rendered:
     variant: str | None = None
 
 
-def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any],
-                    channels: tuple[str, ...]) -> dict[str, Any]:
-    """The body of Courier's POST /send for one recipient."""
-    to: dict[str, Any] = {"user_id": str(recipient.get("id", ""))}
-    if recipient.get("email"):
-        to["email"] = recipient["email"]
-    if recipient.get("phone") and "sms" in channels:
-        to["phone_number"] = recipient["phone"]
-    return {
-        "message": {
-            "to": to,
-            "template": template,
-            "data": dict(data),
-            "routing": routing(channels),
-        }
-    }
-
-
-def routing(channels: tuple[str, ...], method: Routing = "single") -> dict[str, Any]:
-    """Courier's routing for a send's channels: the first that reaches the recipient, in order
-    (`single`), or every one of them (`all`)."""
-    return {"method": method, "channels": list(channels)}
-
-
-MAX_TAG = 30  # Courier refuses a tag longer than this
-MAX_TAGS = 9
-
-
-def tag(text: str) -> str:
-    """`text` as a Courier tag: itself when short enough, else its first characters, `~` and 8 hex
-    digits of its SHA-256 (so two long ids never share a tag, and the same id always gets the same)."""
-    if len(text) <= MAX_TAG:
-        return text
-    return f"{text[:MAX_TAG - 9]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
-
-
 @dataclass(frozen=True)
 class Delivery:
-    """What a send's Courier message says besides its template and data, decided when it goes out
-    under the rules in force: its channels and routing, its metadata, and its deadline."""
+    """What a send's message says besides its address and data, decided when it goes out under the
+    rules in force: its template id, channels and routing, what its metadata names, and its deadline
+    (`engine.delivery.message` writes it in Courier's form)."""
 
     channels: tuple[str, ...]
     template: str | None = None
@@ -79,39 +46,6 @@ class Delivery:
     variant: str | None = None
     trace_id: str | None = None  # the send's idempotency key
     expires_at: datetime | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        """Courier's `metadata`, which its logs and webhooks echo: the notification as `event`, tags
-        (notification, category, variant) to filter by, and the send's idempotency key as `trace_id`."""
-        named = (self.notification, self.category and f"category:{self.category}",
-                 self.variant and f"variant:{self.variant}")
-        found: dict[str, Any] = {"tags": [tag(t) for t in named if t][:MAX_TAGS]}
-        if self.notification:
-            found["event"] = self.notification
-        if self.trace_id:
-            found["trace_id"] = self.trace_id
-        return found
-
-    def expiry(self, now: datetime) -> dict[str, Any] | None:
-        """Courier's `expiry`: the deadline, and the milliseconds left until it from `now`."""
-        if self.expires_at is None:
-            return None
-        left = max(1, int((self.expires_at - now).total_seconds() * 1000))
-        return {"expires_at": format_instant(self.expires_at.astimezone(UTC)), "expires_in": left}
-
-
-def readdressed(message: Mapping[str, Any], delivery: Delivery, now: datetime) -> dict[str, Any]:
-    """A stored Courier message as it goes out at `now`: the template id, routing, metadata and
-    expiry decided then (the rules in force), over what was rendered when it was scheduled."""
-    body = dict(message.get("message", {}))
-    if delivery.template:
-        body["template"] = delivery.template
-    body["routing"] = routing(delivery.channels, delivery.method)
-    body["metadata"] = delivery.metadata()
-    expiry = delivery.expiry(now)
-    if expiry is not None:
-        body["expiry"] = expiry
-    return {"message": body}
 
 
 def common_data(config: Config, recipient: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..settings import Settings
 from .base import Backend, Outcome
 from .courier import CourierBackend
+from .message import Message, courier_body
 from .outbox import OutboxBackend
 
 
@@ -14,4 +15,4 @@ def backend_for(settings: Settings) -> Backend:
     return OutboxBackend()
 
 
-__all__ = ["Backend", "Outcome", "CourierBackend", "OutboxBackend", "backend_for"]
+__all__ = ["Backend", "Outcome", "CourierBackend", "Message", "OutboxBackend", "backend_for", "courier_body"]

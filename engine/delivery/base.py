@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
+
+from .message import Message
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,8 @@ class Outcome:
 class Backend(Protocol):
     name: str
 
-    def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
-        """Send one Courier message body ({"message": {...}}) with its Idempotency-Key.
+    def send(self, message: Message, idempotency_key: str) -> Outcome:
+        """Send one message, in the backend's own wire form, with its Idempotency-Key.
 
         Must not raise for provider or network errors: they are Outcomes."""
         ...

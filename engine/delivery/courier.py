@@ -4,8 +4,8 @@ Retries live in the engine, not in the SDK (max_retries=0): a retry is a durable
 backoff, so it survives a restart, and the same Idempotency-Key goes with every attempt.
 
 The message goes out through the SDK's documented request method (`client.post(path, body=...,
-cast_to=httpx.Response)`), not `client.send.message`: the body the core rendered is already in
-Courier's wire format, and skipping the SDK's walk over it (typed-dict transform) and its
+cast_to=httpx.Response)`), not `client.send.message`: `message.courier_body` writes Courier's wire
+format itself, and skipping the SDK's walk over it (typed-dict transform) and its
 response model saves a third of the CPU a send costs. Authentication, base URL, timeouts and
 the exceptions stay the SDK's.
 
@@ -40,6 +40,7 @@ import httpx
 from .. import metrics
 from ..health import ALARMS, COURIER_CREDENTIALS
 from .base import Outcome
+from .message import Message, courier_body
 
 log = logging.getLogger("engine.delivery")
 
@@ -183,7 +184,7 @@ class CourierBackend:
         self.client = courier.Courier(api_key=token, base_url=base_url, timeout=timeout, max_retries=0,
                                       http_client=_http_client(timeout))
 
-    def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+    def send(self, message: Message, idempotency_key: str) -> Outcome:
         wait = self.credentials.probe()
         if wait is not None:
             return Outcome("paused", error=f"Courier rejected the credentials ({self.credentials.rejected})",
@@ -198,10 +199,10 @@ class CourierBackend:
         return outcome
 
     @metrics.timed_courier_request
-    def _send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+    def _send(self, message: Message, idempotency_key: str) -> Outcome:
         started = _deadline.set(time.monotonic() + self.timeout)
         try:
-            response = self.client.post("/send", body={"message": message["message"]}, cast_to=httpx.Response,
+            response = self.client.post("/send", body=courier_body(message), cast_to=httpx.Response,
                                         options={"headers": {"Idempotency-Key": header_key(idempotency_key)}})
         except courier.APITimeoutError:
             return Outcome("retry", error="timeout waiting for Courier")

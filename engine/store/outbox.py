@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.decide import Send
-from ..core.rendering import courier_message
+from ..delivery.message import courier_message
 from . import receipts
 from .codec import Codec
 from .statements import Statements

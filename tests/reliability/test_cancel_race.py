@@ -29,7 +29,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from engine.delivery import Outcome
+from engine.delivery import Message, Outcome
 from engine.runtime import Runtime
 from engine.store.db import connect, upgrade
 from engine.store.repository import Claimed
@@ -63,7 +63,7 @@ class RecordingCourier:
         self.answers: list[Outcome] = []
         self.meanwhile: Callable[[], object] | None = None
 
-    def send(self, message: dict[str, Any], idempotency_key: str) -> Outcome:
+    def send(self, message: Message, idempotency_key: str) -> Outcome:
         if self.meanwhile is not None:
             run, self.meanwhile = self.meanwhile, None
             run()

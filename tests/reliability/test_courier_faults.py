@@ -19,7 +19,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from engine.clock import utcnow
+from engine.core.rendering import Delivery
 from engine.delivery.courier import Credentials, CourierBackend
+from engine.delivery.message import going_out
 from engine.health import ALARMS, Readiness
 from engine.http.app import build_app
 from engine.metrics import REGISTRY
@@ -174,7 +176,8 @@ def test_a_webhook_that_overtakes_its_send_is_applied_when_the_send_commits(
     rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
     [row_id] = rt.store.queue_due(NOW, ids=[confirmation(rt)["id"]])
     claimed = rt.store.claim(row_id, NOW)
-    outcome = backend.send(claimed.message, claimed.idempotency_key)  # Courier has it; the engine has not written it yet
+    message = going_out(claimed.message, Delivery(claimed.channels), NOW)
+    outcome = backend.send(message, claimed.idempotency_key)  # Courier has it; the engine has not written it yet
     with LiveServer(build_app(rt)) as server:
         for status in ("OPENED", "DELIVERED"):  # out of order, as Courier may send them
             answer = webhook(server.url, outcome.request_id, status)

@@ -3,19 +3,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from engine.core.rendering import courier_message
 from engine.delivery import CourierBackend, OutboxBackend
+from engine.delivery.message import Message, address, courier_body
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
 from .support import NOW, booking_confirmed, message_sent, person, unbatched
 
-MESSAGE = courier_message(person("usr_c_1"), "CLIENT_WELCOME_V1", {"user_id": "usr_c_1"}, ("email",))
+MESSAGE = Message(address(person("usr_c_1"), ("email",)), "CLIENT_WELCOME_V1", {"user_id": "usr_c_1"}, ("email",))
 
 
 # -- one contract for every backend -------------------------------------------------------------------
@@ -51,7 +52,7 @@ class TestCourierBackend(BackendContract):
         assert outcome.request_id == request["request_id"]
         assert request["headers"]["idempotency-key"] == "client_welcome:usr_c_1:evt_1"
         assert request["headers"]["authorization"] == f"Bearer {COURIER_TOKEN}"
-        assert request["body"] == MESSAGE
+        assert request["body"] == courier_body(MESSAGE)
 
     @pytest.mark.parametrize("status", [429, 500, 502, 503])
     def test_rate_limits_and_server_errors_are_retried(self, backend: Any, standin: CourierStandin, status: int) -> None:
@@ -80,7 +81,7 @@ class TestCourierBackend(BackendContract):
         assert standin.sends_by_key() == {"k": 1}
 
     def test_a_bad_request_fails_at_once_with_the_reason(self, backend: Any, standin: CourierStandin) -> None:
-        bad = {"message": {**MESSAGE["message"], "template": " "}}
+        bad = replace(MESSAGE, template=" ")
         outcome = backend.send(bad, "k")
         assert outcome.status == "failed"
         assert outcome.error == "HTTP 400: message.template must be a non-empty string"

@@ -144,7 +144,9 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 
 def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(backends: tuple[str, str], make_runtime: Any,
                                                                              standin: CourierStandin) -> None:
+    from engine.core.rendering import Delivery
     from engine.delivery import CourierBackend
+    from engine.delivery.message import going_out
     from engine.queue import start_worker
 
     from .support import message_sent, unbatched
@@ -159,7 +161,7 @@ def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(back
     assert len(rt.store.queue_due(then + timedelta(minutes=1))) == 2
     dead = next(r for r in rt.store.notifications() if r["event_id"] == "evt_dead")
     claimed = rt.store.claim(dead["id"], then + timedelta(minutes=1))
-    first = rt.backend.send(claimed.message, claimed.idempotency_key)
+    first = rt.backend.send(going_out(claimed.message, Delivery(claimed.channels), then), claimed.idempotency_key)
     assert first.status == "sent"
 
     consumer, stop = start_worker(rt, make_huey(queue_url, rt), workers=2)

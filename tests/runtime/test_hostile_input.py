@@ -27,6 +27,7 @@ from engine.clock import utcnow
 from engine.core import events
 from engine.delivery import CourierBackend
 from engine.delivery.courier import MAX_HEADER_KEY, header_key
+from engine.delivery.message import Address, Message
 from engine.http.app import build_app
 from engine.signing import sign_ingest
 from engine.store import tables
@@ -173,8 +174,7 @@ def test_a_non_ascii_recipient_is_accepted_and_delivered_through_courier(db_url:
 
 
 # -- a slow Courier ------------------------------------------------------------------------------------------
-MESSAGE = {"message": {"to": {"email": "a@example.com", "user_id": "usr_1"}, "template": "T", "data": {},
-                       "routing": {"method": "single", "channels": ["email"]}}}
+MESSAGE = Message(Address("usr_1", "a@example.com"), "T", {}, ("email",))
 
 
 def test_a_trickling_courier_is_a_timeout_within_the_total_deadline(standin: CourierStandin) -> None:

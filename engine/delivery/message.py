@@ -1,0 +1,137 @@
+"""The message a send makes, typed, and the one function that turns it into Courier's wire form.
+
+A `Message` is decided when the send goes out: the recipient's address and the data rendered when
+it was scheduled (the stored record), the template id, channels, routing, metadata and expiry that
+the send-time verdict chose. `courier_body` is the only place Courier's JSON is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..rules.model import Routing
+from ..rules.timeparse import format_instant
+
+if TYPE_CHECKING:
+    from ..core.rendering import Delivery
+
+MAX_TAG = 30  # Courier refuses a tag longer than this
+MAX_TAGS = 9
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where Courier reaches the recipient: its user id, and the email and phone number it was given."""
+
+    user_id: str
+    email: str | None = None
+    phone_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Courier's `metadata`, echoed in its logs and webhooks."""
+
+    tags: tuple[str, ...] = ()
+    event: str | None = None  # the notification id
+    trace_id: str | None = None  # the send's idempotency key
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """The latest moment Courier may deliver, and the milliseconds left until it when handed over."""
+
+    expires_at: datetime
+    expires_in_ms: int
+
+
+@dataclass(frozen=True)
+class Message:
+    to: Address
+    template: str
+    data: Mapping[str, Any]
+    channels: tuple[str, ...]
+    method: Routing = "single"
+    metadata: Metadata | None = None  # None: a message as scheduled, before the send-time verdict
+    expiry: Expiry | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys of a stored record this engine does not write
+
+
+def courier_body(message: Message) -> dict[str, Any]:
+    """The body of Courier's POST /send for `message`."""
+    to: dict[str, Any] = {"user_id": message.to.user_id}
+    if message.to.email:
+        to["email"] = message.to.email
+    if message.to.phone_number:
+        to["phone_number"] = message.to.phone_number
+    body: dict[str, Any] = {"to": to, "template": message.template, "data": dict(message.data),
+                            "routing": {"method": message.method, "channels": list(message.channels)}, **message.extra}
+    if message.metadata is not None:
+        body["metadata"] = _metadata(message.metadata)
+    if message.expiry is not None:
+        body["expiry"] = {"expires_at": format_instant(message.expiry.expires_at.astimezone(UTC)),
+                          "expires_in": message.expiry.expires_in_ms}
+    return {"message": body}
+
+
+def _metadata(metadata: Metadata) -> dict[str, Any]:
+    found: dict[str, Any] = {"tags": list(metadata.tags)}
+    if metadata.event:
+        found["event"] = metadata.event
+    if metadata.trace_id:
+        found["trace_id"] = metadata.trace_id
+    return found
+
+
+def address(recipient: Mapping[str, Any], channels: tuple[str, ...]) -> Address:
+    """A recipient's address: the phone number only for a send that may go by SMS."""
+    phone = recipient.get("phone") if "sms" in channels else None
+    return Address(str(recipient.get("id", "")), recipient.get("email") or None, phone or None)
+
+
+def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any],
+                    channels: tuple[str, ...]) -> dict[str, Any]:
+    """The record a scheduled send keeps: its message as rendered, before the send-time verdict."""
+    return courier_body(Message(address(recipient, channels), template, data, channels))
+
+
+def tag(text: str) -> str:
+    """`text` as a Courier tag: itself when short enough, else its first characters, `~` and 8 hex
+    digits of its SHA-256 (so two long ids never share a tag, and the same id always gets the same)."""
+    if len(text) <= MAX_TAG:
+        return text
+    return f"{text[:MAX_TAG - 9]}~{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def metadata(delivery: Delivery) -> Metadata:
+    """The notification as `event`, tags (notification, category, variant) to filter by, and the
+    send's idempotency key as `trace_id`."""
+    named = (delivery.notification, delivery.category and f"category:{delivery.category}",
+             delivery.variant and f"variant:{delivery.variant}")
+    return Metadata(tuple(tag(t) for t in named if t)[:MAX_TAGS], delivery.notification or None,
+                    delivery.trace_id or None)
+
+
+def expiry(deadline: datetime | None, now: datetime) -> Expiry | None:
+    """The deadline, and the milliseconds left until it from `now` (at least one)."""
+    if deadline is None:
+        return None
+    return Expiry(deadline, max(1, int((deadline - now).total_seconds() * 1000)))
+
+
+def going_out(record: Mapping[str, Any], delivery: Delivery, now: datetime) -> Message:
+    """A stored send's message as it goes out at `now`: the address and data rendered when it was
+    scheduled, with the template id, channels, routing, metadata and expiry decided now."""
+    body: Mapping[str, Any] = record.get("message", {})
+    to: Mapping[str, Any] = body.get("to", {})
+    extra = {k: v for k, v in body.items() if k not in _WRITTEN}
+    return Message(Address(to.get("user_id", ""), to.get("email"), to.get("phone_number")),
+                   delivery.template or body.get("template", ""), body.get("data", {}), delivery.channels,
+                   delivery.method, metadata(delivery), expiry(delivery.expires_at, now), extra)
+
+
+_WRITTEN = ("to", "template", "data", "routing", "metadata", "expiry")
