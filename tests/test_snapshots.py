@@ -15,7 +15,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from engine.core.decide import DigestItem, Renderer, Send, digest_send, plan
 from engine.core.events import parse_event
-from engine.core.rendering import courier_message
+from engine.delivery.message import courier_message
 from engine.rules.loader import load
 from engine.rules.model import Config
 from engine.rules.problems import ConfigError

@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..delivery.message import courier_message
 from ..rules import expressions
 from ..rules.budget import budget
 from ..rules.model import Config, Notification, Routing
 
-# `courier_message` is the record a scheduled send keeps of what was rendered: written by the delivery room.
-__all__ = ["Delivery", "RenderError", "Rendered", "UnsubscribeLinker", "courier_message", "render"]
+__all__ = ["Delivery", "RenderError", "Rendered", "UnsubscribeLinker", "render"]
 
 # Builds a signed unsubscribe link: (notification id, recipient id) -> URL. Given by the runtime.
 UnsubscribeLinker = Callable[[str, str], str]
