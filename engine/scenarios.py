@@ -19,6 +19,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from .core.decide import Renderer
 from .preview import Step, run
+from .rules.delivery_options import ROUTING
 from .rules.model import Config
 from .rules.problems import Problem
 from .rules.timeparse import format_instant, parse_instant
@@ -31,7 +32,9 @@ STATUSES = ("sent", "pending", "cancelled", "skipped")
 TOP_KEYS = ("description", "match", "people", "preferences", "events", "direct", "deploy", "until", "expect",
             "expect_duplicates")
 EXPECT_REQUIRED = ("notification", "recipient", "send_at", "status")
-EXPECT_KEYS = (*EXPECT_REQUIRED, "reason", "template", "data")
+EXPECT_KEYS = (*EXPECT_REQUIRED, "reason", "template", "channels", "routing", "expires_at", "data")
+# Checked only when an expectation gives them, each compared with the send's field of the same name.
+EXACT_KEYS = ("reason", "template", "channels", "routing", "expires_at")
 DEPLOY_KEYS = ("at", "pause", "remove", "templates")
 DIRECT_REQUIRED = ("at", "notification", "recipient", "send_at")
 DIRECT_KEYS = (*DIRECT_REQUIRED, "data")
@@ -39,7 +42,7 @@ YamlPath = tuple[str | int, ...]
 
 
 class Expected(TypedDict):
-    """One expected send. `reason`, `template` and `data` are checked only when given."""
+    """One expected send. Every key after `status` is checked only when given."""
 
     notification: str
     recipient: str
@@ -47,6 +50,9 @@ class Expected(TypedDict):
     status: str
     reason: NotRequired[str | None]
     template: NotRequired[str]
+    channels: NotRequired[list[str]]  # the channels it goes out on, after per-channel preferences
+    routing: NotRequired[str]
+    expires_at: NotRequired[str | None]  # in UTC, as the preview writes it
     data: NotRequired[dict[str, Any]]
     line: int
 
@@ -239,9 +245,33 @@ def _expected(reader: _Reader, item: Any, i: int) -> Expected | None:
         out["reason"] = entry["reason"]
     if "template" in entry:
         out["template"] = reader.text(entry["template"], (*where, "template"), f"{what}: template")
+    _delivery(reader, entry, where, what, out)
     if "data" in entry:
         out["data"] = reader.mapping(entry["data"], (*where, "data"), f"{what}: data")
     return out
+
+
+def _delivery(reader: _Reader, entry: dict[str, Any], where: YamlPath, what: str, out: Expected) -> None:
+    """The optional keys about how the send goes out: its channels, routing and deadline."""
+    if "channels" in entry:
+        channels = entry["channels"]
+        if not isinstance(channels, list) or not all(isinstance(c, str) and c for c in channels):
+            reader.error((*where, "channels"), f"{what}: channels must be a list of channel names, "
+                                               "such as [email, inbox]")
+        else:
+            out["channels"] = channels
+    if "routing" in entry:
+        if entry["routing"] not in ROUTING:
+            reader.error((*where, "routing"),
+                         f"{what}: routing must be one of {', '.join(ROUTING)}; got {entry['routing']!r}")
+        out["routing"] = str(entry["routing"])
+    if "expires_at" in entry:
+        deadline = entry["expires_at"]
+        if deadline is None:
+            out["expires_at"] = None
+        else:
+            instant = reader.instant(deadline, (*where, "expires_at"), f"{what}: expires_at")
+            out["expires_at"] = format_instant(instant) if instant else ""
 
 
 def _preferences(reader: _Reader, value: Any) -> dict[str, dict[str, bool]]:
@@ -322,6 +352,12 @@ def check(config: Config, scenario: Scenario) -> list[Problem]:
     for i, item in enumerate(scenario["expect"]):
         if item["notification"] not in rules:
             unknown(item["notification"], item["line"], f"expect[{i}]")
+        else:
+            declared = rules[item["notification"]].channels
+            for channel in item.get("channels", []):
+                if channel not in declared:
+                    problems.append(Problem(path, item["line"], 1, f"expect[{i}]: channels: `{channel}` is not a "
+                                            f"channel of {item['notification']} (it has: {', '.join(declared)})"))
     for i, change in enumerate(scenario["deploy"]):
         for name in [*change["pause"], *change["remove"]]:
             if name not in rules:
@@ -438,9 +474,7 @@ def checked(expected: list[Expected], produced: list[dict[str, Any]], match: Mat
 def matches(expected: Expected, row: dict[str, Any]) -> bool:
     if any(expected[k] != row[k] for k in EXPECT_REQUIRED):  # type: ignore[literal-required]
         return False
-    if "reason" in expected and expected["reason"] != row["reason"]:
-        return False
-    if "template" in expected and expected["template"] != row["template"]:
+    if any(k in expected and expected[k] != row[k] for k in EXACT_KEYS):  # type: ignore[literal-required]
         return False
     data = row["data"]
     return all(name in data and data[name] == value for name, value in expected.get("data", {}).items())
@@ -511,8 +545,7 @@ def _near_misses(item: Expected, produced: list[dict[str, Any]]) -> list[str]:
     for row in produced:
         if (row["notification"], row["recipient"]) == (item["notification"], item["recipient"]):
             got = f"{row['send_at']} {row['status']}" + (f" ({row['reason']})" if row["reason"] else "")
-            if "template" in item:
-                got += f"  template={row['template']}"
+            got += "".join(f"  {k}={_shown(row[k])}" for k in EXACT_KEYS[1:] if k in item)
             if "data" in item:
                 got += f"  data: {({k: row['data'].get(k, '<absent>') for k in item['data']})}"
             out.append(f"        the rules produced: {got}")
@@ -532,11 +565,17 @@ def _line(row: Expected | dict[str, Any]) -> str:
     reason = f"  ({row['reason']})" if row.get("reason") else ""
     extra, where = "", ""
     if "line" in row:  # an expectation: show what else it checks, and where it is written
-        extra += f"  template={row['template']}" if "template" in row else ""
+        given = cast(dict[str, Any], row)
+        extra += "".join(f"  {k}={_shown(given[k])}" for k in EXACT_KEYS[1:] if k in given)
         extra += f"  data⊇{row['data']}" if row.get("data") else ""
         where = f"  [scenario line {row['line']}]"
     return (f"{row['send_at']}  {row['notification']:<42} {row['recipient']:<14} "
             f"{row['status']:<9}{reason}{extra}{where}").rstrip()
+
+
+def _shown(value: Any) -> str:
+    """A checked field as the report writes it: a list of channels as in the scenario file."""
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, list) else str(value)
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")

@@ -95,14 +95,17 @@ expect:
 """)
     outcome = run_scenario(shipped_config, load_scenario(path))
     assert [m["recipient"] for m in outcome.missing] == ["usr_c_lukas"]
-    assert [(u["notification"], u["recipient"]) for u in outcome.unexpected] == [("client_booking_reminder_30m", "usr_c_maya")]
+    assert [(u["notification"], u["recipient"]) for u in outcome.unexpected] == [
+        ("client_booking_reminder_30m", "usr_c_maya")]
     assert "· 2026-03-05T14:30:00Z  client_booking_confirmation" in report(outcome)
 
 
 def test_reason_is_checked_only_when_given() -> None:
-    row: dict[str, Any] = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z", "status": "cancelled",
-           "reason": "cancelled by booking.cancelled", "template": "N_V1", "data": {"a": 1}}
-    loose: Any = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z", "status": "cancelled", "line": 3}
+    row: dict[str, Any] = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z",
+                           "status": "cancelled", "reason": "cancelled by booking.cancelled", "template": "N_V1",
+                           "data": {"a": 1}}
+    loose: Any = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z", "status": "cancelled",
+                  "line": 3}
     assert compare([loose], [row]) == ([], [])
     wrong: Any = {**loose, "reason": "cancelled by review.created"}
     assert compare([wrong], [row]) == ([wrong], [row])
@@ -110,9 +113,74 @@ def test_reason_is_checked_only_when_given() -> None:
     assert compare([strict], [row]) == ([], [])
 
 
+def test_channels_routing_and_expiry_are_checked_only_when_given() -> None:
+    row: dict[str, Any] = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z", "status": "sent",
+                           "reason": None, "template": "N_V1", "data": {}, "channels": ["email", "inbox"],
+                           "routing": "all", "expires_at": None}
+    loose: Any = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z", "status": "sent", "line": 3}
+    assert compare([loose], [row]) == ([], [])
+    strict: Any = {**loose, "channels": ["email", "inbox"], "routing": "all", "expires_at": None}
+    assert compare([strict], [row]) == ([], [])
+    differences: list[dict[str, Any]] = [{"channels": ["inbox"]}, {"channels": ["inbox", "email"]},
+                                         {"routing": "single"}, {"expires_at": "2026-03-01T00:20:00Z"}]
+    for difference in differences:
+        wrong: Any = {**strict, **difference}
+        assert compare([wrong], [row]) == ([wrong], [row]), difference
+
+
+def test_a_wrong_channel_expectation_shows_the_channels_sent(shipped_config: Config, tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, "description: The confirmation is expected by email alone.\n" + BOOKING + """
+expect:
+  - {notification: client_booking_confirmation, recipient: usr_c_maya, send_at: "2026-03-05T09:30:00-05:00",
+     status: sent, channels: [email], routing: single}
+  - {notification: client_booking_reminder_30m, recipient: usr_c_maya, send_at: "2026-03-12T14:30:00Z", status: sent,
+     expires_at: "2026-03-12T10:50:00-04:00"}
+""")
+    scenario = load_scenario(path)
+    assert scenario["expect"][1]["expires_at"] == "2026-03-12T14:50:00Z"  # compared in UTC, as send_at
+    outcome = run_scenario(shipped_config, scenario)
+    assert [m["notification"] for m in outcome.missing] == ["client_booking_confirmation"]
+    lines = report(outcome).splitlines()
+    assert any(line.strip().startswith("- 2026-03-05T14:30:00Z  client_booking_confirmation")
+               and "channels=[email]  routing=single  [scenario line 17]" in line for line in lines), lines
+    assert ("        the rules produced: 2026-03-05T14:30:00Z sent  channels=[email, inbox]  routing=all"
+            in lines), lines
+
+
+def test_malformed_channels_routing_and_expiry_are_refused(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, """description: x
+events: [{id: e}]
+expect:
+  - {notification: a, recipient: b, send_at: "2026-03-01T00:00:00Z", status: sent, channels: email}
+  - {notification: a, recipient: b, send_at: "2026-03-01T00:00:00Z", status: sent, routing: both}
+  - {notification: a, recipient: b, send_at: "2026-03-01T00:00:00Z", status: sent, expires_at: soon}
+  - {notification: a, recipient: b, send_at: "2026-03-01T00:00:00Z", status: sent, chanels: [email]}
+""")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert [line.split(": ", 1)[1] for line in str(caught.value).splitlines()] == [
+        "expect[0]: channels must be a list of channel names, such as [email, inbox]",
+        "expect[1]: routing must be one of single, all; got 'both'",
+        "expect[2]: expires_at: 'soon' is not an RFC 3339 date-time with an offset (e.g. 2026-03-01T10:00:00Z)",
+        "expect[3]: unknown key `chanels` (did you mean `channels`? allowed: notification, recipient, send_at, status, "
+        "reason, template, channels, routing, expires_at, data)",
+    ]
+
+
+def test_a_channel_the_rule_does_not_declare_is_reported(shipped_config: Config, tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, "description: A typo in a channel.\n" + BOOKING + """
+expect:
+  - {notification: client_booking_confirmation, recipient: usr_c_maya, send_at: "2026-03-05T14:30:00Z", status: sent,
+     channels: [email, in_app]}
+""")
+    outcome = run_scenario(shipped_config, load_scenario(path))
+    assert [f"{p.line}: {p.message}" for p in outcome.problems] == [
+        "17: expect[0]: channels: `in_app` is not a channel of client_booking_confirmation (it has: email, inbox)"]
+
+
 def test_a_loose_expectation_does_not_take_the_send_a_strict_one_needs() -> None:
-    base: dict[str, Any] = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z", "status": "skipped",
-                            "template": "T"}
+    base: dict[str, Any] = {"notification": "n", "recipient": "r", "send_at": "2026-03-01T00:00:00Z",
+                            "status": "skipped", "template": "T"}
     rows = [{**base, "reason": "opted_out", "data": {}}, {**base, "reason": "paused", "data": {}}]
     loose: Any = {**base, "line": 1}
     strict: Any = {**base, "reason": "opted_out", "line": 2}
@@ -137,7 +205,7 @@ expect:
         f"{path}:6:78: expect[0]: status must be one of sent, pending, cancelled, skipped; got 'skiped'",
         f"{path}:7:5: expect[1]: needs `send_at`",
         f"{path}:7:51: expect[1]: unknown key `resaon` (did you mean `reason`? allowed: notification, recipient, "
-        "send_at, status, reason, template, data)",
+        "send_at, status, reason, template, channels, routing, expires_at, data)",
     ]
 
 
@@ -149,8 +217,10 @@ expect:
 """)
     outcome = run_scenario(shipped_config, load_scenario(path))
     assert [f"{p.line}: {p.message}" for p in outcome.problems] == [
-        "19: expect[0]: no notification `client_booking_reminder_42h` in the rules (did you mean client_booking_reminder_24h?)",
-        "3: preferences of usr_c_maya: `client_reveiw_request` is neither a notification, a category, nor notification:channel",
+        "19: expect[0]: no notification `client_booking_reminder_42h` in the rules "
+        "(did you mean client_booking_reminder_24h?)",
+        "3: preferences of usr_c_maya: `client_reveiw_request` is neither a notification, a category, "
+        "nor notification:channel",
     ]
     assert report(outcome).startswith("ERROR scenario: A typo\n")
 
