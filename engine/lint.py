@@ -36,7 +36,7 @@ def check_all(root: str, environ: Mapping[str, str] | None = None) -> tuple[Conf
         tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
         for rule in config.notifications.values():
             problems.extend(check_example(config, rule, tried[rule.id], loaded))
-        problems.extend(lint_across_rules(config, tried))
+        problems.extend(lint_across_rules(config, tried, loaded))
     return loaded.config, sorted(set(problems), key=Problem.sort_key)
 
 
@@ -170,8 +170,9 @@ def _scheduled(decisions: list[Decision]) -> list[Send]:
     return [d for d in decisions if isinstance(d, Send) and d.status == "scheduled"]
 
 
-def lint_across_rules(config: Config, tried: Mapping[str, Tried]) -> list[Problem]:
-    """Warnings about rules that are legal alone but risky together or in a recipient's day."""
+def lint_across_rules(config: Config, tried: Mapping[str, Tried], loaded: Loaded | None = None) -> list[Problem]:
+    """Warnings about rules that are legal alone but risky together or in a recipient's day.
+    No schema with an error is read (`loaded` names them)."""
     found: list[Problem] = []
     rules = [r for r in config.notifications.values() if r.enabled]
     # Only rules with the same trigger, audience and a template key in common can collide.
@@ -197,7 +198,8 @@ def lint_across_rules(config: Config, tried: Mapping[str, Tried]) -> list[Proble
         if config.quiet_hours and not rule.schedule.quiet_hours:
             found.extend(_in_quiet_hours(config, rule, mark, sends))
         # 3. A cancel or reschedule key that can never equal the rule's own key.
-        if rule.key:
+        matched = (m.event for m in (*rule.cancel_on, *rule.reschedule_on))
+        if rule.key and (loaded is None or loaded.readable(*rule.triggers, *matched)):
             found.extend(_keys_never_equal(config, rule, mark, key_schema))
     return list(dict.fromkeys(found))
 

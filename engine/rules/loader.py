@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,29 @@ def templates_map_checker() -> Checker:
     return Checker({**rule_schema()["$defs"]["templates_map"], "$defs": rule_schema()["$defs"]})
 
 
+@cache
+def _required_keys(block: str) -> frozenset[str] | None:
+    """The keys a rule's `block` must have (None when its shape has alternatives: any error in it
+    then leaves the whole block unread)."""
+    defs = rule_schema()["$defs"]
+    node = defs["notification"]["properties"].get(block, {})
+    while isinstance(node.get("$ref"), str):
+        node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+    if node.get("type") != "object" or any(k in node for k in ("oneOf", "anyOf", "allOf", "if")):
+        return None
+    return frozenset(node.get("required", ()))
+
+
+def _misshapen_part(inside: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What a rule's checks read as absent for a shape error at `inside` the rule: the key of a
+    block when the block may be read without it, else the whole block."""
+    if len(inside) > 1 and isinstance(inside[0], str) and isinstance(inside[1], str):
+        required = _required_keys(inside[0])
+        if required is not None and inside[1] not in required:
+            return inside[:2]
+    return inside[:1]
+
+
 class _Loader:
     def __init__(self, root: str):
         self.root = root
@@ -68,7 +91,11 @@ class _Loader:
         self.budget_spent = False
         self.problems: list[Problem] = []
         self.shape_problems: set[Problem] = set()  # from schema.json; dropped where a clearer one stands
-        self.misshapen: set[tuple[str, Any]] = set()  # (file, notification id) of rules with shape errors
+        # (file, notification id) of each rule with shape errors -> what its checks read as absent:
+        # (block,) for a block with a shape error (or missing), (block, key) for a key of a block
+        # that may be left out
+        self.misshapen: dict[tuple[str, Any], set[tuple[Any, ...]]] = {}
+        self.misshapen_settings: set[Any] = set()  # the root file's settings with shape errors
         self.broken_schemas: set[str] = set()  # event types whose schema has an error, or ANY_SCHEMA
         self.partial: Config | None = None  # the rules that can be planned, when others have errors
         self.places: dict[str, dict[str, dict[str, Mark]]] = {}  # rule id -> "data"/"trigger" -> key -> mark
@@ -141,15 +168,22 @@ class _Loader:
             return f"cannot be read ({exc.strerror})"
         return None if stat.S_ISREG(mode) else f"is {file_kind(mode)}, not a regular file"
 
-    def check_shape(self, doc: Document, checker: Checker) -> bool:
-        """Whether `doc` fits `checker`'s schema; a problem for each place it does not."""
+    def check_shape(self, doc: Document, checker: Checker, root: bool = False) -> bool:
+        """Whether `doc` fits `checker`'s schema; a problem for each place it does not. What has
+        a shape error gets no meaning check: the schema's message stands alone."""
         ok = True
-        for path, problem in shape.problems(doc, checker):
+        for path, problem, structural in shape.problems(doc, checker):
             ok = False
             if len(path) > 1 and path[0] == "notifications":
-                self.misshapen.add((doc.file, path[1]))
-            elif len(path) > 1 and path[0] in ("events", "definitions"):
-                self.broken_schemas.add(path[1] if path[0] == "events" else ANY_SCHEMA)
+                parts = self.misshapen.setdefault((doc.file, path[1]), set())  # not planned, whatever the error
+                if structural:
+                    parts.add(_misshapen_part(path[2:]))
+            elif len(path) > 1 and path[0] == "events":
+                self.broken_schemas.add(path[1])
+            elif path and path[0] == "definitions":
+                self.broken_schemas.add(ANY_SCHEMA)
+            if root and path and structural:
+                self.misshapen_settings.add(path[0])
             self.problems.append(problem)
             self.shape_problems.add(problem)
         return ok
@@ -168,9 +202,10 @@ class _Loader:
             return None
         if root.data is None or not isinstance(root.data, dict):
             return None
-        self.check_shape(root, rule_file_checker())
+        self.check_shape(root, rule_file_checker(), root=True)
         self.docs.append(root)
-        for pattern_index, pattern in enumerate(root.data.get("include", []) or []):
+        patterns = root.data.get("include")
+        for pattern_index, pattern in enumerate(patterns if isinstance(patterns, list) else []):
             if isinstance(pattern, str):
                 self.load_included(pattern, root.mark(("include", pattern_index)))
         templates = self.load_templates()
@@ -223,9 +258,9 @@ class _Loader:
     def build(self, root: Document, templates: Templates) -> Config | None:
         """The configuration, when no file has an error; else None, and the rules that can be
         planned kept as `partial`."""
-        top, problems = top_level.read(root)
+        top, problems = top_level.read(root, self.misshapen_settings)
         self.problems += problems
-        declared = declarations.gather(self.docs)
+        declared = declarations.gather(self.docs, self.broken_schemas)
         self.problems += declared.problems
         self.broken_schemas |= declared.broken_schemas
         env_maps = {env: mapping for env, (_, mapping) in templates.items()}
@@ -272,6 +307,11 @@ class Loaded:
     partial: Config | None
     problems: list[Problem]
     places: Mapping[str, Mapping[str, Mapping[str, Mark]]]  # rule id -> "data"/"trigger" -> key -> mark
+    broken_schemas: frozenset[str] = frozenset()  # event types whose schema has an error, or ANY_SCHEMA
+
+    def readable(self, *event_types: str) -> bool:
+        """Whether the schemas of `event_types` can be read: none has an error (whose message stands alone)."""
+        return declarations.readable(self.broken_schemas, *event_types)
 
     def mark(self, rule_id: str, part: str, key: str) -> Mark | None:
         """Where rule `rule_id`'s `part` ("data" or "trigger") has the value of `key`, if it does."""
@@ -286,7 +326,8 @@ def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None 
     loader = _Loader(root)
     with collector_paused(), budget.validation():
         config = loader.load()
-        loaded = Loaded(config, config or loader.partial, loader.clearest(), loader.places)
+        loaded = Loaded(config, config or loader.partial, loader.clearest(), loader.places,
+                        frozenset(loader.broken_schemas))
         del loader  # its files and nodes are freed now, not walked by the collector first
     return loaded
 

@@ -220,7 +220,8 @@ def event_reads(raw: Mapping[str, Any], draft: Draft, reads: EventReads) -> list
 
 def _paths(raw: Mapping[str, Any], draft: Draft, reads: EventReads, source: str, on: str | None) -> list[Finding]:
     """The fields of the event the rule names as its audience, key, digest totals and schedule.of."""
-    found = reads.path(("audience",), source, raw.get("audience", ""), "audience", person=True, event_name=on)
+    found = reads.path(("audience",), source, raw["audience"], "audience", person=True, event_name=on) \
+        if "audience" in raw else []
     if draft.key:
         found += reads.path(("key",), source, draft.key, "key", event_name=on)
     totals = draft.digest.totals if draft.digest else None

@@ -6,7 +6,7 @@ each check is made once and its problems given to every rule that makes it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from .. import expressions
@@ -14,6 +14,7 @@ from ..event_schema import SchemaView
 from ..model import EventType, TemplateChoice
 from ..problems import Severity
 from ..wording import did_you_mean
+from .declarations import readable
 from .findings import Finding
 
 # Names every expression may read besides the event's data fields.
@@ -37,10 +38,18 @@ Found = str | tuple[str, Severity]
 class EventReads:
     """The checks of what rules read of their events, each made once."""
 
-    def __init__(self, events: Mapping[str, EventType], definitions: Mapping[str, Any]):
+    def __init__(self, events: Mapping[str, EventType], definitions: Mapping[str, Any],
+                 broken: Collection[str] = ()):
         self.events = events
         self.view = SchemaView(definitions)
+        # Event types whose schema has an error, or all of them (a definition has one): nothing is
+        # read in them, and their error stands alone.
+        self.broken = set(broken)
         self.known: dict[tuple[Any, ...], list[Found]] = {}  # the problems of each check already made
+
+    def readable(self, *event_types: str) -> bool:
+        """Whether the schemas of `event_types` can be read: none has an error."""
+        return readable(self.broken, *event_types)
 
     def schema(self, event_type: str) -> dict[str, Any]:
         event = self.events.get(event_type)
@@ -60,7 +69,7 @@ class EventReads:
     def path(self, where: tuple[Any, ...], event_type: str, path: str, what: str, *, person: bool = False,
              event_name: str | None = None, date_time: bool = False) -> list[Finding]:
         """A dotted field of the event the rule names (as its audience, key...), which must be required."""
-        if not path:
+        if not path or not self.readable(event_type):
             return []
         return self.report(where, ("path", event_type, path, what, person, event_name, date_time),
                            lambda: path_problems(self.view, self.schema(event_type), path, what, person, event_name,
@@ -69,6 +78,8 @@ class EventReads:
     def expression(self, where: tuple[Any, ...], source: str, event_type: str, digest: bool, *, expression: bool,
                    event_name: str | None = None, role: str = "strict") -> list[Finding]:
         """An expression (or a template, `expression` False) and every field it reads."""
+        if not self.readable(event_type):
+            return []
         return self.report(where, ("expression", source, event_type, digest, expression, event_name, role),
                            lambda: expression_problems(self.view, source, self.schema(event_type), digest, expression,
                                                        event_name, role))
@@ -78,7 +89,7 @@ class EventReads:
         if value is None:
             return [Finding(where, f"the template requires {where[-1]!r}, but its value is null: give it a value, "
                                    f"or take it out of `requires`")]
-        if not expressions.is_template(value):
+        if not expressions.is_template(value) or not self.readable(event_type):
             return []
         return self.report(where, ("null", where[-1], value, event_type, on),
                            lambda: null_problems(self.view, where[-1], value, self.schema(event_type), on))
@@ -86,7 +97,7 @@ class EventReads:
     def match(self, where: tuple[Any, ...], kind: str, trigger: str, key: str, event_type: str,
               theirs: str) -> list[Finding]:
         """The key an event matches on against the rule's own key."""
-        if trigger not in self.events:
+        if trigger not in self.events or not self.readable(trigger, event_type):
             return []
         return self.report(where, ("match", kind, trigger, key, event_type, theirs),
                            lambda: match_problems(self.view, self.schema(trigger), self.schema(event_type),
@@ -95,7 +106,7 @@ class EventReads:
     def cases(self, event_type: str, template: TemplateChoice, on: str | None) -> list[Finding]:
         """A selector that is a plain field with an enum must have a case for every value."""
         select = (template.select or "").strip()
-        if not _PLAIN_PATH.match(select):
+        if not _PLAIN_PATH.match(select) or not self.readable(event_type):
             return []
         field = self.view.field(self.schema(event_type), tuple(select.split(".")))
         values = (field.schema or {}).get("enum")

@@ -32,14 +32,15 @@ class Scope:
     templates: Mapping[str, Mapping[str, str]]  # environment -> template key -> Courier template id
     defaults: Mapping[str, Any]
     quiet: Window | None
-    misshapen: set[tuple[str, Any]]  # (file, notification id) of the rules with shape errors
+    # (file, notification id) -> what its checks read as absent: (block,) or (block, key), for shape errors
+    misshapen: Mapping[tuple[str, Any], set[tuple[Any, ...]]]
     broken_schemas: set[str]  # event types whose schema has an error, or ANY_SCHEMA
 
 
 class RuleChecker:
     def __init__(self, scope: Scope):
         self.scope = scope
-        self.reads = EventReads(scope.events, scope.definitions)
+        self.reads = EventReads(scope.events, scope.definitions, scope.broken_schemas)
 
     def check(self, rule: RawRule) -> tuple[Notification | None, list[Problem]]:
         """The notification `rule` says (None when it has an error), and its problems."""
@@ -52,25 +53,34 @@ class RuleChecker:
         return Notification(id=rule.id, **checked, **_as_written(rule.raw), mark=rule.mark), problems
 
     def build(self, rule: RawRule, found: list[Finding]) -> dict[str, Any]:
-        """The fields of the notification, from each block in turn; their problems go to `found`."""
-        raw, scope = rule.raw, self.scope
-        triggers = _take(blocks.trigger(raw.get("trigger") or {}, scope.events), found)
-        category = _take(blocks.category(raw, scope.categories), found)
+        """The fields of the notification, from each block in turn; their problems go to `found`.
+        A block with a shape error (or missing where the shape requires it) is read as absent: its
+        meaning is not checked, and the schema's message stands alone."""
+        parts = self.scope.misshapen.get((rule.doc.file, rule.id), set())
+        misshapen = {part[0] for part in parts if len(part) == 1}
+        raw, scope = _well_shaped(rule.raw, parts), self.scope
+        triggers = _take(blocks.trigger(raw.get("trigger") or {}, scope.events), found) \
+            if "trigger" not in misshapen else ()
+        category = _take(blocks.category(raw, scope.categories), found) if "category" not in misshapen else ""
         schedule = _take(blocks.schedule(raw.get("schedule") or {"at": "once"}, scope.defaults, scope.windows), found)
         schedule = blocks.quiet_hours(schedule, category, scope.categories, scope.quiet)
         digest = _take(blocks.digest(raw), found)
         key = raw.get("key")
-        cancel_on = _take(blocks.matches(raw, "cancel_on", triggers, key, self.reads), found)
-        reschedule_on = _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), found)
+        # Without a well-shaped key, what the matches say of theirs would only repeat the key's error.
+        matched = found if "key" not in misshapen else []
+        cancel_on = _take(blocks.matches(raw, "cancel_on", triggers, key, self.reads), matched)
+        reschedule_on = _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), matched)
         template = _take(blocks.template(raw.get("template"), scope.templates), found)
         required = blocks.required(raw)
         throttle = _take(blocks.throttle(raw), found)
         batch = _take(batching.batch(raw, triggers, self.reads), found)
         draft = blocks.Draft(triggers, key, schedule, digest, reschedule_on, template, required, throttle)
         found += blocks.event_reads(raw, draft, self.reads)
-        found += blocks.requires(raw)
+        # What `data` provides is every name it has, a misshapen value's included.
+        found += blocks.requires({**raw, "data": rule.raw.get("data")}) if "data" not in misshapen else []
         channels, routing, expires_after = _take(blocks.delivery(raw, scope.defaults), found)
-        example = _take(blocks.example(raw, rule.id, triggers, rule.doc), found)
+        example = _take(blocks.example(raw, rule.id, triggers, rule.doc), found) if "trigger" not in misshapen \
+            else None
         return {"triggers": triggers, "category": category, "template": template, "schedule": schedule,
                 "channels": channels, "cancel_on": cancel_on, "reschedule_on": reschedule_on, "throttle": throttle,
                 "digest": digest, "example": example, "routing": routing, "expires_after": expires_after,
@@ -82,6 +92,17 @@ class RuleChecker:
         broken = self.scope.broken_schemas
         misshapen = (rule.doc.file, rule.id) in self.scope.misshapen
         return not misshapen and ANY_SCHEMA not in broken and not broken & set(triggers)
+
+
+def _well_shaped(raw: Mapping[str, Any], parts: set[tuple[Any, ...]]) -> dict[str, Any]:
+    """`raw` without its misshapen parts: each a block, or a key of a block."""
+    kept = dict(raw)
+    for part in sorted(parts, key=len):
+        if len(part) == 1:
+            kept.pop(part[0], None)
+        elif isinstance(kept.get(part[0]), dict):
+            kept[part[0]] = {k: v for k, v in kept[part[0]].items() if k != part[1]}
+    return kept
 
 
 def _as_written(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,14 +12,44 @@ from ..problems import Mark, Problem
 from ..wording import did_you_mean, dotted, plain
 from ..yaml_source import Document
 
+# Errors about a value of the right type (a bad name, a number out of range...): the meaning check
+# of the value still reads it safely, and its message, where clearer, is the one shown.
+VALUE_ERRORS = frozenset({"pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "const",
+                          "format", "minLength", "maxLength", "uniqueItems", "propertyNames", "minItems", "maxItems",
+                          "multipleOf", "minProperties", "maxProperties"})
 
-def problems(doc: Document, checker: Checker) -> Iterator[tuple[tuple[Any, ...], Problem]]:
-    """Each error of `doc`'s shape: the path of the value it is about, and the problem to show."""
-    for error in checker.iter_errors(doc.data, plain=True):  # read by yaml_source: no tuple in it
-        error = most_specific(error)
+
+def problems(doc: Document, checker: Checker) -> Iterator[tuple[tuple[Any, ...], Problem, bool]]:
+    """Each error of `doc`'s shape: the path of the value it is about (of the missing key, for a
+    key that is required; of the first unknown key, for unknown ones), the problem to show, and
+    whether it is about the value's structure (a value of another type, a key missing or unknown),
+    which no meaning check can then read safely."""
+    for found in checker.iter_errors(doc.data, plain=True):  # read by yaml_source: no tuple in it
+        error = most_specific(found)
         path = tuple(error.absolute_path)
         mark, message = _explained(doc, error, path)
-        yield path, Problem.at(mark, message)
+        yield path + _missing(error), Problem.at(mark, message), _structural(found)
+
+
+def _structural(error: Any) -> bool:
+    """Whether `error` is about the structure of its value: of a type no alternative allows, a key
+    missing or unknown; not a string too long for the one alternative it is."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return all(_structural(alternative) for alternative in error.context)
+    return error.validator not in VALUE_ERRORS
+
+
+def _missing(error: Any) -> tuple[Any, ...]:
+    """The first key a `required` error says is missing, or the first unknown key an
+    `additionalProperties` error names, as a step of a path; else no step."""
+    if not isinstance(error.instance, dict):
+        return ()
+    if error.validator == "required":
+        return next(((key,) for key in error.validator_value if key not in error.instance), ())
+    if error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        return next(((key,) for key in error.instance if key not in allowed), ())
+    return ()
 
 
 def _explained(doc: Document, error: Any, path: tuple[Any, ...]) -> tuple[Mark, str]:

@@ -3,7 +3,7 @@ and retention."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -73,9 +73,10 @@ class _Reader:
         return RateLimit(limit, self.duration(("rate_limits", "per_recipient", "window"), per_recipient["window"]))
 
 
-def read(root: Document) -> tuple[TopLevel, list[Problem]]:
-    """The settings of the root file `root`, and the problems of its values."""
-    data = root.data
+def read(root: Document, misshapen: Collection[Any] = ()) -> tuple[TopLevel, list[Problem]]:
+    """The settings of the root file `root`, and the problems of their values. A setting named in
+    `misshapen` (it has a shape error, whose message stands alone) is read as if absent."""
+    data = {key: value for key, value in root.data.items() if key not in misshapen}
     reader = _Reader(root)
     app = _app(data.get("app") or {})
     defaults = data.get("defaults") or {}
