@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import budget
+from .bounded_read import file_kind
 from .checks import declarations, shape, top_level
 from .checks.declarations import ANY_SCHEMA, Declared
 from .checks.rule import RuleChecker, Scope
@@ -29,7 +30,7 @@ from .checks.top_level import TopLevel
 from .json_schema import Checker
 from .model import Config, Notification
 from .problems import ConfigError, Mark, Problem
-from .yaml_source import Document, file_kind, load_file
+from .yaml_source import Document, load_file
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 # The most values all the files of a configuration may hold (see yaml_source.MAX_NODES for one

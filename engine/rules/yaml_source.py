@@ -12,14 +12,13 @@ use of an alias counted (a "billion laughs" stops there), at most MAX_DEPTH leve
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from .bounded_read import MAX_FILE_BYTES, Unreadable, read_bounded
 from .problems import Mark, Problem
 
 Path = tuple[str | int, ...]
@@ -81,8 +80,6 @@ _MAYBE_TYPED_KEY = frozenset(["", *"~nNtTfFyYoO"])
 
 
 MAX_DEPTH = 64
-# The largest file read: a rule file of 500 notifications is about 700 KB.
-MAX_FILE_BYTES = 2 * 1024 * 1024
 # The most values one file may hold, each use of an alias counted again: 500 notifications are
 # about 50 000; a value costs about 500 bytes once loaded and checked.
 MAX_NODES = 250_000
@@ -359,7 +356,7 @@ def load_file(path: str, display: str | None = None) -> tuple[Document, list[Pro
     display = display or path
     try:
         raw = read_bounded(path)
-    except _Unreadable as exc:
+    except Unreadable as exc:
         return Document(display), [Problem(display, 1, 1, str(exc))]
     if raw is None:
         return Document(display), [_too_large(display)]
@@ -368,40 +365,3 @@ def load_file(path: str, display: str | None = None) -> tuple[Document, list[Pro
     except UnicodeDecodeError as exc:
         return Document(display), [Problem(display, 1, 1, f"not UTF-8 text (byte {exc.start})")]
     return parse(text, display)
-
-
-class _Unreadable(Exception):
-    """The file cannot be read as a configuration file; the message says why."""
-
-
-def read_bounded(path: str) -> bytes | None:
-    """The bytes of the regular file at `path`, None when it holds more than MAX_FILE_BYTES;
-    _Unreadable for anything else (a folder, a FIFO, a device, a missing file)."""
-    try:
-        # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer, and is refused below.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise _Unreadable(f"cannot read file: {exc.strerror}") from None
-    info = os.fstat(fd)  # of what was opened, whatever the path names by now
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise _Unreadable(f"cannot read file: it is {file_kind(info.st_mode)}, not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        if info.st_size > MAX_FILE_BYTES:
-            return None
-        try:
-            raw = fh.read(MAX_FILE_BYTES + 1)  # a file of /proc says it has 0 bytes, and may not
-        except OSError as exc:
-            raise _Unreadable(f"cannot read file: {exc.strerror}") from None
-    return None if len(raw) > MAX_FILE_BYTES else raw
-
-
-def file_kind(mode: int) -> str:
-    """What a file that is not a regular one is, for a message."""
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a socket" if stat.S_ISSOCK(mode) else "not a file"
