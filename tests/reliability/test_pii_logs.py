@@ -3,7 +3,9 @@
 A real `engine serve` (subprocess, SQLite store and queue in a scratch directory, ENGINE_LOG_LEVEL=DEBUG)
 delivers to the Courier stand-in. We post events of several types carrying distinctive personal
 data (registrations with phone numbers, a booking whose 24 h reminders fall due within seconds, a
-payment, a message with preview text, a duplicate, an invalid event refused with a 422), let one
+payment, two messages of one conversation with preview text, which the New Message rule collects
+into one batch (its window shortened to seconds in the scratch copy of the configuration) and sends
+with both previews, a duplicate, an invalid event refused with a 422), let one
 send fail once and be retried, post a Courier delivery webhook, read the admin routes, wait until
 the stand-in has every send, stop the engine, and then search everything it logged for:
 
@@ -51,6 +53,8 @@ CLIENT = {"id": "usr_pii_c1", "email": "zephyrine.quillfeather@pii-example.org",
 PRACTITIONER = {"id": "usr_pii_p1", "email": "bartholomew.okonkwo@pii-example.net", "name": "Bartholomew Okonkwo-Lindqvist",
                 "timezone": "America/Chicago", "phone": "+1-415-555-0199"}
 PREVIEW = "Please bring the lavender blanket and the brass singing bowl on Thursday"
+PREVIEW_2 = "Also the cedarwood oil from the Lisbon market, if Ottoline can spare it"
+BATCH_WINDOW = "5s"  # the New Message batch, shortened so that the flow sees it collect and go out
 INVALID_PERSON = {"id": "usr_pii_bad", "email": "ignatius.fairweather@@invalid-pii", "name": "Ignatius Fairweather",
                   "timezone": "Europe/Dublin", "phone": "+353 87 765 4321"}
 
@@ -73,6 +77,9 @@ def estuary_events(now: datetime) -> tuple[list[dict[str, Any]], dict[str, Any]]
             "client": CLIENT, "practitioner": PRACTITIONER, "booking": booking}},
         {"id": "evt_pii_message", "type": "message.sent", "occurred_at": iso(now), "data": {
             "message": {"id": "msg_pii_1", "conversation_id": "conv_pii_1", "preview": PREVIEW},
+            "sender": PRACTITIONER, "recipient": {**CLIENT, "role": "client"}}},
+        {"id": "evt_pii_message_2", "type": "message.sent", "occurred_at": iso(now + timedelta(seconds=1)), "data": {
+            "message": {"id": "msg_pii_2", "conversation_id": "conv_pii_1", "preview": PREVIEW_2},
             "sender": PRACTITIONER, "recipient": {**CLIENT, "role": "client"}}},
     ]
     invalid = {"id": "evt_pii_invalid", "type": "booking.confirmed", "occurred_at": iso(now), "data": {
@@ -107,7 +114,7 @@ def personal_data(valid: list[dict[str, Any]], invalid: dict[str, Any]) -> dict[
         "phone": {f for p in people for f in phone_forms(p["phone"])},
         "name": {f for p in people for f in forms(p["name"])} | {f for p in people for part in p["name"].split() for f in forms(part)
                                                                  if len(part) > 6},
-        "preview": forms(PREVIEW),
+        "preview": forms(PREVIEW) | forms(PREVIEW_2),
     }
 
 
@@ -185,6 +192,9 @@ def run_flow(workdir: Path, courier: CourierStandin, encryption_key: str | None,
             from urllib.parse import urlparse
 
             [message] = [q["body"]["message"] for q in courier.requests if "message_preview" in q["body"]["message"].get("data", {})]
+            # Both messages went out as one batch, their previews in its items.
+            assert message["data"]["count"] == 2, message["data"]
+            assert [item["message"]["preview"] for item in message["data"]["items"]] == [PREVIEW, PREVIEW_2]
             link = urlparse(message["data"]["unsubscribe_url"])
             assert client.get(f"{link.path}?{link.query}").status_code == 200
     finally:
@@ -224,10 +234,30 @@ def context(text: str, needle: str, width: int = 160) -> str:
     return text[max(0, i - width):i + len(needle) + width].replace("\n", " | ")
 
 
+_BATCH_WINDOW_LINE = re.compile(r"^([ \t]+batch:\n(?:[ \t]+\w+: .*\n)*?[ \t]+window: )(\S+)$", re.MULTILINE)
+
+
+def short_batches(workdir: Path) -> Path:
+    """The copied configuration with only the New Message rules' batch `window:` set to BATCH_WINDOW."""
+    from engine.rules.loader import load
+    from engine.rules.timeparse import parse_duration
+
+    for name in ("client", "practitioner"):
+        path = workdir / "rules" / f"{name}.yaml"
+        text, changed = _BATCH_WINDOW_LINE.subn(lambda m: m.group(1) + BATCH_WINDOW, path.read_text(encoding="utf-8"))
+        assert changed == 1, f"{path.name}: expected one batch window, found {changed}"
+        path.write_text(text, encoding="utf-8")
+    rules = load(str(workdir / "notifications.yaml"), environ={}).notifications
+    for name in ("client_new_message", "practitioner_new_message"):
+        batch = rules[name].batch
+        assert batch is not None and batch.window == parse_duration(BATCH_WINDOW), (name, batch)
+    return workdir
+
+
 def _flow(tmp_path_factory: pytest.TempPathFactory, encrypted: bool, log_format: str = "text") -> dict[str, Any]:
     from cryptography.fernet import Fernet
 
-    workdir = copy_config(tmp_path_factory.mktemp(("encrypted" if encrypted else "plain") + "-" + log_format))
+    workdir = short_batches(copy_config(tmp_path_factory.mktemp(("encrypted" if encrypted else "plain") + "-" + log_format)))
     with CourierStandin(token="tok") as courier:
         flow = run_flow(workdir, courier, Fernet.generate_key().decode() if encrypted else None, log_format)
     return {**flow, "format": log_format}
@@ -274,7 +304,10 @@ def needles_for(flow: dict[str, Any]) -> dict[str, set[str]]:
     # Recipient ids are pseudonymous keys, logged on purpose (a send's outcome names its recipient):
     # a template that carries one does not make it personal data.
     ids = {f for person in (CLIENT, PRACTITIONER, INVALID_PERSON) for f in forms(person["id"])}
-    needles["template data"] = template_values(flow["requests"]) - constants - ids
+    # A batch's items carry its events' data whole, a person's role among it: a value of the catalog
+    # (the word every client_* notification name starts with), not something about the person.
+    roles = {"client", "practitioner"}
+    needles["template data"] = template_values(flow["requests"]) - constants - ids - roles
     assert needles["template data"], "Courier received no template data"
     # The data really went out (so its absence from the log means something).
     sent_text = json.dumps(flow["requests"], ensure_ascii=False)
@@ -338,7 +371,7 @@ def test_the_encrypted_store_holds_no_email_or_name_in_clear(encrypted_flow: dic
     files = sorted(p for p in workdir.iterdir() if p.name.startswith(("engine.db", "queue.db")))
     assert any(p.name == "engine.db" for p in files), files
     with sqlite3.connect(workdir / "engine.db") as db:
-        assert db.execute("select count(*) from events").fetchone()[0] == 5
+        assert db.execute("select count(*) from events").fetchone()[0] == 6
         assert db.execute("select count(*) from notifications where status = 'sent'").fetchone()[0] >= len(EXPECTED_SENDS)
         payloads = [row[0] for row in db.execute("select payload from events union all select profile from recipients")]
         assert payloads and all(p.startswith("fernet:") for p in payloads), "payloads are not encrypted"
@@ -347,7 +380,7 @@ def test_the_encrypted_store_holds_no_email_or_name_in_clear(encrypted_flow: dic
         "email": {f for p in people for f in forms(p["email"])},
         "name": {f for p in people for f in forms(p["name"])},
         "phone": {f for p in people for f in phone_forms(p["phone"]) if len(f) > 8},
-        "preview": forms(PREVIEW),
+        "preview": forms(PREVIEW) | forms(PREVIEW_2),
     }
     for path in files:
         raw = path.read_bytes()
