@@ -257,7 +257,8 @@ def short_batches(workdir: Path) -> Path:
 def _flow(tmp_path_factory: pytest.TempPathFactory, encrypted: bool, log_format: str = "text") -> dict[str, Any]:
     from cryptography.fernet import Fernet
 
-    workdir = short_batches(copy_config(tmp_path_factory.mktemp(("encrypted" if encrypted else "plain") + "-" + log_format)))
+    scratch = tmp_path_factory.mktemp(("encrypted" if encrypted else "plain") + "-" + log_format)
+    workdir = short_batches(copy_config(scratch))
     with CourierStandin(token="tok") as courier:
         flow = run_flow(workdir, courier, Fernet.generate_key().decode() if encrypted else None, log_format)
     return {**flow, "format": log_format}
