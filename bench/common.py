@@ -384,7 +384,9 @@ INGEST_PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("store: statements (events, sends, recipients, digests, savepoints)", ("engine/store/", "sqlalchemy/", "psycopg/")),
     ("store: encoding payloads", ("engine/store/codec.py", "to_json (engine/jsontext.py", "from_json (engine/jsontext.py",
                                   "json/encoder.py")),
-    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "Transactions._cursor (engine/store/transactions.py:98)",
+    # The write transaction's own frame is on the stack only while it opens or commits (its body runs
+    # in the caller's frames): any line of it is BEGIN or COMMIT, whatever line the commit moves to.
+    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "_cursor (engine/store/transactions.py:",
                                                "engine/store/checkpoint.py", ".commit (")),
 ]
 

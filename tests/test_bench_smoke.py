@@ -48,6 +48,20 @@ def test_raw_persist_limit_writes_every_row_the_engine_wrote(tmp_path: Path) -> 
     assert set(tables) == set(WRITTEN)
 
 
+def _commit_line() -> int:
+    """The line of the store's write transaction that commits (where a py-spy sample of a commit points)."""
+    import inspect
+
+    from engine.store.transactions import Transactions
+
+    lines, first = inspect.getsourcelines(Transactions._cursor)
+    [offset] = [i for i, line in enumerate(lines) if line.strip() == "conn.commit()"]
+    return first + offset
+
+
+COMMIT_LINE = _commit_line()
+
+
 def test_pyspy_phases_names_the_innermost_phase(tmp_path: Path) -> None:
     loop = "thread (1): MainThread;run (uvicorn/server.py:1);wrapped (starlette/routing.py:2)"
     intake = "thread (2): intake;Thread.run (threading.py:982);Intake._run (engine/http/intake.py:89)"
@@ -55,8 +69,9 @@ def test_pyspy_phases_names_the_innermost_phase(tmp_path: Path) -> None:
     profile.write_text("\n".join([
         f"{loop};post_events (engine/http/ingest.py:35);parse_json (engine/http/body.py:50) 2",
         f"{intake};decide (engine/core/decide.py:10);render (engine/core/rendering.py:5) 3",
-        f"{intake};Store._ingest (engine/store/repository.py:320) 4",
-        f"{intake};Store._cursor (engine/store/repository.py:219) 1",
+        f"{intake};GroupCommit._commit (engine/store/groupcommit.py:61);Ingest._ingest (engine/store/ingest.py:124) 4",
+        f"{intake};GroupCommit._commit (engine/store/groupcommit.py:60);__exit__ (contextlib.py:144);"
+        f"Transactions._cursor (engine/store/transactions.py:{COMMIT_LINE}) 1",
         f"{intake};Condition.wait (threading.py:320);wait (threading.py:1) 50",  # idle: left out
     ]))
     text = pyspy_phases(str(profile))
