@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ..rules import expressions
 from ..rules.model import Config, Notification, Totals
 from .events import Event
-from .matching import cancelled, condition_holds, context, read_path, rescheduled, triggered
+from .matching import app_context, cancelled, condition_holds, context, read_path, rescheduled, triggered
 from .policy import expired
 from .rendering import RenderError, UnsubscribeLinker, render
 from .timing import When, digest_period, in_window, next_opening, recipient_zone, send_time
@@ -219,8 +219,7 @@ def batch_send(config: Config, rule: Notification, recipient: Mapping[str, Any],
     opened = period_start.astimezone(UTC).isoformat()
     event = {"id": f"batch:{opened}", "type": rule.triggers[0], "occurred_at": opened}
     ctx: dict[str, Any] = {"items": kept, "count": len(items), "event": event, "recipient": dict(recipient),
-                           "notification": rule.id, "app": {"name": config.app.name, "frontend_url":
-                           config.app.frontend_url, "support_email": config.app.support_email}, **latest}
+                           "notification": rule.id, "app": app_context(config), **latest}
     fallback = f"{rule.id}:{recipient.get('id', '')}:batch:{opened}"
     try:
         key = str(expressions.render(rule.batch.key, ctx))
@@ -250,8 +249,7 @@ def digest_send(config: Config, rule: Notification, recipient: Mapping[str, Any]
         "recipient": dict(recipient),
         "notification": rule.id,
         "event": {"id": key, "type": rule.triggers[0], "occurred_at": period_end.isoformat()},
-        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url,
-                "support_email": config.app.support_email},
+        "app": app_context(config),
     }
     try:
         if rule.digest is not None and rule.digest.totals is not None:

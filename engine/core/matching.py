@@ -21,6 +21,11 @@ def read_path(data: Any, path: str) -> Any:
     return value
 
 
+def app_context(config: Config) -> dict[str, Any]:
+    """What an expression sees as `app`: the product's name and addresses."""
+    return {"name": config.app.name, "frontend_url": config.app.frontend_url, "support_email": config.app.support_email}
+
+
 def context(config: Config, rule: Notification, event: Event, recipient: dict[str, Any] | None) -> dict[str, Any]:
     """The names an expression sees: event, recipient, notification, app, and the event's data
     fields (a data field with one of those names hides the built-in one)."""
@@ -28,8 +33,7 @@ def context(config: Config, rule: Notification, event: Event, recipient: dict[st
         "event": {"id": event.id, "type": event.type, "occurred_at": event.occurred_at.isoformat()},
         "recipient": recipient or {},
         "notification": rule.id,
-        "app": {"name": config.app.name, "frontend_url": config.app.frontend_url,
-                "support_email": config.app.support_email},
+        "app": app_context(config),
         **event.data,
     }
 
