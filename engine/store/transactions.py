@@ -75,9 +75,13 @@ class Transactions:
                 if self.sql.pg:
                     conn.rollback()  # psycopg opened a transaction for the reads: end it
         except self._driver_error as exc:
+            # A connection that failed (lost, most often) is dropped: handed back, the pool's
+            # reset would fail again and log a traceback for each one.
+            with suppress(Exception):
+                conn.invalidate()
             raise self._wrap(exc) from exc
         finally:
-            conn.close()
+            conn.close()  # back to the pool (or nothing, when invalidated)
 
     def _wrap(self, exc: BaseException) -> BaseException:
         """A driver's error as SQLAlchemy's; any other error as it is."""
