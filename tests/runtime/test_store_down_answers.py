@@ -171,7 +171,8 @@ def test_every_route_answers_503_with_retry_after_when_the_store_cannot_be_reach
     assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
 
 
-def test_a_read_whose_connection_is_lost_drops_it_without_a_traceback(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_read_whose_connection_is_lost_drops_it_without_a_traceback(
+        pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """The server ends the connection in the middle of a read: the read fails with the store's
     error, the pool drops that connection (no reset attempted on it, which would log a traceback
     per lost connection), and the next read gets a fresh one."""
@@ -188,9 +189,8 @@ def test_a_read_whose_connection_is_lost_drops_it_without_a_traceback(pg_url: st
         cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
     try:
-        with caplog.at_level(logging.DEBUG, logger="sqlalchemy.pool"):
-            with pytest.raises(OperationalError):
-                store._read(killed)
+        with caplog.at_level(logging.DEBUG, logger="sqlalchemy.pool"), pytest.raises(OperationalError):
+            store._read(killed)
         tracebacks = [r for r in caplog.records if r.name.startswith("sqlalchemy.pool") and r.levelno >= logging.ERROR]
         assert tracebacks == [], [r.getMessage() for r in tracebacks]
         assert store._read(lambda cur: cur.execute("SELECT 1").fetchone()) == (1,)
