@@ -48,7 +48,7 @@ def main() -> None:
     from engine.rules.loader import load
 
     seconds, warmup, rounds = (3.0, 0.5, 2) if args.quick else (8.0, 1.0, 3)
-    config = load(str(ROOT / "notifications.yaml"), {})
+    config = load(str(ROOT / "notifications.yaml"))
     maker = EventMaker(config, prefix=f"evt_batch_{int(time.time())}")
     per_round = int((seconds + warmup) * 150)  # batches: more than a round can use
     log(f"batch: preparing {per_round * rounds + 1} batches of {BATCH} events")

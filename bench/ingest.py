@@ -59,7 +59,7 @@ def measure(quick: bool, store: str, connections: int, pyspy: str | None) -> dic
     from engine.rules.loader import load
 
     seconds, warmup, rounds = (3.0, 0.5, 2) if quick else (8.0, 1.0, 3)
-    config = load(str(ROOT / "notifications.yaml"), {})
+    config = load(str(ROOT / "notifications.yaml"))
     maker = EventMaker(config, prefix=f"evt_ingest_{int(time.time())}")
     per_round = int((seconds + warmup) * 3000)  # more than a round of the engine or the durable limit can use
     log(f"ingest: preparing {per_round * rounds} events")

@@ -120,7 +120,7 @@ def main() -> None:
     args = p.parse_args()
     from engine.rules.loader import load
 
-    config = load(CONFIG, {})
+    config = load(CONFIG)
     per_copy = sum(1 for line in EXAMPLES.read_text().splitlines() if line.strip())
     small, large = ((27, 264) if args.quick else (264, 2_632))  # copies: about 1 000 / 10 000 / 100 000 events
     small, large = small * per_copy, large * per_copy

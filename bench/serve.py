@@ -30,7 +30,7 @@ def main() -> None:
     per_step, max_steps, first = (80, 5, 14.0) if args.quick else (400, 12, 5.0)
     from engine.rules.loader import load
 
-    config = load(str(ROOT / "notifications.yaml"), {})
+    config = load(str(ROOT / "notifications.yaml"))
     maker = EventMaker(config, prefix=f"evt_serve_{int(time.time())}")
     engine_cmd = str(Path(PYTHON).with_name("engine"))
     steps = []

@@ -33,7 +33,7 @@ def backtest(store: Store, current: Config, candidate: str, since: datetime, now
     """(events replayed, changes); the virtual clock stops at `now`, so later sends show as pending."""
     directory, tmp = materialize(candidate)
     try:
-        other = load(os.path.join(directory, config_name), {})
+        other = load(os.path.join(directory, config_name))
     finally:
         if tmp is not None:
             tmp.cleanup()

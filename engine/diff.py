@@ -144,8 +144,8 @@ def diff(base: str, head: str, config_name: str = "notifications.yaml", env: str
     base_dir, base_tmp = materialize(base, repo)
     head_dir, head_tmp = materialize(head, repo)
     try:
-        base_config = load(os.path.join(base_dir, config_name), {})
-        head_config = load(os.path.join(head_dir, config_name), {})
+        base_config = load(os.path.join(base_dir, config_name))
+        head_config = load(os.path.join(head_dir, config_name))
         changes: list[Change] = []
         for events in event_sets(head_dir, (base_config, head_config)):
             rows = []

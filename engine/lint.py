@@ -23,13 +23,13 @@ from .rules.model import Config, Notification
 from .rules.problems import Mark, Problem
 
 
-def check_all(root: str, environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+def check_all(root: str) -> tuple[Config | None, list[Problem]]:
     """Every problem, in one run: the examples of the rules that can be planned are tried even
     when other rules or files have errors. The configuration is None when any is an error."""
     # What the examples make lives until the end, as what loading makes; and all the evaluation
     # of one validation is bounded in time together, however many rules are expensive.
     with collector_paused(), budget.validation():
-        loaded = inspect(root, environ)
+        loaded = inspect(root)
         config, problems = loaded.partial, list(loaded.problems)
         if config is None:
             return None, problems

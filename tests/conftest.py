@@ -20,7 +20,7 @@ def shipped_config():
     """The configuration the repository ships (notifications.yaml + rules/ + templates_map/)."""
     from engine.rules.loader import load
 
-    return load(str(ROOT / "notifications.yaml"), environ={})
+    return load(str(ROOT / "notifications.yaml"))
 
 
 @pytest.fixture

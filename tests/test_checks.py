@@ -72,7 +72,7 @@ def problems_after(cfg: Path, old: str, new: str, monkeypatch: pytest.MonkeyPatc
     assert text.count(old) == 1, old
     rules.write_text(text.replace(old, new))
     monkeypatch.chdir(cfg)
-    _, problems = check_all("notifications.yaml", {})
+    _, problems = check_all("notifications.yaml")
     return [f"{p.line}:{p.col}: {p.severity}: {p.message}" for p in problems]
 
 
@@ -160,7 +160,7 @@ def test_a_file_that_cannot_be_read_does_not_stop_the_others(tmp_path: Path, mon
     cfg = copy_of("example_hidden_behind_shape_error", tmp_path)
     (cfg / "rules" / "thanks.yaml").write_bytes(b"notifications: \xff\n")
     monkeypatch.chdir(cfg)
-    _, problems = check_all("notifications.yaml", {})
+    _, problems = check_all("notifications.yaml")
     assert [f"{p.file}:{p.line}: {p.message}" for p in problems] == [
         "rules/booking.yaml:55: booking_reminder: the example event is invalid: example.data.client.email: "
         "'not-an-email' is not a 'email'",
@@ -176,6 +176,6 @@ def test_a_cron_of_other_than_five_fields_names_the_five(cron: str) -> None:
 
 def test_the_shipped_configuration_has_no_problem(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(repo_root)
-    config, problems = check_all("notifications.yaml", {})
+    config, problems = check_all("notifications.yaml")
     assert config is not None
     assert [f"{p.file}:{p.line}:{p.col}: {p.message}" for p in problems] == []

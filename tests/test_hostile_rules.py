@@ -212,7 +212,7 @@ def test_an_event_checked_by_a_backtracking_pattern_is_refused_at_once(tmp_path:
     import jsonschema._keywords
 
     monkeypatch.setattr(jsonschema._keywords, "re", _NoRe())
-    config = load(str(_with_code_pattern(tmp_path, "^([a-z0-9_]+)+$") / "notifications.yaml"), environ={})
+    config = load(str(_with_code_pattern(tmp_path, "^([a-z0-9_]+)+$") / "notifications.yaml"))
     evil = config.notifications["booking_reminder"].example
     assert evil is not None
     raw = {"id": "e", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
@@ -436,7 +436,7 @@ def test_a_send_whose_render_runs_out_of_budget_is_recorded_skipped(tmp_path: Pa
     cfg = base_copy(tmp_path)
     loops = "{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}{% endfor %}{% endfor %}{% endfor %}"
     edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', f'      booking_id: "{{{{ booking.id }}}}{loops}"')
-    config = load(str(cfg / "notifications.yaml"), environ={})  # the example's 4-character id: 64 turns
+    config = load(str(cfg / "notifications.yaml"))  # the example's 4-character id: 64 turns
     example = config.notifications["booking_reminder"].example
     assert example is not None
     raw = {"id": "evt_costly", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",

@@ -49,7 +49,7 @@ def make(tmp_path: Path, *, extra: str = "", root_extra: str = "", events_edit: 
 
 def warnings(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.chdir(cfg)
-    config, problems = check_all("notifications.yaml", {})
+    config, problems = check_all("notifications.yaml")
     assert config is not None, problems
     assert not [p for p in problems if p.severity == "error"]
     return [f"{p.file}:{p.line}:{p.col}: {p.message}" for p in problems if p.severity == "warning"]
@@ -82,7 +82,7 @@ def test_a_transactional_send_inside_quiet_hours(tmp_path: Path, monkeypatch: py
 def test_quiet_hours_defer_sends_users_can_switch_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = make(tmp_path, root_extra='  quiet_hours: {from: "22:00", to: "07:00"}\n')
     monkeypatch.chdir(cfg)
-    config, _ = check_all("notifications.yaml", {})
+    config, _ = check_all("notifications.yaml")
     assert config is not None
     event = {"id": "e1", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
              "data": {"booking": {"id": "b1", "start_time": "2026-03-06T01:00:00Z"},

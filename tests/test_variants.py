@@ -38,7 +38,7 @@ def config_dir(tmp_path: Path, variants: str = VARIANTS, short_id: str | None = 
 
 def load(cfg: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(cfg)
-    return check_all("notifications.yaml", {})
+    return check_all("notifications.yaml")
 
 
 def booking(i: int) -> dict:

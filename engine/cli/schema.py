@@ -110,7 +110,7 @@ def command(config_path: str | None, kind: str, output: str | None, check: bool)
     """Write a JSON Schema for editors that completes this project's events, categories, windows and
     template keys."""
     chosen = settings(config_path)
-    config = load(chosen.config_path, environ=chosen.template_overrides)
+    config = load(chosen.config_path)
     schema = rules_schema(config) if kind == "rules" else templates_map_schema(config)
     text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if check:

@@ -50,7 +50,7 @@ def command(paths: tuple[str, ...], config_path: str | None, env: str) -> None:
     each, whether the rules send what it expects. Exit 0 when all pass, 1 when any fails, 2 when
     a file is malformed. The format: docs/scenarios.md."""
     config_path = settings(config_path).config_path
-    config = load(config_path, environ={})
+    config = load(config_path)
     if env not in config.templates:
         raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})",
                                  param_hint="--env")

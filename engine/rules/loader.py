@@ -319,7 +319,7 @@ class Loaded:
         return self.places.get(rule_id, {}).get(part, {}).get(key)
 
 
-def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Loaded:
+def inspect(root: str = "notifications.yaml") -> Loaded:
     """Load and check everything: every problem found, and what could be built."""
     if not os.path.exists(root):
         missing = Problem(root, 1, 1, "no such file: pass --config or run where notifications.yaml is")
@@ -333,10 +333,9 @@ def inspect(root: str = "notifications.yaml", environ: Mapping[str, str] | None 
     return loaded
 
 
-def check(root: str = "notifications.yaml",
-          environ: Mapping[str, str] | None = None) -> tuple[Config | None, list[Problem]]:
+def check(root: str = "notifications.yaml") -> tuple[Config | None, list[Problem]]:
     """Load and check everything; the config (None when any error) and every problem found."""
-    loaded = inspect(root, environ)
+    loaded = inspect(root)
     return loaded.config, loaded.problems
 
 
@@ -354,9 +353,9 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load(root: str = "notifications.yaml", environ: Mapping[str, str] | None = None) -> Config:
+def load(root: str = "notifications.yaml") -> Config:
     """The configuration, or ConfigError listing every error."""
-    config, problems = check(root, environ)
+    config, problems = check(root)
     errors = [p for p in problems if p.severity == "error"]
     if config is None or errors:
         raise ConfigError(errors or [Problem(root, 1, 1, "configuration could not be loaded")])

@@ -247,7 +247,7 @@ def short_batches(workdir: Path) -> Path:
         text, changed = _BATCH_WINDOW_LINE.subn(lambda m: m.group(1) + BATCH_WINDOW, path.read_text(encoding="utf-8"))
         assert changed == 1, f"{path.name}: expected one batch window, found {changed}"
         path.write_text(text, encoding="utf-8")
-    rules = load(str(workdir / "notifications.yaml"), environ={}).notifications
+    rules = load(str(workdir / "notifications.yaml")).notifications
     for name in ("client_new_message", "practitioner_new_message"):
         batch = rules[name].batch
         assert batch is not None and batch.window == parse_duration(BATCH_WINDOW), (name, batch)
@@ -300,7 +300,7 @@ def needles_for(flow: dict[str, Any]) -> dict[str, set[str]]:
     # The rendered data, less what comes from the configuration rather than the events (app name, URLs).
     from engine.rules.loader import load
 
-    app = load(str(ROOT / "notifications.yaml"), environ={}).app
+    app = load(str(ROOT / "notifications.yaml")).app
     constants = {f for v in (app.name, app.frontend_url, app.support_email) for f in forms(v)}
     # Recipient ids are pseudonymous keys, logged on purpose (a send's outcome names its recipient):
     # a template that carries one does not make it personal data.

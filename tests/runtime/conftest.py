@@ -136,7 +136,7 @@ def config() -> Any:
     """The shipped Estuary configuration, loaded once."""
     from engine.rules.loader import load
 
-    return load(str(ROOT / "notifications.yaml"), environ={})
+    return load(str(ROOT / "notifications.yaml"))
 
 
 @pytest.fixture
