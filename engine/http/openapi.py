@@ -34,6 +34,17 @@ READYZ = ("Readiness: the store answers a trivial query, its schema is at the mi
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "required": True,
                                "schema": {"type": "integer", "minimum": 1}}}
 CHECKS = ("store", "schema", "queue", "files")
+EVENT_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID,
+            "description": "The event's id: a repeated id is a duplicate, stored once"}
+# A CloudEvent's attributes but its type and data, which name the event type.
+CLOUDEVENT_ATTRIBUTES = {
+    "specversion": {"type": "string", "const": formats.SPECVERSION},
+    "id": EVENT_ID,
+    "source": {"type": "string", "minLength": 1},
+    "time": {"type": "string", "format": "date-time", "description": "when it occurred (required here)"},
+    "subject": {"type": "string"}, "dataschema": {"type": "string"},
+    "datacontenttype": {"type": "string", "enum": ["application/json"]},
+}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -52,125 +63,129 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
     return answer
 
 
+ERRORS = {400: "The request is malformed (the body is not JSON, or a parameter is wrong)",
+          401: "No valid credentials", 404: "Not found, or not enabled",
+          413: "The body is too large, or a batch holds too many events",
+          422: "Refused: each problem with its JSON path",
+          503: "Unavailable; nothing was done: try again after Retry-After"}
+
+
 def _errors(*codes: int, **described: str) -> dict[str, Any]:
     """The error answers of an operation, each with its schema; `e422="..."` words one."""
-    said = {400: "The request is malformed (the body is not JSON, or a parameter is wrong)",
-            401: "No valid credentials", 404: "Not found, or not enabled",
-            413: "The body is too large, or a batch holds too many events",
-            422: "Refused: each problem with its JSON path",
-            503: "Unavailable; nothing was done: try again after Retry-After"}
-    out = {}
-    for code in codes:
-        text = described.get(f"e{code}", said[code])
-        schema = ref("Problems") if code == 422 else ref("Error")
-        out[str(code)] = _json(schema, text, RETRY_AFTER if code == 503 else None)
-    return out
+    return {str(code): _error(code, described.get(f"e{code}", ERRORS[code])) for code in codes}
 
 
-def _common_schemas() -> dict[str, Any]:
-    row = {"type": "object", "required": ["notification", "recipient_id", "status", "send_at"], "properties": {
-        "id": {"type": ["integer", "null"]}, "notification": {"type": "string"}, "recipient_id": {"type": "string"},
-        "event_id": {"type": ["string", "null"]}, "key": {"type": ["string", "null"]}, "category": {"type": "string"},
-        "channels": {"type": "array", "items": {"type": "string"}}, "template_key": {"type": ["string", "null"]},
-        "template": {"type": ["string", "null"]}, "variant": {"type": ["string", "null"]},
-        "idempotency_key": {"type": ["string", "null"]}, "send_at": {"type": "string", "format": "date-time"},
-        "status": {"type": "string"}, "reason": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
-        "sent_at": {"type": ["string", "null"], "format": "date-time"}, "request_id": {"type": ["string", "null"]},
-        "delivery_status": {"type": ["string", "null"]}, "last_error": {"type": ["string", "null"]},
-        "created_at": {"type": "string", "format": "date-time"}}}
-    upcoming = {"allOf": [ref("Notification"), {"type": "object", "properties": {
-        "will_skip": {"type": ["string", "null"],
-                      "description": "why it will be skipped when due (paused, removed, ...)"},
-        "digest_items": {"type": ["integer", "null"], "description": "items a digest still collecting holds"},
-        "data": {"type": ["object", "null"], "description": "the template data it will be sent with"}}}]}
-    check = {"type": "object", "required": ["ok", "detail"],
-             "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
-    return {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-        "Problem": {"type": "object", "required": ["path", "message"], "properties": {
-            "path": {"type": "string",
-                     "description": "JSON path in the body sent (`$.data.booking.start_time`, `$[2].type`)"},
-            "message": {"type": "string"}}},
-        "Problems": {"type": "object", "required": ["error"], "properties": {
-            "error": {"type": "string"}, "problems": {"type": "array", "items": ref("Problem")}}},
-        "IngestAnswer": {"type": "object", "required": ["accepted", "duplicates", "scheduled", "cancelled"],
-                         "properties": {
-            "accepted": {"type": "array", "items": {"type": "string"}, "description": "ids of the events stored now"},
-            "duplicates": {"type": "array", "items": {"type": "string"}, "description": "ids of events stored before"},
-            "scheduled": {"type": "integer", "description": "sends planned (or re-planned) by these events"},
-            "cancelled": {"type": "integer", "description": "pending sends these events cancelled"}}},
-        "Notification": row,
-        "UpcomingNotification": upcoming,
-        "Notifications": {"type": "object", "required": ["notifications"], "properties": {
-            "notifications": {"type": "array", "items": ref("Notification")}}},
-        "Upcoming": {"type": "object", "required": ["upcoming"], "properties": {
-            "upcoming": {"type": "array", "items": ref("UpcomingNotification")}}},
-        "Preferences": {"type": "object", "required": ["recipient", "preferences"], "properties": {
-            "recipient": {"type": "string"},
-            "preferences": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
-        "PreferencesChange": {"type": "object", "required": ["preferences"], "properties": {
-            "preferences": {"type": "object", "additionalProperties": {"type": ["boolean", "null"]},
-                            "description": "notification id, category, or `notification:channel` -> true, false, "
-                                           "or null to clear"}}},
-        "Unsubscribed": {"type": "object", "required": ["unsubscribed", "recipient"], "properties": {
-            "unsubscribed": {"type": "string"}, "recipient": {"type": "string"}}},
-        "CourierWebhook": {"type": "object", "required": ["type"], "properties": {
-            "type": {"type": "string", "description": "`message:updated` is read; other types are ignored"},
-            "data": {"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "string"}}}}},
-        "WebhookAnswer": {"type": "object", "properties": {
-            "result": {"type": "string", "enum": ["applied", "duplicate", "stale", "pending"]},
-            "ignored": {"type": "boolean"}, "status": {"type": "string"}, "detail": {"type": "string"}}},
-        "Health": {"type": "object", "required": ["ok"], "properties": {
-            "ok": {"type": "boolean"}, "env": {"type": "string"}, "delivery": {"type": "string"}}},
-        "Readiness": {"type": "object", "required": ["ready", "failing", "checks"], "properties": {
-            "ready": {"type": "boolean"},
-            "failing": {"type": "array", "items": {"type": "string", "enum": list(CHECKS)}},
-            "checks": {"type": "object", "properties": dict.fromkeys(CHECKS, check)}}},
-    }
+def _error(code: int, text: str) -> dict[str, Any]:
+    schema = ref("Problems") if code == 422 else ref("Error")
+    return _json(schema, text, RETRY_AFTER if code == 503 else None)
+
+
+NOTIFICATION = {"type": "object", "required": ["notification", "recipient_id", "status", "send_at"], "properties": {
+    "id": {"type": ["integer", "null"]}, "notification": {"type": "string"}, "recipient_id": {"type": "string"},
+    "event_id": {"type": ["string", "null"]}, "key": {"type": ["string", "null"]}, "category": {"type": "string"},
+    "channels": {"type": "array", "items": {"type": "string"}}, "template_key": {"type": ["string", "null"]},
+    "template": {"type": ["string", "null"]}, "variant": {"type": ["string", "null"]},
+    "idempotency_key": {"type": ["string", "null"]}, "send_at": {"type": "string", "format": "date-time"},
+    "status": {"type": "string"}, "reason": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+    "sent_at": {"type": ["string", "null"], "format": "date-time"}, "request_id": {"type": ["string", "null"]},
+    "delivery_status": {"type": ["string", "null"]}, "last_error": {"type": ["string", "null"]},
+    "created_at": {"type": "string", "format": "date-time"}}}
+UPCOMING = {"allOf": [ref("Notification"), {"type": "object", "properties": {
+    "will_skip": {"type": ["string", "null"],
+                  "description": "why it will be skipped when due (paused, removed, ...)"},
+    "digest_items": {"type": ["integer", "null"], "description": "items a digest still collecting holds"},
+    "data": {"type": ["object", "null"], "description": "the template data it will be sent with"}}}]}
+CHECK = {"type": "object", "required": ["ok", "detail"],
+         "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
+# The schemas of the answers, the same for every configuration.
+COMMON_SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "Problem": {"type": "object", "required": ["path", "message"], "properties": {
+        "path": {"type": "string",
+                 "description": "JSON path in the body sent (`$.data.booking.start_time`, `$[2].type`)"},
+        "message": {"type": "string"}}},
+    "Problems": {"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "string"}, "problems": {"type": "array", "items": ref("Problem")}}},
+    "IngestAnswer": {"type": "object", "required": ["accepted", "duplicates", "scheduled", "cancelled"],
+                     "properties": {
+        "accepted": {"type": "array", "items": {"type": "string"}, "description": "ids of the events stored now"},
+        "duplicates": {"type": "array", "items": {"type": "string"}, "description": "ids of events stored before"},
+        "scheduled": {"type": "integer", "description": "sends planned (or re-planned) by these events"},
+        "cancelled": {"type": "integer", "description": "pending sends these events cancelled"}}},
+    "Notification": NOTIFICATION,
+    "UpcomingNotification": UPCOMING,
+    "Notifications": {"type": "object", "required": ["notifications"], "properties": {
+        "notifications": {"type": "array", "items": ref("Notification")}}},
+    "Upcoming": {"type": "object", "required": ["upcoming"], "properties": {
+        "upcoming": {"type": "array", "items": ref("UpcomingNotification")}}},
+    "Preferences": {"type": "object", "required": ["recipient", "preferences"], "properties": {
+        "recipient": {"type": "string"},
+        "preferences": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
+    "PreferencesChange": {"type": "object", "required": ["preferences"], "properties": {
+        "preferences": {"type": "object", "additionalProperties": {"type": ["boolean", "null"]},
+                        "description": "notification id, category, or `notification:channel` -> true, false, "
+                                       "or null to clear"}}},
+    "Unsubscribed": {"type": "object", "required": ["unsubscribed", "recipient"], "properties": {
+        "unsubscribed": {"type": "string"}, "recipient": {"type": "string"}}},
+    "CourierWebhook": {"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string", "description": "`message:updated` is read; other types are ignored"},
+        "data": {"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "string"}}}}},
+    "WebhookAnswer": {"type": "object", "properties": {
+        "result": {"type": "string", "enum": ["applied", "duplicate", "stale", "pending"]},
+        "ignored": {"type": "boolean"}, "status": {"type": "string"}, "detail": {"type": "string"}}},
+    "Health": {"type": "object", "required": ["ok"], "properties": {
+        "ok": {"type": "boolean"}, "env": {"type": "string"}, "delivery": {"type": "string"}}},
+    "Readiness": {"type": "object", "required": ["ready", "failing", "checks"], "properties": {
+        "ready": {"type": "boolean"},
+        "failing": {"type": "array", "items": {"type": "string", "enum": list(CHECKS)}},
+        "checks": {"type": "object", "properties": dict.fromkeys(CHECKS, CHECK)}}},
+}
 
 
 def _event_schemas(config: Config) -> tuple[dict[str, Any], dict[str, str]]:
     """(a schema per event type, its data and its CloudEvent, by name; event type -> schema name)."""
+    names = _schema_names(config)
     schemas: dict[str, Any] = {}
+    for event_type, name in names.items():
+        schemas.update(_schemas_of(config, event_type, name))
+    return schemas, names
+
+
+def _schema_names(config: Config) -> dict[str, str]:
+    """Event type -> schema name, made unique beside the rules' own definitions."""
     names: dict[str, str] = {}
     for event_type in sorted(config.events):
         name = schema_name(event_type)
         if name in config.definitions or name in names.values():
             name += "Event"
         names[event_type] = name
-        declared = config.events[event_type]
-        limits = _id_limits(type_limits(config, event_type))
-        schemas[f"{name}Data"] = {"allOf": [_bounded(dict(declared.schema)), limits],
-                                  "description": f"The data of a {event_type} event"}
-        schemas[name] = {
-            "type": "object", "additionalProperties": False, "required": ["id", "type", "occurred_at", "data"],
-            "description": declared.description or event_type,
-            "properties": {
-                "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID,
-                       "description": "The event's id: a repeated id is a duplicate, stored once"},
-                "type": {"type": "string", "const": event_type},
-                "occurred_at": {"type": "string", "format": "date-time"},
-                "data": ref(f"{name}Data"),
-            },
-        }
-        schemas[f"{name}CloudEvent"] = {
-            "type": "object", "required": ["specversion", "id", "type", "source", "time", "data"],
+    return names
+
+
+def _schemas_of(config: Config, event_type: str, name: str) -> dict[str, Any]:
+    """One event type's data, its event in the engine's envelope, and its CloudEvent."""
+    declared = config.events[event_type]
+    data = {"allOf": [_bounded(dict(declared.schema)), _id_limits(type_limits(config, event_type))],
+            "description": f"The data of a {event_type} event"}
+    return {f"{name}Data": data, name: _envelope(name, event_type, declared.description or event_type),
+            f"{name}CloudEvent": _cloudevent(name, event_type)}
+
+
+def _envelope(name: str, event_type: str, description: str) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": ["id", "type", "occurred_at", "data"],
+            "description": description,
+            "properties": {"id": EVENT_ID, "type": {"type": "string", "const": event_type},
+                           "occurred_at": {"type": "string", "format": "date-time"}, "data": ref(f"{name}Data")}}
+
+
+def _cloudevent(name: str, event_type: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["specversion", "id", "type", "source", "time", "data"],
             "description": f"{event_type} as a CloudEvent 1.0 (structured JSON); extension attributes are accepted "
                            "and not stored",
             "propertyNames": {"pattern": "^[a-z0-9]{1,20}$"},
-            "properties": {
-                "specversion": {"type": "string", "const": formats.SPECVERSION},
-                "id": schemas[name]["properties"]["id"],
-                "type": {"type": "string", "const": event_type},
-                "source": {"type": "string", "minLength": 1},
-                "time": {"type": "string", "format": "date-time", "description": "when it occurred (required here)"},
-                "subject": {"type": "string"}, "dataschema": {"type": "string"},
-                "datacontenttype": {"type": "string", "enum": ["application/json"]},
-                "data": ref(f"{name}Data"),
-            },
-            "additionalProperties": {"type": ["string", "number", "boolean"]},
-        }
-    return schemas, names
+            "properties": {**CLOUDEVENT_ATTRIBUTES, "type": {"type": "string", "const": event_type},
+                           "data": ref(f"{name}Data")},
+            "additionalProperties": {"type": ["string", "number", "boolean"]}}
 
 
 def _one_of(names: dict[str, str], suffix: str = "") -> dict[str, Any]:
@@ -180,20 +195,25 @@ def _one_of(names: dict[str, str], suffix: str = "") -> dict[str, Any]:
 
 
 def openapi(config: Config, server_url: str = "/") -> dict[str, Any]:
-    events, names = _event_schemas(config)
-    schemas = {**_rewrite_refs({name: _bounded(fragment) for name, fragment in config.definitions.items()}),
-               **_rewrite_refs(events), **_common_schemas()}
-    schemas["Event"] = _one_of(names)
-    schemas["EventBatch"] = {"type": "object", "required": ["events"], "additionalProperties": False, "properties": {
-        "events": {"type": "array", "minItems": 1, "maxItems": formats.MAX_BATCH, "items": ref("Event")}}}
-    schemas["CloudEvent"] = _one_of(names, "CloudEvent")
     return {
         "openapi": "3.1.0",
         "info": {"title": f"{config.app.name} notification engine", "version": "1", "description": LIMITS},
         "servers": [{"url": server_url, "description": "this engine (ENGINE_PUBLIC_URL)"}],
-        "components": {"schemas": schemas, "securitySchemes": SECURITY},
-        "paths": _paths(),
+        "components": {"schemas": _schemas(config), "securitySchemes": SECURITY},
+        "paths": PATHS,
     }
+
+
+def _schemas(config: Config) -> dict[str, Any]:
+    """The rules' definitions, each event type's schemas, the answers', and the unions of the event types."""
+    events, names = _event_schemas(config)
+    defined = {name: _bounded(fragment) for name, fragment in config.definitions.items()}
+    return {**_rewrite_refs(defined), **_rewrite_refs(events), **COMMON_SCHEMAS,
+            "Event": _one_of(names), "EventBatch": EVENT_BATCH, "CloudEvent": _one_of(names, "CloudEvent")}
+
+
+EVENT_BATCH = {"type": "object", "required": ["events"], "additionalProperties": False, "properties": {
+    "events": {"type": "array", "minItems": 1, "maxItems": formats.MAX_BATCH, "items": ref("Event")}}}
 
 
 SECURITY = {
@@ -215,108 +235,104 @@ ADMIN: list[dict[str, list[str]]] = [{"bearer": []}]
 OPEN: list[dict[str, list[str]]] = []
 
 
-def _paths() -> dict[str, Any]:
-    return {**_intake_paths(), **_people_paths(), **_read_paths()}
+# What the application and Courier post.
+INTAKE_PATHS = {
+    "/events": {"post": {
+        "operationId": "postEvents", "summary": "Ingest one event or a batch", "description": INGEST,
+        "security": [{"bearer": []}, {"engineSignature": []}, {"standardWebhooks": []}],
+        # Shaped for openapi-python-client 0.29, whose code for a body with several media types
+        # does not import when the body is required (issue 1451) and fails on every call when
+        # one of them is an array: the body is said optional (a missing one is a 400, as the
+        # description says) and the batch's array sits in an allOf, the same schema to a validator.
+        "requestBody": {"required": False, "description": "Required: an empty body is a 400", "content": {
+            "application/json": {"schema": {"oneOf": [ref("Event"), ref("EventBatch")]}},
+            formats.CLOUDEVENT: {"schema": ref("CloudEvent")},
+            formats.CLOUDEVENTS_BATCH: {"schema": {"title": "CloudEventBatch", "allOf": [BATCH]}}}},
+        "responses": {
+            "202": _json(ref("IngestAnswer"),
+                         "Accepted and stored (or the first answer again, for a copy of a signed request)",
+                         {"Idempotent-Replayed": {"description": "`true` when this is the first answer of a copy",
+                                                  "schema": {"type": "string", "enum": ["true"]}}}),
+            **_errors(400, 401, 413, 422, 503,
+                      e401="No valid credentials, or a signature or webhook-id already used "
+                           "for another request")}}},
+    "/webhooks/courier": {"post": {
+        "operationId": "postCourierWebhook", "summary": "Courier delivery-status webhooks",
+        "security": [{"courierSignature": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("CourierWebhook")}}},
+        "responses": {"200": _json(ref("WebhookAnswer"), "Applied, a duplicate, stale, or ignored"),
+                      "202": _json(ref("WebhookAnswer"), "Kept until its send is recorded (`pending`)"),
+                      **_errors(400, 401, 413, 422, 503)}}},
+}
 
 
-def _intake_paths() -> dict[str, Any]:
-    """What the application and Courier post."""
-    return {
-        "/events": {"post": {
-            "operationId": "postEvents", "summary": "Ingest one event or a batch", "description": INGEST,
-            "security": [{"bearer": []}, {"engineSignature": []}, {"standardWebhooks": []}],
-            # Shaped for openapi-python-client 0.29, whose code for a body with several media types
-            # does not import when the body is required (issue 1451) and fails on every call when
-            # one of them is an array: the body is said optional (a missing one is a 400, as the
-            # description says) and the batch's array sits in an allOf, the same schema to a validator.
-            "requestBody": {"required": False, "description": "Required: an empty body is a 400", "content": {
-                "application/json": {"schema": {"oneOf": [ref("Event"), ref("EventBatch")]}},
-                formats.CLOUDEVENT: {"schema": ref("CloudEvent")},
-                formats.CLOUDEVENTS_BATCH: {"schema": {"title": "CloudEventBatch", "allOf": [BATCH]}}}},
-            "responses": {
-                "202": _json(ref("IngestAnswer"),
-                             "Accepted and stored (or the first answer again, for a copy of a signed request)",
-                             {"Idempotent-Replayed": {"description": "`true` when this is the first answer of a copy",
-                                                      "schema": {"type": "string", "enum": ["true"]}}}),
-                **_errors(400, 401, 413, 422, 503,
-                          e401="No valid credentials, or a signature or webhook-id already used "
-                               "for another request")}}},
-        "/webhooks/courier": {"post": {
-            "operationId": "postCourierWebhook", "summary": "Courier delivery-status webhooks",
-            "security": [{"courierSignature": []}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("CourierWebhook")}}},
-            "responses": {"200": _json(ref("WebhookAnswer"), "Applied, a duplicate, stale, or ignored"),
-                          "202": _json(ref("WebhookAnswer"), "Kept until its send is recorded (`pending`)"),
-                          **_errors(400, 401, 413, 422, 503)}}},
-    }
+# Unsubscribe links and preferences.
+UNSUBSCRIBE_TOKEN = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
+         "description": "the signed token of an unsubscribe link"}
+RECIPIENT_ID = {"name": "recipient_id", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}
+HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+PEOPLE_PATHS = {
+    "/unsubscribe": {
+        "get": {"operationId": "showUnsubscribe", "summary": "The page of an unsubscribe link", "security": OPEN,
+                "parameters": [UNSUBSCRIBE_TOKEN], "responses": {
+                    "200": {"description": "A page asking to confirm", **HTML},
+                    "400": {"description": "The link is not valid or has expired", **HTML}, **_errors(404)}},
+        "post": {"operationId": "unsubscribe", "summary": "One-click unsubscribe (RFC 8058)", "security": OPEN,
+                 "parameters": [UNSUBSCRIBE_TOKEN],
+                 "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
+                     "type": "object",
+                     "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
+                 "responses": {"200": _json(ref("Unsubscribed"), "Turned off for that recipient"),
+                               **_errors(400, 404, 503)}}},
+    "/recipients/{recipient_id}/preferences": {
+        "parameters": [RECIPIENT_ID],
+        "get": {"operationId": "getPreferences", "summary": "A recipient's preferences", "security": ADMIN,
+                "responses": {"200": _json(ref("Preferences"), "Their preferences"), **_errors(401, 422, 503)}},
+        "put": {"operationId": "setPreferences", "summary": "Set or clear a recipient's preferences",
+                "security": ADMIN,
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": ref("PreferencesChange")}}},
+                "responses": {"200": _json(ref("Preferences"), "Their preferences now"),
+                              **_errors(400, 401, 422, 503)}}},
+}
 
 
-def _people_paths() -> dict[str, Any]:
-    """Unsubscribe links and preferences."""
-    token = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"},
-             "description": "the signed token of an unsubscribe link"}
-    recipient = {"name": "recipient_id", "in": "path", "required": True,
-                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID}}
-    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
-    return {
-        "/unsubscribe": {
-            "get": {"operationId": "showUnsubscribe", "summary": "The page of an unsubscribe link", "security": OPEN,
-                    "parameters": [token], "responses": {
-                        "200": {"description": "A page asking to confirm", **html},
-                        "400": {"description": "The link is not valid or has expired", **html}, **_errors(404)}},
-            "post": {"operationId": "unsubscribe", "summary": "One-click unsubscribe (RFC 8058)", "security": OPEN,
-                     "parameters": [token],
-                     "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {"schema": {
-                         "type": "object",
-                         "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}},
-                     "responses": {"200": _json(ref("Unsubscribed"), "Turned off for that recipient"),
-                                   **_errors(400, 404, 503)}}},
-        "/recipients/{recipient_id}/preferences": {
-            "parameters": [recipient],
-            "get": {"operationId": "getPreferences", "summary": "A recipient's preferences", "security": ADMIN,
-                    "responses": {"200": _json(ref("Preferences"), "Their preferences"), **_errors(401, 422, 503)}},
-            "put": {"operationId": "setPreferences", "summary": "Set or clear a recipient's preferences",
-                    "security": ADMIN,
-                    "requestBody": {"required": True,
-                                    "content": {"application/json": {"schema": ref("PreferencesChange")}}},
-                    "responses": {"200": _json(ref("Preferences"), "Their preferences now"),
-                                  **_errors(400, 401, 422, 503)}}},
-    }
+# What an operator and a monitor read.
+READ_PATHS = {
+    "/notifications": {"get": {
+        "operationId": "listNotifications", "summary": "Sends, newest first", "security": ADMIN,
+        "parameters": [
+            {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
+             "style": "form", "explode": True},
+            {"name": "recipient", "in": "query", "schema": {"type": "string"}},
+            {"name": "notification", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+        "responses": {"200": _json(ref("Notifications"), "The sends"), **_errors(400, 401, 503)}}},
+    "/notifications/upcoming": {"get": {
+        "operationId": "listUpcoming",
+        "summary": "What is due within a duration, as the rules in force would send it",
+        "security": ADMIN,
+        "parameters": [{"name": "within", "in": "query", "schema": {"type": "string", "default": "24h"},
+                        "description": "a duration such as 30m, 24h, 7d"}],
+        "responses": {"200": _json(ref("Upcoming"), "The sends and digests due"), **_errors(400, 401, 503)}}},
+    "/healthz": {"get": {"operationId": "healthz",
+                         "summary": "Liveness: answers while the process runs, reads nothing",
+                         "security": OPEN, "responses": {"200": _json(ref("Health"), "Alive")}}},
+    "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness", "description": READYZ, "security": OPEN,
+                        "responses": {"200": _json(ref("Readiness"), "Ready: every check passed"),
+                                      "503": _json(ref("Readiness"),
+                                                   "Not ready: `failing` names each failing check", RETRY_AFTER)}}},
+    "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "security": OPEN, "responses": {
+        "200": {"description": "The text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": OPEN, "responses": {
+        "200": _json({"type": "object"}, "The OpenAPI document")}}},
+}
 
 
-def _read_paths() -> dict[str, Any]:
-    """What an operator and a monitor read."""
-    return {
-        "/notifications": {"get": {
-            "operationId": "listNotifications", "summary": "Sends, newest first", "security": ADMIN,
-            "parameters": [
-                {"name": "status", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
-                 "style": "form", "explode": True},
-                {"name": "recipient", "in": "query", "schema": {"type": "string"}},
-                {"name": "notification", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
-            "responses": {"200": _json(ref("Notifications"), "The sends"), **_errors(400, 401, 503)}}},
-        "/notifications/upcoming": {"get": {
-            "operationId": "listUpcoming",
-            "summary": "What is due within a duration, as the rules in force would send it",
-            "security": ADMIN,
-            "parameters": [{"name": "within", "in": "query", "schema": {"type": "string", "default": "24h"},
-                            "description": "a duration such as 30m, 24h, 7d"}],
-            "responses": {"200": _json(ref("Upcoming"), "The sends and digests due"), **_errors(400, 401, 503)}}},
-        "/healthz": {"get": {"operationId": "healthz",
-                             "summary": "Liveness: answers while the process runs, reads nothing",
-                             "security": OPEN, "responses": {"200": _json(ref("Health"), "Alive")}}},
-        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness", "description": READYZ, "security": OPEN,
-                            "responses": {"200": _json(ref("Readiness"), "Ready: every check passed"),
-                                          "503": _json(ref("Readiness"),
-                                                       "Not ready: `failing` names each failing check", RETRY_AFTER)}}},
-        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "security": OPEN, "responses": {
-            "200": {"description": "The text exposition format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": OPEN, "responses": {
-            "200": _json({"type": "object"}, "The OpenAPI document")}}},
-    }
+PATHS = {**INTAKE_PATHS, **PEOPLE_PATHS, **READ_PATHS}
 
 
 def _bounded(schema: Any) -> Any:
@@ -329,14 +345,19 @@ def _bounded(schema: Any) -> Any:
     kind = out.get("type")
     types: list[Any] = kind if isinstance(kind, list) else [kind]
     if "integer" in types:
-        out["minimum"] = max(out.get("minimum", -MAX_INTEGER), -MAX_INTEGER)
-        out["maximum"] = min(out.get("maximum", MAX_INTEGER), MAX_INTEGER)
-    if "string" in types:
-        if "pattern" in out:
-            out = {"allOf": [out, {"pattern": TEXT}]}
-        else:
-            out["pattern"] = TEXT
-    return out
+        _bound_integers(out)
+    return _bound_strings(out) if "string" in types else out
+
+
+def _bound_integers(schema: dict[str, Any]) -> None:
+    schema["minimum"] = max(schema.get("minimum", -MAX_INTEGER), -MAX_INTEGER)
+    schema["maximum"] = min(schema.get("maximum", MAX_INTEGER), MAX_INTEGER)
+
+
+def _bound_strings(schema: dict[str, Any]) -> dict[str, Any]:
+    if "pattern" in schema:
+        return {"allOf": [schema, {"pattern": TEXT}]}
+    return {**schema, "pattern": TEXT}
 
 
 def _id_limits(limits: TypeLimits) -> dict[str, Any]:
