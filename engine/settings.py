@@ -44,67 +44,87 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
-
-        def number(name: str, default: float, kind: Callable[[str], float] = float) -> float:
-            raw = env.get(name)
-            if raw in (None, ""):
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise SettingsError(f"{name}={raw!r} is not a number") from None
-            if value <= 0:
-                raise SettingsError(f"{name}={raw!r} must be positive")
-            return value
-
-        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
-            raw = env.get(name) or default
-            for value in allowed:  # any case: ENGINE_LOG_LEVEL=debug is DEBUG
-                if raw.strip().lower() == value.lower():
-                    return value
-            raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
-
-        keys = encryption_keys(env.get("ENGINE_ENCRYPTION_KEY", ""))
-        settings = cls(
-            config_path=env.get("ENGINE_CONFIG", cls.config_path),
-            database_url=env.get("ENGINE_DATABASE_URL") or cls.database_url,
-            queue_url=env.get("ENGINE_QUEUE_URL") or cls.queue_url,
-            env=env.get("ENGINE_ENV") or cls.env,
-            courier_token=env.get("COURIER_AUTH_TOKEN") or env.get("COURIER_API_KEY") or None,
-            courier_base_url=env.get("COURIER_BASE_URL") or None,
-            courier_timeout=number("COURIER_TIMEOUT", cls.courier_timeout),
-            ingest_token=env.get("ENGINE_INGEST_TOKEN") or None,
-            ingest_secret=env.get("ENGINE_INGEST_SECRET") or None,
-            webhook_secret=env.get("COURIER_WEBHOOK_SECRET") or None,
-            secret_key=env.get("ENGINE_SECRET_KEY") or None,
-            encryption_keys=keys,
-            public_url=(env.get("ENGINE_PUBLIC_URL") or cls.public_url).rstrip("/"),
-            max_body_bytes=int(number("ENGINE_MAX_BODY_BYTES", cls.max_body_bytes, int)),
-            sweep_interval_s=number("ENGINE_SWEEP_INTERVAL", cls.sweep_interval_s),
-            max_attempts=int(number("ENGINE_MAX_ATTEMPTS", cls.max_attempts, int)),
-            workers=int(number("ENGINE_WORKERS", cls.workers, int)),
-            log_level=choice("ENGINE_LOG_LEVEL", cls.log_level, LOG_LEVELS),
-            log_format=choice("ENGINE_LOG_FORMAT", cls.log_format, LOG_FORMATS),
-            metrics_refresh_s=number("ENGINE_METRICS_REFRESH", cls.metrics_refresh_s),
-            template_overrides=template_overrides(env),
-        )
+        settings = cls(**_secrets(env), **_places(env), **_limits(env), **_observability(env),
+                       template_overrides=template_overrides(env))
         return replace(settings, **overrides) if overrides else settings
+
+
+def _secrets(env: Mapping[str, str]) -> dict[str, Any]:
+    return {"encryption_keys": encryption_keys(env.get("ENGINE_ENCRYPTION_KEY", "")),
+            "courier_token": env.get("COURIER_AUTH_TOKEN") or env.get("COURIER_API_KEY") or None,
+            "ingest_token": env.get("ENGINE_INGEST_TOKEN") or None,
+            "ingest_secret": env.get("ENGINE_INGEST_SECRET") or None,
+            "webhook_secret": env.get("COURIER_WEBHOOK_SECRET") or None,
+            "secret_key": env.get("ENGINE_SECRET_KEY") or None}
+
+
+def _places(env: Mapping[str, str]) -> dict[str, Any]:
+    """Where the rules, the store, the queue, Courier and the engine itself are."""
+    return {"config_path": env.get("ENGINE_CONFIG", Settings.config_path),
+            "database_url": env.get("ENGINE_DATABASE_URL") or Settings.database_url,
+            "queue_url": env.get("ENGINE_QUEUE_URL") or Settings.queue_url,
+            "env": env.get("ENGINE_ENV") or Settings.env,
+            "courier_base_url": env.get("COURIER_BASE_URL") or None,
+            "public_url": (env.get("ENGINE_PUBLIC_URL") or Settings.public_url).rstrip("/")}
+
+
+def _limits(env: Mapping[str, str]) -> dict[str, Any]:
+    return {"courier_timeout": _number(env, "COURIER_TIMEOUT", Settings.courier_timeout),
+            "max_body_bytes": int(_number(env, "ENGINE_MAX_BODY_BYTES", Settings.max_body_bytes, int)),
+            "sweep_interval_s": _number(env, "ENGINE_SWEEP_INTERVAL", Settings.sweep_interval_s),
+            "max_attempts": int(_number(env, "ENGINE_MAX_ATTEMPTS", Settings.max_attempts, int)),
+            "workers": int(_number(env, "ENGINE_WORKERS", Settings.workers, int))}
+
+
+def _observability(env: Mapping[str, str]) -> dict[str, Any]:
+    return {"log_level": _choice(env, "ENGINE_LOG_LEVEL", Settings.log_level, LOG_LEVELS),
+            "log_format": _choice(env, "ENGINE_LOG_FORMAT", Settings.log_format, LOG_FORMATS),
+            "metrics_refresh_s": _number(env, "ENGINE_METRICS_REFRESH", Settings.metrics_refresh_s)}
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: Callable[[str], float] = float) -> float:
+    """A positive number; unset or empty is the default."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    value = _parsed(name, raw, kind)
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _parsed(name: str, raw: str, kind: Callable[[str], float]) -> float:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    for value in allowed:  # any case: ENGINE_LOG_LEVEL=debug is DEBUG
+        if raw.strip().lower() == value.lower():
+            return value
+    raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
 
 
 def encryption_keys(raw: str) -> tuple[str, ...]:
     """ENGINE_ENCRYPTION_KEY's comma-separated Fernet keys, each checked."""
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())
-    if keys:
-        from cryptography.fernet import Fernet
-
-        for key in keys:
-            try:
-                Fernet(key.encode())
-            except ValueError:
-                raise SettingsError("ENGINE_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes "
-                                    "(make one with: python -c 'from cryptography.fernet import Fernet; "
-                                    "print(Fernet.generate_key().decode())')") from None
+    for key in keys:
+        _check_fernet_key(key)
     return keys
+
+
+def _check_fernet_key(key: str) -> None:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(key.encode())
+    except ValueError:
+        raise SettingsError("ENGINE_ENCRYPTION_KEY: each key must be 32 url-safe base64-encoded bytes "
+                            "(make one with: python -c 'from cryptography.fernet import Fernet; "
+                            "print(Fernet.generate_key().decode())')") from None
 
 
 def template_overrides(environ: Mapping[str, str]) -> dict[str, str]:
