@@ -41,7 +41,8 @@ PATH = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-
         "description": "A dotted path into the event's data, e.g. booking.start_time.",
         "patternErrorMessage": "Write a dotted path into the event's data, without braces: booking.start_time."}
 EXPR = {"type": "string", "minLength": 1, "maxLength": 2000, "description": "A bare Jinja2 expression (no braces)."}
-TEMPLATE_STR = {"type": "string", "maxLength": 2000, "description": "A Jinja2 template; one {{ expression }} keeps its type."}
+TEMPLATE_STR = {"type": "string", "maxLength": 2000,
+                "description": "A Jinja2 template; one {{ expression }} keeps its type."}
 ID = {"type": "string", "pattern": r"^[a-z][a-z0-9_]*$",
       "patternErrorMessage": "Lower-case letters, digits and _, starting with a letter: client_welcome."}
 EVENT_TYPE = {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+$",
@@ -93,7 +94,8 @@ def rule_schema() -> dict[str, Any]:
             "rate_limits": ref("rate_limits"),
             "retention": ref("retention"),
             "include": {"type": "array", "items": {"type": "string", "minLength": 1}},
-            "definitions": {"type": "object", "propertyNames": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*$"},
+            "definitions": {"type": "object",
+                            "propertyNames": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*$"},
                             "additionalProperties": {"type": "object"}},
             "events": {"type": "object", "propertyNames": EVENT_TYPE, "additionalProperties": ref("event")},
             "notifications": {"type": "object", "propertyNames": ID, "additionalProperties": ref("notification"),
@@ -104,7 +106,8 @@ def rule_schema() -> dict[str, Any]:
             "template_string": TEMPLATE_STR,
             # Names declared elsewhere in the configuration: `engine schema` adds their enums.
             "event_type": EVENT_TYPE, "category_name": ID, "window_name": ID, "template_key": ID,
-            "app": {"type": "object", "additionalProperties": False, "required": ["name", "frontend_url", "support_email"], "properties": {
+            "app": {"type": "object", "additionalProperties": False,
+                    "required": ["name", "frontend_url", "support_email"], "properties": {
                 "name": {"type": "string", "minLength": 1}, "frontend_url": {"type": "string", "format": "uri"},
                 "support_email": {"type": "string", "format": "email"}}},
             "if_past": {"enum": ["skip", "send_now"]},
@@ -118,12 +121,14 @@ def rule_schema() -> dict[str, Any]:
                        "properties": {"from": ref("local_time"), "to": ref("local_time")}},
             "rate_limit": {"type": "object", "additionalProperties": False, "required": ["limit", "window"],
                            "properties": {"limit": {"type": "integer", "minimum": 1}, "window": ref("duration")}},
-            "rate_limits": {"type": "object", "additionalProperties": False, "properties": {"per_recipient": ref("rate_limit")}},
+            "rate_limits": {"type": "object", "additionalProperties": False,
+                            "properties": {"per_recipient": ref("rate_limit")}},
             "retention": {"type": "object", "additionalProperties": False,
                           "properties": {"notifications": ref("duration"), "events": ref("duration")}},
             "event": {"type": "object", "additionalProperties": False, "required": ["schema"], "properties": {
                 "description": {"type": "string"}, "schema": {"type": "object"}}},
-            "channels": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["email", "sms", "push", "inbox", "direct_message", "banner", "webhook"]}},
+            "channels": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {
+                "enum": ["email", "sms", "push", "inbox", "direct_message", "banner", "webhook"]}},
             "match": {"type": "object", "additionalProperties": False, "required": ["event", "key"],
                       "properties": {"event": ref("event_type"), "key": ref("path")}},
             "schedule": {"type": "object", "additionalProperties": False, "properties": {
@@ -132,7 +137,9 @@ def rule_schema() -> dict[str, Any]:
                 "if_past": ref("if_past"),
                 "window": {"oneOf": [ref("window_name"), ref("window")]},
                 "outside_window": {"enum": ["defer", "skip"]}}},
-            "template_choice": {"oneOf": [ref("template_key"), {"type": "object", "additionalProperties": False, "required": ["select", "cases"], "properties": {
+            "template_choice": {"oneOf": [
+                ref("template_key"),
+                {"type": "object", "additionalProperties": False, "required": ["select", "cases"], "properties": {
                 "select": ref("expression"),
                 "cases": {"type": "object", "minProperties": 1, "additionalProperties": ref("template_key")},
                 "default": ref("template_key")}},
@@ -149,7 +156,8 @@ def rule_schema() -> dict[str, Any]:
             "batch": {"type": "object", "additionalProperties": False, "required": ["key", "window"], "properties": {
                 "key": ref("template_string"), "window": ref("duration"),
                 "max_items": {"type": "integer", "minimum": 1, "maximum": 1000}}},
-            "example": {"type": "object", "additionalProperties": False, "required": ["type", "occurred_at", "data"], "properties": {
+            "example": {"type": "object", "additionalProperties": False,
+                        "required": ["type", "occurred_at", "data"], "properties": {
                 "id": {"type": "string", "minLength": 1}, "type": ref("event_type"), "occurred_at": {"type": "string"},
                 "data": {"type": "object"}}},
             "notification": {"type": "object", "additionalProperties": False,
@@ -157,9 +165,12 @@ def rule_schema() -> dict[str, Any]:
                              "properties": {
                                  "description": {"type": "string"},
                                  "enabled": {"type": "boolean"},
-                                 "trigger": {"type": "object", "additionalProperties": False, "required": ["event"], "properties": {
-                                     "event": {"oneOf": [ref("event_type"), {"type": "array", "minItems": 1, "uniqueItems": True, "items": ref("event_type")}]},
-                                     "condition": ref("expression")}},
+                                 "trigger": {"type": "object", "additionalProperties": False, "required": ["event"],
+                                             "properties": {
+                                                 "event": {"oneOf": [ref("event_type"), {
+                                                     "type": "array", "minItems": 1, "uniqueItems": True,
+                                                     "items": ref("event_type")}]},
+                                                 "condition": ref("expression")}},
                                  "audience": ref("path"),
                                  "key": ref("path"),
                                  "schedule": ref("schedule"),
@@ -172,7 +183,8 @@ def rule_schema() -> dict[str, Any]:
                                  "template": ref("template_choice"),
                                  "requires": {"type": "array", "uniqueItems": True, "items": FIELD_NAME},
                                  "data": {"type": "object", "propertyNames": {"pattern": FIELD_NAME["pattern"]},
-                                          "additionalProperties": {"anyOf": [ref("template_string"), {"type": ["number", "boolean", "null"]}]}},
+                                          "additionalProperties": {"anyOf": [
+                                              ref("template_string"), {"type": ["number", "boolean", "null"]}]}},
                                  "idempotency_key": ref("template_string"),
                                  "throttle": ref("throttle"),
                                  "digest": ref("digest"),
@@ -244,7 +256,7 @@ def with_texts(schema: dict[str, Any], texts: dict[str, str]) -> dict[str, Any]:
             unknown.append(path)
             continue
         node["description"], node["markdownDescription"] = plain(text), text
-    missing = [where for where in _undescribed(schema)]
+    missing = _undescribed(schema)
     if unknown or missing:
         raise SystemExit(f"{DOCS}, section 'Every key':\n"
                          + "".join(f"  entry for no key: {p}\n" for p in unknown)
@@ -272,7 +284,7 @@ def templates_map_schema(schema: dict[str, Any]) -> dict[str, Any]:
     checks those files with: schema.json's $defs/templates_map)."""
     entry = schema["$defs"]["templates_map"]
     return {"$schema": SCHEMA_URL, "$id": "https://notification-engine.dev/templates_map.schema.json",
-            "title": "Template map", **{k: v for k, v in entry.items()},
+            "title": "Template map", **entry,
             "$defs": {"template_key": schema["$defs"]["template_key"]}}
 
 
@@ -280,7 +292,7 @@ def generated() -> dict[str, str]:
     """File (relative to the repository) -> its text."""
     schema = with_texts(rule_schema(), key_texts(DOCS.read_text(encoding="utf-8")))
     text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
-    files = {name: text for name in OUTPUTS}
+    files = dict.fromkeys(OUTPUTS, text)
     files[TEMPLATES_MAP_OUTPUT] = json.dumps(templates_map_schema(schema), indent=2, ensure_ascii=False) + "\n"
     return files
 

@@ -23,8 +23,11 @@ INSTALLED_APPS = [
 
 DATABASES = {
     # ATOMIC_REQUESTS: a view's changes and the events they queue commit together, or neither does.
-    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("ESTUARY_DB", str(BASE_DIR / "db.sqlite3")),
-                "ATOMIC_REQUESTS": True},
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("ESTUARY_DB", str(BASE_DIR / "db.sqlite3")),
+        "ATOMIC_REQUESTS": True,
+    },
 }
 
 ENGINE_CLIENT = {

@@ -97,7 +97,11 @@ class _Base:
         if 200 <= response.status_code < 300:
             return _receipt(request, response), "", None
         if response.status_code in RETRY_STATUSES:
-            return None, f"HTTP {response.status_code} {_text(response)}", parse_retry_after(response.headers.get("retry-after"))
+            return (
+                None,
+                f"HTTP {response.status_code} {_text(response)}",
+                parse_retry_after(response.headers.get("retry-after")),
+            )
         raise refused(response.status_code, _json_or_text(response))
 
 
@@ -229,7 +233,11 @@ class AsyncClient(_Base):
         await self.aclose()
 
 
-ENVIRON_KEYS = {"ENGINE_INGEST_TOKEN": "token", "ENGINE_INGEST_SECRET": "secret", "ENGINE_WEBHOOK_SECRET": "webhook_secret"}
+ENVIRON_KEYS = {
+    "ENGINE_INGEST_TOKEN": "token",
+    "ENGINE_INGEST_SECRET": "secret",
+    "ENGINE_WEBHOOK_SECRET": "webhook_secret",
+}
 
 
 def settings_from_environ(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -72,7 +72,9 @@ def refused(status: int, body: Any) -> EngineRefused:
         message = str(body.get("error") or message)
         raw = body.get("problems")
         if isinstance(raw, list):
-            problems = tuple(Problem(str(p.get("path", "")), str(p.get("message", ""))) for p in raw if isinstance(p, dict))
+            problems = tuple(
+                Problem(str(p.get("path", "")), str(p.get("message", ""))) for p in raw if isinstance(p, dict)
+            )
     elif isinstance(body, str) and body.strip():
         message = body.strip()[:500]
     return _BY_STATUS.get(status, EngineRefused)(status, message, problems, body)

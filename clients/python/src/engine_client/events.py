@@ -27,7 +27,9 @@ def now_rfc3339() -> str:
 def envelope(event: Event) -> dict[str, Any]:
     """A copy of `event` with an `id` (sortable, new) and `occurred_at` (now) when it has none."""
     if not isinstance(event, Mapping):
-        raise TypeError(f"an event is a mapping with type, data and optionally id and occurred_at, not {type(event).__name__}")
+        raise TypeError(
+            f"an event is a mapping with type, data and optionally id and occurred_at, not {type(event).__name__}"
+        )
     if not isinstance(event.get("type"), str) or not event["type"]:
         raise ValueError("an event needs a `type`, such as \"booking.confirmed\"")
     if "id" in event and (not isinstance(event["id"], str) or not event["id"]):

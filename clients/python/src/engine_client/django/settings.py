@@ -24,7 +24,9 @@ _KEYS = {"URL": "url", "TOKEN": "token", "SECRET": "secret", "WEBHOOK_SECRET": "
 def client() -> Client:
     conf: Any = getattr(settings, "ENGINE_CLIENT", None)
     if not isinstance(conf, dict) or not conf.get("URL"):
-        raise ImproperlyConfigured("settings.ENGINE_CLIENT needs a URL, such as {'URL': 'http://localhost:8000', 'TOKEN': '...'}")
+        raise ImproperlyConfigured(
+            "settings.ENGINE_CLIENT needs a URL, such as {'URL': 'http://localhost:8000', 'TOKEN': '...'}"
+        )
     unknown = set(conf) - set(_KEYS) - {"TIMEOUT", "RETRY"}
     if unknown:
         raise ImproperlyConfigured(f"settings.ENGINE_CLIENT has unknown keys: {', '.join(sorted(unknown))}")

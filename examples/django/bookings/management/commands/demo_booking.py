@@ -25,7 +25,9 @@ class Command(BaseCommand):
         first = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         with transaction.atomic():
             ann = Member.objects.create(name="Ann", email="ann@example.com", timezone="Europe/Berlin", role="client")
-            bo = Member.objects.create(name="Bo", email="bo@example.com", timezone="America/New_York", role="practitioner")
+            bo = Member.objects.create(
+                name="Bo", email="bo@example.com", timezone="America/New_York", role="practitioner"
+            )
             yoga = Service.objects.create(practitioner=bo, name="Yoga")
         start = (timezone.now() + timedelta(days=3)).replace(microsecond=0)
         with transaction.atomic():
@@ -37,8 +39,14 @@ class Command(BaseCommand):
                                    status=Payment.SUCCEEDED)
         try:
             with transaction.atomic():  # confirmed, then the card is declined: nothing of it is sent
-                Booking.objects.create(client=ann, practitioner=bo, service=yoga, start_time=start, status=Booking.CONFIRMED,
-                                       end_time=start + timedelta(hours=1))
+                Booking.objects.create(
+                    client=ann,
+                    practitioner=bo,
+                    service=yoga,
+                    start_time=start,
+                    status=Booking.CONFIRMED,
+                    end_time=start + timedelta(hours=1),
+                )
                 raise CardDeclined
         except CardDeclined:
             pass

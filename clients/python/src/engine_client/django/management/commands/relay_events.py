@@ -29,9 +29,18 @@ class Command(BaseCommand):
     help = "Relay the events queued by emit_on_commit to the notification engine, oldest first."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--once", action="store_true", help="relay what is pending, then exit (1 if the engine is unavailable)")
-        parser.add_argument("--batch", type=_positive(int), default=100, help=f"events per request (1-{MAX_BATCH}, default 100)")
-        parser.add_argument("--interval", type=_positive(float), default=1.0, help="seconds between looks at an empty outbox (default 1)")
+        parser.add_argument(
+            "--once", action="store_true", help="relay what is pending, then exit (1 if the engine is unavailable)"
+        )
+        parser.add_argument(
+            "--batch", type=_positive(int), default=100, help=f"events per request (1-{MAX_BATCH}, default 100)"
+        )
+        parser.add_argument(
+            "--interval",
+            type=_positive(float),
+            default=1.0,
+            help="seconds between looks at an empty outbox (default 1)",
+        )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="the database alias of the outbox")
 
     def handle(self, *args: Any, once: bool, batch: int, interval: float, database: str, **options: Any) -> None:
