@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,22 +15,41 @@ from .statements import Statements, like_prefix
 from .transactions import Transactions
 
 
-def collect(cur: Any, sql: Statements, codec: Codec, d: DigestItem, event: Event) -> None:
-    """Add an event's item to its period's digest (opened by the first item); an item for a
+def collect(cur: Any, sql: Statements, codec: Codec, items: Sequence[tuple[DigestItem, Event]]) -> None:
+    """Add each event's item to its period's digest (opened by the first item); an item for a
     period whose digest already went out is dropped. A batch's item joins the batch of its key
-    still collecting at its time, or opens one."""
-    if d.batch is not None:
+    still collecting at its time, or opens one. Items in order; the items of periods (not
+    batches) between two batch items are written together, one statement per step."""
+    run: list[tuple[DigestItem, Event]] = []
+    for d, event in items:
+        if d.batch is None:
+            run.append((d, event))
+            continue
+        _collect_periods(cur, sql, codec, run)
+        run = []
         cur.execute(sql.collecting_batch,
                     (d.notification, d.recipient_id, like_prefix(d.batch), sql.time(d.period_start)))
         found = cur.fetchone()
-        if found is not None:
-            d = replace(d, bucket=found[0])
-    cur.execute(sql.open_digest, (d.bucket, d.notification, d.recipient_id, codec.dumps(dict(d.recipient)),
-                                  sql.time(d.period_start), sql.time(d.period_end), sql.time(d.send_at)))
-    cur.execute(sql.digest_status, (d.bucket,))
-    if cur.fetchone()[0] != "collecting":
+        _collect_periods(cur, sql, codec, [(d if found is None else replace(d, bucket=found[0]), event)])
+    _collect_periods(cur, sql, codec, run)
+
+
+def _collect_periods(cur: Any, sql: Statements, codec: Codec, items: Sequence[tuple[DigestItem, Event]]) -> None:
+    """Items whose bucket is known: each bucket opened unless it exists, the items of those still collecting added."""
+    if not items:
         return
-    cur.execute(sql.add_digest_item, (d.bucket, d.event_id, codec.dumps(dict(d.item)), sql.time(event.occurred_at)))
+    first: dict[str, DigestItem] = {}
+    for d, _ in items:
+        first.setdefault(d.bucket, d)  # the first item of a bucket opens it
+    cur.executemany(sql.open_digest, [(d.bucket, d.notification, d.recipient_id, codec.dumps(dict(d.recipient)),
+                                       sql.time(d.period_start), sql.time(d.period_end), sql.time(d.send_at))
+                                      for d in first.values()])
+    collecting: set[str] = set()
+    for chunk in sql.chunks(list(first)):
+        cur.execute(sql.collecting(len(chunk)), chunk)
+        collecting.update(b for (b,) in cur.fetchall())
+    cur.executemany(sql.add_digest_item, [(d.bucket, d.event_id, codec.dumps(dict(d.item)), sql.time(e.occurred_at))
+                                          for d, e in items if d.bucket in collecting])
 
 
 class Digests(Transactions):

@@ -70,6 +70,24 @@ class GroupCommit:
             write.result, write.error, write.done = result, error, True
 
 
+def attempt(cur: Any, op: Callable[[Any], T]) -> tuple[bool, T | None]:
+    """op(cur) in a savepoint within the open transaction: (True, its result), or (False, None)
+    when it failed and what it wrote was rolled back. An error after which the database cannot
+    roll back to the savepoint (it ended the transaction itself) is raised."""
+    cur.execute("SAVEPOINT attempted_write")
+    try:
+        result = op(cur)
+    except Exception as exc:
+        try:
+            cur.execute("ROLLBACK TO attempted_write")
+        except Exception:  # the database ended the transaction itself
+            raise exc from None
+        cur.execute("RELEASE attempted_write")
+        return False, None
+    cur.execute("RELEASE attempted_write")
+    return True, result
+
+
 def each_in_savepoint(cur: Any, ops: Sequence[Callable[[Any], Any]],
                       wrap: Callable[[BaseException], BaseException]) -> list[tuple[Any, BaseException | None]]:
     """Run each op(cur) in a savepoint of its own within the open transaction: one that fails is

@@ -10,7 +10,7 @@ from typing import Any
 from ..core.decide import CANCELLED_BY, Cancel, Decision, DigestItem, Send
 from ..core.events import Event
 from .digests import collect
-from .groupcommit import each_in_savepoint
+from .groupcommit import attempt, each_in_savepoint
 from .outbox import insert_sends, send_row
 from .people import upsert_recipients
 from .statements import like_prefix
@@ -27,32 +27,43 @@ class IngestResult:
     cancelled: int
 
 
+class _Unattributed(Exception):
+    """The sends of several requests, written together, collided on idempotency keys: which
+    request's send was the one stored is not known, so the group is written request by request."""
+
+
 class _Pending:
-    """The sends and cancels of an ingest, written in bulk.
+    """The sends, cancels and digest items of an ingest, written in bulk.
 
     Runs of sends and runs of cancels are written together: a send with cancels pending writes
     those first, and a cancel with sends pending writes those first, so each decision sees what
     the decisions before it wrote, as applying them one by one would. Within a run, sends of
     one idempotency key are one send (`outbox.insert_sends`), and cancels commute: each ends the
     pending rows of its own (notification, key), and a second cancel of a key finds nothing.
+    Several requests written together (`owner`: the one whose decisions are being applied) share
+    the runs; each request's counts are its own.
     """
 
-    def __init__(self, store: Transactions, cur: Any, now: datetime):
+    def __init__(self, store: Transactions, cur: Any, now: datetime, requests: int = 1):
         self.store, self.cur = store, cur
         self.at = store.sql.time(now)
+        self.owner = 0
         self.sends: list[tuple[Any, ...]] = []
-        self.cancels: dict[tuple[str, str | None], Cancel] = {}
-        self.scheduled = self.cancelled = 0
+        self.owners: list[int] = []
+        self.cancels: dict[tuple[str, str | None], tuple[int, Cancel]] = {}
+        self.digests: list[tuple[DigestItem, Event]] = []
+        self.scheduled, self.cancelled = [0] * requests, [0] * requests
 
     def send(self, s: Send) -> None:
         if self.cancels:
             self.flush()
         self.sends.append(send_row(self.store.sql, self.store.codec, s, self.at))
+        self.owners.append(self.owner)
 
     def cancel(self, c: Cancel) -> None:
         if self.sends:
             self.flush()
-        self.cancels.setdefault((c.notification, c.key), c)
+        self.cancels.setdefault((c.notification, c.key), (self.owner, c))
 
     def ended_by_cancel(self, sends: Sequence[Send]) -> set[tuple[str, str | None]]:
         """The (notification, key) pairs of `sends` that a cancel_on event ended: a reschedule does
@@ -66,21 +77,45 @@ class _Pending:
 
     def flush(self) -> None:
         if self.cancels:
-            params = [(c.reason, self.at, c.notification, c.key) for c in self.cancels.values()]
-            if self.store.sql.pg:  # in a sorted order, so that two cancels of the same keys cannot deadlock
-                keys = sorted((c.notification, c.key) for c in self.cancels.values())
-                self.cur.executemany(self.store.sql.lock_cancelled, keys)
-            self.cur.executemany(self.store.sql.cancel_history, params)
-            self.cur.executemany(self.store.sql.cancel, params)
-            self.cancelled += self.cur.rowcount
-            self.cur.executemany(self.store.sql.cancel_in_flight, params)
-            self.cancels = {}
+            self._write_cancels()
         if self.sends:
-            self.scheduled += insert_sends(self.cur, self.store.sql, self.sends)
-            self.sends = []
+            self._write_sends()
+
+    def finish(self) -> None:
+        self.flush()
+        collect(self.cur, self.store.sql, self.store.codec, self.digests)
+
+    def _write_cancels(self) -> None:
+        sql, cur = self.store.sql, self.cur
+        if sql.pg:  # in a sorted order, so that two cancels of the same keys cannot deadlock
+            cur.executemany(sql.lock_cancelled, sorted(self.cancels))
+        by_owner: dict[int, list[tuple[Any, ...]]] = {}
+        for owner, c in self.cancels.values():
+            by_owner.setdefault(owner, []).append((c.reason, self.at, c.notification, c.key))
+        for owner, params in by_owner.items():
+            cur.executemany(sql.cancel_history, params)
+            cur.executemany(sql.cancel, params)
+            self.cancelled[owner] += cur.rowcount
+            cur.executemany(sql.cancel_in_flight, params)
+        self.cancels = {}
+
+    def _write_sends(self) -> None:
+        inserted = insert_sends(self.cur, self.store.sql, self.sends)
+        owners = set(self.owners)
+        if len(owners) == 1:
+            self.scheduled[self.owners[0]] += inserted
+        elif inserted == len(self.sends):  # every row stored: each request's own count
+            for owner in self.owners:
+                self.scheduled[owner] += 1
+        else:
+            raise _Unattributed
+        self.sends, self.owners = [], []
 
 
-def _duplicates(batch: Sequence[tuple[Event, Sequence[Decision]]], inserted: set[str]) -> list[str]:
+Batch = Sequence[tuple[Event, Sequence[Decision]]]  # events with the decisions made for each
+
+
+def _duplicates(batch: Batch, inserted: set[str]) -> list[str]:
     """Every submission of `batch` but the one accepted occurrence of each id."""
     duplicates: list[str] = []
     counted: set[str] = set()
@@ -95,7 +130,7 @@ def _duplicates(batch: Sequence[tuple[Event, Sequence[Decision]]], inserted: set
 class Ingest(Transactions):
     """Events in, decisions applied."""
 
-    def ingest(self, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime) -> IngestResult:
+    def ingest(self, batch: Batch, now: datetime) -> IngestResult:
         """Store new events and apply the decisions of each, all in one transaction.
 
         An event id seen before is a duplicate: its decisions are dropped and nothing changes.
@@ -104,37 +139,48 @@ class Ingest(Transactions):
         """
         if not batch:
             return IngestResult([], [], 0, 0)
-        return self._write(lambda cur: self._ingest(cur, batch, now))
+        return self._write(lambda cur: self._ingest(cur, [batch], now)[0])
 
-    def ingest_many(self, batches: Sequence[Sequence[tuple[Event, Sequence[Decision]]]],
-                    now: datetime) -> list[IngestResult | Exception]:
+    def ingest_many(self, batches: Sequence[Batch], now: datetime) -> list[IngestResult | Exception]:
         """`ingest` of several batches (the requests the hook has queued) in one transaction, each
-        in a savepoint of its own: a batch that fails is rolled back alone and its error given in its
-        place, as SQLAlchemy's. If the transaction itself fails, every batch fails: that is raised."""
-        def op(cur: Any) -> list[IngestResult | Exception]:
-            ops = [(lambda c, b=batch: self._ingest(c, b, now) if b else IngestResult([], [], 0, 0))
-                   for batch in batches]
-            return [result if error is None else error  # type: ignore[misc]
-                    for result, error in each_in_savepoint(cur, ops, self._wrap)]
+        all or nothing: a batch that fails is rolled back alone and its error given in its place, as
+        SQLAlchemy's. If the transaction itself fails, every batch fails: that is raised.
 
+        The batches are written together, one statement per table (`_ingest`), as one batch of
+        their decisions in order would be; only when that fails (a batch that the database
+        refuses, sends of two batches colliding) is each written in a savepoint of its own."""
         if not batches:
             return []
-        return self._write(op)
+        return self._write(lambda cur: self._ingest_each(cur, batches, now))
 
-    def _ingest(self, cur: Any, batch: Sequence[tuple[Event, Sequence[Decision]]], now: datetime) -> IngestResult:
-        fresh: dict[str, tuple[Event, Sequence[Decision]]] = {}
-        for event, decisions in batch:
-            fresh.setdefault(event.id, (event, decisions))
-        inserted = self._insert_events(cur, [e for e, _ in fresh.values()], now)
-        pending = _Pending(self, cur, now)
+    def _ingest_each(self, cur: Any, batches: Sequence[Batch], now: datetime) -> list[IngestResult | Exception]:
+        if len(batches) > 1:
+            written, results = attempt(cur, lambda c: self._ingest(c, batches, now))
+            if written and results is not None:
+                return list(results)
+        ops = [(lambda c, b=batch: self._ingest(c, [b], now)[0]) for batch in batches]
+        return [result if error is None else error  # type: ignore[misc]
+                for result, error in each_in_savepoint(cur, ops, self._wrap)]
+
+    def _ingest(self, cur: Any, batches: Sequence[Batch], now: datetime) -> list[IngestResult]:
+        """Every batch of `batches` written together: one statement per table and run of decisions."""
+        fresh: dict[str, tuple[int, Event, Sequence[Decision]]] = {}
+        for owner, batch in enumerate(batches):
+            for event, decisions in batch:
+                fresh.setdefault(event.id, (owner, event, decisions))
+        inserted = self._insert_events(cur, [e for _, e, _ in fresh.values()], now)
+        pending = _Pending(self, cur, now, len(batches))
         people: dict[str, Mapping[str, Any]] = {}
-        for event, decisions in fresh.values():
-            if event.id in inserted:
-                self._apply(cur, pending, people, event, decisions)
-        pending.flush()
+        accepted: list[list[str]] = [[] for _ in batches]
+        for event_id, (owner, event, decisions) in fresh.items():
+            if event_id in inserted:
+                pending.owner = owner
+                accepted[owner].append(event_id)
+                self._apply(pending, people, event, decisions)
+        pending.finish()
         upsert_recipients(cur, self.sql, self.codec, people, now)
-        accepted = [i for i in fresh if i in inserted]
-        return IngestResult(accepted, _duplicates(batch, inserted), pending.scheduled, pending.cancelled)
+        return [IngestResult(accepted[i], _duplicates(batch, set(accepted[i])), pending.scheduled[i],
+                             pending.cancelled[i]) for i, batch in enumerate(batches)]
 
     def _insert_events(self, cur: Any, fresh: Sequence[Event], now: datetime) -> set[str]:
         """The ids of `fresh` that were new. ON CONFLICT: an id stored before (or by a concurrent
@@ -147,7 +193,8 @@ class Ingest(Transactions):
             inserted.update(r[0] for r in cur.fetchall())
         return inserted
 
-    def _apply(self, cur: Any, pending: _Pending, people: dict[str, Mapping[str, Any]], event: Event,
+    @staticmethod
+    def _apply(pending: _Pending, people: dict[str, Mapping[str, Any]], event: Event,
                decisions: Sequence[Decision]) -> None:
         ended: set[tuple[str, str | None]] | None = None  # asked once for the event's reschedules...
         for d in decisions:
@@ -163,7 +210,7 @@ class Ingest(Transactions):
                 pending.send(d)
                 people[d.recipient_id] = d.recipient
             elif isinstance(d, DigestItem):
-                collect(cur, self.sql, self.codec, d, event)
+                pending.digests.append((d, event))
                 people[d.recipient_id] = d.recipient
 
     def schedule_direct(self, send: Send, now: datetime) -> int | None:

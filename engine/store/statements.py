@@ -135,6 +135,7 @@ class Statements:
         self._channels: dict[tuple[str, ...], Any] = {}
         self._read_channels: dict[str, tuple[str, ...]] = {}
         self._built: dict[tuple[Any, ...], str] = {}  # statements whose text depends on their arguments
+        self._last_time: tuple[datetime, Any] = (datetime.min, None)
         if self.pg:
             from psycopg.types.json import Json
 
@@ -165,11 +166,14 @@ class Statements:
         """As `tables.UTCDateTime` binds it: UTC; on SQLite the text SQLAlchemy's DATETIME stores."""
         if value is None:
             return None
-        if value.tzinfo is not None and value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        if self.pg:
-            return value
-        return value.isoformat(" ", "microseconds")[:26]  # without the offset
+        last = self._last_time  # a row's times repeat (a send's due and send time, a batch's now)
+        if value == last[0] and value.tzinfo is last[0].tzinfo:
+            return last[1]
+        found = value if value.tzinfo is None or value.tzinfo is UTC else value.astimezone(UTC)
+        if not self.pg:
+            found = found.isoformat(" ", "microseconds")[:26]  # without the offset
+        self._last_time = (value, found)  # one assignment: threads sharing these statements see a pair
+        return found
 
     def channels(self, channels: tuple[str, ...]) -> Any:
         """A tuple of channels as the JSON column `notifications.channels` binds it (a rule's
@@ -183,6 +187,11 @@ class Statements:
         """Insert `n` events at once; RETURNING the ids that were new (a stored id is a duplicate)."""
         return self._once(("insert_events", n), lambda: f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
                           + ", ".join(["(?, ?, ?, ?, ?)"] * n) + " ON CONFLICT (id) DO NOTHING RETURNING id")
+
+    def collecting(self, n: int) -> str:
+        """Which of `n` digest buckets are still collecting."""
+        return self._once(("collecting", n), lambda: "SELECT bucket FROM digests WHERE status = 'collecting' "
+                          f"AND bucket IN ({', '.join('?' * n)})")
 
     def ended_by_cancel(self, n: int) -> str:
         """Which of `n` (notification, key) pairs have a row a cancel_on event ended, or reached

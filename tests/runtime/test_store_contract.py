@@ -233,6 +233,40 @@ class StoreContract:
             store.ingest_many([[(make_event("evt_m4"), [make_send(key="bk_4", category=None)])]], NOW)
         assert store.event_count() == 3
 
+    def test_ingest_many_writes_the_batches_together_with_each_its_own_counts(self, store: Store,
+                                                                             monkeypatch: Any) -> None:
+        import engine.store.ingest as ingest_module
+
+        one_by_one: list[int] = []
+        each = ingest_module.each_in_savepoint
+        monkeypatch.setattr(ingest_module, "each_in_savepoint",
+                            lambda cur, ops, wrap: (one_by_one.append(len(ops)), each(cur, ops, wrap))[1])
+        self.ingest(store, make_send(key="bk_old", idem="idem_old"))
+        batches = [[(make_event("evt_t1"), [make_send(key="bk_1"), make_send(key="bk_2")]), (make_event("evt_t_shared"), [])],
+                   [(make_event("evt_t2"), [Cancel("client_booking_reminder_24h", "bk_1", "cancelled by test", "evt_t2")])],
+                   [(make_event("evt_t3"), [make_send(key="bk_3"), Cancel("client_booking_reminder_24h", "bk_old",
+                                                                           "cancelled by test", "evt_t3")]),
+                    (make_event("evt_t_shared"), [])]]
+        first, second, third = store.ingest_many(batches, NOW)
+        assert one_by_one == []  # written together, no request in a savepoint of its own
+        assert (first.accepted, first.scheduled, first.cancelled) == (["evt_t1", "evt_t_shared"], 2, 0)
+        assert (second.accepted, second.scheduled, second.cancelled) == (["evt_t2"], 0, 1)
+        assert (third.accepted, third.duplicates, third.scheduled, third.cancelled) == (["evt_t3"], ["evt_t_shared"], 1, 1)
+        assert {r["key"]: r["status"] for r in store.notifications()} == {
+            "bk_old": "cancelled", "bk_1": "cancelled", "bk_2": "scheduled", "bk_3": "scheduled"}
+
+    def test_ingest_many_counts_a_send_whose_key_two_batches_share_for_the_first(self, store: Store) -> None:
+        # Written together, one statement cannot say which batch's send was stored: the group is
+        # written again batch by batch, and the counts are those of applying the batches in order.
+        batches = [[(make_event("evt_k1"), [make_send(key="bk_1", idem="idem_shared"), make_send(key="bk_9")])],
+                   [(make_event("evt_k2"), [make_send(key="bk_2", idem="idem_shared")])],
+                   [(make_event("evt_k3"), [make_send(key="bk_3")])]]
+        first, second, third = store.ingest_many(batches, NOW)
+        assert [first.scheduled, second.scheduled, third.scheduled] == [2, 0, 1]
+        assert [r.accepted for r in (first, second, third)] == [["evt_k1"], ["evt_k2"], ["evt_k3"]]
+        assert sorted(r["key"] for r in store.notifications()) == ["bk_1", "bk_3", "bk_9"]
+        assert store.event_count() == 3
+
     def test_a_repeated_event_id_changes_nothing(self, store: Store) -> None:
         first = make_send(key="bk_1")
         self.ingest(store, first, event=make_event("evt_1"))
@@ -359,7 +393,7 @@ class StoreContract:
         claims = run_threads(4, lambda i: store.claim(row_id, NOW))
         winners = [c for c in claims if c is not None]
         assert len(winners) == 1
-        assert winners[0].attempts == 1 and winners[0].message["message"]["template"] == "TEMPLATE_V1"
+        assert winners[0].attempts == 1 and winners[0].message["template"] == "TEMPLATE_V1"
         assert one(store, row_id)["status"] == "sending"
         assert store.claim(row_id, NOW) is None
 
@@ -482,7 +516,7 @@ class StoreContract:
         assert store.close_digest(digest["bucket"], make_send(), send_at) is False
         [row] = store.notifications(notification="practitioner_weekly_earnings_summary", with_payload=True)
         assert (row["status"], row["send_at"]) == ("sent", send_at)
-        data = row["message"]["message"]["data"]
+        data = row["message"]["data"]
         assert (data["totals"], data["count"]) == ([{"currency": "EUR", "amount": 10500, "count": 2}], 2)
 
         # The live engine renders exactly what the pure core (and so `engine preview`) renders.
@@ -541,7 +575,7 @@ class StoreContract:
 
         rotated = Store(engine, Codec((new_key, old_key)))  # new key first, old one still reads
         assert rotated.recipient("usr_enc")["email"] == secret
-        assert rotated.notifications(with_payload=True)[0]["message"]["message"]["to"]["email"] == secret
+        assert rotated.notifications(with_payload=True)[0]["message"]["to"]["email"] == secret
         rotated.import_recipients([{**who, "id": "usr_new"}], NOW)
         assert Store(engine, Codec((new_key,))).recipient("usr_new")["email"] == secret
         with pytest.raises(InvalidToken):
