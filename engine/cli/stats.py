@@ -42,13 +42,18 @@ def command(since: Span, fmt: str | None, tz: str | None, config_path: str | Non
     rt = runtime(config_path, migrate=False)  # only `serve`, `worker` and `db upgrade` change the schema
     start = utcnow() - since.length
     summary = summarise(rt.store.stats(start), rt.store.engagement(start), rt.store.unsubscribes(start), rt.config)
-    leads = leaders(summary)
     fmt = output_format(fmt)
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2))
         return
-    print_rows(COLUMNS, table_rows(summary), fmt,
-               f"Notifications since {local_time(start.replace(microsecond=0), tz)} ({since.text} ago)")
+    _print_tables(summary, fmt, f"Notifications since {local_time(start.replace(microsecond=0), tz)} "
+                                f"({since.text} ago)")
+
+
+def _print_tables(summary: list[dict[str, Any]], fmt: str, title: str) -> None:
+    """The counts and rates, then the A/B comparisons where there are some (not in TSV: one table there)."""
+    print_rows(COLUMNS, table_rows(summary), fmt, title)
+    leads = leaders(summary)
     if leads and fmt != "tsv":
         click.echo()
         print_rows(LEAD_COLUMNS, lead_rows(leads), fmt, "A/B variants")
@@ -70,43 +75,79 @@ def summarise(stats: Iterable[Mapping[str, Any]], engagement: Iterable[Mapping[s
               unsubscribes: Mapping[str, int] | None = None, config: Config | None = None) -> list[dict[str, Any]]:
     """One entry per notification, and per A/B variant where a rule declares variants, with its
     rates (None where nothing measures one) and, for variants, the comparison (`leaders`)."""
-    per: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    reported: dict[tuple[str, str], int] = defaultdict(int)  # sends with a delivery status from a webhook
-    marks: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in stats:
-        line = (row["notification"], row.get("variant") or "")
-        per[line][row["status"]] += row["count"]
-        if row["delivery_status"]:
-            per[line][row["delivery_status"]] += row["count"]
-            reported[line] += row["count"]
-    for row in engagement:
-        marks[(row["notification"], row.get("variant") or "")][row["mark"]] += row["count"]
-    sent_by_rule: dict[str, int] = defaultdict(int)
-    for (name, _), c in per.items():
-        sent_by_rule[name] += c["sent"]
+    per, reported = _status_counts(stats)
+    marks = _mark_counts(engagement)
+    sent_by_rule = _sent_by_rule(per)
     summary: list[dict[str, Any]] = []
-    for name, variant in sorted(per):
-        c, m = per[(name, variant)], marks[(name, variant)]
-        sent, measured = c["sent"], bool(reported[(name, variant)])
-        attempted = sent + c["failed"]
-        unsubscribed = (unsubscribes or {}).get(name, 0)
-        summary.append({
-            "notification": name, "variant": variant or None, **dict(c),
-            "opens": m["opened"], "clicks": m["clicked"], "reads": m["read"], "unsubscribes": unsubscribed,
-            # A row keeps only its furthest delivery status: an opened or clicked message was delivered too.
-            "delivery_rate": _ratio(sum(c[d] for d in DELIVERED), sent) if measured else None,
-            "failure_rate": _ratio(c["failed"], attempted),
-            "open_rate": _ratio(m["opened"], sent) if measured else None,
-            "click_rate": _ratio(m["clicked"], sent) if measured else None,
-            "read_rate": _ratio(m["read"], sent) if m["read"] or _has_inbox(config, name) else None,
-            "unsubscribe_rate": _ratio(unsubscribed, sent_by_rule[name])
-            if unsubscribed or _can_opt_out(config, name) else None,
-        })
+    for line in sorted(per):
+        entry = _counts_entry(line, per[line], marks[line], (unsubscribes or {}).get(line[0], 0))
+        summary.append({**entry, **_rates(entry, bool(reported[line]), sent_by_rule[line[0]], config)})
+    _add_comparisons(summary)
+    return summary
+
+
+Line = tuple[str, str]  # (notification, variant or "")
+
+
+def _line(row: Mapping[str, Any]) -> Line:
+    return row["notification"], row.get("variant") or ""
+
+
+def _status_counts(stats: Iterable[Mapping[str, Any]]) -> tuple[dict[Line, dict[str, int]], dict[Line, int]]:
+    """(the sends of each line by status and by delivery status; how many of them a webhook reported on)."""
+    per: dict[Line, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    reported: dict[Line, int] = defaultdict(int)
+    for row in stats:
+        per[_line(row)][row["status"]] += row["count"]
+        if row["delivery_status"]:
+            per[_line(row)][row["delivery_status"]] += row["count"]
+            reported[_line(row)] += row["count"]
+    return per, reported
+
+
+def _mark_counts(engagement: Iterable[Mapping[str, Any]]) -> dict[Line, dict[str, int]]:
+    marks: dict[Line, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in engagement:
+        marks[_line(row)][row["mark"]] += row["count"]
+    return marks
+
+
+def _sent_by_rule(per: Mapping[Line, Mapping[str, int]]) -> dict[str, int]:
+    """The sends of each notification, its variants together (an unsubscribe does not know its variant)."""
+    sent: dict[str, int] = defaultdict(int)
+    for (name, _), counts in per.items():
+        sent[name] += counts.get("sent", 0)
+    return sent
+
+
+def _counts_entry(line: Line, counts: Mapping[str, int], marks: Mapping[str, int], unsubscribed: int) -> dict[str, Any]:
+    """A line's counts: every status seen, its sends and failures even when none, and its engagement."""
+    return {"notification": line[0], "variant": line[1] or None,
+            **counts, "sent": counts.get("sent", 0), "failed": counts.get("failed", 0),
+            "opens": marks.get("opened", 0), "clicks": marks.get("clicked", 0), "reads": marks.get("read", 0),
+            "unsubscribes": unsubscribed}
+
+
+def _rates(entry: Mapping[str, Any], measured: bool, rule_sent: int, config: Config | None) -> dict[str, Any]:
+    """An entry's rates; the delivery, open and click rates only where a webhook `measured` a delivery status."""
+    name, sent, failed = entry["notification"], entry["sent"], entry["failed"]
+    return {
+        # A row keeps only its furthest delivery status: an opened or clicked message was delivered too.
+        "delivery_rate": _ratio(sum(entry.get(d, 0) for d in DELIVERED), sent) if measured else None,
+        "failure_rate": _ratio(failed, sent + failed),
+        "open_rate": _ratio(entry["opens"], sent) if measured else None,
+        "click_rate": _ratio(entry["clicks"], sent) if measured else None,
+        "read_rate": _ratio(entry["reads"], sent) if entry["reads"] or _has_inbox(config, name) else None,
+        "unsubscribe_rate": _ratio(entry["unsubscribes"], rule_sent)
+        if entry["unsubscribes"] or _can_opt_out(config, name) else None,
+    }
+
+
+def _add_comparisons(summary: list[dict[str, Any]]) -> None:
     lead_by_rule = {lead["notification"]: lead for lead in leaders(summary)}
     for entry in summary:
         if entry["notification"] in lead_by_rule:
             entry["comparison"] = lead_by_rule[entry["notification"]]
-    return summary
 
 
 def leaders(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,22 +163,35 @@ def leaders(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _lead(name: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    measure = next((key for key, rate_key in (("clicks", "click_rate"), ("opens", "open_rate"), ("reads", "read_rate"))
-                    if any(e[rate_key] is not None and e.get(key) for e in entries)), None)
+    measure = _best_measure(entries)
     counts = {e["variant"]: {"sends": e.get("sent", 0), "successes": e.get(measure, 0) if measure else 0}
               for e in entries}
-    ranked = sorted(counts.items(), key=lambda kv: (-_ratio_or_zero(kv[1]), kv[0]))
     out: dict[str, Any] = {"notification": name, "measure": measure, "leader": None, "z": None, "counts": counts}
     fewest = min(c["sends"] for c in counts.values())
     if measure is None:
         return {**out, "verdict": "not enough data: nothing measured yet"}
     if fewest < MIN_SENDS:
         return {**out, "verdict": f"not enough data: {fewest} sends in a variant, at least {MIN_SENDS} needed"}
+    return {**out, **_compared(measure, counts)}
+
+
+MEASURES = (("clicks", "click_rate"), ("opens", "open_rate"), ("reads", "read_rate"))
+
+
+def _best_measure(entries: list[dict[str, Any]]) -> str | None:
+    """The first of MEASURES that is measured and counts something in a variant."""
+    return next((key for key, rate_key in MEASURES if any(e[rate_key] is not None and e.get(key) for e in entries)),
+                None)
+
+
+def _compared(measure: str, counts: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """The best variant against the runner-up: whether it leads, by a two-proportion z-test at 95 %."""
+    ranked = sorted(counts.items(), key=lambda kv: (-_ratio_or_zero(kv[1]), kv[0]))
     (best, a), (second, b) = ranked[0], ranked[1]
     z = two_proportion_z(a["successes"], a["sends"], b["successes"], b["sends"])
     if z is None or z < Z_95:
-        return {**out, "z": z, "verdict": f"too close to call: {best} and {second} differ by chance at 95 %"}
-    return {**out, "leader": best, "z": z, "verdict": f"{best} leads on {measure} (z = {z:.2f}, 95 %)"}
+        return {"z": z, "verdict": f"too close to call: {best} and {second} differ by chance at 95 %"}
+    return {"leader": best, "z": z, "verdict": f"{best} leads on {measure} (z = {z:.2f}, 95 %)"}
 
 
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float | None:
