@@ -169,40 +169,53 @@ def parse_event(raw: Any, config: Config, where: str = "$") -> Event:
     """Check one envelope and its data; EventRejected with every problem, by JSON path."""
     if not isinstance(raw, Mapping):
         raise EventRejected([(where, "an event must be a JSON object")])
-    problems: list[tuple[str, str]] = []
-    for key in sorted(ENVELOPE_KEYS - set(raw)):
-        problems.append((where, f"'{key}' is a required property"))
-    for key in sorted(set(raw) - ENVELOPE_KEYS):
-        problems.append((f"{where}.{key}", "unknown envelope field (allowed: id, type, occurred_at, data)"))
-    event_id: Any = raw.get("id")
-    event_type: Any = raw.get("type")
-    occurred: Any = raw.get("occurred_at")
-    if "id" in raw:
-        problems.extend(id_problems(f"{where}.id", event_id, MAX_ID, "an event id"))
-    when = None
-    if "occurred_at" in raw:
-        try:
-            when = parse_instant(occurred)
-        except (ValueError, TypeError) as exc:
-            problems.append((f"{where}.occurred_at", str(exc)))
-    known = isinstance(event_type, str) and event_type in config.events
-    if "type" in raw and not known:
-        problems.append((f"{where}.type", f"unknown event type {event_type!r}"))
-    data: Any = raw.get("data")
-    if "data" in raw and not isinstance(data, Mapping):
-        problems.append((f"{where}.data", "must be an object"))
-    elif known and isinstance(data, Mapping):
-        prefix = (where + ".data")
-        for path, message in schema_errors(_validators(config)[event_type], data):
-            problems.append((prefix + path[1:], message))
-        limited = _limit_problems(config, event_type, event_id if isinstance(event_id, str) else "", data, prefix)
-        ids = {path for path, _ in limited}  # an id's own message says it better than the text's
-        problems.extend(p for p in value_problems(data, prefix) if p[0] not in ids)
-        problems.extend(limited)
+    when, wrong_time = _occurred_at(raw, where)
+    problems = _envelope_problems(raw, where) + wrong_time + _type_and_data_problems(raw, config, where)
     if problems:
         raise EventRejected(list(dict.fromkeys(problems)))  # one of each, in the order found
     assert when is not None
-    return Event(event_id, event_type, when, data)
+    return Event(raw["id"], raw["type"], when, raw["data"])
+
+
+def _envelope_problems(raw: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    """Missing and unknown envelope fields, and a wrong event id."""
+    problems = [(where, f"'{key}' is a required property") for key in sorted(ENVELOPE_KEYS - set(raw))]
+    problems += [(f"{where}.{key}", "unknown envelope field (allowed: id, type, occurred_at, data)")
+                 for key in sorted(set(raw) - ENVELOPE_KEYS)]
+    if "id" in raw:
+        problems += id_problems(f"{where}.id", raw["id"], MAX_ID, "an event id")
+    return problems
+
+
+def _occurred_at(raw: Mapping[str, Any], where: str) -> tuple[datetime | None, list[tuple[str, str]]]:
+    if "occurred_at" not in raw:
+        return None, []
+    try:
+        return parse_instant(raw["occurred_at"]), []
+    except (ValueError, TypeError) as exc:
+        return None, [(f"{where}.occurred_at", str(exc))]
+
+
+def _type_and_data_problems(raw: Mapping[str, Any], config: Config, where: str) -> list[tuple[str, str]]:
+    """An unknown type, data that is not an object, and, for a known type, the data's own problems."""
+    event_type: Any = raw.get("type")
+    data: Any = raw.get("data")
+    known = isinstance(event_type, str) and event_type in config.events
+    problems = [(f"{where}.type", f"unknown event type {event_type!r}")] if "type" in raw and not known else []
+    if "data" in raw and not isinstance(data, Mapping):
+        return problems + [(f"{where}.data", "must be an object")]
+    if known and isinstance(data, Mapping):
+        return problems + _data_problems(config, event_type, raw.get("id"), data, where + ".data")
+    return problems
+
+
+def _data_problems(config: Config, event_type: str, event_id: Any, data: Mapping[str, Any],
+                   prefix: str) -> list[tuple[str, str]]:
+    """The data against its type's schema, then its values, ids and keys against what can be stored."""
+    problems = [(prefix + path[1:], message) for path, message in schema_errors(_validators(config)[event_type], data)]
+    limited = _limit_problems(config, event_type, event_id if isinstance(event_id, str) else "", data, prefix)
+    ids = {path for path, _ in limited}  # an id's own message says it better than the text's
+    return problems + [p for p in value_problems(data, prefix) if p[0] not in ids] + limited
 
 
 def id_problems(path: str, value: Any, limit: int | None, what: str) -> list[tuple[str, str]]:
