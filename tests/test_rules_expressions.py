@@ -6,6 +6,8 @@ import pytest
 
 from engine.rules import expressions
 from engine.rules.expressions import ExpressionError, Reference, analyse, evaluate, render
+from engine.rules.expressions.errors import bounded, describe
+from engine.rules.expressions.lookups import Output, parts
 
 
 # -- native types ------------------------------------------------------------------------------
@@ -336,6 +338,8 @@ LOOKUP_CONTEXT = {
     "self": "a data field named like the template itself",
     "true": "a data field named like a constant",
     "half": "y" * 5_000,
+    "at": "2026-03-01T09:30:00Z",
+    "zone": "Europe/Paris",
 }
 
 
@@ -354,6 +358,20 @@ LOOKUP_CONTEXT = {
     "{{ name }}\r\n{{ name }}", "{{- name }} x", "x {{ name -}} y", "{ {{ name }} }", "{{ name }}}",
     "{{ name }}{# a comment #}", "{{ name }} {% if true %}y{% endif %}", "{{ name }} {{ booking.id.x }}",
     "{% raw %}{{ name }}{% endraw %}", "{{ name }} {{ 'a' }}",
+    # a lookup given to a filter of the engine's own, or to default
+    "{{ booking.missing | default(none) }}", "{{ booking.n | default(none) }}", "{{ booking.id | d(none) }}",
+    "{{ booking.missing | d }}", "{{ missing | default(none) }}", "{{ missing.id | default(none) }}",
+    "{{ booking.items | default(none) }}", "{{ range | default(none) }}", "{{ dict | default(none) }}",
+    "{{ booking.id.x | default(none) }}", "{{ booking.missing.x | default(none) }}", "{{ none | default(1) }}",
+    "{{ booking.missing | default('x') }}", "{{ booking.missing | default(booking.id) }}",
+    "{{ booking.missing | default(missing) }}", "a {{ booking.missing | default(none) }} b",
+    "{{ booking.tags | length }}", "{{ name | length }}", "{{ booking.keys | money }}", "{{ name | money }}",
+    "{{ booking.keys | money('EUR') }}", "{{ booking.keys | money(booking.missing) }}",
+    "{{ booking.keys | money(name) }}", "{{ at | local_time }}", "{{ at | local_time(zone) }}",
+    "{{ at | local_time(zone, '%A %d %B %Y') }}", "{{ at | local_time(booking.missing) }}",
+    "{{ at | local_time('Nowhere/Else') }}", "{{ name | local_time }}", "{{ at | iso }}", "{{ at | iso }}:{{ name }}",
+    "{{ big | length }}", "{{ big | default(none) }}", "{{ half | iso }}", "{{ name | upper }}",
+    "{{ name | default(none, true) }}", "{{ at | local_time(tz=zone) }}",
 ])
 def test_a_plain_lookup_gives_what_the_template_gives(source: str) -> None:
     # render() reads `{{ a.b.c }}` (alone or among plain text) from the context itself when each
@@ -366,16 +384,20 @@ def test_a_plain_lookup_gives_what_the_template_gives(source: str) -> None:
 
     template = expressions.compile_template(source)
     assert outcome(lambda: render(source, LOOKUP_CONTEXT)) == outcome(
-        lambda: expressions._bounded(_jinja(template, LOOKUP_CONTEXT)))
+        lambda: bounded(_jinja(template, LOOKUP_CONTEXT)))
 
 
 def test_the_templates_read_without_jinja() -> None:
-    # Lookups among text with no delimiter and no newline in it; anything else is Jinja's.
-    assert expressions._lookups("{{ notification }}:{{ recipient.id }}:{{ event.id }}") == (
-        ("notification",), ":", ("recipient", "id"), ":", ("event", "id"))
-    assert expressions._lookups("{{ booking.id }}") == (("booking", "id"),)
-    for source in ("{{ name }}\n", "{{- name }} x", "{ {{ name }} }", "{{ name }}{# c #}", "{{ name | upper }}", "no lookup"):
-        assert expressions._lookups(source) is None, source
+    # Lookups, alone or given to the engine's filters, among text with no delimiter and no newline
+    # in it; anything else is Jinja's.
+    assert parts("{{ notification }}:{{ recipient.id }}:{{ event.id }}") == (
+        Output(("notification",)), ":", Output(("recipient", "id")), ":", Output(("event", "id")))
+    assert parts("{{ booking.id }}") == (Output(("booking", "id")),)
+    assert parts("{{ b.at | local_time(c.tz, '%H') }}") == (Output(("b", "at"), "local_time", (("c", "tz"), "%H")),)
+    assert parts("{{ b.url | default(none) }}") == (Output(("b", "url"), "default", (None,)),)
+    for source in ("{{ name }}\n", "{{- name }} x", "{ {{ name }} }", "{{ name }}{# c #}", "{{ name | upper }}",
+                   "{{ at | local_time(tz=zone) }}", "no lookup"):
+        assert parts(source) is None, source
 
 
 def _jinja(template: object, context: dict) -> object:
@@ -384,7 +406,7 @@ def _jinja(template: object, context: dict) -> object:
     except ExpressionError:
         raise
     except Exception as exc:
-        raise ExpressionError(expressions._describe(exc)) from None
+        raise ExpressionError(describe(exc)) from None
 
 
 # -- what guards a read, and how a value can be null --------------------------------------------
