@@ -12,9 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .core.decide import Renderer
-from .diff import Change, compare, materialize
-from .preview import Progress, run
+from .diff import Change, EventSet, checked_out, compare, sends
+from .preview import Progress
 from .rules.loader import load
 from .rules.model import Config
 from .store.repository import Store
@@ -31,19 +30,11 @@ def recorded_events(store: Store, since: datetime) -> list[tuple[int, Any]]:
 def backtest(store: Store, current: Config, candidate: str, since: datetime, now: datetime, env: str,
              config_name: str = "notifications.yaml", progress: Progress | None = None) -> tuple[int, list[Change]]:
     """(events replayed, changes); the virtual clock stops at `now`, so later sends show as pending."""
-    directory, tmp = materialize(candidate)
-    try:
+    with checked_out(candidate) as directory:
         other = load(os.path.join(directory, config_name))
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    raw = recorded_events(store, since)
-    rows = []
-    for config in (current, other):
-        renderer = Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
-        result = run(config, _known(raw, config), now, renderer, progress=progress)
-        rows.append([r.as_json() for r in result.rows])
-    return len(raw), compare(f"events since {since.isoformat()}", rows[0], rows[1])
+    raw, source = recorded_events(store, since), f"events since {since.isoformat()}"
+    before, after = (sends(c, EventSet(source, _known(raw, c), now), env, progress) for c in (current, other))
+    return len(raw), compare(source, before, after)
 
 
 def _known(raw: list[tuple[int, Any]], config: Config) -> list[tuple[int, Any]]:

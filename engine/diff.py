@@ -14,19 +14,26 @@ import os
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .core.decide import Renderer
+from .preferences_file import Preferences, read_preferences
 from .preview import Progress, run
 from .rules.loader import load
 from .rules.model import Config
 from .rules.timeparse import parse_instant
-from .rules.yaml_source import load_file
+from .rules.yaml_source import Document, load_file
+from .scenarios import ScenarioError
 
 Identity = tuple[str, str, str, str]
+Row = dict[str, Any]
+KINDS = ("added", "removed", "moved", "changed")
+# The fields of a send besides its time and data whose change is a difference.
+FIELDS = ("status", "template", "variant", "channels", "routing", "expires_at")
 
 
 class RefError(Exception):
@@ -44,144 +51,180 @@ class Change:
     after: dict[str, Any] | None
     details: tuple[str, ...] = ()
 
+    @property
+    def others(self) -> list[str]:
+        """The details besides the move in time."""
+        return [d for d in self.details if not d.startswith("send_at")]
+
 
 @dataclass
 class EventSet:
     name: str
     events: list[tuple[int, Any]]
     until: Any = None
-    preferences: dict[str, dict[str, bool]] = field(default_factory=dict)
+    preferences: Preferences = field(default_factory=dict)
 
 
 def materialize(ref: str, repo: str = ".") -> tuple[str, tempfile.TemporaryDirectory[str] | None]:
     """A directory holding version `ref`: the directory itself, or a git ref extracted."""
     if os.path.isdir(ref):
         return ref, None
+    archive, tmp = _archive(ref, repo), tempfile.TemporaryDirectory(prefix="engine-diff-")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp.name, filter="data")
+    return os.path.join(tmp.name, _prefix(repo)), tmp
+
+
+@contextmanager
+def checked_out(ref: str, repo: str = ".") -> Iterator[str]:
+    """The directory of version `ref` (see materialize), removed afterwards when it was extracted."""
+    directory, tmp = materialize(ref, repo)
     try:
-        archive = subprocess.run(["git", "-C", repo, "archive", "--format=tar", ref], check=True,
-                                 capture_output=True).stdout
+        yield directory
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _archive(ref: str, repo: str) -> bytes:
+    try:
+        return subprocess.run(["git", "-C", repo, "archive", "--format=tar", ref], check=True,
+                              capture_output=True).stdout
     except FileNotFoundError:
         raise RefError(f"{ref!r} is not a directory, and git is not installed to read it as a git ref") from None
     except subprocess.CalledProcessError as exc:
         said = (exc.stderr.decode(errors="replace").strip().splitlines() or ["git archive failed"])[0]
         raise RefError(f"{ref!r} is neither a directory nor a git ref: {said}") from None
-    tmp = tempfile.TemporaryDirectory(prefix="engine-diff-")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tmp.name, filter="data")
+
+
+def _prefix(repo: str) -> str:
+    """Where `repo` lies inside its git work tree: the archive holds the whole tree."""
     shown = subprocess.run(["git", "-C", repo, "rev-parse", "--show-prefix"], capture_output=True, text=True)
-    prefix = shown.stdout.strip()
-    return os.path.join(tmp.name, prefix), tmp
+    return shown.stdout.strip()
 
 
 def event_sets(root: str, configs: Iterable[Config]) -> list[EventSet]:
-    sets: list[EventSet] = []
+    scenarios = [_scenario_set(path) for path in sorted(Path(root, "tests", "scenarios").glob("*.yaml"))]
+    return [found for found in (_examples_set(configs), _jsonl_set(root), *scenarios) if found is not None]
+
+
+def _examples_set(configs: Iterable[Config]) -> EventSet | None:
     examples: dict[str, Any] = {}
-    for config in configs:
-        for rule in config.notifications.values():
-            if rule.example:
-                e = rule.example
-                examples.setdefault(e.id, {"id": e.id, "type": e.type, "occurred_at": e.occurred_at,
-                                           "data": dict(e.data)})
-    if examples:
-        sets.append(EventSet("examples of the rules", list(enumerate(examples.values(), 1))))
+    for e in (r.example for config in configs for r in config.notifications.values() if r.example is not None):
+        examples.setdefault(e.id, {"id": e.id, "type": e.type, "occurred_at": e.occurred_at, "data": dict(e.data)})
+    return EventSet("examples of the rules", list(enumerate(examples.values(), 1))) if examples else None
+
+
+def _jsonl_set(root: str) -> EventSet | None:
     jsonl = Path(root, "examples.jsonl")
-    if jsonl.exists():
-        lines = jsonl.read_text(encoding="utf-8").splitlines()
-        events = [(i, json.loads(line)) for i, line in enumerate(lines, 1) if line.strip()]
-        sets.append(EventSet("examples.jsonl", events))
-    for path in sorted(Path(root, "tests", "scenarios").glob("*.yaml")):
-        doc, problems = load_file(str(path))
-        if problems or not isinstance(doc.data, dict):
-            continue
-        until = doc.data.get("until")
-        preferences = {str(k): {str(n): bool(v) for n, v in (v or {}).items()}
-                       for k, v in (doc.data.get("preferences") or {}).items()}
-        sets.append(EventSet(f"scenario {path.stem}", list(enumerate(doc.data.get("events") or [], 1)),
-                             parse_instant(until) if until else None, preferences))
-    return sets
+    if not jsonl.exists():
+        return None
+    lines = jsonl.read_text(encoding="utf-8").splitlines()
+    return EventSet("examples.jsonl", [(i, json.loads(line)) for i, line in enumerate(lines, 1) if line.strip()])
 
 
-def _index(rows: list[dict[str, Any]]) -> dict[Identity, dict[str, Any]]:
-    found: dict[Identity, dict[str, Any]] = {}
+def _scenario_set(path: Path) -> EventSet | None:
+    """A scenario's events, `until` and opt-outs; None when it is not YAML (`engine test` says why)."""
+    doc, problems = load_file(str(path))
+    if problems or not isinstance(doc.data, dict):
+        return None
+    until, events = doc.data.get("until"), list(enumerate(doc.data.get("events") or [], 1))
+    return EventSet(f"scenario {path.stem}", events, parse_instant(until) if until else None, _opt_outs(doc))
+
+
+def _opt_outs(doc: Document) -> Preferences:
+    """The scenario's preferences, read as `engine preview --preferences` reads a file: ScenarioError
+    names every mistake (an entry that is not a mapping, a value not true or false) and its place."""
+    preferences, problems = read_preferences(doc, ("preferences",))
+    if problems:
+        raise ScenarioError(problems)
+    return preferences
+
+
+def _index(rows: list[Row]) -> dict[Identity, Row]:
+    found: dict[Identity, Row] = {}
     for row in rows:
-        identity = (row["notification"], row["recipient"], row.get("event") or "", row.get("key") or "")
-        n = 1
-        while identity in found:  # the same identity twice (a reschedule): keep both, in order
-            n += 1
-            identity = (row["notification"], row["recipient"], f"{row.get('event') or ''}#{n}", row.get("key") or "")
-        found[identity] = row
+        found[_identity(row, found)] = row
     return found
 
 
-def compare(source: str, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[Change]:
+def _identity(row: Row, found: dict[Identity, Row]) -> Identity:
+    """The send's identity; the same one again (a reschedule) is numbered, so both are kept, in order."""
+    event, key, n = row.get("event") or "", row.get("key") or "", 1
+    identity = (row["notification"], row["recipient"], event, key)
+    while identity in found:
+        n += 1
+        identity = (row["notification"], row["recipient"], f"{event}#{n}", key)
+    return identity
+
+
+def compare(source: str, before: list[Row], after: list[Row]) -> list[Change]:
     a, b = _index(before), _index(after)
-    changes = []
-    for identity in sorted(set(a) | set(b)):
-        old, new = a.get(identity), b.get(identity)
-        if old is None:
-            changes.append(Change("added", source, identity[0], identity[1], None, new))
-        elif new is None:
-            changes.append(Change("removed", source, identity[0], identity[1], old, None))
-        else:
-            details = []
-            if old["send_at"] != new["send_at"]:
-                details.append(f"send_at {old['send_at']} -> {new['send_at']}")
-            for key in ("status", "template", "variant", "channels", "routing", "expires_at"):
-                if old.get(key) != new.get(key):
-                    details.append(f"{key} {old[key]} -> {new[key]}")
-            for key in sorted(set(old["data"]) | set(new["data"])):
-                if old["data"].get(key) != new["data"].get(key):
-                    details.append(f"data.{key} {old['data'].get(key)!r} -> {new['data'].get(key)!r}")
-            if details:
-                # Moved: its time changed (its fate may have changed with it, e.g. now sent before a cancel).
-                kind = "moved" if details[0].startswith("send_at") else "changed"
-                changes.append(Change(kind, source, identity[0], identity[1], old, new, tuple(details)))
-    return changes
+    found = (_change(source, identity, a.get(identity), b.get(identity)) for identity in sorted(set(a) | set(b)))
+    return [change for change in found if change is not None]
+
+
+def _change(source: str, identity: Identity, old: Row | None, new: Row | None) -> Change | None:
+    if old is None or new is None:
+        return Change("added" if old is None else "removed", source, identity[0], identity[1], old, new)
+    details = _details(old, new)
+    # Moved: its time changed (its fate may have changed with it, e.g. now sent before a cancel).
+    kind = "moved" if details and details[0].startswith("send_at") else "changed"
+    return Change(kind, source, identity[0], identity[1], old, new, tuple(details)) if details else None
+
+
+def _details(old: Row, new: Row) -> list[str]:
+    moved = [f"send_at {old['send_at']} -> {new['send_at']}"] if old["send_at"] != new["send_at"] else []
+    fields = [f"{key} {old[key]} -> {new[key]}" for key in FIELDS if old.get(key) != new.get(key)]
+    data = [f"data.{key} {old['data'].get(key)!r} -> {new['data'].get(key)!r}"
+            for key in sorted(set(old["data"]) | set(new["data"])) if old["data"].get(key) != new["data"].get(key)]
+    return [*moved, *fields, *data]
 
 
 def diff(base: str, head: str, config_name: str = "notifications.yaml", env: str = "production", repo: str = ".",
          progress: Progress | None = None) -> list[Change]:
-    base_dir, base_tmp = materialize(base, repo)
-    head_dir, head_tmp = materialize(head, repo)
-    try:
-        base_config = load(os.path.join(base_dir, config_name))
-        head_config = load(os.path.join(head_dir, config_name))
-        changes: list[Change] = []
-        for events in event_sets(head_dir, (base_config, head_config)):
-            rows = []
-            for config in (base_config, head_config):
-                renderer = Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
-                result = run(config, events.events, events.until, renderer, events.preferences, progress)
-                rows.append([r.as_json() for r in result.rows])
-            changes.extend(compare(events.name, rows[0], rows[1]))
-        return changes
-    finally:
-        for tmp in (base_tmp, head_tmp):
-            if tmp is not None:
-                tmp.cleanup()
+    with checked_out(base, repo) as base_dir, checked_out(head, repo) as head_dir:
+        configs = (load(os.path.join(base_dir, config_name)), load(os.path.join(head_dir, config_name)))
+        return [c for events in event_sets(head_dir, configs) for c in _changes(events, configs, env, progress)]
+
+
+def _changes(events: EventSet, configs: tuple[Config, Config], env: str, progress: Progress | None) -> list[Change]:
+    before, after = (sends(config, events, env, progress) for config in configs)
+    return compare(events.name, before, after)
+
+
+def sends(config: Config, events: EventSet, env: str, progress: Progress | None = None) -> list[Row]:
+    """What `config` sends for the event set, each send in its JSON form."""
+    result = run(config, events.events, events.until, renderer_for(config, env), events.preferences, progress)
+    return [row.as_json() for row in result.rows]
+
+
+def renderer_for(config: Config, env: str) -> Renderer:
+    """The renderer of `env`'s template ids, or of the first environment when this version has no `env`."""
+    return Renderer(env=env if env in config.templates else sorted(config.templates)[0], environ={})
 
 
 def markdown(changes: list[Change], base: str, head: str) -> str:
     if not changes:
         return f"**Notification changes** `{base}` → `{head}`: none. Every send stays as it was.\n"
-    counts = {k: sum(1 for c in changes if c.kind == k) for k in ("added", "removed", "moved", "changed")}
-    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-    lines = [f"**Notification changes** `{base}` → `{head}`: {summary}", "",
+    lines = [f"**Notification changes** `{base}` → `{head}`: {_summary(changes)}", "",
              "| change | notification | recipient | before | after | events |", "|---|---|---|---|---|---|"]
-    for c in changes:
-        before = _cell(c.before)
-        after = _cell(c.after)
-        others = [d for d in c.details if not d.startswith("send_at")]
-        if others:
-            after += "<br>" + "<br>".join(_md(d) for d in others)
-        lines.append(f"| {c.kind} | `{c.notification}` | {_md(c.recipient)} | {before} | {after} | {_md(c.source)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *map(_markdown_row, changes)]) + "\n"
 
 
-def _cell(row: dict[str, Any] | None) -> str:
-    if row is None:
-        return "—"
-    return f"{row['send_at']} {row['status']}"
+def _summary(changes: list[Change]) -> str:
+    counts = {kind: sum(1 for c in changes if c.kind == kind) for kind in KINDS}
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+
+
+def _markdown_row(c: Change) -> str:
+    after = "<br>".join([cell(c.after), *map(_md, c.others)])
+    return f"| {c.kind} | `{c.notification}` | {_md(c.recipient)} | {cell(c.before)} | {after} | {_md(c.source)} |"
+
+
+def cell(row: Row | None, absent: str = "—") -> str:
+    """A send as a table shows it: its time and fate."""
+    return absent if row is None else f"{row['send_at']} {row['status']}"
 
 
 def _md(text: str) -> str:

@@ -32,8 +32,9 @@ def to_48h(root: Path) -> None:
 
 
 def diff(*args: str) -> tuple[int, str]:
+    """The exit code and standard output (a slow run's progress bar is on standard error)."""
     result = CliRunner().invoke(cli, ["diff", *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout
 
 
 def test_a_48h_reminder_moves_exactly_the_reminders(tmp_path: Path) -> None:
@@ -74,3 +75,16 @@ def test_git_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytes
     err = capsys.readouterr().err
     assert err.startswith("error: 'no-such-ref' is neither a directory nor a git ref: fatal: "), err
     assert err.count("\n") == 1, err
+
+
+def test_a_scenario_whose_preferences_are_not_opt_outs_is_refused_naming_it(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    base, head = copy(tmp_path / "base"), copy(tmp_path / "head")
+    scenario = head / "tests" / "scenarios" / "opt_outs_written_wrong.yaml"
+    scenario.write_text("description: x\npreferences:\n  usr_c_maya: false\nevents: []\nexpect: []\n", encoding="utf-8")
+    assert main(["diff", str(base), str(head)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"Error: a scenario of {head} cannot be read:",
+        f"{scenario}:3:15: preferences of usr_c_maya must be a mapping {{notification, category or "
+        "notification:channel: true or false}; got False",
+    ]

@@ -255,6 +255,40 @@ def test_a_missing_events_file(monkeypatch, repo_root) -> None:
     assert "nope.jsonl: No such file or directory" in result.stderr
 
 
+def test_a_preferences_file_opts_out(monkeypatch, repo_root, tmp_path, json_rows) -> None:
+    prefs = tmp_path / "prefs.yaml"
+    prefs.write_text("usr_c_maya: {client_review_request: false}\nusr_p_priya:\n")  # an empty entry opts out of nothing
+    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--format", "json", "--preferences", str(prefs))
+    assert result.exit_code == 0, result.stderr
+    reviews = lambda found: [r for r in found if (r["notification"], r["recipient"]) ==  # noqa: E731
+                             ("client_review_request", "usr_c_maya")]
+    assert reviews(json_rows) and all(r["status"] == "sent" for r in reviews(json_rows))
+    assert [(r["status"], r["reason"]) for r in reviews(rows(result))] == [("skipped", "opted_out")] * len(reviews(json_rows))
+    assert [r for r in rows(result) if r not in reviews(rows(result))] == [r for r in json_rows if r not in reviews(json_rows)]
+
+
+def test_a_preferences_entry_that_is_not_a_mapping_is_refused_naming_the_file_and_the_recipient(
+        monkeypatch, repo_root, tmp_path) -> None:
+    prefs = tmp_path / "prefs.yaml"
+    prefs.write_text("usr_c_maya: {client_review_request: false}\nusr_c_amara: false\nusr_p_priya: [engagement]\n"
+                     'usr_p_jonas: {engagement: "no"}\n')
+    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--preferences", str(prefs))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error: {prefs}:2:14: preferences of usr_c_amara must be a mapping {{notification, category or "
+        "notification:channel: true or false}; got False",
+        f"{prefs}:3:14: preferences of usr_p_priya must be a mapping {{notification, category or "
+        "notification:channel: true or false}; got ['engagement']",
+        f"{prefs}:4:27: preferences of usr_p_jonas: engagement must be true or false; got 'no'",
+    ]
+    prefs.write_text("- usr_c_maya\n")
+    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--preferences", str(prefs))
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: {prefs}:1:1: preferences must map recipient ids to {{notification, category or "
+                             "notification:channel: true or false}\n")
+
+
 def test_an_invalid_configuration_is_reported_not_a_traceback(monkeypatch, repo_root, tmp_path) -> None:
     from engine.cli.main import main
 

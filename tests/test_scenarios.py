@@ -209,6 +209,25 @@ expect:
     ]
 
 
+def test_preferences_that_are_not_opt_outs_are_named_with_the_recipient(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, """description: Preferences written wrong.
+preferences:
+  usr_c_maya: false
+  usr_c_amara: {client_review_request: "no"}
+  usr_c_noah:
+events: [{id: e}]
+match: all
+expect: []
+""")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:3:15: preferences of usr_c_maya must be a mapping {{notification, category or "
+        "notification:channel: true or false}; got False",
+        f"{path}:4:40: preferences of usr_c_amara: client_review_request must be true or false; got 'no'",
+    ]
+
+
 def test_names_the_rules_do_not_declare_are_reported_where_written(shipped_config: Config, tmp_path: Path) -> None:
     path = scenario_file(tmp_path, "description: A typo.\npreferences:\n  usr_c_maya: {client_reveiw_request: false}\n"
                          + BOOKING + """

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
-from ..diff import diff, markdown
+from ..diff import Change, cell, diff, markdown
+from ..preview import Progress
+from ..scenarios import ScenarioError
 from .common import ProgressBar
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+COLUMNS = ("change", "notification", "recipient", "before", "after", "events")
 
 
 @click.command("diff")
@@ -22,28 +30,42 @@ from .common import ProgressBar
 def command(base: str, head: str, config_name: str, fmt: str, env: str, exit_code: bool) -> None:
     """Compare what two versions of the rules send (git refs or directories)."""
     with ProgressBar(f"previewing {base} and {head}") as progress:
-        changes = diff(base, head, config_name, env, progress=progress)
+        changes = _diff(base, head, config_name, env, progress)
+    _show(changes, fmt, base, head)
+    if exit_code and changes:
+        raise click.exceptions.Exit(1)
+
+
+def _diff(base: str, head: str, config_name: str, env: str, progress: Progress) -> list[Change]:
+    try:
+        return diff(base, head, config_name, env, progress=progress)
+    except ScenarioError as exc:
+        raise click.ClickException(f"a scenario of {head} cannot be read:\n{exc}") from None
+
+
+def _show(changes: list[Change], fmt: str, base: str, head: str) -> None:
     if fmt == "markdown":
         click.echo(markdown(changes, base, head), nl=False)
     elif fmt == "json":
         click.echo(json.dumps([asdict(c) for c in changes], indent=2, default=str))
     else:
-        from rich.console import Console
-        from rich.table import Table
+        print_table(changes, base, head)
 
-        table = Table(title=f"What {head} sends differently from {base}")
-        for col in ("change", "notification", "recipient", "before", "after", "events"):
-            table.add_column(col, overflow="fold")
-        for c in changes:
-            before = f"{c.before['send_at']} {c.before['status']}" if c.before else "-"
-            after = f"{c.after['send_at']} {c.after['status']}" if c.after else "-"
-            others = [d for d in c.details if not d.startswith("send_at")]
-            if others:
-                after += "\n" + "\n".join(others)
-            table.add_row(c.kind, c.notification, c.recipient, before, after, c.source)
-        if changes:
-            Console().print(table)
-        else:
-            click.echo("no change in what is sent")
-    if exit_code and changes:
-        raise click.exceptions.Exit(1)
+
+def print_table(changes: list[Change], base: str, head: str) -> None:
+    from rich.console import Console
+
+    if changes:
+        Console().print(_table(changes, f"What {head} sends differently from {base}"))
+    else:
+        click.echo("no change in what is sent")
+
+
+def _table(changes: list[Change], title: str) -> Table:
+    from rich.table import Column, Table
+
+    table = Table(*(Column(name, overflow="fold") for name in COLUMNS), title=title)
+    for c in changes:
+        after = "\n".join([cell(c.after, "-"), *c.others])
+        table.add_row(c.kind, c.notification, c.recipient, cell(c.before, "-"), after, c.source)
+    return table
