@@ -12,7 +12,9 @@ use of an alias counted (a "billion laughs" stops there), at most MAX_DEPTH leve
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +166,13 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
         return value
     if value[:1] not in _MAYBE_TYPED:
         return value
+    return _resolved(node, file, problems)
+
+
+def _resolved(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
+    """A plain scalar that may be a null, a boolean or a number, read as YAML 1.2 reads it; one
+    that YAML 1.1 reads otherwise is a problem."""
+    value = node.value
     if _NULL.match(value):
         return None
     if _BOOL.match(value):
@@ -172,22 +181,19 @@ def _scalar(node: yaml.ScalarNode, file: str, problems: list[Problem]) -> Any:
         return int(value, 0) if value.lstrip("+-")[:2] in ("0o", "0x") else int(value)
     if _FLOAT.match(value) and any(ch.isdigit() for ch in value):
         return float(value)
-    if _YAML11_BOOL.match(value):
-        problems.append(
-            Problem.at(
-                _mark(file, node),
-                f"ambiguous value {value!r}: YAML 1.1 reads it as a boolean; "
-                f"write true or false, or quote it as a string",
-            )
-        )
-    elif _YAML11_DATE.match(value):
-        problems.append(
-            Problem.at(
-                _mark(file, node),
-                f"unquoted date {value!r}: quote it (\"{value}\") so it stays a string",
-            )
-        )
+    surprise = _yaml11_surprise(value)
+    if surprise:
+        problems.append(Problem.at(_mark(file, node), surprise))
     return value
+
+
+def _yaml11_surprise(value: str) -> str | None:
+    if _YAML11_BOOL.match(value):
+        return (f"ambiguous value {value!r}: YAML 1.1 reads it as a boolean; "
+                f"write true or false, or quote it as a string")
+    if _YAML11_DATE.match(value):
+        return f"unquoted date {value!r}: quote it (\"{value}\") so it stays a string"
+    return None
 
 
 class _Builder:
@@ -208,14 +214,16 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return _scalar(node, self.file, self.problems)
         if depth > MAX_DEPTH:
-            self.problems.append(Problem.at(_mark(self.file, node), f"nesting deeper than {MAX_DEPTH} levels"))
+            self.problem(node, f"nesting deeper than {MAX_DEPTH} levels")
             return None
+        return self.collection(node, depth)
+
+    def collection(self, node: yaml.Node, depth: int) -> Any:
         if id(node) in self.built:
             self.aliased = True
         self.built.add(id(node))
         if node.tag not in _STANDARD_TAGS and node.tag != "?":
-            self.problems.append(Problem.at(_mark(self.file, node),
-                                            f"tags such as {_short(node.tag)!r} are not allowed"))
+            self.problem(node, f"tags such as {_short(node.tag)!r} are not allowed")
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, depth + 1) for item in node.value]
         assert isinstance(node, yaml.MappingNode)  # the composer makes no other kind of node
@@ -226,31 +234,38 @@ class _Builder:
             self.stopped = True
             why = ("with every use of an alias counted: an alias bomb?" if self.aliased
                    else "split it into several files")
-            self.problems.append(Problem.at(_mark(self.file, node),
-                                            f"more than {MAX_NODES} values in one file ({why})"))
+            self.problem(node, f"more than {MAX_NODES} values in one file ({why})")
         return None
 
     def mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        file, problems = self.file, self.problems
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                problems.append(Problem.at(_mark(file, key_node), "merge keys (<<) are not allowed"))
+            key = self.key(key_node)
+            if key is None:
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(Problem.at(_mark(file, key_node), "a key must be a plain string"))
-                continue
-            key = key_node.value
-            if not key_node.style and key[:1] in _MAYBE_TYPED_KEY and (
-                    _YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
-                problems.append(Problem.at(_mark(file, key_node), f"ambiguous key {key!r}: quote it"))
             if key in result:
                 first, _ = _entries(node)[key]
-                problems.append(Problem.at(_mark(file, key_node),
-                                           f"duplicate key {key!r} (first at line {first.start_mark.line + 1})"))
+                self.problem(key_node, f"duplicate key {key!r} (first at line {first.start_mark.line + 1})")
                 continue
             result[key] = self.build(value_node, depth + 1)
         return result
+
+    def key(self, node: yaml.Node) -> str | None:
+        """A key's text; None (a problem) for a merge key or a key that is not a scalar."""
+        if node.tag == _MERGE:
+            self.problem(node, "merge keys (<<) are not allowed")
+            return None
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, "a key must be a plain string")
+            return None
+        key: str = node.value
+        if not node.style and key[:1] in _MAYBE_TYPED_KEY and (
+                _YAML11_BOOL.match(key) or _BOOL.match(key) or _NULL.match(key)):
+            self.problem(node, f"ambiguous key {key!r}: quote it")
+        return key
+
+    def problem(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(Problem.at(_mark(self.file, node), message))
 
 
 def _too_many_values(text: str, file: str) -> Problem | None:
@@ -259,18 +274,21 @@ def _too_many_values(text: str, file: str) -> Problem | None:
     that can start a value say it might."""
     if 2 * sum(map(text.count, _VALUE_STARTS)) + 2 <= MAX_NODES:
         return None
-    count = 0
     try:
-        for event in yaml.parse(text, Loader=_LOADER):
-            if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.AliasEvent)):
-                count += 1
-                if count > MAX_NODES:
-                    start = event.start_mark
-                    where = Mark(file, start.line + 1, start.column + 1) if start else Mark(file)
-                    return Problem.at(where, f"more than {MAX_NODES} values in one file (split it into several files)")
+        past = next(itertools.islice(_value_events(text), MAX_NODES, None), None)
     except yaml.YAMLError:
         return None  # composing reports it
-    return None
+    if past is None:
+        return None
+    start = past.start_mark
+    where = Mark(file, start.line + 1, start.column + 1) if start else Mark(file)
+    return Problem.at(where, f"more than {MAX_NODES} values in one file (split it into several files)")
+
+
+def _value_events(text: str) -> Iterator[yaml.Event]:
+    """The parser's events that each make a value: scalars, collections and aliases."""
+    return (event for event in yaml.parse(text, Loader=_LOADER)
+            if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.AliasEvent)))
 
 
 def _compose(text: str) -> yaml.Node | None:
@@ -304,36 +322,39 @@ def parse(text: str, file: str) -> tuple[Document, list[Problem]]:
     """Parse one YAML document; syntax errors and the bounds above become problems, never
     exceptions."""
     doc = Document(file)
-    if len(text) > MAX_FILE_BYTES:
-        return doc, [_too_large(file)]
-    too_many = _too_many_values(text, file)
-    if too_many:
-        return doc, [too_many]
-    problems: list[Problem] = []
+    beyond = _too_large(file) if len(text) > MAX_FILE_BYTES else _too_many_values(text, file)
+    if beyond:
+        return doc, [beyond]
     try:
         node = _compose(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = exc.problem or exc.context or "invalid YAML"
-        if _tab_indent(text, mark):
-            what = "a tab in the indentation: indent with spaces, not tabs"
-        message = f"nesting deeper than {MAX_DEPTH} levels" if _too_deep(exc) else f"YAML syntax error: {what}"
-        problems.append(Problem(file, line, col, message))
-        return doc, problems
     except yaml.YAMLError as exc:
-        problems.append(Problem(file, 1, 1, f"YAML error: {exc}"))
-        return doc, problems
+        return doc, [_syntax_problem(text, file, exc)]
     except RecursionError:  # the pure-Python composer, where libyaml is missing
         return doc, [Problem(file, 1, 1, f"nesting deeper than {MAX_DEPTH} levels")]
-    if node is None:
-        return doc, problems
-    builder = _Builder(file, problems)
+    return doc, [] if node is None else _build(doc, node)
+
+
+def _syntax_problem(text: str, file: str, exc: yaml.YAMLError) -> Problem:
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Problem(file, 1, 1, f"YAML error: {exc}")
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = exc.problem or exc.context or "invalid YAML"
+    if _tab_indent(text, mark):
+        what = "a tab in the indentation: indent with spaces, not tabs"
+    message = f"nesting deeper than {MAX_DEPTH} levels" if _too_deep(exc) else f"YAML syntax error: {what}"
+    return Problem(file, line, col, message)
+
+
+def _build(doc: Document, node: yaml.Node) -> list[Problem]:
+    """Builds the document's data from its nodes, keeping them for the positions; the problems met."""
+    problems: list[Problem] = []
+    builder = _Builder(doc.file, problems)
     data = builder.build(node)
     doc.nodes = builder.nodes
     if not builder.stopped:
         doc.root, doc.data = node, data
-    return doc, problems
+    return problems
 
 
 def _tab_indent(text: str, mark: Any) -> bool:
