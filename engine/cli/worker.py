@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from .common import config_option, runtime, settings, setup_logging
-from .serve import announce
+from .common import config_option
+from .serve import start_process, stop_worker
 
 
 @click.command("worker")
@@ -23,46 +23,45 @@ def command(workers: int | None, no_periodic: bool, metrics_port: int | None, me
             config_path: str | None) -> None:
     """Deliver due notifications until stopped (SIGINT/SIGTERM)."""
     from .. import metrics
-    from ..health import Readiness, report_fatal_signals
-    from ..queue import make_huey, start_worker
+    from ..queue import start_worker
 
-    report_fatal_signals()  # a SIGBUS or SIGSEGV (a SQLite file made unwritable) says where it struck
-    setup_logging(settings(config_path))
-    rt = runtime(config_path)
-    announce(rt)
-    metrics.declare(rt.config.notifications)
+    rt, huey, readiness, done = start_process(config_path)
     metrics.watch_store(rt.store, rt.settings.metrics_refresh_s)
-    huey = make_huey(rt.settings.queue_url, rt)
-    readiness = Readiness(rt.store.engine, rt.settings.queue_url)
-    done = threading.Event()
-    readiness.watch_files(done)
     server = _serve_health(readiness, metrics_host, metrics_port) if metrics_port else None
     consumer, stop = start_worker(rt, huey, workers or rt.settings.workers, periodic=not no_periodic)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    stop.set()
-    consumer.stop(graceful=True)
+    _wait_for_a_stop_signal(done)
+    stop_worker(consumer, stop)
     if server is not None:
         server.should_exit = True
     readiness.close()
 
 
+def _wait_for_a_stop_signal(done: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+def _started_on_a_thread(server: Any) -> bool:
+    """Runs `server` on a daemon thread and waits until it listens, or its thread has ended without."""
+    import time
+
+    thread = threading.Thread(target=server.run, name="engine-health-http", daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.02)
+    return bool(server.started)
+
+
 def _serve_health(readiness: Any, host: str, port: int) -> Any:
     """uvicorn on a thread of its own (it leaves the signals to the main thread there); raises
     click's error when the port cannot be had, before any delivery starts."""
-    import time
-
     from ..http.app import health_app
     from ..http.listening import ListeningServer
     from ..http.server import server_config
 
     server = ListeningServer(server_config(health_app(readiness), host, port, log_config=None))
     server.serves = " (/healthz, /readyz, /metrics)"
-    thread = threading.Thread(target=server.run, name="engine-health-http", daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.02)
-    if not server.started:  # uvicorn has logged why (the port is taken, say)
+    if not _started_on_a_thread(server):  # uvicorn has logged why (the port is taken, say)
         raise click.ClickException(f"--metrics-port {port}: could not listen on {host}:{port}")
     return server
