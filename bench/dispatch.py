@@ -1,12 +1,20 @@
-"""dispatch_sdk_ratio, dispatch_ratio and dispatch_latency_ratio: sends per second through the
-engine's delivery path, against the bare SDK loop and against raw httpx.
+"""dispatch_limit_ratio, dispatch_sdk_ratio, dispatch_ratio and dispatch_latency_ratio: sends per
+second through the engine's delivery path, against the durable SDK loop (the fair limit), the bare
+SDK loop and raw httpx.
 
 The engine side is Runtime.deliver (claim, send-time checks, CourierBackend with the trycourier
 SDK, finish) on `concurrency` threads, as Huey's thread workers run it, over rows already queued
 in a scratch SQLite store; the Courier stand-in of the tests (tests/support/courier_standin.py)
-answers in a process of its own. Two limits post the very same Courier bodies, each with an
+answers in a process of its own. Three limits post the very same Courier bodies, each with an
 Idempotency-Key, on the same number of threads, to the same stand-in:
-- the bare SDK loop (dispatch_sdk_ratio, the limit): one shared `courier.Courier` client
+- the durable SDK loop (dispatch_limit_ratio, the fair limit): the bare SDK loop below plus what
+  the design makes every send durable with, and nothing else: before the request, ONE write
+  transaction with the engine's own claim statement (the row `queued` -> `sending`, committed
+  before the request leaves), after it ONE write transaction with the engine's own finish
+  statement (`sending` -> `sent`), on the same store (rows queued alike, other ids), each thread
+  its own connection from the store's pool, SQLite's writers queued on one lock as the store's;
+  no send-time checks, no history rows, no group commit;
+- the bare SDK loop (dispatch_sdk_ratio, reported without a target): one shared `courier.Courier` client
   (max_retries=0, the same timeout) calling the request method the engine calls,
   `client.post("/send", body=..., cast_to=httpx.Response, options={"headers": ...})`, and
   nothing else: what delivery costs with the SDK the design names and no store at all;
@@ -18,7 +26,7 @@ the CPU of this process (all its threads; the stand-in is another process) per s
 dispatch_latency_ratio: the same engine path with 50 ms added at the stand-in, divided by the
 ideal concurrency / 0.05 s.
 
-`--store pg`: the engine side on PostgreSQL (reported, no target).
+`--store pg`: the engine side and the durable loop on PostgreSQL (reported, no target).
 """
 
 from __future__ import annotations
@@ -81,6 +89,43 @@ def queued_rows(rt, n: int) -> list[tuple[int, dict, str]]:
     return [(i, rows[i]["message"], rows[i]["idempotency_key"]) for i in ids]
 
 
+class DurableLoop:
+    """The SDK request between one claim and one finish transaction, with the store's statements:
+    what a durable send costs at least (`work(row, send)`, send(row) -> outcome)."""
+
+    def __init__(self, store: Any):
+        self.store, self.sql = store, store.sql
+        self.lock = threading.Lock() if not self.sql.pg else nullcontext()
+        self.local = threading.local()
+
+    def _transaction(self, statement: str, params: tuple[Any, ...]) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = self.store.engine.raw_connection()
+        with self.lock:
+            cur = conn.cursor()
+            self.sql.begin(cur)
+            cur.execute(statement, params)
+            found = cur.fetchone()
+            conn.commit()
+        return found
+
+    def work(self, row: tuple[int, dict, str], send: Callable[[Any], str]) -> str:
+        at = self.sql.time(utcnow())
+        claimed = self._transaction(self.sql.claim, (at, at, row[0]))
+        if claimed is None:
+            return "not claimed"
+        outcome = send(row)
+        at = self.sql.time(utcnow())
+        self._transaction(self.sql.finish(True, False, False), ("sent", None, at, at, "req", row[0], claimed[8]))
+        return outcome
+
+    def close(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+
 def main() -> None:
     p = module_args(__doc__.splitlines()[0])
     p.add_argument("--store", choices=["sqlite", "pg"], default="sqlite")
@@ -98,9 +143,11 @@ def main() -> None:
         out: dict[str, Any] = {"store": "postgresql" if pg else "sqlite", "concurrency": c, "sends_per_round": n}
         with Standin(0.0) as standin:
             rt = runtime(workdir, pg, backend=CourierBackend(COURIER_TOKEN, standin.url, 10.0))
-            log(f"dispatch: preparing {n * rounds + n_lat + 20} queued sends")
-            rows = queued_rows(rt, n * rounds + n_lat + 20)
+            log(f"dispatch: preparing {2 * n * rounds + n_lat + 20} queued sends")
+            rows = queued_rows(rt, 2 * n * rounds + n_lat + 20)
             warm, rows = rows[:20], rows[20:]
+            durable_rows, rows = rows[:n * rounds], rows[n * rounds:]  # claimed by the durable loop
+            durable = DurableLoop(rt.store)
             client = httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
             def raw(row: tuple[int, dict, str], tag: str) -> str:
@@ -123,19 +170,21 @@ def main() -> None:
                 rt.deliver(row[0])
                 raw(row, "warm")
                 sdk(row, "warm")
-            rates: dict[str, list[float]] = {"raw": [], "sdk": [], "engine": []}
-            cpu: dict[str, list[float]] = {"raw": [], "sdk": [], "engine": []}
+            rates: dict[str, list[float]] = {"raw": [], "sdk": [], "durable": [], "engine": []}
+            cpu: dict[str, list[float]] = {"raw": [], "sdk": [], "durable": [], "engine": []}
             engine_counts: dict[str, int] = {}
             for r in range(rounds):
                 chunk = rows[r * n:(r + 1) * n]
                 work = {"raw": lambda row, r=r: raw(row, f"raw{r}"), "sdk": lambda row, r=r: sdk(row, f"sdk{r}"),
+                        "durable": lambda row, r=r: durable.work(row, lambda x: sdk(x, f"durable{r}")),
                         "engine": lambda row: rt.deliver(row[0])}
                 sides = list(work)
-                for side in sides[r % 3:] + sides[:r % 3]:
+                for side in sides[r % 4:] + sides[:r % 4]:
                     if side == "engine" and r == rounds - 1:
                         prof.start()
                     cpu0 = time.process_time()
-                    elapsed, counts = run_threads(chunk, work[side], c, 120)
+                    items = durable_rows[r * n:(r + 1) * n] if side == "durable" else chunk
+                    elapsed, counts = run_threads(items, work[side], c, 120)
                     used = time.process_time() - cpu0
                     if side == "engine" and r == rounds - 1:
                         prof.stop()
@@ -144,7 +193,8 @@ def main() -> None:
                     rates[side].append(counts.get("sent", 0) / elapsed)
                     cpu[side].append(1000 * used / max(1, sum(counts.values())))
                     log(f"dispatch round {r + 1}: {side} {rates[side][-1]:.0f}/s, {cpu[side][-1]:.2f} ms CPU/send {counts}")
-            engine_rates, raw_rates, sdk_rates = rates["engine"], rates["raw"], rates["sdk"]
+            engine_rates, raw_rates, sdk_rates, durable_rates = rates["engine"], rates["raw"], rates["sdk"], rates["durable"]
+            durable.close()
             lat_rows = rows[rounds * n:]
         with Standin(LATENCY) as slow:
             rt.backend = CourierBackend(COURIER_TOKEN, slow.url, 10.0)
@@ -163,17 +213,21 @@ def main() -> None:
     out.update({
         "raw_sends_per_s": round(max(raw_rates), 1),
         "sdk_sends_per_s": round(max(sdk_rates), 1),
+        "durable_sends_per_s": round(max(durable_rates), 1),
         "engine_sends_per_s": round(max(engine_rates), 1),
+        "durable_rounds": [round(x, 1) for x in durable_rates],
         "raw_rounds": [round(x, 1) for x in raw_rates],
         "sdk_rounds": [round(x, 1) for x in sdk_rates],
         "engine_rounds": [round(x, 1) for x in engine_rates],
         # CPU of this process per send, in each side's best round (all its threads)
         "raw_cpu_ms_per_send": round(cpu["raw"][raw_rates.index(max(raw_rates))], 3),
         "sdk_cpu_ms_per_send": round(cpu["sdk"][sdk_rates.index(max(sdk_rates))], 3),
+        "durable_cpu_ms_per_send": round(cpu["durable"][durable_rates.index(max(durable_rates))], 3),
         "engine_cpu_ms_per_send": round(cpu["engine"][engine_rates.index(max(engine_rates))], 3),
         "engine_outcomes_last_round": engine_counts,
         "dispatch_ratio": round(max(engine_rates) / max(raw_rates), 4),
         "dispatch_sdk_ratio": round(max(engine_rates) / max(sdk_rates), 4),
+        "dispatch_limit_ratio": round(max(engine_rates) / max(durable_rates), 4),
         "latency_s": LATENCY,
         "latency_engine_sends_per_s": round(lat_engine, 1),
         "latency_raw_sends_per_s": round(lat_raw, 1),

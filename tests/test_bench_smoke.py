@@ -81,3 +81,24 @@ def test_pyspy_phases_names_the_innermost_phase(tmp_path: Path) -> None:
     assert lines["rendering: templates, expressions, the Courier message"] == 30.0
     assert lines["store: statements (events, sends, recipients, digests, savepoints)"] == 40.0
     assert lines["store: BEGIN, COMMIT, WAL checkpoints"] == 10.0
+
+
+def test_durable_dispatch_limit_commits_the_claim_before_the_request_and_the_finish_after(tmp_path: Path) -> None:
+    from bench.dispatch import DurableLoop, queued_rows
+
+    rt = runtime(tmp_path)
+    rows = queued_rows(rt, 2)
+    loop = DurableLoop(rt.store)
+    seen: list[str] = []
+
+    def send(row: tuple[int, dict, str]) -> str:  # what another connection sees while the request is out
+        seen.append(sqlite3.connect(tmp_path / "engine.db").execute(
+            "SELECT status FROM notifications WHERE id = ?", (row[0],)).fetchone()[0])
+        return "sent"
+
+    assert [loop.work(row, send) for row in rows] == ["sent", "sent"]
+    assert loop.work(rows[0], send) == "not claimed"  # a claim is taken once
+    loop.close()
+    assert seen == ["sending", "sending"]
+    assert {rt.store.status(row[0]) for row in rows} == {"sent"}
+    rt.store.engine.dispose()
