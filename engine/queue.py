@@ -44,12 +44,17 @@ def make_huey(url: str, runtime: Runtime | None = None, *, name: str = "engine")
     elif parsed.scheme in ("redis", "rediss"):
         huey = RedisHuey(name, url=url, blocking=True, read_timeout=1, results=False)
     else:
-        shown = parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl() \
-            if parsed.password else url
-        raise SettingsError(f"ENGINE_QUEUE_URL={shown!r} is not a queue the engine can use: "
-                            "set it to sqlite:///path/queue.db or redis://host:port/db")
+        raise _not_a_queue(url)
     _register(huey, runtime)
     return huey
+
+
+def _not_a_queue(url: str) -> SettingsError:
+    parsed = urlparse(url)
+    shown = parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl() \
+        if parsed.password else url
+    return SettingsError(f"ENGINE_QUEUE_URL={shown!r} is not a queue the engine can use: "
+                         "set it to sqlite:///path/queue.db or redis://host:port/db")
 
 
 def _register(huey: Huey, runtime: Runtime | None) -> None:

@@ -25,7 +25,7 @@ from .delivery import Backend, Outcome, backend_for
 from .delivery.message import going_out
 from .logs import ids
 from .rules.loader import load
-from .rules.model import Config
+from .rules.model import Config, Notification
 from .settings import Settings, SettingsError
 from .signing import make_unsubscribe_token
 from .store.codec import Codec
@@ -209,24 +209,29 @@ class Runtime:
     # -- delivery -------------------------------------------------------------------------------
     def deliver(self, notification_id: int, now: datetime | None = None) -> str:
         """Claim one queued send and deliver it; returns the row's new status (or 'not claimed')."""
-        def clock() -> datetime:
-            return now if now is not None else utcnow()
-
-        start = clock()
+        start = now or utcnow()
         claimed, verdict = self.store.claim_checked(notification_id, start,
                                                     lambda c, counts: self._check(c, counts, start))
         if claimed is None:
             return "not claimed"
         if verdict.skip:
             return _reported(claimed, "skipped", start, self.backend.name, why=verdict.skip)
+        outcome = self._send(claimed, verdict, start)
+        return self._record(claimed, verdict, outcome, now or utcnow())
+
+    def _send(self, claimed: Claimed, verdict: policy.Verdict, now: datetime) -> Outcome:
+        """The Courier request of a claimed send. A backend that raises (a bug) gives a retry: the
+        row must not stay `sending` until a sweep finds it."""
         try:
             delivery = verdict.delivery or Delivery(verdict.channels, verdict.template)
-            message = going_out(claimed.message, delivery, start)
-            outcome = self.backend.send(message, claimed.idempotency_key)
-        except Exception as exc:  # a backend bug must not leave the row `sending` until a sweep finds it
+            message = going_out(claimed.message, delivery, now)
+            return self.backend.send(message, claimed.idempotency_key)
+        except Exception as exc:  # noqa: BLE001 - see above
             log.exception("delivery backend raised for %s #%d", claimed.notification, claimed.id)
-            outcome = Outcome("retry", error=f"unexpected {type(exc).__name__}")
-        done = clock()
+            return Outcome("retry", error=f"unexpected {type(exc).__name__}")
+
+    def _record(self, claimed: Claimed, verdict: policy.Verdict, outcome: Outcome, done: datetime) -> str:
+        """An attempt's outcome on its row (while the row is still this attempt's claim), reported."""
         if outcome.status == "paused":  # Courier refused the credentials, not this send: not an attempt
             resume_at = done + timedelta(seconds=outcome.retry_after or backoff(1))
             metrics.send_paused(claimed.notification)
@@ -345,16 +350,21 @@ class Runtime:
         event = parse_event({"id": event_id, "type": rule.triggers[0], "occurred_at": now.isoformat(), "data": payload},
                             self.config)
         renderer = self.renderer(now)
-        if rule.batch:  # a batch of this one event, sent at `at`
-            return digest_send(self.config, rule, person, [payload], at, at, at, renderer)
-        if rule.digest:
-            tz = recipient_zone(person, self.config.timezone)
-            period = digest_period(rule.digest, at, tz)
-            return digest_send(self.config, rule, person, [payload], period.start, period.end, at, renderer)
+        if rule.batch or rule.digest:
+            return self._direct_digest(rule, person, payload, at, renderer)
         planned = [d for d in plan(self.config, rule, event, now, renderer, at) if isinstance(d, Send)]
         if not planned:
             raise SendRefused(f"{notification}: its condition does not hold for this data")
         return planned[0]
+
+    def _direct_digest(self, rule: Notification, person: Mapping[str, Any], payload: Mapping[str, Any], at: datetime,
+                       renderer: Renderer) -> Send:
+        """A batch of this one event, sent at `at`; or the digest of the period `at` falls in, of this one item."""
+        start = end = at
+        if not rule.batch and rule.digest:
+            period = digest_period(rule.digest, at, recipient_zone(person, self.config.timezone))
+            start, end = period.start, period.end
+        return digest_send(self.config, rule, person, [payload], start, end, at, renderer)
 
     def send_now(self, notification: str, recipient: Mapping[str, Any] | str, data: Mapping[str, Any] | None = None,
                  *, idempotency_key: str | None = None, example: bool = False, now: datetime | None = None) -> str:

@@ -23,31 +23,34 @@ def connect(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            # Let SQLAlchemy issue BEGIN itself so a transaction holds the write lock from its start.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            _wal(cur)
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            # checkpoints run on a thread of their own (checkpoint.py); a writer only past this
-            cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-            cur.close()
-
-        _begin_explicitly(engine)
-
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            CHECKPOINTER.watch(engine, parsed.database)
-        return engine
+        return _sqlite(url, parsed.database)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    event.listen(engine, "connect", _pragmas)
+    _begin_explicitly(engine)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        CHECKPOINTER.watch(engine, database)
+    return engine
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy issue BEGIN itself so a transaction holds the write lock from its start.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    _wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    # checkpoints run on a thread of their own (checkpoint.py); a writer only past this
+    cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+    cur.close()
 
 
 def _begin_explicitly(engine: Engine) -> None:

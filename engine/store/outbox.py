@@ -53,6 +53,19 @@ def insert_sends(cur: Any, sql: Statements, rows: Sequence[tuple[Any, ...]]) -> 
     return int(cur.rowcount)
 
 
+def _finish_params(sql: Statements, status: str, at: Any, reason: str | None, request_id: str | None,
+                   error: str | None, retry_at: datetime | None) -> list[Any]:
+    """The binds of `Statements.finish` before the row's id and attempts."""
+    params: list[Any] = [status, reason, at]
+    if status == "sent":
+        params += [at, request_id]
+    if error is not None:
+        params.append(error[:1000])
+    if retry_at is not None:
+        params.append(sql.time(retry_at))
+    return params
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A row one worker now owns (status `sending`); `attempts` is its fencing token."""
@@ -175,23 +188,28 @@ class Outbox(Transactions):
         row = cur.fetchone()
         if row is None:
             return None, None
-        (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
-         send_at, due_at, template_key, template) = row
-        claimed = Claimed(row_id, notification, recipient_id, category, sql.read_channels(channels), throttle_key,
-                          idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at),  # type: ignore[arg-type]
-                          sql.read_time(due_at), now, template_key, template)  # type: ignore[arg-type]
+        claimed = self._claimed(row, now)
         verdict = None
         if check is not None:
             if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
-                cur.execute(sql.lock_recipient, (recipient_id,))
+                cur.execute(sql.lock_recipient, (claimed.recipient_id,))
             verdict = check(claimed, Counts(self, cur, claimed))
         if verdict is not None and getattr(verdict, "skip", None):
-            cur.execute(sql.skip, (verdict.skip, at, row_id))
-            cur.execute(sql.add_history, (row_id, "skipped", verdict.skip, at))
+            cur.execute(sql.skip, (verdict.skip, at, claimed.id))
+            cur.execute(sql.add_history, (claimed.id, "skipped", verdict.skip, at))
         else:
-            cur.execute(sql.add_history, (row_id, "sending", f"attempt {attempts}", at))
+            cur.execute(sql.add_history, (claimed.id, "sending", f"attempt {claimed.attempts}", at))
             self._settle(cur, claimed, verdict)
         return claimed, verdict
+
+    def _claimed(self, row: Sequence[Any], now: datetime) -> Claimed:
+        """The claim's row (`Statements.claim`'s RETURNING) as a Claimed made at `now`."""
+        sql = self.sql
+        (row_id, notification, recipient_id, category, channels, throttle_key, idempotency_key, payload, attempts,
+         send_at, due_at, template_key, template) = row
+        return Claimed(row_id, notification, recipient_id, category, sql.read_channels(channels), throttle_key,
+                       idempotency_key, self.codec.loads(payload) or {}, attempts, sql.read_time(send_at),  # type: ignore[arg-type]
+                       sql.read_time(due_at), now, template_key, template)  # type: ignore[arg-type]
 
     def _settle(self, cur: Any, claimed: Claimed, verdict: Any) -> None:
         """The row records the template id and channels it goes out with, when the verdict changed them."""
@@ -205,25 +223,19 @@ class Outbox(Transactions):
         """Record the outcome of a claimed send; returns the status recorded (`cancelled` for a retry
         when a cancel came during the attempt), or None if the claim was lost (another worker took over)."""
         sql, at = self.sql, self.sql.time(now)
-        sent = status == "sent"
-        params: list[Any] = [status, reason, at]
-        if sent:
-            params += [at, request_id]
-        if error is not None:
-            params.append(error[:1000])
-        if retry_at is not None:
-            params.append(sql.time(retry_at))
+        statement = sql.finish(status == "sent", error is not None, retry_at is not None)
+        params = _finish_params(sql, status, at, reason, request_id, error, retry_at)
+
         def op(cur: Any) -> str | None:
-            statement = sql.finish(sent, error is not None, retry_at is not None)
             cur.execute(statement, (*params, claimed.id, claimed.attempts))
             found = cur.fetchone()
-            if found is not None:
-                recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile
-                cur.execute(sql.add_history, (claimed.id, recorded, why if recorded != status else reason or error, at))
-                if recorded == "sent" and request_id:
-                    receipts.on_sent(cur, sql, claimed.id, request_id, now)
-                return str(recorded)
-            return None
+            if found is None:
+                return None
+            recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile
+            cur.execute(sql.add_history, (claimed.id, recorded, why if recorded != status else reason or error, at))
+            if recorded == "sent" and request_id:
+                receipts.on_sent(cur, sql, claimed.id, request_id, now)
+            return str(recorded)
 
         return self._write(op)
 

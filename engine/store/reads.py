@@ -29,15 +29,11 @@ class Reads(Transactions):
         Courier message (`message`)."""
         n = _n
         stmt = select(*_LISTED, *([n.payload] if with_payload else []))
-        for column, value in ((n.recipient_id, recipient_id), (n.notification, notification)):
-            if value:
-                stmt = stmt.where(column == value)
-        if status:
-            stmt = stmt.where(n.status.in_(list(status)))
-        if since:
-            stmt = stmt.where(n.send_at >= since)
-        if until:
-            stmt = stmt.where(n.send_at <= until)
+        wanted = [n.recipient_id == recipient_id if recipient_id else None,
+                  n.notification == notification if notification else None,
+                  n.status.in_(list(status)) if status else None,
+                  n.send_at >= since if since else None, n.send_at <= until if until else None]
+        stmt = stmt.where(*[w for w in wanted if w is not None])
         order = (n.send_at.desc(), n.id.desc()) if newest_first else (n.send_at, n.notification, n.recipient_id, n.id)
         with self.reader.connect() as conn:
             rows = [dict(r) for r in conn.execute(stmt.order_by(*order).limit(limit)).mappings()]

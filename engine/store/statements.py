@@ -169,9 +169,8 @@ class Statements:
         last = self._last_time  # a row's times repeat (a send's due and send time, a batch's now)
         if value == last[0] and value.tzinfo is last[0].tzinfo:
             return last[1]
-        found = value if value.tzinfo is None or value.tzinfo is UTC else value.astimezone(UTC)
-        if not self.pg:
-            found = found.isoformat(" ", "microseconds")[:26]  # without the offset
+        utc = value if value.tzinfo is None or value.tzinfo is UTC else value.astimezone(UTC)
+        found = utc if self.pg else utc.isoformat(" ", "microseconds")[:26]  # without the offset
         self._last_time = (value, found)  # one assignment: threads sharing these statements see a pair
         return found
 
