@@ -19,7 +19,7 @@ from .core.timing import recipient_zone
 from .rules import budget, expressions
 from .rules.event_schema import SchemaView
 from .rules.loader import Loaded, collector_paused, inspect
-from .rules.model import Config, Notification
+from .rules.model import Config, ExampleEvent, Notification
 from .rules.problems import Mark, Problem
 
 
@@ -30,14 +30,17 @@ def check_all(root: str) -> tuple[Config | None, list[Problem]]:
     # of one validation is bounded in time together, however many rules are expensive.
     with collector_paused(), budget.validation():
         loaded = inspect(root)
-        config, problems = loaded.partial, list(loaded.problems)
-        if config is None:
-            return None, problems
-        tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
-        for rule in config.notifications.values():
-            problems.extend(check_example(config, rule, tried[rule.id], loaded))
-        problems.extend(lint_across_rules(config, tried, loaded))
+        if loaded.partial is None:
+            return None, list(loaded.problems)
+        problems = [*loaded.problems, *_examples_checked(loaded.partial, loaded)]
     return loaded.config, sorted(set(problems), key=Problem.sort_key)
+
+
+def _examples_checked(config: Config, loaded: Loaded) -> list[Problem]:
+    """The problems of every rule's example, alone and across the rules."""
+    tried = {rule.id: try_example(config, rule) for rule in config.notifications.values()}
+    alone = [p for rule in config.notifications.values() for p in check_example(config, rule, tried[rule.id], loaded)]
+    return [*alone, *lint_across_rules(config, tried, loaded)]
 
 
 @dataclass(frozen=True)
@@ -55,19 +58,24 @@ class Tried:
 
 
 def try_example(config: Config, rule: Notification) -> Tried:
-    example = rule.example
-    if example is None:
+    if rule.example is None:
         return Tried(None, [], {})
-    raw = {"id": example.id, "type": example.type, "occurred_at": example.occurred_at, "data": dict(example.data)}
     try:
-        event = parse_event(raw, config)
+        event = parse_event(_envelope(rule.example), config)
     except EventRejected as exc:
         return Tried(None, exc.problems, {})
+    return Tried(event, [], _decisions(config, rule, event))
+
+
+def _envelope(example: ExampleEvent) -> dict[str, Any]:
+    return {"id": example.id, "type": example.type, "occurred_at": example.occurred_at, "data": dict(example.data)}
+
+
+def _decisions(config: Config, rule: Notification, event: Event) -> dict[str, list[Decision]]:
+    """What the rule decides with the example in each environment, planned in full in the first."""
     first, *others = _environments(config)
     decisions = {first: plan(config, rule, event, event.occurred_at, Renderer(env=first, environ={}))}
-    for env in others:
-        decisions[env] = planned_in(config, rule, event, decisions[first], env)
-    return Tried(event, [], decisions)
+    return {**decisions, **{env: planned_in(config, rule, event, decisions[first], env) for env in others}}
 
 
 def planned_in(config: Config, rule: Notification, event: Event, first: list[Decision], env: str) -> list[Decision]:
@@ -93,6 +101,8 @@ def _environments(config: Config) -> list[str]:
 
 # A render that fails for want of a Courier template id: the loader has said so already.
 _NO_TEMPLATE_ID = "render failed: no Courier template id"
+# A send's reason that says the example itself fails.
+_FAILED = ("render failed", "condition failed", "no recipient")
 
 
 def _sends(config: Config, rule: Notification, decisions: list[Decision], renderer: Renderer) -> Iterator[Send]:
@@ -115,55 +125,72 @@ def _failing_value(config: Config, rule: Notification, event: Event, renderer: R
     the rule's other values left out); None when something else fails (a key, a selector)."""
     if _failure(config, replace(rule, data={}, requires=()), event, renderer):
         return None
-    for name, value in rule.data.items():
-        alone = replace(rule, data={name: value}, requires=())
-        if expressions.is_template(value) and _failure(config, alone, event, renderer):
-            return name
-    return None
+    alone = (name for name, value in rule.data.items() if expressions.is_template(value)
+             and _failure(config, replace(rule, data={name: value}, requires=()), event, renderer))
+    return next(alone, None)
 
 
 def check_example(config: Config, rule: Notification, tried: Tried, loaded: Loaded | None = None) -> list[Problem]:
-    mark = rule.mark or Mark(config.root)
+    at = (rule.example.mark if rule.example else None) or rule.mark or Mark(config.root)
     if rule.example is None:
-        return [Problem.at(mark, f"{rule.id}: no example event; add one so it can be previewed and snapshotted",
+        return [Problem.at(at, f"{rule.id}: no example event; add one so it can be previewed and snapshotted",
                            "warning")]
-    at = rule.example.mark or mark
     if tried.event is None:
         return [Problem.at(at, f"{rule.id}: the example event is invalid: {path.replace('$', 'example', 1)}: {msg}")
                 for path, msg in tried.rejected]
-    found: list[Problem] = []
-    for env, decisions in tried.decisions.items():
+    example = _Example(config, rule, tried.event, at, loaded)
+    found = [p for env, decisions in tried.decisions.items() for p in example.problems(env, decisions)]
+    return list(dict.fromkeys(found or example.unmet(tried)))
+
+
+@dataclass(frozen=True)
+class _Example:
+    """A rule's valid example being checked: where it is, and where the loader saw the rule's values."""
+
+    config: Config
+    rule: Notification
+    event: Event
+    at: Mark
+    loaded: Loaded | None
+
+    def problems(self, env: str, decisions: list[Decision]) -> list[Problem]:
         renderer = Renderer(env=env, environ={})
-        for decision in _sends(config, rule, decisions, renderer):
-            if decision.reason and decision.reason.startswith(_NO_TEMPLATE_ID):
-                continue
-            if decision.reason and decision.reason.startswith(("render failed", "condition failed", "no recipient")):
-                found.append(_failed_example(config, rule, tried.event, renderer, decision.reason, at, loaded))
-            elif decision.reason == "past":
-                found.append(Problem.at(at, f"{rule.id}: with its example event this send lands in the past and is "
-                                            "skipped; is the offset right?", "warning"))
-    if not found and rule.condition and not tried.first:
-        found.append(Problem.at(at, f"{rule.id}: the example event does not meet the condition {rule.condition!r}",
-                                "warning"))
-    return list(dict.fromkeys(found))
+        return [p for send in _sends(self.config, self.rule, decisions, renderer) for p in self.of(send, renderer)]
 
+    def of(self, send: Send, renderer: Renderer) -> list[Problem]:
+        reason = send.reason or ""
+        if reason.startswith(_FAILED) and not reason.startswith(_NO_TEMPLATE_ID):
+            return [self.failed(renderer, reason)]
+        return [Problem.at(self.at, f"{self.rule.id}: with its example event this send lands in the past and is "
+                                    "skipped; is the offset right?", "warning")] if reason == "past" else []
 
-def _failed_example(config: Config, rule: Notification, event: Event, renderer: Renderer, reason: str, at: Mark,
-                    loaded: Loaded | None) -> Problem:
-    """A failure of the example, at the line of the expression that fails: the condition, or
-    the data entry (named) whose render fails; else at the example."""
-    said = f"with its example event ({renderer.env}): {reason}"
-    if reason.startswith("condition failed"):
-        where = loaded.mark(rule.id, "trigger", "condition") if loaded else None
-        return Problem.at(where or at, f"{rule.id}: trigger.condition: {said}")
-    name = _failing_value(config, rule, event, renderer) if reason.startswith("render failed") else None
-    where = loaded.mark(rule.id, "data", name) if loaded and name else None
-    if where is None:
-        return Problem.at(at, f"{rule.id}: {said}")
-    return Problem.at(where, f"{rule.id}: data.{name}: {said}")
+    def failed(self, renderer: Renderer, reason: str) -> Problem:
+        """A failure of the example, at the line of the expression that fails: the condition, or
+        the data entry (named) whose render fails; else at the example."""
+        said = f"with its example event ({renderer.env}): {reason}"
+        if reason.startswith("condition failed"):
+            where = self.place("trigger", "condition")
+            return Problem.at(where or self.at, f"{self.rule.id}: trigger.condition: {said}")
+        rendering = reason.startswith("render failed")
+        name = _failing_value(self.config, self.rule, self.event, renderer) if rendering else None
+        where = self.place("data", name) if name else None
+        if where is None:
+            return Problem.at(self.at, f"{self.rule.id}: {said}")
+        return Problem.at(where, f"{self.rule.id}: data.{name}: {said}")
+
+    def place(self, part: str, key: str) -> Mark | None:
+        return self.loaded.mark(self.rule.id, part, key) if self.loaded else None
+
+    def unmet(self, tried: Tried) -> list[Problem]:
+        """A warning when the example decides nothing because the rule's condition does not hold."""
+        if not self.rule.condition or tried.first:
+            return []
+        return [Problem.at(self.at, f"{self.rule.id}: the example event does not meet the condition "
+                                    f"{self.rule.condition!r}", "warning")]
 
 
 SAME_TEMPLATE_WINDOW = timedelta(hours=1)
+Sharing = dict[tuple[str, str, str], list[Notification]]  # (trigger, audience, template key) -> the rules
 
 
 def _scheduled(decisions: list[Decision]) -> list[Send]:
@@ -173,80 +200,84 @@ def _scheduled(decisions: list[Decision]) -> list[Send]:
 def lint_across_rules(config: Config, tried: Mapping[str, Tried], loaded: Loaded | None = None) -> list[Problem]:
     """Warnings about rules that are legal alone but risky together or in a recipient's day.
     No schema with an error is read (`loaded` names them)."""
-    found: list[Problem] = []
     rules = [r for r in config.notifications.values() if r.enabled]
-    # Only rules with the same trigger, audience and a template key in common can collide.
-    sharing: dict[tuple[str, str, str], list[Notification]] = {}
-    for r in rules:
-        keys = r.template.keys()
-        for trigger in r.triggers:
-            for key in keys:
-                sharing.setdefault((trigger, r.audience, key), []).append(r)
-    view = SchemaView(config.definitions)
+    across = _Across(config, tried, loaded, _sharing(rules))
+    return list(dict.fromkeys(p for rule in rules for p in across.lints(rule)))
 
-    @cache
-    def key_schema(event_type: str, path: str) -> Mapping[str, Any]:
-        return view.resolve(view.field(config.event_schema(event_type), tuple(path.split("."))).schema or {})
 
+def _sharing(rules: list[Notification]) -> Sharing:
+    """Only rules with the same trigger, audience and a template key in common can collide."""
+    sharing: Sharing = {}
     for rule in rules:
-        mark = rule.mark or Mark(config.root)
-        event, sends = tried[rule.id].event, _scheduled(tried[rule.id].first)
+        keys = rule.template.keys()  # the variants' keys too, not a mapping's
+        for trigger, key in ((t, k) for t in rule.triggers for k in keys):
+            sharing.setdefault((trigger, rule.audience, key), []).append(rule)
+    return sharing
+
+
+class _Across:
+    """The lints of one rule among the others; a key's schema is read once for all of them."""
+
+    def __init__(self, config: Config, tried: Mapping[str, Tried], loaded: Loaded | None, sharing: Sharing):
+        self.config, self.tried, self.loaded, self.sharing = config, tried, loaded, sharing
+        self.view = SchemaView(config.definitions)
+        self.key_schema = cache(self._key_schema)
+
+    def _key_schema(self, event_type: str, path: str) -> Mapping[str, Any]:
+        found = self.view.field(self.config.event_schema(event_type), tuple(path.split(".")))
+        return self.view.resolve(found.schema or {})
+
+    def lints(self, rule: Notification) -> list[Problem]:
+        event, sends = self.tried[rule.id].event, _scheduled(self.tried[rule.id].first)
+        mark = rule.mark or Mark(self.config.root)
         # 1. Two rules sending the same template to the same person close together.
-        if event is not None and sends:
-            found.extend(_same_template(config, rule, event, sends, sharing))
+        close = _same_template(self.config, rule, event, sends, self.sharing) if event is not None and sends else []
         # 2. A send that lands inside the recipient's quiet hours (only transactional ones can).
-        if config.quiet_hours and not rule.schedule.quiet_hours:
-            found.extend(_in_quiet_hours(config, rule, mark, sends))
+        quiet = _in_quiet_hours(self.config, rule, mark, sends) if not rule.schedule.quiet_hours else []
         # 3. A cancel or reschedule key that can never equal the rule's own key.
+        keys = _keys_never_equal(self.config, rule, mark, self.key_schema) if self.keys_readable(rule) else []
+        return [*close, *quiet, *keys]
+
+    def keys_readable(self, rule: Notification) -> bool:
         matched = (m.event for m in (*rule.cancel_on, *rule.reschedule_on))
-        if rule.key and (loaded is None or loaded.readable(*rule.triggers, *matched)):
-            found.extend(_keys_never_equal(config, rule, mark, key_schema))
-    return list(dict.fromkeys(found))
+        return bool(rule.key) and (self.loaded is None or self.loaded.readable(*rule.triggers, *matched))
 
 
 def _in_quiet_hours(config: Config, rule: Notification, mark: Mark, sends: list[Send]) -> list[Problem]:
-    found = []
-    for s in sends:
-        local = s.send_at.astimezone(recipient_zone(s.recipient, config.timezone))
-        if config.quiet_hours and config.quiet_hours.contains(local.time().replace(tzinfo=None)):
-            found.append(Problem.at(mark, f"{rule.id}: with its example event it goes out at {local:%H:%M} in the "
-                                          "recipient's zone, inside quiet hours", "warning"))
-    return found
+    quiet = config.quiet_hours
+    local = [s.send_at.astimezone(recipient_zone(s.recipient, config.timezone)) for s in sends if quiet]
+    return [Problem.at(mark, f"{rule.id}: with its example event it goes out at {t:%H:%M} in the recipient's zone, "
+                             "inside quiet hours", "warning")
+            for t in local if quiet and quiet.contains(t.time().replace(tzinfo=None))]
 
 
 def _keys_never_equal(config: Config, rule: Notification, mark: Mark,
                       key_schema: Callable[[str, str], Mapping[str, Any]]) -> list[Problem]:
     assert rule.key is not None
-    found = []
     own = {t: key_schema(t, rule.key) for t in rule.triggers if t in config.events}
-    for match in (*rule.cancel_on, *rule.reschedule_on):
-        theirs = key_schema(match.event, match.key)
-        for trigger, mine in own.items():
-            why = _never_equal(mine, theirs)
-            if why:
-                found.append(Problem.at(mark, f"{rule.id}: {match.event} key {match.key!r} can never equal {trigger} "
-                                              f"key {rule.key!r}: {why}", "warning"))
-    return found
+    found = ((match, trigger, _never_equal(mine, key_schema(match.event, match.key)))
+             for match in (*rule.cancel_on, *rule.reschedule_on) for trigger, mine in own.items())
+    return [Problem.at(mark, f"{rule.id}: {match.event} key {match.key!r} can never equal {trigger} "
+                             f"key {rule.key!r}: {why}", "warning") for match, trigger, why in found if why]
 
 
 def _same_template(config: Config, rule: Notification, event: Event, sends: list[Send],
-                   sharing: Mapping[tuple[str, str, str], list[Notification]]) -> list[Problem]:
-    found = []
-    renderer = Renderer(env=_environments(config)[0], environ={})
-    mine = rule.template.keys()
-    others = {other.id: other for key in mine for other in sharing.get((event.type, rule.audience, key), [])
+                   sharing: Sharing) -> list[Problem]:
+    keys = rule.template.keys()
+    others = {other.id: other for key in keys for other in sharing.get((event.type, rule.audience, key), [])
               if other.id > rule.id}
-    for other in others.values():
-        shared = set(mine) & set(other.template.keys())
-        other_sends = _scheduled(plan(config, other, event, event.occurred_at, renderer))
-        for a in sends:
-            for b in other_sends:
-                if abs(a.send_at - b.send_at) < SAME_TEMPLATE_WINDOW:
-                    found.append(Problem.at(other.mark or rule.mark or Mark(config.root),
-                                            f"{other.id}: sends template {sorted(shared)[0]!r} to the same "
-                                            f"{rule.audience} as {rule.id} within {SAME_TEMPLATE_WINDOW} of it",
-                                            "warning"))
-    return found
+    return [p for other in others.values() for p in _too_close(config, rule, other, event, sends)]
+
+
+def _too_close(config: Config, rule: Notification, other: Notification, event: Event,
+               sends: list[Send]) -> list[Problem]:
+    """A warning for each pair of sends, one of each rule, within SAME_TEMPLATE_WINDOW of each other."""
+    renderer = Renderer(env=_environments(config)[0], environ={})
+    theirs = _scheduled(plan(config, other, event, event.occurred_at, renderer))
+    shared = sorted(set(rule.template.keys()) & set(other.template.keys()))[0]
+    return [Problem.at(other.mark or rule.mark or Mark(config.root), f"{other.id}: sends template {shared!r} to the "
+                       f"same {rule.audience} as {rule.id} within {SAME_TEMPLATE_WINDOW} of it", "warning")
+            for a in sends for b in theirs if abs(a.send_at - b.send_at) < SAME_TEMPLATE_WINDOW]
 
 
 def _never_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
