@@ -30,11 +30,15 @@ def render_html(rows: list[dict[str, Any]], people: Mapping[str, Mapping[str, An
                 tz: str | None = None) -> str:
     """The page for preview rows (their JSON form). `people` maps a recipient id to what the events
     said of that person (`name`, `timezone`); a name the events did not give is not shown."""
-    known = {pid: {k: p[k] for k in ("name", "timezone") if isinstance(p.get(k), str) and p.get(k)}
-             for pid, p in people.items()}
     values = {"__TITLE__": html.escape(title), "__TZ__": _script_json(tz or "UTC"),
-              "__PEOPLE__": _script_json(known), "__DATA__": _script_json(rows)}
+              "__PEOPLE__": _script_json(_shown(people)), "__DATA__": _script_json(rows)}
     return re.sub("__(TITLE|TZ|PEOPLE|DATA)__", lambda m: values[m.group(0)], PAGE)  # one pass: data is never re-read
+
+
+def _shown(people: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """What the page shows of each person: the name and zone the events gave, when text."""
+    return {pid: {k: p[k] for k in ("name", "timezone") if isinstance(p.get(k), str) and p.get(k)}
+            for pid, p in people.items()}
 
 
 def _script_json(value: Any) -> str:
