@@ -76,6 +76,7 @@ def run_threads(items: list[Any], work: Callable[[Any], str], concurrency: int, 
 def queued_rows(rt, n: int) -> list[tuple[int, dict, str]]:
     """At least n sends due now, queued: (id, Courier body, idempotency key)."""
     from engine.core.decide import decide
+    from engine.delivery.message import courier_body, scheduled
 
     maker = EventMaker(rt.config, prefix=f"evt_dispatch_{int(time.time())}", people=10**6, types=("booking.confirmed",))
     ids: list[int] = []
@@ -86,7 +87,7 @@ def queued_rows(rt, n: int) -> list[tuple[int, dict, str]]:
         rt.store.ingest([(e, decide(rt.config, e, now, renderer)) for e in events], now)
         ids += rt.store.queue_due(utcnow(), limit=n - len(ids))
     rows = {r["id"]: r for r in rt.store.notifications(status=["queued"], limit=10**7, with_payload=True)}
-    return [(i, rows[i]["message"], rows[i]["idempotency_key"]) for i in ids]
+    return [(i, courier_body(scheduled(rows[i]["message"])), rows[i]["idempotency_key"]) for i in ids]
 
 
 class DurableLoop:

@@ -21,7 +21,7 @@ from .core import policy
 from .core.decide import Renderer, Send
 from .core.events import Event, EventRejected, parse_event
 from .delivery.base import Outcome
-from .delivery.message import Message
+from .delivery.message import Message, scheduled
 from .rules.model import Config
 from .rules.timeparse import format_instant
 from .runtime import Runtime
@@ -193,11 +193,11 @@ def _delivered(row: Row, config: Config) -> Row:
 
 
 def _row(r: Mapping[str, Any], people: Mapping[str, Mapping[str, Any]]) -> Row:
-    message = (r.get("message") or {}).get("message", {})
+    message = scheduled(r.get("message") or {})
     recipient = people.get(r["recipient_id"]) or {"id": r["recipient_id"]}
     send = Send(r["notification"], recipient, r["event_id"] or "", r["send_at"], "scheduled", r["reason"],
                 tuple(r["channels"]), r["category"], r["key"], r["template_key"], r["template"],
-                message.get("data", {}), r["idempotency_key"], None, r["variant"], due_at=r["due_at"])
+                message.data, r["idempotency_key"], None, r["variant"], due_at=r["due_at"])
     return Row(send, r["status"], r["reason"], r["id"])
 
 

@@ -22,7 +22,7 @@ from .core.events import MAX_ID, Event, EventRejected, parse_event
 from .core.rendering import Delivery
 from .core.timing import digest_period, recipient_zone
 from .delivery import Backend, Outcome, backend_for
-from .delivery.message import going_out
+from .delivery.message import going_out, scheduled
 from .logs import ids
 from .rules.loader import load
 from .rules.model import Config, Notification
@@ -297,7 +297,7 @@ class Runtime:
         for row in rows:
             template, ended = self._in_force(row["notification"], row["template_key"])
             out.append({**row, "template": template or row["template"], "digest_items": None, "will_skip": ended,
-                        "data": (row["message"] or {}).get("message", {}).get("data")})
+                        "data": dict(scheduled(row["message"]).data) if row["message"] else None})
         for digest in self.store.due_digests(until, limit=limit):
             send = self.digest_send(digest, now)
             out.append({"id": None, "notification": digest["notification"], "recipient_id": digest["recipient_id"],

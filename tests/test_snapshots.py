@@ -15,7 +15,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from engine.core.decide import DigestItem, Renderer, Send, digest_send, plan
 from engine.core.events import parse_event
-from engine.delivery.message import courier_message
+from engine.delivery.message import courier_body, scheduled, scheduled_record
 from engine.rules.loader import load
 from engine.rules.model import Config
 from engine.rules.problems import ConfigError
@@ -79,7 +79,7 @@ def test_estuary_ships_its_notifications_for_both_audiences(shipped_config: Conf
 def test_courier_body(notification_id: str, shipped_config: Config, snapshot_json: Any) -> None:
     send = example_send(shipped_config, notification_id)
     assert send.template is not None and send.template_key is not None, f"map {notification_id}'s template in templates_map/"
-    body = courier_message(send.recipient, send.template, send.data, send.channels)
+    body = courier_body(scheduled(scheduled_record(send.recipient, send.template, send.data, send.channels)))
 
     message = body["message"]
     assert set(message) >= {"to", "template", "data", "routing"}

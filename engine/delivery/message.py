@@ -1,15 +1,28 @@
-"""The message a send makes, typed, and the one function that turns it into Courier's wire form.
+"""The message a send makes, typed; the record a scheduled send keeps; and the one function that
+turns a message into Courier's wire form.
 
 A `Message` is decided when the send goes out: the recipient's address and the data rendered when
 it was scheduled (the stored record), the template id, channels, routing, metadata and expiry that
 the send-time verdict chose. `courier_body` is the only place Courier's JSON is written.
+
+The record a scheduled send keeps (the `payload` of its `notifications` row, JSON, encrypted when
+a key is set) is the engine's own, not Courier's:
+
+    {"to": {"user_id": "usr_1", "email": "a@example.com", "phone_number": "+4420..."},
+     "template": "COURIER_TEMPLATE_ID", "data": {...}, "channels": ["email", "inbox"]}
+
+`to` holds `email` and `phone_number` only when known (the phone only for a send that may go by
+SMS); `template` and `channels` are those it was scheduled with (the verdict gives the ones in
+force when it goes out). Rows written before this shape hold Courier's body,
+`{"message": {"to", "template", "data", "routing": {"method", "channels"}}}`; `scheduled` reads
+both, so such a send goes out exactly as it would have.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +76,7 @@ class Message:
 
 def courier_body(message: Message) -> dict[str, Any]:
     """The body of Courier's POST /send for `message`."""
-    to: dict[str, Any] = {"user_id": message.to.user_id}
-    if message.to.email:
-        to["email"] = message.to.email
-    if message.to.phone_number:
-        to["phone_number"] = message.to.phone_number
-    body: dict[str, Any] = {"to": to, "template": message.template, "data": dict(message.data),
+    body: dict[str, Any] = {"to": _to(message.to), "template": message.template, "data": dict(message.data),
                             "routing": {"method": message.method, "channels": list(message.channels)}, **message.extra}
     if message.metadata is not None:
         body["metadata"] = _metadata(message.metadata)
@@ -76,6 +84,20 @@ def courier_body(message: Message) -> dict[str, Any]:
         body["expiry"] = {"expires_at": format_instant(message.expiry.expires_at.astimezone(UTC)),
                           "expires_in": message.expiry.expires_in_ms}
     return {"message": body}
+
+
+def _to(address: Address) -> dict[str, Any]:
+    """An address as Courier and the stored record both write it: the email and phone only when known."""
+    to: dict[str, Any] = {"user_id": address.user_id}
+    if address.email:
+        to["email"] = address.email
+    if address.phone_number:
+        to["phone_number"] = address.phone_number
+    return to
+
+
+def _address(to: Mapping[str, Any]) -> Address:
+    return Address(to.get("user_id", ""), to.get("email"), to.get("phone_number"))
 
 
 def _metadata(metadata: Metadata) -> dict[str, Any]:
@@ -93,10 +115,28 @@ def address(recipient: Mapping[str, Any], channels: tuple[str, ...]) -> Address:
     return Address(str(recipient.get("id", "")), recipient.get("email") or None, phone or None)
 
 
-def courier_message(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any],
-                    channels: tuple[str, ...]) -> dict[str, Any]:
-    """The record a scheduled send keeps: its message as rendered, before the send-time verdict."""
-    return courier_body(Message(address(recipient, channels), template, data, channels))
+def scheduled_record(recipient: Mapping[str, Any], template: str, data: Mapping[str, Any],
+                     channels: tuple[str, ...]) -> dict[str, Any]:
+    """The record a scheduled send keeps: its address, template id, data and channels as rendered,
+    before the send-time verdict."""
+    return {"to": _to(address(recipient, channels)), "template": template, "data": dict(data),
+            "channels": list(channels)}
+
+
+def scheduled(record: Mapping[str, Any]) -> Message:
+    """A stored send's message as it was scheduled, from its record in either shape."""
+    if "message" in record:
+        return _from_courier(record["message"])
+    return Message(_address(record.get("to", {})), record.get("template", ""), record.get("data", {}),
+                   tuple(record.get("channels", ())))
+
+
+def _from_courier(body: Mapping[str, Any]) -> Message:
+    """A record written as Courier's body: keys this engine does not write go out as they were."""
+    routing: Mapping[str, Any] = body.get("routing", {})
+    return Message(_address(body.get("to", {})), body.get("template", ""), body.get("data", {}),
+                   tuple(routing.get("channels", ())), routing.get("method", "single"),
+                   extra={k: v for k, v in body.items() if k not in _WRITTEN})
 
 
 def tag(text: str) -> str:
@@ -126,12 +166,9 @@ def expiry(deadline: datetime | None, now: datetime) -> Expiry | None:
 def going_out(record: Mapping[str, Any], delivery: Delivery, now: datetime) -> Message:
     """A stored send's message as it goes out at `now`: the address and data rendered when it was
     scheduled, with the template id, channels, routing, metadata and expiry decided now."""
-    body: Mapping[str, Any] = record.get("message", {})
-    to: Mapping[str, Any] = body.get("to", {})
-    extra = {k: v for k, v in body.items() if k not in _WRITTEN}
-    return Message(Address(to.get("user_id", ""), to.get("email"), to.get("phone_number")),
-                   delivery.template or body.get("template", ""), body.get("data", {}), delivery.channels,
-                   delivery.method, metadata(delivery), expiry(delivery.expires_at, now), extra)
+    message = scheduled(record)
+    return replace(message, template=delivery.template or message.template, channels=delivery.channels,
+                   method=delivery.method, metadata=metadata(delivery), expiry=expiry(delivery.expires_at, now))
 
 
-_WRITTEN = ("to", "template", "data", "routing", "metadata", "expiry")
+_WRITTEN = ("to", "template", "data", "routing", "metadata", "expiry")  # Courier's keys a message decides

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..delivery.message import courier_body, scheduled
 from ..health import Trouble
 from ..rules.timeparse import format_instant
 
@@ -81,11 +82,13 @@ def first_line(exc: BaseException | None) -> str:
 
 
 def row_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored send as the reads answer it: instants in RFC 3339, the message last."""
+    """A stored send as the reads answer it: instants in RFC 3339, the message last, as Courier's
+    body when it was scheduled (before the send-time verdict gives its metadata and expiry, and
+    the template id, channels and routing in force), whatever shape its row stores."""
     out = {k: v for k, v in row.items() if k != "message"}
     for key in ("send_at", "sent_at", "created_at"):
         if out.get(key) is not None:
             out[key] = format_instant(out[key])
     if "message" in row:
-        out["message"] = row["message"]
+        out["message"] = courier_body(scheduled(row["message"])) if row["message"] else None
     return out

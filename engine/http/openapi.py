@@ -94,7 +94,11 @@ UPCOMING = {"allOf": [ref("Notification"), {"type": "object", "properties": {
     "will_skip": {"type": ["string", "null"],
                   "description": "why it will be skipped when due (paused, removed, ...)"},
     "digest_items": {"type": ["integer", "null"], "description": "items a digest still collecting holds"},
-    "data": {"type": ["object", "null"], "description": "the template data it will be sent with"}}}]}
+    "data": {"type": ["object", "null"], "description": "the template data it will be sent with"},
+    "message": {"type": ["object", "null"], "description": (
+        "the Courier message as scheduled, `{\"message\": {to, template, data, routing}}`; when it goes out the "
+        "template id, channels and routing in force replace these, and metadata and expiry are added"),
+        "properties": {"message": {"type": "object", "required": ["to", "template", "data", "routing"]}}}}}]}
 CHECK = {"type": "object", "required": ["ok", "detail"],
          "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
 # The schemas of the answers, the same for every configuration.

@@ -43,7 +43,7 @@ def test_schedule_a_one_off_later(rt: Any, standin: CourierStandin) -> None:
     [row] = rt.store.notifications(with_payload=True)
     assert row["id"] == row_id
     assert (row["status"], row["send_at"], row["recipient_id"]) == ("scheduled", at, "usr_c_7")
-    message = row["message"]["message"]
+    message = row["message"]
     assert message["to"]["email"] == "usr_c_7@example.com"
     assert message["data"]["review_url"] == "https://estuary.app/bookings/bk_77/review"
     assert rt.schedule("client_review_request", who, at, data, now=NOW) is None  # same default idempotency key
@@ -63,9 +63,9 @@ def test_schedule_uses_known_recipients_and_the_rules_example(rt: Any) -> None:
     assert rt.store.notifications() == []
     row_id = rt.schedule("client_welcome", "usr_known", NOW + timedelta(days=1), example=True, now=NOW)
     [row] = rt.store.notifications(with_payload=True)
-    assert row["id"] == row_id and row["message"]["message"]["data"]["user_name"] == "Known Person"
+    assert row["id"] == row_id and row["message"]["data"]["user_name"] == "Known Person"
     example = rt.config.notifications["client_welcome"].example.data
-    assert row["message"]["message"]["data"]["verification_url"] == example["verification_url"]
+    assert row["message"]["data"]["verification_url"] == example["verification_url"]
     with pytest.raises(SendRefused, match="unknown notification"):
         rt.schedule("no_such_rule", "usr_known", NOW, example=True, now=NOW)
     with pytest.raises(SendRefused, match="unknown recipient"):

@@ -269,7 +269,7 @@ def test_unsubscribe_link_from_a_rendered_message_works_one_click(http: httpx.Cl
     now = utcnow()
     unbatched(rt).emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
     [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
-    link = urlparse(row["message"]["message"]["data"]["unsubscribe_url"])
+    link = urlparse(row["message"]["data"]["unsubscribe_url"])
     assert f"{link.scheme}://{link.netloc}{link.path}" == "https://engine.example.com/unsubscribe"
     token = parse_qs(link.query)["token"][0]
     page = http.get("/unsubscribe", params={"token": token})
