@@ -58,33 +58,56 @@ class RuleChecker:
         meaning is not checked, and the schema's message stands alone."""
         parts = self.scope.misshapen.get((rule.doc.file, rule.id), set())
         misshapen = {part[0] for part in parts if len(part) == 1}
-        raw, scope = _well_shaped(rule.raw, parts), self.scope
+        raw = _well_shaped(rule.raw, parts)
+        fields = self.timing(raw, misshapen, found)
+        fields.update(self.ends(raw, fields["triggers"], misshapen, found))
+        fields.update(self.content(raw, fields["triggers"], found))
+        self.across_blocks(rule, raw, fields, misshapen, found)
+        fields.update(self.delivery(rule, raw, fields["triggers"], misshapen, found))
+        return fields
+
+    def timing(self, raw: Mapping[str, Any], misshapen: set[Any], found: list[Finding]) -> dict[str, Any]:
+        """What triggers the rule, its category, its schedule (quiet hours applied) and its digest."""
+        scope = self.scope
         triggers = _take(blocks.trigger(raw.get("trigger") or {}, scope.events), found) \
             if "trigger" not in misshapen else ()
         category = _take(blocks.category(raw, scope.categories), found) if "category" not in misshapen else ""
         schedule = _take(blocks.schedule(raw.get("schedule") or {"at": "once"}, scope.defaults, scope.windows), found)
-        schedule = blocks.quiet_hours(schedule, category, scope.categories, scope.quiet)
-        digest = _take(blocks.digest(raw), found)
+        return {"triggers": triggers, "category": category,
+                "schedule": blocks.quiet_hours(schedule, category, scope.categories, scope.quiet),
+                "digest": _take(blocks.digest(raw), found)}
+
+    def ends(self, raw: Mapping[str, Any], triggers: tuple[str, ...], misshapen: set[Any],
+             found: list[Finding]) -> dict[str, Any]:
+        """The events that cancel or reschedule what the rule planned."""
         key = raw.get("key")
         # Without a well-shaped key, what the matches say of theirs would only repeat the key's error.
         matched = found if "key" not in misshapen else []
-        cancel_on = _take(blocks.matches(raw, "cancel_on", triggers, key, self.reads), matched)
-        reschedule_on = _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), matched)
-        template = _take(blocks.template(raw.get("template"), scope.templates), found)
-        required = blocks.required(raw)
-        throttle = _take(blocks.throttle(raw), found)
-        batch = _take(batching.batch(raw, triggers, self.reads), found)
-        draft = blocks.Draft(triggers, key, schedule, digest, reschedule_on, template, required, throttle)
+        return {"cancel_on": _take(blocks.matches(raw, "cancel_on", triggers, key, self.reads), matched),
+                "reschedule_on": _take(blocks.matches(raw, "reschedule_on", triggers, key, self.reads), matched)}
+
+    def content(self, raw: Mapping[str, Any], triggers: tuple[str, ...], found: list[Finding]) -> dict[str, Any]:
+        """Its template, its throttle and its batch."""
+        return {"template": _take(blocks.template(raw.get("template"), self.scope.templates), found),
+                "throttle": _take(blocks.throttle(raw), found),
+                "batch": _take(batching.batch(raw, triggers, self.reads), found)}
+
+    def across_blocks(self, rule: RawRule, raw: Mapping[str, Any], fields: Mapping[str, Any], misshapen: set[Any],
+                      found: list[Finding]) -> None:
+        """What the blocks say together: the event data they read, and the names `requires` asks for."""
+        draft = blocks.Draft(fields["triggers"], raw.get("key"), fields["schedule"], fields["digest"],
+                             fields["reschedule_on"], fields["template"], blocks.required(raw), fields["throttle"])
         found += blocks.event_reads(raw, draft, self.reads)
         # What `data` provides is every name it has, a misshapen value's included.
         found += blocks.requires({**raw, "data": rule.raw.get("data")}) if "data" not in misshapen else []
-        channels, routing, expires_after = _take(blocks.delivery(raw, scope.defaults), found)
+
+    def delivery(self, rule: RawRule, raw: Mapping[str, Any], triggers: tuple[str, ...], misshapen: set[Any],
+                 found: list[Finding]) -> dict[str, Any]:
+        """Its channels, routing and expiry, and its example."""
+        channels, routing, expires_after = _take(blocks.delivery(raw, self.scope.defaults), found)
         example = _take(blocks.example(raw, rule.id, triggers, rule.doc), found) if "trigger" not in misshapen \
             else None
-        return {"triggers": triggers, "category": category, "template": template, "schedule": schedule,
-                "channels": channels, "cancel_on": cancel_on, "reschedule_on": reschedule_on, "throttle": throttle,
-                "digest": digest, "example": example, "routing": routing, "expires_after": expires_after,
-                "batch": batch}
+        return {"channels": channels, "routing": routing, "expires_after": expires_after, "example": example}
 
     def plannable(self, rule: RawRule, triggers: tuple[str, ...]) -> bool:
         """Whether the rule's shape and its events' schemas are sound enough to plan its example
