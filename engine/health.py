@@ -73,12 +73,14 @@ class Trouble:
             self.count += 1
             why, now = brief(exc), self.clock()
             if self.count == 1 or why != self._last or now - self._logged_at >= REMIND_EVERY_S:
-                times = "1 time" if self.count == 1 else f"{self.count} times"
-                # the traceback once, at DEBUG: the line above it is what an operator needs
-                self.log.error("%s failing: %s (%s)", self.what, why, times,
-                               exc_info=self.log.isEnabledFor(logging.DEBUG))
+                self._log_failing(why)
                 self._last, self._logged_at = why, now
             return self.delay()
+
+    def _log_failing(self, why: str) -> None:
+        times = "1 time" if self.count == 1 else f"{self.count} times"
+        # the traceback once, at DEBUG: the line above it is what an operator needs
+        self.log.error("%s failing: %s (%s)", self.what, why, times, exc_info=self.log.isEnabledFor(logging.DEBUG))
 
     def delay(self) -> float:
         return min(self.cap_s, self.base_s * float(2 ** min(self.count - 1, 30)))
@@ -183,19 +185,22 @@ class DataFiles:
         self.opened = {label: _identity(path) for label, path in paths.items()}
 
     def check(self) -> Check:
-        problems = []
-        for label, path in self.paths.items():
-            now = _identity(path)
-            if self.opened[label] is None:  # not there at start (a queue nobody has written yet)
-                self.opened[label] = now
-            if now is None:
-                problems.append(f"the {label} file {path} was removed while the engine runs")
-            elif now != self.opened[label]:
-                problems.append(f"the {label} file {path} was replaced while the engine runs")
+        problems = [problem for label, path in self.paths.items() if (problem := self._moved(label, path))]
         if problems:
             return Check(False, "; ".join(problems) + ": what is written now is lost at the next restart; "
                                                       "restore the file and restart the engine")
         return self._writable()
+
+    def _moved(self, label: str, path: str) -> str | None:
+        """What happened to a file since the process opened it (removed, replaced), or None."""
+        now = _identity(path)
+        if self.opened[label] is None:  # not there at start (a queue nobody has written yet)
+            self.opened[label] = now
+        if now is None:
+            return f"the {label} file {path} was removed while the engine runs"
+        if now != self.opened[label]:
+            return f"the {label} file {path} was replaced while the engine runs"
+        return None
 
     def _writable(self) -> Check:
         problems = [f"the {label}'s {', '.join(found)} cannot be written" for label, path in self.paths.items()
@@ -243,15 +248,18 @@ class Readiness:
     def _queue(self) -> Check:
         path = queue_path(self.queue_url)
         if path is not None:
-            # mode=rw: a queue file that is gone is not created anew by looking at it
-            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=self.timeout_s)
-            try:
-                conn.execute("SELECT 1 FROM task LIMIT 1").fetchall()
-            finally:
-                conn.close()
+            self._read_sqlite_queue(path)
             return Check(True, "sqlite")
         self._redis_client().ping()  # type: ignore[attr-defined]
         return Check(True, "redis")
+
+    def _read_sqlite_queue(self, path: str) -> None:
+        # mode=rw: a queue file that is gone is not created anew by looking at it
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=self.timeout_s)
+        try:
+            conn.execute("SELECT 1 FROM task LIMIT 1").fetchall()
+        finally:
+            conn.close()
 
     def _redis_client(self) -> object:
         if self._redis is None:
@@ -264,20 +272,27 @@ class Readiness:
     # -- running them ------------------------------------------------------------------------
     def check(self) -> dict[str, Check]:
         """Every check by name; a check that raises or takes longer than `timeout_s` fails."""
-        deadline = time.monotonic() + self.timeout_s
-        futures = {name: self._start(name, probe) for name, probe in
-                   (("store", self._store), ("queue", self._queue))}
-        results = {name: self._wait(name, future, deadline) for name, future in futures.items()}
-        if results["store"].ok:
-            results["schema"] = self._wait("schema", self._start("schema", self._schema_current),
-                                           time.monotonic() + self.timeout_s)
-        else:
-            results["schema"] = Check(False, "not checked: the store does not answer")
-        results["files"] = self.files.check()
+        results = self._probed()
         self._log_changes(results)
         alarms = ALARMS.checks()
         self._log_changes(alarms)
         return {**{name: results[name] for name in ("store", "schema", "queue", "files")}, **alarms}
+
+    def _probed(self) -> dict[str, Check]:
+        """The store and the queue at once, then the schema where the store answers, and the files."""
+        deadline = time.monotonic() + self.timeout_s
+        futures = {name: self._start(name, probe) for name, probe in
+                   (("store", self._store), ("queue", self._queue))}
+        results = {name: self._wait(name, future, deadline) for name, future in futures.items()}
+        results["schema"] = self._schema_check(results["store"].ok)
+        results["files"] = self.files.check()
+        return results
+
+    def _schema_check(self, store_answers: bool) -> Check:
+        """Asked of a store that answers only: it has a deadline of its own."""
+        if not store_answers:
+            return Check(False, "not checked: the store does not answer")
+        return self._wait("schema", self._start("schema", self._schema_current), time.monotonic() + self.timeout_s)
 
     def _start(self, name: str, probe: Callable[[], Check]) -> Future[Check]:
         # A probe that hangs (a server that stopped answering) is not started again until it ends:
@@ -299,27 +314,30 @@ class Readiness:
     def _log_changes(self, results: dict[str, Check]) -> None:
         with self._lock:
             for name, result in results.items():
-                before = self._states.get(name, True)
+                _log_change(name, self._states.get(name, True), result)
                 self._states[name] = result.ok
-                if before and not result.ok:
-                    log.error("not ready: %s: %s", name, result.detail)
-                elif not before and result.ok:
-                    log.warning("ready again: %s", name)
 
     def watch_files(self, stop: threading.Event, every_s: float = WATCH_EVERY_S) -> threading.Thread:
         """Look at the data files every `every_s` on a thread of their own, so a removed or replaced
         file is logged when it happens, not when somebody next asks /readyz."""
-        def run() -> None:
-            while not stop.wait(every_s):
-                try:
-                    self._log_changes({"files": self.files.check()})
-                except Exception:  # noqa: BLE001 - a watch that dies would hide the next fault
-                    log.exception("the data-file watch failed")
-
-        thread = threading.Thread(target=run, name="engine-file-watch", daemon=True)
+        thread = threading.Thread(target=self._watch, args=(stop, every_s), name="engine-file-watch", daemon=True)
         if self.files.paths:
             thread.start()
         return thread
 
+    def _watch(self, stop: threading.Event, every_s: float) -> None:
+        while not stop.wait(every_s):
+            try:
+                self._log_changes({"files": self.files.check()})
+            except Exception:  # noqa: BLE001 - a watch that dies would hide the next fault
+                log.exception("the data-file watch failed")
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_change(name: str, was_ok: bool, result: Check) -> None:
+    if was_ok and not result.ok:
+        log.error("not ready: %s: %s", name, result.detail)
+    elif not was_ok and result.ok:
+        log.warning("ready again: %s", name)
