@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any
 
 from .core import policy
@@ -94,17 +95,18 @@ class RecordingBackend:
 
 
 def read_events(lines: Iterable[str]) -> tuple[list[tuple[int, Any]], list[Rejected]]:
-    found, rejected = [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            found.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            rejected.append(Rejected(number, [("$", f"not JSON: {exc.msg} (column {exc.colno})")]))
-        except RecursionError:
-            rejected.append(Rejected(number, [("$", "not readable: nested too deeply")]))
-    return found, rejected
+    read = [(number, _json(number, line)) for number, line in enumerate(lines, 1) if line.strip()]
+    return [(n, v) for n, v in read if not isinstance(v, Rejected)], [v for _, v in read if isinstance(v, Rejected)]
+
+
+def _json(number: int, line: str) -> Any:
+    """The value of the line, or a Rejected saying why it cannot be read."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Rejected(number, [("$", f"not JSON: {exc.msg} (column {exc.colno})")])
+    except RecursionError:
+        return Rejected(number, [("$", "not readable: nested too deeply")])
 
 
 def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | None = None,
@@ -112,25 +114,35 @@ def run(config: Config, raw_events: list[tuple[int, Any]], until: datetime | Non
         progress: Progress | None = None, steps: Sequence[Step] = ()) -> Result:
     """Process the events on a virtual clock; stop at `until` or when nothing is left pending.
     `steps` are other things that happen at a time (a deploy, a call of the Python API)."""
+    events, rejected = _parsed(config, raw_events)
+    with _collector_frozen(), scratch_runtime(config, renderer) as runtime:
+        set_preferences(runtime, preferences or {})
+        duplicates = replay(runtime, events, until, progress, steps)
+        rows = outcomes(runtime, until or FAR_FUTURE)
+    return Result(rows, rejected, duplicates, until)
+
+
+def _parsed(config: Config, raw_events: list[tuple[int, Any]]) -> tuple[list[Event], list[Rejected]]:
     events, rejected = [], []
     for number, raw in raw_events:
         try:
             events.append(parse_event(raw, config))
         except EventRejected as exc:
             rejected.append(Rejected(number, exc.problems))
-    # The rules and the events stay for the whole run: kept out of the collector's full passes,
-    # which would otherwise walk all of them again and again (a run would grow faster than its input).
+    return events, rejected
+
+
+@contextmanager
+def _collector_frozen() -> Iterator[None]:
+    """The rules and the events stay for the whole run: kept out of the collector's full passes,
+    which would otherwise walk all of them again and again (a run would grow faster than its input)."""
     frozen_here = gc.get_freeze_count() == 0  # a process that froze objects itself keeps them frozen
     gc.freeze()
     try:
-        with scratch_runtime(config, renderer) as runtime:
-            set_preferences(runtime, preferences or {})
-            duplicates = replay(runtime, events, until, progress, steps)
-            rows = outcomes(runtime, until or FAR_FUTURE)
+        yield
     finally:
         if frozen_here:
             gc.unfreeze()
-    return Result(rows, rejected, duplicates, until)
 
 
 def set_preferences(runtime: Runtime, preferences: Mapping[str, policy.Preferences]) -> None:
@@ -145,43 +157,50 @@ def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = N
     happenings = sorted([(e.occurred_at, 1, i) for i, e in enumerate(events)]
                         + [(at, 0, i) for i, (at, _) in enumerate(steps)])
     duplicates: list[str] = []
-    due = runtime.store.next_due()
-    for done, (at, kind, i) in enumerate(happenings):
-        if until is not None and at > until:
-            break
-        while due is not None and due <= at:  # a sweep hands out a batch at a time: all of them first
-            runtime.sweep(at, on_time=True)
-            due = runtime.store.next_due()
+    for done, (at, kind, i) in enumerate(takewhile(lambda h: until is None or h[0] <= until, happenings)):
+        _sweep_until(runtime, at)
         if kind == 0:
             steps[i][1](runtime, at)
         else:
-            [result] = runtime.ingest_many([[events[i]]], at)
-            if isinstance(result, Exception):
-                raise result
-            duplicates += result.duplicates
-        due = runtime.store.next_due()
+            duplicates += _ingest(runtime, events[i], at)
         if progress is not None and done % 200 == 0:
             progress(done, len(happenings))
-    end = until or FAR_FUTURE
-    while due is not None and due <= end:
-        runtime.sweep(end, on_time=True)
-        due = runtime.store.next_due()
+    _sweep_until(runtime, until or FAR_FUTURE)
     if progress is not None:
         progress(len(happenings), len(happenings))
     return duplicates
 
 
+def _sweep_until(runtime: Runtime, at: datetime) -> None:
+    """Every send due by `at` handed out: a sweep hands out a batch at a time, so until none is left."""
+    due = runtime.store.next_due()
+    while due is not None and due <= at:
+        runtime.sweep(at, on_time=True)
+        due = runtime.store.next_due()
+
+
+def _ingest(runtime: Runtime, event: Event, at: datetime) -> list[str]:
+    """The event taken in at `at`; the ids of those ignored as duplicates."""
+    [result] = runtime.ingest_many([[event]], at)
+    if isinstance(result, Exception):
+        raise result
+    return list(result.duplicates)
+
+
 def outcomes(runtime: Runtime, until: datetime) -> list[Row]:
     """Every row the engine recorded, and the digests still collecting when the clock stopped
     (shown pending, rendered from what they hold so far, as `engine upcoming` shows them)."""
-    store = runtime.store
-    people = store.people()
-    rows = [_row(r, people) for r in store.rows()]
-    for digest in store.due_digests(FAR_FUTURE, limit=None):
-        send = runtime.digest_send(digest, until)
-        if send is not None:
-            rows.append(Row(send, send.status, send.reason, len(rows) + 1_000_000_000))
+    people = runtime.store.people()
+    rows = [_row(r, people) for r in runtime.store.rows()]
+    rows += _collecting(runtime, until, len(rows))
     return sorted((_delivered(row, runtime.config) for row in rows), key=Row.sort_key)
+
+
+def _collecting(runtime: Runtime, until: datetime, recorded: int) -> list[Row]:
+    """The digests still collecting, each as the send it makes (numbered after the rows recorded)."""
+    sends = (runtime.digest_send(digest, until) for digest in runtime.store.due_digests(FAR_FUTURE, limit=None))
+    made = [send for send in sends if send is not None]
+    return [Row(send, send.status, send.reason, recorded + n + 1_000_000_000) for n, send in enumerate(made)]
 
 
 def _delivered(row: Row, config: Config) -> Row:
