@@ -154,21 +154,29 @@ def replay(runtime: Runtime, events: Sequence[Event], until: datetime | None = N
            steps: Sequence[Step] = ()) -> list[str]:
     """Each event (and step) at its own time, after every send due before it; then the sends due
     by `until` (or all of them). Returns the ids of the events ignored as duplicates."""
-    happenings = sorted([(e.occurred_at, 1, i) for i, e in enumerate(events)]
-                        + [(at, 0, i) for i, (at, _) in enumerate(steps)])
-    duplicates: list[str] = []
+    happenings, duplicates = _happenings(events, steps), list[str]()
     for done, (at, kind, i) in enumerate(takewhile(lambda h: until is None or h[0] <= until, happenings)):
         _sweep_until(runtime, at)
         if kind == 0:
             steps[i][1](runtime, at)
         else:
             duplicates += _ingest(runtime, events[i], at)
-        if progress is not None and done % 200 == 0:
-            progress(done, len(happenings))
+        _tell(progress, done, len(happenings))
     _sweep_until(runtime, until or FAR_FUTURE)
-    if progress is not None:
-        progress(len(happenings), len(happenings))
+    _tell(progress, len(happenings), len(happenings))
     return duplicates
+
+
+def _happenings(events: Sequence[Event], steps: Sequence[Step]) -> list[tuple[datetime, int, int]]:
+    """(time, 0 for a step or 1 for an event, its index) in time order; at the same time, steps first."""
+    return sorted([(e.occurred_at, 1, i) for i, e in enumerate(events)]
+                  + [(at, 0, i) for i, (at, _) in enumerate(steps)])
+
+
+def _tell(progress: Progress | None, done: int, total: int) -> None:
+    """Progress every 200 happenings, and at the end."""
+    if progress is not None and (done % 200 == 0 or done == total):
+        progress(done, total)
 
 
 def _sweep_until(runtime: Runtime, at: datetime) -> None:
