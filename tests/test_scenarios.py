@@ -1,7 +1,7 @@
 """Behaviour scenarios: every tests/scenarios/*.yaml runs through the shipped rules.
 
-The format is documented in docs/scenarios.md; the runner is engine/scenarios.py, the same one
-`engine test` uses. This module only makes each file a test, and checks the runner's own promises.
+The format is documented in docs/scenarios.md; the runner is the engine.scenarios package, the
+same one `engine test` uses. This module only makes each file a test, and checks the runner's own promises.
 """
 
 from __future__ import annotations
