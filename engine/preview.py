@@ -49,26 +49,14 @@ class Row:
         return (self.send.send_at, self.send.notification, self.send.recipient_id, self.seq)
 
     def as_json(self) -> dict[str, Any]:
-        status = "pending" if self.status in PENDING else self.status
-        s = self.send
-        return {
-            "notification": s.notification,
-            "recipient": s.recipient_id,
-            "channels": list(s.channels),
-            "template": s.template,
-            "send_at": format_instant(s.send_at),
-            "status": status,
-            "reason": self.reason,
-            "idempotency_key": s.idempotency_key,
-            "data": dict(s.data),
-            "template_key": s.template_key,
-            "variant": s.variant,
-            "category": s.category,
-            "key": s.key,
-            "event": s.event_id or None,
-            "routing": self.routing,
-            "expires_at": format_instant(self.expires_at) if self.expires_at else None,
-        }
+        """The row as `engine preview --format json` writes it, its keys in this order."""
+        s, expires = self.send, self.expires_at
+        return {"notification": s.notification, "recipient": s.recipient_id, "channels": list(s.channels),
+                "template": s.template, "send_at": format_instant(s.send_at),
+                "status": "pending" if self.status in PENDING else self.status, "reason": self.reason,
+                "idempotency_key": s.idempotency_key, "data": dict(s.data), "template_key": s.template_key,
+                "variant": s.variant, "category": s.category, "key": s.key, "event": s.event_id or None,
+                "routing": self.routing, "expires_at": format_instant(expires) if expires else None}
 
 
 @dataclass
