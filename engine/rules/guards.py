@@ -79,27 +79,43 @@ def str_call_args(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str
     """Check a call of `owner.name(*args, **kwargs)` before it allocates; the arguments to call
     it with (a join's iterable, pulled into a list to be measured)."""
     if name in _WIDTH_METHODS:
-        width = args[0] if args else next(iter(kwargs.values()), 0)
-        if isinstance(width, int) and width * (8 if name == "expandtabs" else 1) > MAX_RESULT:
-            raise too_big(f"str.{name} this wide is not allowed")
-        if name == "expandtabs" and isinstance(width, int) and len(owner) * max(width, 1) > MAX_VALUE:
-            raise too_big("str.expandtabs of this much text is not allowed")
+        _check_width_call(owner, name, args, kwargs)
     elif name == "replace" and len(args) >= 2:
-        grows = owner.count(str(args[0])) * len(str(args[1])) if args[0] else (len(owner) + 1) * len(str(args[1]))
-        if len(owner) + grows > MAX_RESULT:
-            raise too_big("a replacement this large is not allowed")
+        _check_replacement(owner, args[0], args[1])
     elif name in ("format", "format_map"):
         check_widths(owner)
     elif name == "join" and args:
-        items = pulled(args[0])
-        if _text_size(items, owner) > MAX_VALUE:
-            raise OverBudget(f"a join longer than {MAX_VALUE} characters is not allowed")
-        return (items, *args[1:])
+        return (_measured_join(pulled(args[0]), owner), *args[1:])
     elif name == "translate" and args and isinstance(args[0], Mapping):
-        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
-        if len(owner) * longest > MAX_VALUE:
-            raise OverBudget(f"a translation longer than {MAX_VALUE} characters is not allowed")
+        _check_translation(owner, args[0])
     return args
+
+
+def _check_width_call(owner: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    width = args[0] if args else next(iter(kwargs.values()), 0)
+    if isinstance(width, int) and width * (8 if name == "expandtabs" else 1) > MAX_RESULT:
+        raise too_big(f"str.{name} this wide is not allowed")
+    if name == "expandtabs" and isinstance(width, int) and len(owner) * max(width, 1) > MAX_VALUE:
+        raise too_big("str.expandtabs of this much text is not allowed")
+
+
+def _check_replacement(owner: str, old: Any, new: Any) -> None:
+    grows = owner.count(str(old)) * len(str(new)) if old else (len(owner) + 1) * len(str(new))
+    if len(owner) + grows > MAX_RESULT:
+        raise too_big("a replacement this large is not allowed")
+
+
+def _measured_join(items: list[Any], separator: str) -> list[Any]:
+    """The items of a join, once what it would make is known to be within MAX_VALUE."""
+    if _text_size(items, separator) > MAX_VALUE:
+        raise OverBudget(f"a join longer than {MAX_VALUE} characters is not allowed")
+    return items
+
+
+def _check_translation(owner: str, table: Mapping[Any, Any]) -> None:
+    longest = max((len(v) for v in table.values() if isinstance(v, str)), default=1)
+    if len(owner) * longest > MAX_VALUE:
+        raise OverBudget(f"a translation longer than {MAX_VALUE} characters is not allowed")
 
 
 def check_binop(operator: str, left: Any, right: Any) -> None:
@@ -107,16 +123,21 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "%" and isinstance(left, str):
         check_printf(left, right)
     if operator == "*":
-        for seq, n in ((left, right), (right, left)):
-            if _size(seq) and isinstance(n, int):
-                if _size(seq) * n > MAX_RESULT:
-                    raise SecurityError(f"a repetition of more than {MAX_RESULT} items is not allowed")
-                if n > 1 and weight(seq, MAX_VALUE // n + 1) * n > MAX_VALUE:
-                    raise OverBudget(f"a repetition of more than {MAX_VALUE} characters and items is not allowed")
+        _check_repetition(left, right)
+        _check_repetition(right, left)
     if operator == "**" and isinstance(right, (int, float)) and isinstance(left, (int, float)) and _huge(left, right):
         raise SecurityError("a power this large is not allowed")
     if operator == "+" and _size(left) + _size(right) > MAX_RESULT:
         raise SecurityError(f"a result longer than {MAX_RESULT} is not allowed")
+
+
+def _check_repetition(seq: Any, n: Any) -> None:
+    """`seq * n`: its items, and the characters and items its copies hold."""
+    if _size(seq) and isinstance(n, int):
+        if _size(seq) * n > MAX_RESULT:
+            raise SecurityError(f"a repetition of more than {MAX_RESULT} items is not allowed")
+        if n > 1 and weight(seq, MAX_VALUE // n + 1) * n > MAX_VALUE:
+            raise OverBudget(f"a repetition of more than {MAX_VALUE} characters and items is not allowed")
 
 
 def _huge(base: float, exponent: float) -> bool:
@@ -159,30 +180,44 @@ class _BoundedEscapeFormatter(_Bounded, SandboxedEscapeFormatter):
 
 def wrap_str_format(env: Any, value: Any) -> Callable[..., str] | None:
     """Jinja's SandboxedEnvironment.wrap_str_format, with the bounded formatter."""
-    if not isinstance(value, (types.MethodType, types.BuiltinMethodType)):
-        return None
-    if value.__name__ not in ("format", "format_map"):
-        return None
-    owner = value.__self__
-    if not isinstance(owner, str):
+    owner = _formatted_text(value)
+    if owner is None:
         return None
     check_widths(owner)
     is_format_map = value.__name__ == "format_map"
 
     def wrapper(*args: Any, **kwargs: Any) -> str:
         spend()
-        formatter: SandboxedFormatter = (_BoundedEscapeFormatter(env, escape=owner.escape) if isinstance(owner, Markup)
-                                         else _BoundedFormatter(env))
-        if is_format_map:
-            if kwargs:
-                raise TypeError("format_map() takes no keyword arguments")
-            if len(args) != 1:
-                raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
-            mapping: Mapping[str, Any] = args[0]
-            return str(made(type(owner)(formatter.vformat(owner, (), mapping))))
-        return str(made(type(owner)(formatter.vformat(owner, args, kwargs))))
+        return _bounded_format(env, owner, is_format_map, args, kwargs)
 
     return update_wrapper(wrapper, value)
+
+
+def _formatted_text(value: Any) -> str | None:
+    """The string whose `format` or `format_map` method `value` is, else None."""
+    if not isinstance(value, (types.MethodType, types.BuiltinMethodType)):
+        return None
+    if value.__name__ not in ("format", "format_map"):
+        return None
+    owner = value.__self__
+    return owner if isinstance(owner, str) else None
+
+
+def _bounded_format(env: Any, owner: str, is_format_map: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    formatter: SandboxedFormatter = (_BoundedEscapeFormatter(env, escape=owner.escape) if isinstance(owner, Markup)
+                                     else _BoundedFormatter(env))
+    if is_format_map:
+        return str(made(type(owner)(formatter.vformat(owner, (), _format_map_argument(args, kwargs)))))
+    return str(made(type(owner)(formatter.vformat(owner, args, kwargs))))
+
+
+def _format_map_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    if kwargs:
+        raise TypeError("format_map() takes no keyword arguments")
+    if len(args) != 1:
+        raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+    mapping: Mapping[str, Any] = args[0]
+    return mapping
 
 
 # -- filters and tests -----------------------------------------------------------------------
@@ -192,34 +227,61 @@ def _argument(rest: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: s
 
 def _check_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """The filters that can make far more than they are given, by their arguments."""
-    if name in ("center", "indent"):
-        width = _argument(rest, kwargs, 0, "width", 0)
-        if isinstance(width, int) and width > MAX_RESULT:
-            raise too_big(f"the {name} filter this wide is not allowed")
-        if isinstance(width, str) and isinstance(value, str) and len(width) * (value.count("\n") + 1) > MAX_VALUE:
-            raise too_big("the indent filter this wide is not allowed")
-    elif name == "wordwrap":
-        width = _argument(rest, kwargs, 0, "width", 79)
-        wrap = _argument(rest, kwargs, 2, "wrapstring", "\n") or "\n"
-        if (isinstance(width, int) and isinstance(wrap, str) and isinstance(value, str)
-                and len(wrap) * (len(value) // max(width, 1) + value.count("\n") + 1) > MAX_VALUE):
-            raise too_big("the wordwrap filter this narrow is not allowed")
-    elif name == "format" and isinstance(value, str):
+    check = _FILTER_CHECKS.get(name)
+    if check is not None:
+        check(name, value, rest, kwargs)
+
+
+def _check_width_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    width = _argument(rest, kwargs, 0, "width", 0)
+    if isinstance(width, int) and width > MAX_RESULT:
+        raise too_big(f"the {name} filter this wide is not allowed")
+    if isinstance(width, str) and isinstance(value, str) and len(width) * (value.count("\n") + 1) > MAX_VALUE:
+        raise too_big("the indent filter this wide is not allowed")
+
+
+def _check_wordwrap(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    width = _argument(rest, kwargs, 0, "width", 79)
+    wrap = _argument(rest, kwargs, 2, "wrapstring", "\n") or "\n"
+    if (isinstance(width, int) and isinstance(wrap, str) and isinstance(value, str)
+            and len(wrap) * (len(value) // max(width, 1) + value.count("\n") + 1) > MAX_VALUE):
+        raise too_big("the wordwrap filter this narrow is not allowed")
+
+
+def _check_format_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if isinstance(value, str):
         check_printf(value, kwargs or rest)
-    elif name == "replace" and len(rest) >= 2 and isinstance(value, str):
+
+
+def _check_replace_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if len(rest) >= 2 and isinstance(value, str):
         str_call_args(value, "replace", rest[:2], {})
-    elif name in ("batch", "slice"):
-        count = _argument(rest, kwargs, 0, "linecount" if name == "batch" else "slices", 0)
-        if isinstance(count, int) and count > MAX_RESULT:
-            raise too_big(f"the {name} filter making this many lists is not allowed")
-    elif name == "sum":
-        start = _argument(rest, kwargs, 1, "start", 0)
-        if not isinstance(start, (int, float)):
-            raise SecurityError("the sum filter adds numbers: its start must be a number")
-    elif name == "tojson":
-        indent = _argument(rest, kwargs, 0, "indent", None)
-        if isinstance(indent, int) and weight(value) * (abs(indent) + 1) > MAX_VALUE:
-            raise too_big("the tojson filter this indented is not allowed")
+
+
+def _check_lists_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    count = _argument(rest, kwargs, 0, "linecount" if name == "batch" else "slices", 0)
+    if isinstance(count, int) and count > MAX_RESULT:
+        raise too_big(f"the {name} filter making this many lists is not allowed")
+
+
+def _check_sum_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    start = _argument(rest, kwargs, 1, "start", 0)
+    if not isinstance(start, (int, float)):
+        raise SecurityError("the sum filter adds numbers: its start must be a number")
+
+
+def _check_tojson_filter(name: str, value: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    indent = _argument(rest, kwargs, 0, "indent", None)
+    if isinstance(indent, int) and weight(value) * (abs(indent) + 1) > MAX_VALUE:
+        raise too_big("the tojson filter this indented is not allowed")
+
+
+_FilterCheck = Callable[[str, Any, tuple[Any, ...], dict[str, Any]], None]
+_FILTER_CHECKS: dict[str, _FilterCheck] = {
+    "center": _check_width_filter, "indent": _check_width_filter, "wordwrap": _check_wordwrap,
+    "format": _check_format_filter, "replace": _check_replace_filter, "batch": _check_lists_filter,
+    "slice": _check_lists_filter, "sum": _check_sum_filter, "tojson": _check_tojson_filter,
+}
 
 
 def _join(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -229,11 +291,15 @@ def _join(original: Callable[..., Any]) -> Callable[..., Any]:
         items = pulled(value)
         if attribute is not None:
             items = list(map(make_attrgetter(eval_ctx.environment, attribute), items))
-        if _text_size(items, str(d)) > MAX_VALUE:
-            raise OverBudget(f"a join longer than {MAX_VALUE} characters is not allowed")
-        return original(eval_ctx, items, d)
+        return original(eval_ctx, _measured_join(items, str(d)), d)
 
     return join
+
+
+def _weigh_arguments(arguments: tuple[Any, ...]) -> None:
+    for argument in arguments:
+        if not isinstance(argument, (Iterator, str)):  # an iterator is pulled and weighed by join
+            check_weight(argument)
 
 
 def guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -247,9 +313,7 @@ def guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any
         spend()
         value, rest = (args[lead], args[lead + 1:]) if len(args) > lead else (None, ())
         if weighed:
-            for argument in (value, *rest, *kwargs.values()):
-                if not isinstance(argument, (Iterator, str)):  # an iterator is pulled and weighed by join
-                    check_weight(argument)
+            _weigh_arguments((value, *rest, *kwargs.values()))
         _check_filter(name, value, rest, kwargs)
         return made(run(*args, **kwargs))
 
