@@ -74,6 +74,16 @@ def batch(raw: Mapping[str, Any], duration: Duration, err: Report, key_reads: Ke
     found = raw.get("batch")
     if not isinstance(found, Mapping):
         return None
+    _batch_combinations(raw, err)
+    window = duration(("batch", "window"), found.get("window"))
+    key = _batch_key(found.get("key"), err, key_reads)
+    if not _batch_window_fits(window, found.get("window"), err):
+        return None
+    return Batch(key, window, found.get("max_items"))
+
+
+def _batch_combinations(raw: Mapping[str, Any], err: Report) -> None:
+    """A batch with a digest, a throttle or a schedule: each says what to keep."""
     for other, why in (("digest", "a digest collects on a cron, a batch from its first event: keep one"),
                        ("throttle", "a batch already sends one notification per key and window: remove throttle")):
         if raw.get(other):
@@ -81,23 +91,29 @@ def batch(raw: Mapping[str, Any], duration: Duration, err: Report, key_reads: Ke
     schedule = raw.get("schedule")
     if isinstance(schedule, Mapping) and dict(schedule) not in ({}, {"at": "once"}):
         err(("schedule",), "a batch is sent when its window closes, after its first event: remove schedule")
-    window = duration(("batch", "window"), found.get("window"))
-    key = found.get("key")
+
+
+def _batch_key(key: Any, err: Report, key_reads: KeyReads) -> str:
+    """The key a batch collects by ("" when there is none): a template, reading what the events hold."""
     if not isinstance(key, str) or not key.strip():
         err(("batch", "key"), "batch.key must say what to collect by, e.g. \"{{ message.conversation_id }}\"")
-        key = ""
-    elif not expressions.is_template(key):
+        return ""
+    if not expressions.is_template(key):
         example = f"{{{{ {key.strip()} }}}}" if _PATH.match(key.strip()) else "{{ message.conversation_id }}"
         err(("batch", "key"), f"batch.key {key!r} is the same for every event, so every event of a recipient lands "
                               f"in one batch: write a template, such as \"{example}\"", "warning")
-    else:
-        for problem in key_reads(("batch", "key"), key):
-            err(problem.path, problem.message, problem.severity, problem.blocks)
+        return key
+    for problem in key_reads(("batch", "key"), key):
+        err(problem.path, problem.message, problem.severity, problem.blocks)
+    return key
+
+
+def _batch_window_fits(window: timedelta, written: Any, err: Report) -> bool:
     if window <= timedelta(0):
         err(("batch", "window"), "batch.window must be longer than 0s (how long to collect after the first event)")
-        return None
+        return False
     if window > MAX_BATCH_WINDOW:
-        err(("batch", "window"), f"batch.window {found.get('window')} is longer than 1d: collect over a longer "
+        err(("batch", "window"), f"batch.window {written} is longer than 1d: collect over a longer "
                                  "period with a digest (digest.period and digest.send)")
-        return None
-    return Batch(key, window, found.get("max_items"))
+        return False
+    return True
