@@ -17,7 +17,7 @@ so a pattern accepts what it accepted before, only in linear time.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from functools import lru_cache
 from importlib.util import find_spec
@@ -82,25 +82,28 @@ def python_dialect(pattern: str) -> str:
     out: list[str] = []
     in_class = False
     multiline = "(?m" in pattern or re.search(r"\(\?[a-zA-Z]*m", pattern) is not None
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\" and i + 1 < len(pattern):
-            out.append(_escape(pattern[i + 1], in_class))
-            i += 2
+    chars = iter(pattern)
+    for char in chars:
+        escaped = next(chars, None) if char == "\\" else None
+        if escaped is not None:
+            out.append(_escape(escaped, in_class))
             continue
-        if in_class:
-            if char == "]" and not _class_start(out):
-                in_class = False
-            elif char in "[&~":
-                char = "\\" + char
-        elif char == "[":
-            in_class = True
-        elif char == "$" and not multiline:
-            char = r"(?:\n?\z)"
-        out.append(char)
-        i += 1
+        text, in_class = _unescaped(char, in_class, multiline, out)
+        out.append(text)
     return "".join(out)
+
+
+def _unescaped(char: str, in_class: bool, multiline: bool, out: list[str]) -> tuple[str, bool]:
+    """A character outside an escape, as the linear engine reads it, and whether a class is open after it."""
+    if in_class:
+        if char == "]" and not _class_start(out):
+            return char, False
+        return ("\\" + char if char in "[&~" else char), True
+    if char == "[":
+        return char, True
+    if char == "$" and not multiline:
+        return r"(?:\n?\z)", False
+    return char, False
 
 
 def _escape(letter: str, in_class: bool) -> str:
@@ -216,17 +219,25 @@ def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: 
     if "patternProperties" not in schema or not validator.is_type(instance, "object"):
         yield from Draft202012Validator.VALIDATORS["additionalProperties"](validator, allowed, instance, schema)
         return
-    declared = schema.get("properties", {})
-    extras = {key for key in instance
-              if key not in declared and not any(_matches(p, key) for p in schema["patternProperties"])}
+    extras = _extras(instance, schema)
     if validator.is_type(allowed, "object"):
         for extra in extras:
             yield from validator.descend(instance[extra], allowed, path=extra)
     elif not allowed and extras:
-        verb = "does" if len(extras) == 1 else "do"
-        joined = ", ".join(repr(each) for each in sorted(extras))
-        patterns = ", ".join(repr(each) for each in sorted(schema["patternProperties"]))
-        yield ValidationError(f"{joined} {verb} not match any of the regexes: {patterns}")
+        yield ValidationError(_unmatched(extras, schema["patternProperties"]))
+
+
+def _extras(instance: Mapping[str, Any], schema: Mapping[str, Any]) -> set[str]:
+    """The keys of `instance` that neither `properties` declares nor a pattern of `patternProperties` matches."""
+    declared = schema.get("properties", {})
+    return {key for key in instance
+            if key not in declared and not any(_matches(p, key) for p in schema["patternProperties"])}
+
+
+def _unmatched(extras: set[str], patterns: Iterable[str]) -> str:
+    verb = "does" if len(extras) == 1 else "do"
+    joined = ", ".join(repr(each) for each in sorted(extras))
+    return f"{joined} {verb} not match any of the regexes: {', '.join(repr(each) for each in sorted(patterns))}"
 
 
 @lru_cache(maxsize=1)
@@ -324,18 +335,26 @@ def _in_python_dialect(node: Any) -> Any:
 
 def _compile(schema: dict[str, Any]) -> Any:
     """The compiled validator, or None where only jsonschema may judge."""
-    named: set[str] = set()
-    for key, value in _walk(schema):
-        if key in _LEFT_TO_JSONSCHEMA or (key == "$schema" and value != DRAFT):
-            return None
-        if key == "format" and isinstance(value, str):
-            named.add(value)
+    named = _named_formats(schema)
+    if named is None:
+        return None
     formats = {name: QUICK_FORMATS.get(name) or _asked_of_jsonschema(name) for name in named | set(QUICK_FORMATS)}
     try:
         return jsonschema_rs.Draft202012Validator(_in_python_dialect(schema), formats=formats, validate_formats=True,
                                                   pattern_options=_LINEAR, offline=True)
     except Exception:  # anything it cannot compile (a remote $ref, a bad pattern): jsonschema decides
         return None
+
+
+def _named_formats(schema: dict[str, Any]) -> set[str] | None:
+    """The formats `schema` names; None when it uses what only jsonschema judges."""
+    named: set[str] = set()
+    for key, value in _walk(schema):
+        if key in _LEFT_TO_JSONSCHEMA or (key == "$schema" and value != DRAFT):
+            return None
+        if key == "format" and isinstance(value, str):
+            named.add(value)
+    return named
 
 
 class Checker:
