@@ -175,19 +175,24 @@ class _Loader:
         ok = True
         for path, problem, structural in shape.problems(doc, checker):
             ok = False
-            if len(path) > 1 and path[0] == "notifications":
-                parts = self.misshapen.setdefault((doc.file, path[1]), set())  # not planned, whatever the error
-                if structural:
-                    parts.add(_misshapen_part(path[2:]))
-            elif len(path) > 1 and path[0] == "events":
-                self.broken_schemas.add(path[1])
-            elif path and path[0] == "definitions":
-                self.broken_schemas.add(ANY_SCHEMA)
-            if root and path and structural:
-                self.misshapen_settings.add(path[0])
+            self.note_misshapen(doc, path, structural, root)
             self.problems.append(problem)
             self.shape_problems.add(problem)
         return ok
+
+    def note_misshapen(self, doc: Document, path: tuple[Any, ...], structural: bool, root: bool) -> None:
+        """What a shape error at `path` keeps from the meaning checks: a rule (or a part of it), an
+        event type's schema, every schema (a definition), a setting of the root file."""
+        if len(path) > 1 and path[0] == "notifications":
+            parts = self.misshapen.setdefault((doc.file, path[1]), set())  # not planned, whatever the error
+            if structural:
+                parts.add(_misshapen_part(path[2:]))
+        elif len(path) > 1 and path[0] == "events":
+            self.broken_schemas.add(path[1])
+        elif path and path[0] == "definitions":
+            self.broken_schemas.add(ANY_SCHEMA)
+        if root and path and structural:
+            self.misshapen_settings.add(path[0])
 
     def clearest(self) -> list[Problem]:
         """Every problem once; a schema message is dropped where a clearer one points at the same place."""
@@ -218,43 +223,57 @@ class _Loader:
             if self.over_budget(mark):
                 break
             doc = self.read(path)
-            if doc.data is None and not any(p.file == doc.file for p in self.problems):
-                continue
-            if doc.data is not None and not isinstance(doc.data, dict):
-                self.error(doc.mark(()), "a rule file must be a mapping (definitions, events, notifications)")
-                continue
-            if doc.data is None:
-                continue
-            self.check_shape(doc, rule_file_checker())
-            for key in ROOT_ONLY:
-                if key in doc.data:
-                    self.error(doc.mark((key,), key=True),
-                               f"{key!r} belongs in {os.path.basename(self.root)}, not in a rule file")
-            self.docs.append(doc)
+            if self.holds_rules(doc):
+                self.check_shape(doc, rule_file_checker())
+                self.refuse_root_settings(doc)
+                self.docs.append(doc)
+
+    def holds_rules(self, doc: Document) -> bool:
+        """Whether a rule file has rules to check: not empty, and a mapping (a problem when it is not)."""
+        if doc.data is not None and not isinstance(doc.data, dict):
+            self.error(doc.mark(()), "a rule file must be a mapping (definitions, events, notifications)")
+            return False
+        return doc.data is not None
+
+    def refuse_root_settings(self, doc: Document) -> None:
+        for key in ROOT_ONLY:
+            if key in doc.data:
+                self.error(doc.mark((key,), key=True),
+                           f"{key!r} belongs in {os.path.basename(self.root)}, not in a rule file")
 
     def load_templates(self) -> Templates:
         found: Templates = {}
-        folder = os.path.join(self.base, "templates_map")
-        paths = sorted(glob.glob(os.path.join(folder, "*.yaml")) + glob.glob(os.path.join(folder, "*.yml")))
-        if not paths:
-            self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: "
-                                                      "add one per environment (production.yaml, ...)")
-        for path in paths:
+        for path in self.template_map_paths():
             why = self.not_includable(path)
             if why:
                 self.error(Mark(self.display(path)), f"templates_map: {os.path.basename(path)!r} {why}")
                 continue
             if self.over_budget(Mark(self.display(path))):
                 break
-            before = len(self.problems)
-            doc = self.read(path)
-            if doc.data is None and len(self.problems) > before:
-                continue  # unreadable: its problem says why
-            if doc.data is None:
-                doc.data = {}
-            if self.check_shape(doc, templates_map_checker()):
+            doc = self.read_template_map(path)
+            if doc is not None and self.check_shape(doc, templates_map_checker()):
                 found[Path(path).stem] = (doc, dict(doc.data))
         return found
+
+    def template_map_paths(self) -> list[str]:
+        """templates_map/*.yaml and *.yml beside the root file, one per environment; a problem when there is none."""
+        folder = os.path.join(self.base, "templates_map")
+        paths = sorted(glob.glob(os.path.join(folder, "*.yaml")) + glob.glob(os.path.join(folder, "*.yml")))
+        if not paths:
+            self.error(Mark(self.display(self.root)), "no templates_map/*.yaml beside notifications.yaml: "
+                                                      "add one per environment (production.yaml, ...)")
+        return paths
+
+    def read_template_map(self, path: str) -> Document | None:
+        """The templates map at `path` (an empty file maps nothing); None when it cannot be read,
+        its problem saying why."""
+        before = len(self.problems)
+        doc = self.read(path)
+        if doc.data is None and len(self.problems) > before:
+            return None
+        if doc.data is None:
+            doc.data = {}
+        return doc
 
     def build(self, root: Document, templates: Templates) -> Config | None:
         """The configuration, when no file has an error; else None, and the rules that can be
@@ -264,24 +283,18 @@ class _Loader:
         declared = declarations.gather(self.docs, self.broken_schemas)
         self.problems += declared.problems
         self.broken_schemas |= declared.broken_schemas
-        env_maps = {env: mapping for env, (_, mapping) in templates.items()}
-        config = Config(
-            app=top.app,
-            timezone=top.timezone,
-            categories=top.categories,
-            events=declared.events,
-            notifications=self.notifications(top, declared, env_maps),
-            templates=env_maps,
-            rate_limit=top.rate_limit,
-            quiet_hours=top.quiet_hours,
-            retention=top.retention,
-            definitions=declared.definitions,
-            root=self.display(self.root),
-        )
+        config = self.config(top, declared, {env: mapping for env, (_, mapping) in templates.items()})
         if any(p.severity == "error" for p in self.problems):
             self.partial = config
             return None
         return config
+
+    def config(self, top: TopLevel, declared: Declared, templates: Mapping[str, Mapping[str, str]]) -> Config:
+        """What the settings, the declarations and the rules without an error make."""
+        return Config(app=top.app, timezone=top.timezone, categories=top.categories, events=declared.events,
+                      notifications=self.notifications(top, declared, templates), templates=templates,
+                      rate_limit=top.rate_limit, quiet_hours=top.quiet_hours, retention=top.retention,
+                      definitions=declared.definitions, root=self.display(self.root))
 
     def notifications(self, top: TopLevel, declared: Declared,
                       templates: Mapping[str, Mapping[str, str]]) -> dict[str, Notification]:
