@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +38,9 @@ def command(names: tuple[str, ...], since: datetime | None, until: datetime | No
         raise click.UsageError("say what to retry: --notification, --since/--until, --id, or --all")
     selection = Selection(names, ids, since, until)
     rt = runtime(config_path, migrate=False)
-    unknown = sorted(set(names) - set(rt.config.notifications))
-    if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)}: not a notification of the rules in force",
-                                 param_hint="--notification")
+    _refuse_unknown(names, rt.config.notifications)
     rows = retryable(rt.store, selection)
-    for missing in sorted(set(ids) - {r["id"] for r in rows}):
-        click.echo(f"#{missing}: not retried: {rt.store.status(missing)} (only failed or paused sends are)", err=True)
+    _say_not_retried(rt, set(ids) - {r["id"] for r in rows})
     if not rows:
         click.echo("nothing to retry")
         return
@@ -53,6 +50,19 @@ def command(names: tuple[str, ...], since: datetime | None, until: datetime | No
         click.echo(f"{len(rows)} notification(s) would be sent again (dry run: nothing changed)")
         return
     click.echo(_summary(_deliver(rt, [r["id"] for r in rows])))
+
+
+def _refuse_unknown(names: tuple[str, ...], notifications: Iterable[str]) -> None:
+    unknown = sorted(set(names) - set(notifications))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: not a notification of the rules in force",
+                                 param_hint="--notification")
+
+
+def _say_not_retried(rt: Any, ids: set[int]) -> None:
+    """Why each id asked for is not retried: its status."""
+    for missing in sorted(ids):
+        click.echo(f"#{missing}: not retried: {rt.store.status(missing)} (only failed or paused sends are)", err=True)
 
 
 def _deliver(rt: Any, row_ids: list[int]) -> Counter[str]:

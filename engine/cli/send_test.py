@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .common import config_option, runtime
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 @click.command("send-test")
@@ -26,22 +30,26 @@ def command(notification: str, user_id: str | None, email: str | None, data_path
     rt = runtime(config_path)
     if notification not in rt.config.notifications:
         raise click.BadParameter(f"unknown notification {notification!r}", param_hint="--type")
-    data = None
-    if data_path:
-        with open(data_path, encoding="utf-8") as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise click.ClickException(f"{data_path}: not JSON: {exc.msg}") from None
-    if email:
-        # The id is stored in clear (it keys rows and logs): never the address itself.
-        test_id = "test:" + hashlib.sha256(email.lower().encode()).hexdigest()[:16]
-        recipient = rt.store.recipient_by_email(email) or {"id": test_id, "email": email, "name": email.split("@")[0]}
-    else:
-        recipient = user_id  # type: ignore[assignment]
+    data = _read_data(data_path) if data_path else None
+    recipient = _addressee(rt, email) if email else str(user_id)
     # A test send goes out each time it is asked for: its own idempotency key, not the rule's.
     key = f"send-test:{notification}:{uuid.uuid4().hex}"
     status = rt.send_now(notification, recipient, data, idempotency_key=key, example=data is None)
     click.echo(f"{notification}: {status} (via {rt.backend.name})")
     if status not in ("sent",):
         raise click.exceptions.Exit(1)
+
+
+def _read_data(path: str) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{path}: not JSON: {exc.msg}") from None
+
+
+def _addressee(rt: Runtime, email: str) -> dict[str, Any]:
+    """The known recipient with this address, else one made for the test send."""
+    # The id is stored in clear (it keys rows and logs): never the address itself.
+    test_id = "test:" + hashlib.sha256(email.lower().encode()).hexdigest()[:16]
+    return rt.store.recipient_by_email(email) or {"id": test_id, "email": email, "name": email.split("@")[0]}

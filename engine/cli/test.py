@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -54,11 +55,24 @@ def command(paths: tuple[str, ...], config_path: str | None, env: str) -> None:
     if env not in config.templates:
         raise click.BadParameter(f"no templates_map/{env}.yaml (have: {', '.join(sorted(config.templates))})",
                                  param_hint="--env")
-    files = scenario_files(paths or [default_folder(config_path)])
+    verdicts = run_all(config, _files(paths or (default_folder(config_path),)), env)
+    click.echo(summary(verdicts))
+    raise click.exceptions.Exit(max(verdicts))
+
+
+def _files(paths: Sequence[str | Path]) -> list[Path]:
+    """The scenario files `paths` name (folders read for their files); NoScenarios when one is
+    missing or there are none."""
+    files = scenario_files(paths)
     absent = [str(p) for p in files if not p.is_file()]
     if absent or not files:
         raise NoScenarios(f"no such scenario file: {', '.join(absent)}" if absent else
-                          f"no scenario files in {', '.join(map(str, paths or [default_folder(config_path)]))}")
+                          f"no scenario files in {', '.join(map(str, paths))}")
+    return files
+
+
+def run_all(config: Config, files: list[Path], env: str) -> list[int]:
+    """Each file's verdict, its report said as it comes."""
     verdicts: list[int] = []
     for path in files:
         verdict, text = one(config, path, env)
@@ -66,5 +80,4 @@ def command(paths: tuple[str, ...], config_path: str | None, env: str) -> None:
             click.echo()  # a failure's report stands apart from the one-line passes around it
         verdicts.append(verdict)
         click.echo(text + ("\n" if verdict != PASSED else ""))
-    click.echo(summary(verdicts))
-    raise click.exceptions.Exit(max(verdicts))
+    return verdicts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -28,18 +30,28 @@ def command(within: Span, fmt: str | None, tz: str | None, config_path: str | No
     fmt = output_format(fmt)
     if fmt == "json":  # for programs: UTC, whatever --tz says
         for r in rows:
-            click.echo(json.dumps({
-                "id": r["id"], "notification": r["notification"], "recipient": r["recipient_id"],
-                "channels": r["channels"], "template": r["template"], "send_at": format_instant(r["send_at"]),
-                "status": r["status"], "idempotency_key": r["idempotency_key"], "will_skip": r["will_skip"],
-                "digest_items": r["digest_items"], "data": r["data"],
-            }, ensure_ascii=False))
+            click.echo(json.dumps(_json_entry(r), ensure_ascii=False))
         return
-    table = []
-    for r in rows:
-        note = f"will be skipped: {r['will_skip']}" if r["will_skip"] else (
-            f"{r['digest_items']} item(s) so far" if r["digest_items"] is not None else "")
-        table.append([local_time(r["send_at"], tz), r["notification"], r["recipient_id"], r["template"] or "-",
-                      r["status"], note])
     zone = f" (times in {tz})" if tz else " (times in UTC)"
-    print_rows(COLUMNS, table, fmt, f"Sends due within {within.text}{zone}")
+    print_rows(COLUMNS, [_table_row(r, tz) for r in rows], fmt, f"Sends due within {within.text}{zone}")
+
+
+def _json_entry(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "notification": r["notification"], "recipient": r["recipient_id"],
+        "channels": r["channels"], "template": r["template"], "send_at": format_instant(r["send_at"]),
+        "status": r["status"], "idempotency_key": r["idempotency_key"], "will_skip": r["will_skip"],
+        "digest_items": r["digest_items"], "data": r["data"],
+    }
+
+
+def _table_row(r: Mapping[str, Any], tz: str | None) -> list[str]:
+    return [local_time(r["send_at"], tz), r["notification"], r["recipient_id"], r["template"] or "-", r["status"],
+            _note(r)]
+
+
+def _note(r: Mapping[str, Any]) -> str:
+    """Why it will be skipped, or what a digest holds so far."""
+    if r["will_skip"]:
+        return f"will be skipped: {r['will_skip']}"
+    return f"{r['digest_items']} item(s) so far" if r["digest_items"] is not None else ""
