@@ -139,11 +139,17 @@ def _attribute_problem(name: str, value: Any) -> str | None:
     if value is None:  # the JSON format's way of leaving an optional attribute out
         return None
     if name == "datacontenttype":
-        if not isinstance(value, str) or not _JSON_MEDIA.fullmatch(media_type(value)):
-            return "must be application/json (the engine reads data as JSON)"
-        return None
+        return None if _is_json_media(value) else "must be application/json (the engine reads data as JSON)"
     if name in CONTEXT:
         return None if isinstance(value, str) else "must be a string"
+    return _extension_problem(name, value)
+
+
+def _is_json_media(value: Any) -> bool:
+    return isinstance(value, str) and _JSON_MEDIA.fullmatch(media_type(value)) is not None
+
+
+def _extension_problem(name: str, value: Any) -> str | None:
     if not _ATTRIBUTE_NAME.fullmatch(name):
         return (f"{name[:50]!r} is not a CloudEvents attribute name (at most 20 lower-case ASCII letters or digits; "
                 "the envelope's own fields go in 'data')")

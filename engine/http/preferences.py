@@ -39,21 +39,29 @@ async def preferences(request: Request) -> Response:
     """GET: the recipient's preferences; PUT `{"preferences": {key: true/false/null}}`: changes them."""
     state = hook(request)
     state.auth.admin(request)
-    recipient_id = request.path_params["recipient_id"]  # a `/` in an id arrives percent-encoded, or as it is
+    recipient_id = _recipient_id(request)
+    if request.method == "GET":
+        return JSONResponse({"recipient": recipient_id,
+                             "preferences": await run_in_threadpool(state.runtime.store.preferences, recipient_id)})
+    values = await _values(request, state.runtime)
+    return JSONResponse({"recipient": recipient_id, "preferences": await _stored(state.runtime, recipient_id, values)})
+
+
+def _recipient_id(request: Request) -> str:
+    recipient_id: str = request.path_params["recipient_id"]  # a `/` in an id arrives percent-encoded, or as it is
     why = recipient_problem(recipient_id)
     if why:
         raise Refused(422, why, problems=[{"path": "recipient_id", "message": why}])
-    store = state.runtime.store
-    if request.method == "GET":
-        return JSONResponse({"recipient": recipient_id,
-                             "preferences": await run_in_threadpool(store.preferences, recipient_id)})
-    values = await _values(request, state.runtime)
+    return recipient_id
+
+
+async def _stored(runtime: Runtime, recipient_id: str, values: dict[str, bool | None]) -> Any:
+    """The recipient's preferences once `values` are stored; Refused (422) for a value the store cannot hold."""
     try:
-        stored = await run_in_threadpool(store.set_preferences, recipient_id, values, utcnow())
+        return await run_in_threadpool(runtime.store.set_preferences, recipient_id, values, utcnow())
     except DataError as exc:
         raise Refused(422, "invalid preferences: the store cannot hold one of the values",
                       problems=[{"path": "$.preferences", "message": first_line(exc.orig)}]) from None
-    return JSONResponse({"recipient": recipient_id, "preferences": stored})
 
 
 async def _values(request: Request, runtime: Runtime) -> dict[str, bool | None]:

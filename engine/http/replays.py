@@ -72,19 +72,18 @@ class Replays:
         body; `in flight`: the first copy is still being stored after `wait_s`. Store errors rise."""
         deadline = time.monotonic() + self.wait_s
         found = await self._claim(signed)
-        while True:
-            if found is None:
-                return Seen("new")
-            if found.request != signed.request:
-                return Seen("other request")
-            if found.answer is not None:
-                return Seen("answered", found.answer)
+        while (seen := _verdict(found, signed)) is None:
             if time.monotonic() >= deadline:
                 return Seen("in flight")
             await asyncio.sleep(self.poll_s)
-            found = await run_in_threadpool(self.store.signature_receipt, signed.key)
-            if found is None:  # the first copy failed and released it: this one goes on in its place
-                found = await self._claim(signed)
+            found = await self._receipt_or_claim(signed)
+        return seen
+
+    async def _receipt_or_claim(self, signed: Signed) -> Receipt | None:
+        found = await run_in_threadpool(self.store.signature_receipt, signed.key)
+        if found is None:  # the first copy failed and released it: this one goes on in its place
+            return await self._claim(signed)
+        return found
 
     async def _claim(self, signed: Signed) -> Receipt | None:
         return await run_in_threadpool(self.store.claim_signature, signed.key, signed.request, utcnow(), self.window)
@@ -101,3 +100,14 @@ class Replays:
 
     async def remember(self, key: str) -> None:
         await run_in_threadpool(self.store.remember_signature, key, utcnow(), self.window)
+
+
+def _verdict(found: Receipt | None, signed: Signed) -> Seen | None:
+    """What the key's receipt says of this request; None while its first copy is being stored."""
+    if found is None:
+        return Seen("new")
+    if found.request != signed.request:
+        return Seen("other request")
+    if found.answer is not None:
+        return Seen("answered", found.answer)
+    return None

@@ -78,16 +78,25 @@ class RequestId:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != HEADER]
-                message["headers"] = [*headers, (HEADER, rid.encode("latin-1"))]
+                _set_id(message, rid)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             if log.isEnabledFor(logging.DEBUG):  # the line's arguments cost more than the check
-                # The path without its query: a query may hold a signed token (unsubscribe links).
-                path = _CONTROL.sub("?", str(scope.get("path", "")))[:300]
-                log.debug("%s %s answered %s in %.1f ms", scope.get("method"), path, status or "nothing",
-                          (time.monotonic() - started) * 1000)
+                _log_answer(scope, status, started)
             request_id.reset(token)
+
+
+def _set_id(start: Message, rid: str) -> None:
+    """The response's X-Request-Id header is `rid`, whatever the app set."""
+    headers = [(k, v) for k, v in start.get("headers") or [] if k.lower() != HEADER]
+    start["headers"] = [*headers, (HEADER, rid.encode("latin-1"))]
+
+
+def _log_answer(scope: Scope, status: int, started: float) -> None:
+    # The path without its query: a query may hold a signed token (unsubscribe links).
+    path = _CONTROL.sub("?", str(scope.get("path", "")))[:300]
+    log.debug("%s %s answered %s in %.1f ms", scope.get("method"), path, status or "nothing",
+              (time.monotonic() - started) * 1000)

@@ -40,6 +40,10 @@ async def courier_webhook(request: Request) -> Response:
     outcome = await run_in_threadpool(state.runtime.store.record_delivery, message_id, status, utcnow())
     await state.replays.remember(key)
     state.trouble.ok()  # a store that failed requests answers again: said once, with the count
+    return _answer(outcome)
+
+
+def _answer(outcome: str) -> JSONResponse:
     if outcome == "pending":  # it overtook the commit of its send: kept, applied when the send is recorded
         return JSONResponse({"result": outcome, "detail": "accepted, pending its send"}, status_code=202)
     return JSONResponse({"result": outcome})
@@ -77,6 +81,13 @@ def _update(payload: Any) -> tuple[str, str] | dict[str, Any]:
     return data["id"][:MAX_MESSAGE_ID], status
 
 
+def _json_or_none(body: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def webhook_outcome(response: Response) -> str:
     """What a webhook's answer says happened (one of `WEBHOOK_OUTCOMES`)."""
     code = response.status_code
@@ -84,10 +95,7 @@ def webhook_outcome(response: Response) -> str:
         return "refused"
     if code >= 500:
         return "error"
-    try:
-        body = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        body = None
+    body = _json_or_none(response.body)
     result = body.get("result") if isinstance(body, dict) else None
     if isinstance(result, str) and result in WEBHOOK_OUTCOMES:
         return result
