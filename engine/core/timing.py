@@ -76,27 +76,29 @@ def send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> 
 
 
 def _send_time(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> When:
-    if schedule.kind == "once":
-        at = now  # as soon as it is processed (an event stamped in the future is not held back)
-    elif schedule.kind == "after":
-        at = base_time(schedule, event) + schedule.offset
-    elif schedule.kind == "before":
-        at = base_time(schedule, event) - schedule.offset
-    else:
-        found = next_cron(schedule.cron or "", base_time(schedule, event), tz)
-        if found is None:
-            return When(now, "no_cron_time")
-        at = found
-    at = at.astimezone(UTC)
+    planned = _planned(schedule, event, tz, now)
+    if planned is None:
+        return When(now, "no_cron_time")
+    at = planned.astimezone(UTC)
     if schedule.window and not in_window(at, schedule.window, tz):
         if schedule.outside_window == "skip":
             return When(at, "outside_window")
         at = next_opening(at, schedule.window, tz)
     if at < now:
-        if schedule.if_past == "skip":
-            return When(at, "past")
-        at = now
+        return When(at, "past") if schedule.if_past == "skip" else When(now)
     return When(at)
+
+
+def _planned(schedule: Schedule, event: Event, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """The time the schedule names, before its window and the past are minded; None for a cron
+    that never fires."""
+    if schedule.kind == "once":
+        return now  # as soon as it is processed (an event stamped in the future is not held back)
+    if schedule.kind == "after":
+        return base_time(schedule, event) + schedule.offset
+    if schedule.kind == "before":
+        return base_time(schedule, event) - schedule.offset
+    return next_cron(schedule.cron or "", base_time(schedule, event), tz)
 
 
 @dataclass(frozen=True)
