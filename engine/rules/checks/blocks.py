@@ -66,21 +66,30 @@ def schedule(raw: Mapping[str, Any], defaults: Mapping[str, Any], windows: Mappi
     chosen, found = _window(raw.get("window"), windows)
     common = {"if_past": if_past, "window": chosen, "outside_window": raw.get("outside_window", "defer")}
     if len(forms) != 1:
-        said = "say when: one of at, after, before or cron" if not forms else \
-            f"use one of at, after, before or cron, not {' and '.join(forms)}"
-        return Schedule("once", **common), found + [Finding(("schedule",), said)]
+        return Schedule("once", **common), found + [Finding(("schedule",), _forms_said(forms))]
     kind, of = forms[0], raw.get("of")
-    if kind == "before" and not of:
-        found.append(Finding(("schedule", "before"), "`before` needs `of`: the date-time field to count back from"))
-    if kind == "at" and of:
-        found.append(Finding(("schedule", "of"), "`of` goes with before, after or cron, not with `at: once`"))
+    found += _of_problems(kind, of)
     if kind == "cron":
-        found += _cron(("schedule", "cron"), raw["cron"])
-        return Schedule("cron", of=of, cron=raw["cron"], **common), found
+        return Schedule("cron", of=of, cron=raw["cron"], **common), found + _cron(("schedule", "cron"), raw["cron"])
     if kind == "at":
         return Schedule("once", **common), found
     offset = read_duration(("schedule", kind), raw[kind], found)
     return Schedule(kind, offset=offset, of=of, **common), found  # type: ignore[arg-type]
+
+
+def _forms_said(forms: list[str]) -> str:
+    if not forms:
+        return "say when: one of at, after, before or cron"
+    return f"use one of at, after, before or cron, not {' and '.join(forms)}"
+
+
+def _of_problems(kind: str, of: Any) -> list[Finding]:
+    """`of`, the time a schedule counts from: needed by `before`, meaningless with `at`."""
+    if kind == "before" and not of:
+        return [Finding(("schedule", "before"), "`before` needs `of`: the date-time field to count back from")]
+    if kind == "at" and of:
+        return [Finding(("schedule", "of"), "`of` goes with before, after or cron, not with `at: once`")]
+    return []
 
 
 def _window(raw: Any, windows: Mapping[str, Window]) -> Checked[Window | None]:
@@ -132,16 +141,22 @@ def matches(raw: Mapping[str, Any], kind: str, triggers: tuple[str, ...], key: A
     found: list[Finding] = []
     for i, m in enumerate(raw.get(kind) or []):
         event = m.get("event", "")
-        if event not in reads.events:
-            said = f"{kind}: unknown event {event!r}{did_you_mean(event, reads.events)}{known(reads.events)}"
-            found.append(Finding((kind, i, "event"), said, blocks=False))
-        elif event in triggers:
-            found.append(Finding((kind, i, "event"), f"{kind}: {event!r} is this notification's own trigger; "
-                                                     f"it would {kind.split('_')[0]} itself", blocks=False))
+        refused = _unmatchable(kind, event, triggers, reads.events)
+        if refused:
+            found.append(Finding((kind, i, "event"), refused, blocks=False))
         else:
             found += _match(kind, i, event, m, triggers, key, reads)
             kept.append(Match(event, m.get("key", "")))
     return tuple(kept), found
+
+
+def _unmatchable(kind: str, event: Any, triggers: tuple[str, ...], events: Mapping[str, Any]) -> str | None:
+    """Why `kind` cannot match `event`: not declared, or the rule's own trigger."""
+    if event not in events:
+        return f"{kind}: unknown event {event!r}{did_you_mean(event, events)}{known(events)}"
+    if event in triggers:
+        return f"{kind}: {event!r} is this notification's own trigger; it would {kind.split('_')[0]} itself"
+    return None
 
 
 def _match(kind: str, i: int, event: str, m: Mapping[str, Any], triggers: tuple[str, ...], key: Any,

@@ -124,22 +124,24 @@ def path_problems(view: SchemaView, schema: Mapping[str, Any], path: str, what: 
     field = view.field(schema, tuple(path.split(".")))
     on = f" of {event_name!r}" if event_name else ""
     if field.schema is None:
-        steps = tuple(path.split("."))
-        prefix = steps[:steps.index(field.missing)] if field.missing in steps else ()
-        known = view.field(schema, prefix).schema or {}
-        yield (f"{what} {path!r}: the event schema{on} does not declare {field.missing!r}"
-               f"{did_you_mean(field.missing, known.get('properties', {}), prefix)}")
+        yield _undeclared(view, schema, path, field.missing, f"{what} {path!r}: the event schema{on}")
         return
     if not field.required:
         yield f"{what} {path!r}: the event schema{on} must declare it as required (add it to `required`)"
         return
     if date_time and field.schema.get("format") != "date-time":
         yield f"{what} {path!r}: the event schema{on} must declare it as a string with format: date-time"
-    if person:
-        props = field.schema.get("properties", {})
-        missing = [p for p in ("id", "email") if p not in props]
-        if missing:
-            yield f"{what} {path!r} is not a person (no {', '.join(missing)} in its schema)"
+    missing = [p for p in ("id", "email") if p not in field.schema.get("properties", {})] if person else []
+    if missing:
+        yield f"{what} {path!r} is not a person (no {', '.join(missing)} in its schema)"
+
+
+def _undeclared(view: SchemaView, schema: Mapping[str, Any], path: str, missing: Any, said: str) -> str:
+    """`said` does not declare the step `missing` of `path`, with the name it may have meant."""
+    steps = tuple(path.split("."))
+    prefix = steps[:steps.index(missing)] if missing in steps else ()
+    known = view.field(schema, prefix).schema or {}
+    return f"{said} does not declare {missing!r}{did_you_mean(missing, known.get('properties', {}), prefix)}"
 
 
 def context_names(view: SchemaView, schema: Mapping[str, Any], digest: bool) -> set[str]:
@@ -167,17 +169,20 @@ def _reference_problems(view: SchemaView, source: str, schema: Mapping[str, Any]
     root = ref.path[0]
     if root not in names:
         yield f"expression {source!r} reads {root!r}, which the event does not declare{on}{did_you_mean(root, names)}"
-    elif root == "event":
-        if len(ref.path) > 1 and ref.path[1] not in EVENT_FIELDS:
-            yield f"expression {source!r} reads event.{ref.path[1]}; the envelope has id, type, occurred_at"
-    elif root == "app":
-        if len(ref.path) > 1 and ref.path[1] not in APP_FIELDS:
-            yield f"expression {source!r} reads app.{ref.path[1]}; app has name, frontend_url, support_email"
+    elif root in _FIXED_FIELDS:
+        fields, said = _FIXED_FIELDS[root]
+        if len(ref.path) > 1 and ref.path[1] not in fields:
+            yield f"expression {source!r} reads {root}.{ref.path[1]}; {said}"
     elif root == "items":
         if ref.index and len(ref.path) > 1:
             yield from read_problems(view, source, schema, ref.path[1:], on)
     elif root not in UNCHECKED_ROOTS:
         yield from read_problems(view, source, schema, ref.path, on, ref, role, expression)
+
+
+# What the engine provides beside the event's data: the envelope and the app's settings.
+_FIXED_FIELDS = {"event": (EVENT_FIELDS, "the envelope has id, type, occurred_at"),
+                 "app": (APP_FIELDS, "app has name, frontend_url, support_email")}
 
 
 def read_problems(view: SchemaView, source: str, schema: Mapping[str, Any], path: tuple[str, ...], on: str = "",
@@ -206,10 +211,7 @@ def read_problems(view: SchemaView, source: str, schema: Mapping[str, Any], path
 def _optional_read(source: str, path: tuple[str, ...], on: str, role: str, expression: bool) -> tuple[str, Severity]:
     """The problem of reading an optional field with nothing to guard it, and how to fix it."""
     dotted = ".".join(path)
-    lone = not expression and re.fullmatch(r"\{\{\s*" + re.escape(dotted) + r"\s*\}\}", source.strip())
-    fix = (f"{{{{ {dotted} | default(none) }}}}" if lone
-           else f"`{dotted} is defined and ...`, or `{dotted} | default(none)`" if expression
-           else f"`{dotted} | default(none)` there, or test `{dotted} is defined` first")
+    fix = _guard(source, dotted, expression)
     said = (f"expression {source!r} reads {dotted!r}, which the event schema{on} does not require "
             f"(it is not in `required`)")
     if role == "required":
@@ -219,6 +221,14 @@ def _optional_read(source: str, path: tuple[str, ...], on: str, role: str, expre
     if role == "data":
         return f"{said}: a send whose event lacks it is skipped (render failed); write {fix}", "warning"
     return f"{said}: an event that lacks it fails here and its send is skipped; write {fix}", "error"
+
+
+def _guard(source: str, dotted: str, expression: bool) -> str:
+    """How to read the optional field `dotted` in `source` safely."""
+    lone = not expression and re.fullmatch(r"\{\{\s*" + re.escape(dotted) + r"\s*\}\}", source.strip())
+    return (f"{{{{ {dotted} | default(none) }}}}" if lone
+            else f"`{dotted} is defined and ...`, or `{dotted} | default(none)`" if expression
+            else f"`{dotted} | default(none)` there, or test `{dotted} is defined` first")
 
 
 def null_problems(view: SchemaView, name: str, source: str, schema: Mapping[str, Any],
