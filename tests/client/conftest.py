@@ -87,9 +87,16 @@ def _pg_settings() -> dict[str, Any]:
     from tests.runtime.conftest import pg_base_url
 
     url = urlsplit(pg_base_url().replace("postgresql+psycopg://", "postgresql://"))
-    return {"ENGINE": "django.db.backends.postgresql", "NAME": url.path.lstrip("/"), "USER": unquote(url.username or ""),
-            "PASSWORD": unquote(url.password or ""), "HOST": url.hostname or "", "PORT": str(url.port or ""),
-            "OPTIONS": {"options": f"-c search_path={PG_SCHEMA}"}, "CONN_MAX_AGE": 0}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": url.path.lstrip("/"),
+        "USER": unquote(url.username or ""),
+        "PASSWORD": unquote(url.password or ""),
+        "HOST": url.hostname or "",
+        "PORT": str(url.port or ""),
+        "OPTIONS": {"options": f"-c search_path={PG_SCHEMA}"},
+        "CONN_MAX_AGE": 0,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -132,11 +139,10 @@ def outbox_db(request: pytest.FixtureRequest, django_setup: None) -> Iterator[st
     from django.db import connections
 
     alias = request.param
-    if alias == "pg":
-        if not _pg_ready:
-            _create_pg_schema()
-            call_command("migrate", database="pg", verbosity=0)
-            _pg_ready.append(True)
+    if alias == "pg" and not _pg_ready:
+        _create_pg_schema()
+        call_command("migrate", database="pg", verbosity=0)
+        _pg_ready.append(True)
     from engine_client.django.models import OutboxEvent
 
     OutboxEvent.objects.using(alias).all().delete()

@@ -99,11 +99,15 @@ def test_a_retry_after_a_lost_answer_is_answered_not_refused(hook: Hook, auth: s
 
 def test_a_refused_event_raises_with_the_json_paths_and_is_not_retried(hook: Hook) -> None:
     sleeps: list[float] = []
-    bad = {"type": "practitioner.profile_completed", "data": {"practitioner": {"id": "p", "email": "not-an-address",
-                                                                                 "name": "P", "timezone": "Europe/Berlin"}}}
-    with Client(hook.url, token=TOKEN, retry=FAST, sleep=sleeps.append) as client:
-        with pytest.raises(EventRefused) as refused:
-            client.emit_many([profile_completed("fine"), bad])
+    bad = {
+        "type": "practitioner.profile_completed",
+        "data": {"practitioner": {"id": "p", "email": "not-an-address", "name": "P", "timezone": "Europe/Berlin"}},
+    }
+    with (
+        Client(hook.url, token=TOKEN, retry=FAST, sleep=sleeps.append) as client,
+        pytest.raises(EventRefused) as refused,
+    ):
+        client.emit_many([profile_completed("fine"), bad])
     assert refused.value.status == 422
     assert [p.path for p in refused.value.problems] == ["$.events[1].data.practitioner.email"]
     assert "$.events[1].data.practitioner.email" in str(refused.value)
@@ -111,9 +115,11 @@ def test_a_refused_event_raises_with_the_json_paths_and_is_not_retried(hook: Hoo
 
 
 def test_wrong_credentials_raise_unauthorized(hook: Hook) -> None:
-    with Client(hook.url, token="wrong", retry=FAST) as client:
-        with pytest.raises(Unauthorized, match="401: missing or invalid credentials"):
-            client.emit(profile_completed("nobody"))
+    with (
+        Client(hook.url, token="wrong", retry=FAST) as client,
+        pytest.raises(Unauthorized, match="401: missing or invalid credentials"),
+    ):
+        client.emit(profile_completed("nobody"))
 
 
 def test_an_engine_that_is_down_is_retried_with_full_jitter_then_reported() -> None:
@@ -124,7 +130,7 @@ def test_an_engine_that_is_down_is_retried_with_full_jitter_then_reported() -> N
     with client, pytest.raises(EngineUnavailable) as down:
         client.emit(profile_completed("down"))
     assert down.value.attempts == 4 and "ConnectError" in down.value.last
-    assert len(sleeps) == 3 and all(0 <= s <= cap for s, cap in zip(sleeps, (0.1, 0.2, 0.3)))
+    assert len(sleeps) == 3 and all(0 <= s <= cap for s, cap in zip(sleeps, (0.1, 0.2, 0.3), strict=True))
     assert time.monotonic() - started < 2
 
 
@@ -157,7 +163,9 @@ def test_429_and_503_are_retried_honouring_retry_after_with_the_same_body() -> N
 
 def test_bad_input_is_refused_before_anything_is_sent() -> None:
     sent: list[httpx.Request] = []
-    client = Client("http://engine.test", transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(202)))
+    client = Client(
+        "http://engine.test", transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(202))
+    )
     naive = profile_completed("x", data={"practitioner": {}, "at": datetime(2026, 1, 1)})
     with pytest.raises(TypeError, match="needs a time zone"):
         client.emit(naive)
@@ -202,16 +210,19 @@ def test_the_engine_accepts_standard_webhooks_signatures_and_refuses_a_wrong_key
     with Client(hook.url, webhook_secret=SECRET, retry=FAST) as client:
         receipt = client.emit(profile_completed("webhook"))
     assert receipt.accepted == receipt.ids and receipt.ids[0] in hook.stored()
-    with Client(hook.url, webhook_secret="whsec_" + base64.b64encode(SECRET.encode()[::-1]).decode(), retry=FAST) as client:
-        with pytest.raises(Unauthorized, match="webhook-signature does not match"):
-            client.emit(profile_completed("webhook-wrong"))
+    wrong = "whsec_" + base64.b64encode(SECRET.encode()[::-1]).decode()
+    with (
+        Client(hook.url, webhook_secret=wrong, retry=FAST) as client,
+        pytest.raises(Unauthorized, match="webhook-signature does not match"),
+    ):
+        client.emit(profile_completed("webhook-wrong"))
 
 
 def test_the_webhook_key_is_the_engines_own() -> None:
+    from engine_client.signing import webhook_key
+
     from engine.signing import WebhookHeaders, verify_webhook
     from engine.signing import webhook_key as engine_key
-
-    from engine_client.signing import webhook_key
 
     now = datetime.now(UTC)
     for secret in ("plain text", "whsec_" + base64.b64encode(bytes(range(32))).decode(), "whsec_c2VjcmV0"):

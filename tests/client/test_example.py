@@ -30,8 +30,15 @@ def test_the_example_signals_reach_the_engine_as_catalog_events(hook: Hook, tmp_
            "ENGINE_URL": hook.url, "ENGINE_INGEST_TOKEN": TOKEN}
     manage("migrate", "--verbosity", "0", env=env)
     queued = [line.split() for line in manage("demo_booking", env=env).splitlines()]
-    assert [kind for _, kind in queued] == ["user.registered", "user.registered", "booking.confirmed", "payment.succeeded",
-                                            "message.sent", "booking.rescheduled", "booking.cancelled"]
+    assert [kind for _, kind in queued] == [
+        "user.registered",
+        "user.registered",
+        "booking.confirmed",
+        "payment.succeeded",
+        "message.sent",
+        "booking.rescheduled",
+        "booking.cancelled",
+    ]
     assert manage("relay_events", "--once", env=env).strip() == "relayed 7 event(s), 0 refused"
     ids = [event_id for event_id, _ in queued]
     assert [i for i in hook.stored() if i in set(ids)] == ids

@@ -79,6 +79,7 @@ Records (all lists are snapshots, copied under a lock):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hmac
 import json
@@ -88,9 +89,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["CourierStandin"]
 
@@ -206,19 +208,18 @@ def _expiry_problem(expiry: Any) -> str | None:
             (isinstance(expires_in, int) and expires_in >= 0)
             or (isinstance(expires_in, str) and _ISO_DURATION.fullmatch(expires_in))):
         return "message.expiry.expires_in must be milliseconds (an integer >= 0) or an ISO 8601 duration"
-    if "expires_at" in expiry and expiry["expires_at"] is not None:
-        if _instant(expiry["expires_at"]) is None:
-            return "message.expiry.expires_at must be epoch milliseconds or an ISO 8601 date-time with an offset"
+    if "expires_at" in expiry and expiry["expires_at"] is not None and _instant(expiry["expires_at"]) is None:
+        return "message.expiry.expires_at must be epoch milliseconds or an ISO 8601 date-time with an offset"
     return None
 
 
 def _instant(value: Any) -> datetime | None:
     """An epoch (milliseconds) or an ISO 8601 date-time with its offset, as Courier reads expires_at."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, timezone.utc)
+        return datetime.fromtimestamp(value / 1000, UTC)
     if isinstance(value, str):
         if value.isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, timezone.utc)
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
         try:
             found = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
@@ -232,17 +233,15 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "CourierStandin/1.0"
     timeout = 10  # idle keep-alive connections die on their own
     disable_nagle_algorithm = True  # headers and body go in two writes: without this, each answer waits ~40 ms
-    standin: "CourierStandin"  # set on the per-instance subclass
+    standin: CourierStandin  # set on the per-instance subclass
 
     def setup(self) -> None:
         super().setup()
         self.standin._track(self.connection, True)
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
         self.standin._track(self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -302,10 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _Server(ThreadingHTTPServer):
@@ -335,7 +332,7 @@ class CourierStandin:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def start(self) -> "CourierStandin":
+    def start(self) -> CourierStandin:
         handler = type("_BoundHandler", (_Handler,), {"standin": self})
         self._stop.clear()
         self._server = _Server((self._host, self._port), handler)
@@ -354,17 +351,15 @@ class CourierStandin:
         with self._lock:
             conns = list(self._conns)
         for c in conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> "CourierStandin":
+    def __enter__(self) -> CourierStandin:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -480,8 +475,8 @@ class CourierStandin:
         raw = h.read_body()
         if raw is None:
             with self._lock:
-                self._log.append(dict(method=h.command, path=h.path, status=None, outcome="truncated",
-                                      idempotency_key=h.headers.get("Idempotency-Key"), at=time.monotonic()))
+                self._log.append({"method": h.command, "path": h.path, "status": None, "outcome": "truncated",
+                                      "idempotency_key": h.headers.get("Idempotency-Key"), "at": time.monotonic()})
             h.close_connection = True
             return
         path = h.path.split("?", 1)[0].rstrip("/") or "/"
@@ -490,8 +485,8 @@ class CourierStandin:
         now = time.monotonic()
 
         def log(status: int | None, outcome: str) -> None:
-            self._log.append(dict(method=h.command, path=h.path, status=status, outcome=outcome,
-                                  idempotency_key=key, at=now))
+            self._log.append({"method": h.command, "path": h.path, "status": status, "outcome": outcome,
+                                  "idempotency_key": key, "at": now})
 
         if h.command != "POST" or path != "/send":
             with self._lock:
@@ -523,7 +518,9 @@ class CourierStandin:
 
         with self._lock:
             if drop_first:  # a dropped request never gets an answer, even if also failed
-                self._injected.append(dict(kind="drop", status=None, idempotency_key=key, body=parsed, at=now))
+                self._injected.append(
+                    {"kind": "drop", "status": None, "idempotency_key": key, "body": parsed, "at": now}
+                )
                 log(None, "dropped")
                 status, response, extra = 0, {}, {}
             elif fail is not None:
@@ -533,12 +530,16 @@ class CourierStandin:
                 extra = {}
                 if fail.params["retry_after"] is not None:
                     extra["Retry-After"] = str(fail.params["retry_after"])
-                self._injected.append(dict(kind="fail", status=status, idempotency_key=key, body=parsed, at=now))
+                self._injected.append(
+                    {"kind": "fail", "status": status, "idempotency_key": key, "body": parsed, "at": now}
+                )
                 log(status, "injected")
             else:
                 status, response, extra = self._process(headers, key, raw, parsed, json_ok, now, log)
                 if drop is not None:  # process_first drop: recorded/stored, then no answer
-                    self._injected.append(dict(kind="drop", status=None, idempotency_key=key, body=parsed, at=now))
+                    self._injected.append(
+                        {"kind": "drop", "status": None, "idempotency_key": key, "body": parsed, "at": now}
+                    )
                     self._log[-1]["outcome"] += "+dropped"
 
         self._sleep(delay_s + hold + self.latency)
@@ -560,8 +561,17 @@ class CourierStandin:
 
         if key is not None and key in self._stored:
             status, response, first_body = self._stored[key]
-            self._replays.append(dict(idempotency_key=key, status=status, response=copy.deepcopy(response),
-                                      body=parsed, same_body=(parsed == first_body), headers=headers, at=now))
+            self._replays.append(
+                {
+                    "idempotency_key": key,
+                    "status": status,
+                    "response": copy.deepcopy(response),
+                    "body": parsed,
+                    "same_body": (parsed == first_body),
+                    "headers": headers,
+                    "at": now,
+                }
+            )
             log(status, "replayed")
             return status, copy.deepcopy(response), {}
 
@@ -575,8 +585,8 @@ class CourierStandin:
         else:
             request_id = f"1-{uuid.uuid4().hex}"
             status, response = 202, {"requestId": request_id}
-            self._requests.append(dict(idempotency_key=key, body=parsed, headers=headers,
-                                       request_id=request_id, at=now))
+            self._requests.append({"idempotency_key": key, "body": parsed, "headers": headers,
+                                       "request_id": request_id, "at": now})
             log(202, "accepted")
         if key is not None:
             self._stored[key] = (status, copy.deepcopy(response), parsed)

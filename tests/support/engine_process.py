@@ -30,7 +30,7 @@ class Engine:
         self.log = workdir / f"{command}.log"
         self.extra: list[str] = []
 
-    def start(self) -> "Engine":
+    def start(self) -> Engine:
         args = [sys.executable, "-m", "engine.cli.main", self.command]
         if self.command == "serve":
             args += ["--port", str(self.port)]
