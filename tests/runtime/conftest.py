@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -148,6 +149,28 @@ def project(tmp_path: Path) -> Path:
     for folder in ("rules", "templates_map"):
         shutil.copytree(ROOT / folder, work / folder)
     return work
+
+
+@pytest.fixture
+def cli(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run `engine ARGS` in the project directory with a clean ENGINE_*/COURIER_* environment."""
+    from engine.cli.main import main
+
+    monkeypatch.chdir(project)
+    for name in list(os.environ):
+        if name.startswith(("ENGINE_", "COURIER_")):
+            monkeypatch.delenv(name)
+
+    def run(*args: str, **env: str) -> tuple[int, str, str]:
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            capsys.readouterr()
+            code = main(list(args))
+            out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture

@@ -5,16 +5,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)  # a Monday
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def person(pid: str, name: str = "Ada Lovelace", tz: str = "Europe/London", **extra: Any) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         eventually(lambda: self.server.started, within=10, what="uvicorn start")
         return self
@@ -132,13 +133,11 @@ class EngineProcess:
         import sys
 
         self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", *args], cwd=cwd, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        with open(log_path, "wb") as log:  # the process writes through its own copy of the descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", *args], cwd=cwd, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
         with open(self.log_path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
 
@@ -155,7 +154,6 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self.log.close()
         return self.proc.returncode
 
 

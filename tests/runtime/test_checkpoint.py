@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
-from contextlib import closing
 import time
+from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy import text

@@ -7,42 +7,20 @@ environment set as an operator would; `engine db upgrade` also runs as a real su
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import inspect
 
-from engine.cli.main import main
 from engine.store.db import connect
 from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
 from .support import booking_confirmed, engine_env, payment_succeeded, person
-
-
-@pytest.fixture
-def cli(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run `engine ARGS` in the project directory with a clean ENGINE_*/COURIER_* environment."""
-    monkeypatch.chdir(project)
-    for name in list(os.environ):
-        if name.startswith(("ENGINE_", "COURIER_")):
-            monkeypatch.delenv(name)
-
-    def run(*args: str, **env: str) -> tuple[int, str, str]:
-        with monkeypatch.context() as m:
-            for k, v in env.items():
-                m.setenv(k, v)
-            capsys.readouterr()
-            code = main(list(args))
-            out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_db_upgrade_as_a_real_command(project: Path, cli: Any) -> None:
@@ -65,26 +43,37 @@ def test_db_upgrade_on_postgres(cli: Any, pg_url: str) -> None:
     engine.dispose()
 
 
-def test_upcoming_lists_rendered_sends_and_sends_nothing(cli: Any, project: Path, make_runtime: Any, standin: CourierStandin) -> None:
+def test_upcoming_lists_rendered_sends_and_sends_nothing(
+    cli: Any, project: Path, make_runtime: Any, standin: CourierStandin
+) -> None:
     url = f"sqlite:///{project / 'engine-data' / 'engine.db'}"
     rt = make_runtime(url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rt.emit(booking_confirmed("evt_1", "bk_1", now + timedelta(hours=20), now), now=now)
-    env = dict(ENGINE_DATABASE_URL=url, COURIER_AUTH_TOKEN=COURIER_TOKEN, COURIER_BASE_URL=standin.url)
+    env = {"ENGINE_DATABASE_URL": url, "COURIER_AUTH_TOKEN": COURIER_TOKEN, "COURIER_BASE_URL": standin.url}
     code, out, _ = cli("upcoming", "--format", "json", "--within", "24h", **env)
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
-    assert sorted(x["notification"] for x in lines) == ["client_booking_confirmation", "client_booking_reminder_30m",
-                                                       "practitioner_booking_notification", "practitioner_session_reminder_30m"]
+    assert sorted(x["notification"] for x in lines) == [
+        "client_booking_confirmation",
+        "client_booking_reminder_30m",
+        "practitioner_booking_notification",
+        "practitioner_session_reminder_30m",
+    ]
     reminder = next(x for x in lines if x["notification"] == "client_booking_reminder_30m")
     assert reminder["recipient"] == "usr_c_1" and reminder["channels"] == ["email"]
     assert reminder["template"] == "CLIENT_BOOKING_REMINDER_30M_V1" and reminder["status"] == "scheduled"
     assert reminder["send_at"].endswith("Z")
-    assert datetime.fromisoformat(reminder["send_at"].replace("Z", "+00:00")) == now + timedelta(hours=20) - timedelta(minutes=30)
+    assert datetime.fromisoformat(reminder["send_at"].replace("Z", "+00:00")) == now + timedelta(hours=20) - timedelta(
+        minutes=30
+    )
     assert reminder["data"]["booking_id"] == "bk_1" and reminder["data"]["practitioner_name"] == "Jonas Weber"
     assert reminder["idempotency_key"].startswith("client_booking_reminder_30m:bk_1:")
     code, out, _ = cli("upcoming", "--format", "json", "--within", "1h", **env)
-    assert sorted(json.loads(x)["notification"] for x in out.splitlines()) == ["client_booking_confirmation", "practitioner_booking_notification"]
+    assert sorted(json.loads(x)["notification"] for x in out.splitlines()) == [
+        "client_booking_confirmation",
+        "practitioner_booking_notification",
+    ]
     code, out, _ = cli("upcoming", COLUMNS="250", **env)
     assert code == 0 and "client_booking_reminder_30m" in out
     assert cli("upcoming", "--within", "soon", **env)[0] == 2
@@ -95,7 +84,7 @@ def test_upcoming_lists_rendered_sends_and_sends_nothing(cli: Any, project: Path
 def test_upcoming_shows_what_the_rules_in_force_will_send(cli: Any, project: Path, make_runtime: Any) -> None:
     url = f"sqlite:///{project / 'engine-data' / 'engine.db'}"
     rt = make_runtime(url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rt.emit(booking_confirmed("evt_1", "bk_1", now + timedelta(hours=20), now), now=now)
     rt.emit(payment_succeeded("evt_2", "pay_1", now, practitioner_amount=7000), now=now)  # into the weekly digest
     rt.emit(payment_succeeded("evt_3", "pay_2", now, practitioner_amount=5000), now=now)
@@ -105,7 +94,9 @@ def test_upcoming_shows_what_the_rules_in_force_will_send(cli: Any, project: Pat
     assert marker in text
     (project / "rules" / "client.yaml").write_text(text.replace(marker, marker + "    enabled: false\n", 1))
     templates = project / "templates_map" / "production.yaml"
-    templates.write_text(templates.read_text().replace("PRACTITIONER_SESSION_REMINDER_30M_V1", "PRACTITIONER_SESSION_REMINDER_30M_V2"))
+    templates.write_text(
+        templates.read_text().replace("PRACTITIONER_SESSION_REMINDER_30M_V1", "PRACTITIONER_SESSION_REMINDER_30M_V2")
+    )
     code, out, err = cli("upcoming", "--format", "json", "--within", "8d", ENGINE_DATABASE_URL=url)
     assert code == 0, err
     found = {x["notification"]: x for x in map(json.loads, out.splitlines())}
@@ -142,17 +133,22 @@ def test_send_test_goes_to_courier(cli: Any, project: Path, make_runtime: Any, s
     assert (row["status"], row["request_id"]) == ("sent", request["request_id"])
 
 
-def test_send_test_without_a_token_goes_to_the_outbox(cli: Any, project: Path, make_runtime: Any, standin: CourierStandin) -> None:
+def test_send_test_without_a_token_goes_to_the_outbox(
+    cli: Any, project: Path, make_runtime: Any, standin: CourierStandin
+) -> None:
     url = f"sqlite:///{project / 'engine-data' / 'engine.db'}"
     rt = make_runtime(url)
-    rt.store.import_recipients([person("usr_known")], datetime.now(timezone.utc))
+    rt.store.import_recipients([person("usr_known")], datetime.now(UTC))
     code, out, _ = cli("send-test", "--type", "practitioner_welcome", "--user-id", "usr_known", ENGINE_DATABASE_URL=url)
     assert (code, out.strip()) == (0, "practitioner_welcome: sent (via outbox)")
     [row] = rt.store.notifications(notification="practitioner_welcome")
     assert row["recipient_id"] == "usr_known" and row["request_id"].startswith("outbox-")
     assert standin.requests == []
     code, _, err = cli("send-test", "--type", "client_welcome", "--user-id", "usr_nobody", ENGINE_DATABASE_URL=url)
-    assert (code, err) == (1, "error: unknown recipient 'usr_nobody': it has not appeared in an event nor been imported\n")
+    assert (code, err) == (
+        1,
+        "error: unknown recipient 'usr_nobody': it has not appeared in an event nor been imported\n",
+    )
     assert cli("send-test", "--type", "no_such_rule", "--to", "x@example.com", ENGINE_DATABASE_URL=url)[0] == 2
     assert cli("send-test", "--type", "client_welcome", ENGINE_DATABASE_URL=url)[0] == 2  # neither --to nor --user-id
 
@@ -160,7 +156,7 @@ def test_send_test_without_a_token_goes_to_the_outbox(cli: Any, project: Path, m
 def test_stats_json(cli: Any, project: Path, make_runtime: Any) -> None:
     url = f"sqlite:///{project / 'engine-data' / 'engine.db'}"
     rt = make_runtime(url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for i in range(3):
         rt.send_now("client_welcome", person(f"usr_{i}"), example=True, now=now)
     rows = rt.store.notifications(notification="client_welcome")
@@ -196,7 +192,14 @@ def test_recipients_import(cli: Any, project: Path, tmp_path: Path, make_runtime
     assert store.recipient("usr_1")["name"] == "Renamed" and store.recipient("usr_9") is not None
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(person("usr_new")) + "\n" + json.dumps({"id": "usr_noemail", "name": "X"}) + "\n" + json.dumps([1]) + "\n")
+    bad.write_text(
+        json.dumps(person("usr_new"))
+        + "\n"
+        + json.dumps({"id": "usr_noemail", "name": "X"})
+        + "\n"
+        + json.dumps([1])
+        + "\n"
+    )
     code, _, err = cli("recipients", "import", str(bad), ENGINE_DATABASE_URL=url)
     assert code == 1  # each problem's wording: tests/runtime/test_recipients_import.py
     assert f"{bad}:2: $: 'email' is a required property" in err and f"{bad}:3: $: a person must be a JSON object" in err

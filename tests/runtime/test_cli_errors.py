@@ -18,7 +18,12 @@ CASES = [  # (command, variable, value, what the line says)
     (["stats"], "ENGINE_DATABASE_URL", UNREACHABLE_PG, "the database does not answer"),
     (["upcoming"], "ENGINE_DATABASE_URL", "mysql://u:hunter2@127.0.0.1/db", "is not a database the engine can use"),
     (["db", "upgrade"], "ENGINE_DATABASE_URL", UNREACHABLE_PG, "the database does not answer"),
-    (["retry", "--all"], "ENGINE_DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db", "is not a database the engine can use"),
+    (
+        ["retry", "--all"],
+        "ENGINE_DATABASE_URL",
+        "postgres://u:hunter2@127.0.0.1:1/db",
+        "is not a database the engine can use",
+    ),
     (["serve", "--port", "0"], "ENGINE_DATABASE_URL", UNREACHABLE_PG, "the database does not answer"),
     (["worker"], "ENGINE_QUEUE_URL", "amqp://u:hunter2@127.0.0.1/", "is not a queue the engine can use"),
     (["stats"], "ENGINE_LOG_LEVEL", "loud", "is not one of DEBUG, INFO"),

@@ -13,7 +13,6 @@ from engine.store.codec import Codec
 from engine.store.repository import Store
 
 from .support import NOW, booking_confirmed, payment_succeeded
-from .test_cli import cli  # noqa: F401  (fixture)
 
 MAYA = ("usr_c_1", "usr_c_1@example.com", "maya chen")  # what identifies the person erased
 
@@ -85,7 +84,9 @@ def test_retention_redacts_what_it_keeps_and_purges_recipients_nobody_names(db_u
     rt = make_runtime(db_url)
     old = NOW - timedelta(days=100)  # past the events' 90 days, within the notifications' 180
     rt.emit(booking_confirmed("evt_old", "bk_old", old + timedelta(days=3), old), now=old)
-    rt.store.set_preferences("usr_c_1", {"client_booking_reminder_30m": False, "client_booking_reminder_24h": True}, old)
+    rt.store.set_preferences(
+        "usr_c_1", {"client_booking_reminder_30m": False, "client_booking_reminder_24h": True}, old
+    )
     rt.sweep(old + timedelta(days=4))  # everything of that booking went out long ago
     rt.emit(booking_confirmed("evt_new", "bk_new", NOW + timedelta(days=3), NOW, client="usr_c_2"), now=NOW)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -68,7 +69,9 @@ def start(project: Path, tmp_path: Path, env: dict[str, str], commands: list[lis
 
 
 @pytest.fixture(params=["sqlite", "postgresql+redis"])
-def deployment(request: pytest.FixtureRequest, project: Path, tmp_path: Path, standin: CourierStandin) -> Iterator[Deployment]:
+def deployment(
+    request: pytest.FixtureRequest, project: Path, tmp_path: Path, standin: CourierStandin
+) -> Iterator[Deployment]:
     env = engine_env(COURIER_AUTH_TOKEN=COURIER_TOKEN, COURIER_BASE_URL=standin.url, ENGINE_INGEST_TOKEN=INGEST_TOKEN,
                      COURIER_TIMEOUT="5")
     if request.param == "sqlite":
@@ -80,19 +83,23 @@ def deployment(request: pytest.FixtureRequest, project: Path, tmp_path: Path, st
     yield from start(project, tmp_path, env, [["serve"], ["worker", "--no-periodic"]], pg_url, redis_url)
 
 
-def test_confirmation_at_once_reminder_on_time_cancelled_reminder_never(deployment: Deployment, standin: CourierStandin) -> None:
+def test_confirmation_at_once_reminder_on_time_cancelled_reminder_never(
+    deployment: Deployment, standin: CourierStandin
+) -> None:
     with httpx.Client(base_url=deployment.url, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}, timeout=10) as http:
         post_bookings(http, standin, deployment)
 
 
 def post_bookings(http: httpx.Client, standin: CourierStandin, deployment: Deployment) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     t0 = time.monotonic()
     start_time = (now + timedelta(hours=24, seconds=3)).replace(microsecond=0) + timedelta(seconds=1)
     reminder_due = t0 + (start_time - timedelta(hours=24) - now).total_seconds()
     keep = booking_confirmed("evt_keep", "bk_keep", start_time, now, client="usr_c_keep", practitioner="usr_p_keep")
     drop = booking_confirmed("evt_drop", "bk_drop", start_time, now, client="usr_c_drop", practitioner="usr_p_drop")
-    cancel = booking_cancelled("evt_drop_cancel", "bk_drop", start_time, now, client="usr_c_drop", practitioner="usr_p_drop")
+    cancel = booking_cancelled(
+        "evt_drop_cancel", "bk_drop", start_time, now, client="usr_c_drop", practitioner="usr_p_drop"
+    )
     for body in (keep, drop, cancel):
         r = http.post("/events", json=body)
         assert r.status_code == 202 and r.json()["accepted"] == [body["id"]], r.text
@@ -115,7 +122,9 @@ def post_bookings(http: httpx.Client, standin: CourierStandin, deployment: Deplo
 
     assert not sent("CLIENT_BOOKING_REMINDER_24H_V1", "bk_drop")
     assert not sent("PRACTITIONER_SESSION_REMINDER_24H_V1", "bk_drop")
-    counts = Counter((r["body"]["message"]["template"], r["body"]["message"]["data"].get("booking_id")) for r in standin.requests)
+    counts = Counter(
+        (r["body"]["message"]["template"], r["body"]["message"]["data"].get("booking_id")) for r in standin.requests
+    )
     assert counts == Counter(at_once + reminders), counts
     assert all(r["headers"].get("idempotency-key") for r in standin.requests)
     assert all(n == 1 for n in standin.sends_by_key().values()) and standin.replays == []
@@ -142,8 +151,9 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     return request.getfixturevalue("pg_url"), request.getfixturevalue("redis_url")
 
 
-def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(backends: tuple[str, str], make_runtime: Any,
-                                                                             standin: CourierStandin) -> None:
+def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(
+    backends: tuple[str, str], make_runtime: Any, standin: CourierStandin
+) -> None:
     from engine.core.rendering import Delivery
     from engine.delivery import CourierBackend
     from engine.delivery.message import going_out
@@ -153,7 +163,7 @@ def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(back
 
     database_url, queue_url = backends
     rt = unbatched(make_runtime(database_url, backend=CourierBackend(COURIER_TOKEN, standin.url, timeout=2)))
-    then = datetime.now(timezone.utc) - timedelta(minutes=5)
+    then = datetime.now(UTC) - timedelta(minutes=5)
     rt.emit(message_sent("evt_lost", "msg_1", "conv_1", then, to="usr_c_lost"), now=then)
     rt.emit(message_sent("evt_dead", "msg_2", "conv_2", then, to="usr_c_dead"), now=then)
     # Four minutes ago both were handed to a queue that lost them; a worker claimed one, sent it
@@ -166,7 +176,9 @@ def test_a_worker_recovers_lost_tasks_and_dead_claims_without_sending_twice(back
 
     consumer, stop = start_worker(rt, make_huey(queue_url, rt), workers=2)
     try:
-        eventually(lambda: {r["status"] for r in rt.store.notifications()} == {"sent"}, within=20, what="recovery of both rows")
+        eventually(
+            lambda: {r["status"] for r in rt.store.notifications()} == {"sent"}, within=20, what="recovery of both rows"
+        )
     finally:
         stop.set()
         consumer.stop(graceful=True)

@@ -4,8 +4,9 @@ stats` turns them into rates and says which A/B variant leads, and when the coun
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -55,8 +56,12 @@ def test_read_opened_and_clicked_are_counted_from_webhooks_in_any_order(http: ht
     assert found == {"clicked": 1, "read": 2, "opened": 1}
     assert [r["delivery_status"] for r in rt.store.notifications(notification="practitioner_new_review")] == \
         ["clicked", "opened", "read", None]
-    [line] = summarise(rt.store.stats(utcnow() - timedelta(hours=1)), rt.store.engagement(utcnow() - timedelta(hours=1)),
-                       rt.store.unsubscribes(utcnow() - timedelta(hours=1)), rt.config)
+    [line] = summarise(
+        rt.store.stats(utcnow() - timedelta(hours=1)),
+        rt.store.engagement(utcnow() - timedelta(hours=1)),
+        rt.store.unsubscribes(utcnow() - timedelta(hours=1)),
+        rt.config,
+    )
     assert (line["sent"], line["read_rate"], line["open_rate"], line["click_rate"]) == (4, 0.5, 0.25, 0.25)
     assert line["delivery_rate"] == 0.75
 
@@ -97,7 +102,10 @@ def test_a_variant_leads_only_when_the_counts_tell(a: tuple[int, int], b: tuple[
                                                    leader: str | None) -> None:
     [lead] = leaders([line("control", *a), line("short", *b)])
     assert (lead["verdict"], lead["leader"], lead["measure"]) == (verdict, leader, "clicks")
-    assert lead["counts"] == {"control": {"sends": a[0], "successes": a[1]}, "short": {"sends": b[0], "successes": b[1]}}
+    assert lead["counts"] == {
+        "control": {"sends": a[0], "successes": a[1]},
+        "short": {"sends": b[0], "successes": b[1]},
+    }
 
 
 def test_the_z_statistic() -> None:
@@ -112,4 +120,7 @@ def test_a_channel_turned_off_leaves_the_inbox(rt: Any) -> None:
     [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
     assert row["channels"] == ["inbox"]
     rt.store.set_preferences("usr_c_1", {"client_new_message:inbox": False}, now)
-    assert rt.send_now("client_new_message", person("usr_c_1"), example=True, now=now, idempotency_key="again") == "skipped"
+    assert (
+        rt.send_now("client_new_message", person("usr_c_1"), example=True, now=now, idempotency_key="again")
+        == "skipped"
+    )

@@ -8,8 +8,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from engine.http.app import build_app
 from engine.queue import make_huey
 from engine.store.db import connect
 
-from .support import LiveServer, engine_env, free_port, eventually
+from .support import LiveServer, engine_env, eventually, free_port
 
 CLOSED_PG = "postgresql+psycopg://postgres@127.0.0.1:1/test"
 
@@ -101,7 +102,10 @@ def test_a_database_file_removed_or_replaced_fails_readiness_loudly_once(
 def make_unwritable(path: Path) -> Callable[[], None]:
     """Make `path` unwritable as a real fault does (`chattr +i`; as another user than root, a mode
     without write permission suffices); returns what undoes it. Skips where neither works."""
-    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode == 0:
+    if (
+        shutil.which("chattr")
+        and subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode == 0
+    ):
         return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
     if os.geteuid() != 0:
         mode = path.stat().st_mode
@@ -175,14 +179,19 @@ def test_the_worker_serves_health_readiness_and_metrics(project: Path, tmp_path:
     from .support import EngineProcess
 
     port = free_port()
-    env = engine_env(ENGINE_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}", ENGINE_QUEUE_URL=f"sqlite:///{tmp_path / 'wq.db'}")
+    env = engine_env(
+        ENGINE_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}", ENGINE_QUEUE_URL=f"sqlite:///{tmp_path / 'wq.db'}"
+    )
     proc = EngineProcess(["worker", "--metrics-port", str(port)], project, env, tmp_path / "worker.log")
     try:
         base = f"http://127.0.0.1:{port}"
         eventually(lambda: _answers(base + "/healthz"), within=30, what="the worker's health port")
         ready = httpx.get(base + "/readyz", timeout=10)
         assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
-        assert "process_" in httpx.get(base + "/metrics", timeout=10).text or "python_" in httpx.get(base + "/metrics").text
+        assert (
+            "process_" in httpx.get(base + "/metrics", timeout=10).text
+            or "python_" in httpx.get(base + "/metrics").text
+        )
     finally:
         proc.stop()
 

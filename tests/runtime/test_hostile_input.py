@@ -15,9 +15,10 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -83,16 +84,32 @@ HOSTILE: list[tuple[str, Callable[[], dict[str, Any]], str, str]] = [
     ("NUL in a person id", lambda: confirmed(client="usr_\x00"), "$.data.client.id", "U+0000"),
     ("LF in a person id", lambda: confirmed(client="usr_\nx"), "$.data.client.id", "U+000A"),
     ("CR in the event id", lambda: confirmed(eid="evt_\r1"), "$.id", "U+000D"),
-    ("NUL in a text", lambda: _set(confirmed(), "data.booking.service.name", "Breath\x00work"),
-     "$.data.booking.service.name", "U+0000"),
+    (
+        "NUL in a text",
+        lambda: _set(confirmed(), "data.booking.service.name", "Breath\x00work"),
+        "$.data.booking.service.name",
+        "U+0000",
+    ),
     ("NUL in a field name", lambda: _set(confirmed(), "data.booking.x\x00y", 1), "$.data.booking", "control character"),
-    ("CR LF in an email address", lambda: _set(confirmed(), "data.client.email", "a@example.com\r\nBcc: b@example.com"),
-     "$.data.client.email", "U+000D"),
-    ("an amount of 401 digits", lambda: _set(payment_succeeded("evt_p", "pay_1", utcnow()), "data.payment.amount", int("9" * 401)),
-     "$.data.payment.amount", "2**53 - 1"),
+    (
+        "CR LF in an email address",
+        lambda: _set(confirmed(), "data.client.email", "a@example.com\r\nBcc: b@example.com"),
+        "$.data.client.email",
+        "U+000D",
+    ),
+    (
+        "an amount of 401 digits",
+        lambda: _set(payment_succeeded("evt_p", "pay_1", utcnow()), "data.payment.amount", int("9" * 401)),
+        "$.data.payment.amount",
+        "2**53 - 1",
+    ),
     ("an integer just past 2**53 - 1", lambda: _set(confirmed(), "data.extra", 2**53), "$.data.extra", "2**53 - 1"),
-    ("a start time making the reminder's idempotency key 600+", lambda: _long_fraction(confirmed()),
-     "$.data.booking.start_time", "at most 500"),
+    (
+        "a start time making the reminder's idempotency key 600+",
+        lambda: _long_fraction(confirmed()),
+        "$.data.booking.start_time",
+        "at most 500",
+    ),
 ]
 
 
@@ -126,10 +143,14 @@ def test_a_batch_names_the_event_of_each_problem(http: httpx.Client, rt: Any) ->
 
 def test_the_limits_match_the_columns_that_hold_the_values() -> None:
     assert events.MAX_ID == tables.events.c.id.type.length == tables.recipients.c.id.type.length
-    assert events.MAX_ID == tables.notifications.c.recipient_id.type.length == tables.preferences.c.recipient_id.type.length
-    assert events.MAX_RULE_KEY == tables.notifications.c.key.type.length
-    assert events.MAX_STORED_KEY == tables.notifications.c.idempotency_key.type.length
-    assert events.MAX_STORED_KEY == tables.notifications.c.throttle_key.type.length
+    assert (
+        events.MAX_ID
+        == tables.notifications.c.recipient_id.type.length
+        == tables.preferences.c.recipient_id.type.length
+    )
+    assert tables.notifications.c.key.type.length == events.MAX_RULE_KEY
+    assert tables.notifications.c.idempotency_key.type.length == events.MAX_STORED_KEY
+    assert tables.notifications.c.throttle_key.type.length == events.MAX_STORED_KEY
 
 
 def test_the_openapi_document_states_the_limits(http: httpx.Client) -> None:
@@ -201,7 +222,9 @@ def test_a_trickling_courier_does_not_hold_the_delivery_threads(standin: Courier
     assert backend.send(MESSAGE, "k-after").status == "sent"  # and delivery goes on
 
 
-def test_a_send_past_its_deadline_is_rescheduled_as_a_retry(db_url: str, make_runtime: Any, standin: CourierStandin) -> None:
+def test_a_send_past_its_deadline_is_rescheduled_as_a_retry(
+    db_url: str, make_runtime: Any, standin: CourierStandin
+) -> None:
     rt = make_runtime(db_url, backend=CourierBackend(COURIER_TOKEN, standin.url, timeout=1.0), courier_timeout=1.0)
     now = utcnow()
     rt.emit(payment_succeeded("evt_pay", "pay_1", now), now=now)
@@ -228,7 +251,9 @@ def test_a_preference_key_longer_than_its_column_is_a_422(http: httpx.Client) ->
 
 def test_a_recipient_id_with_a_slash_reaches_its_preferences(http: httpx.Client, rt: Any) -> None:
     assert http.post("/events", json=confirmed(client="org/42"), headers=AUTH).status_code == 202
-    r = http.put("/recipients/org%2F42/preferences", headers=AUTH, json={"preferences": {"client_booking_reminder_24h": False}})
+    r = http.put(
+        "/recipients/org%2F42/preferences", headers=AUTH, json={"preferences": {"client_booking_reminder_24h": False}}
+    )
     assert r.status_code == 200 and r.json()["recipient"] == "org/42"
     for spelling in ("org%2F42", "org/42", "org%2f42"):
         got = http.get(f"/recipients/{spelling}/preferences", headers=AUTH)
@@ -250,7 +275,9 @@ def signed(body: bytes, t: int | None = None) -> dict[str, str]:
     return {"X-Engine-Signature": sign_ingest(SECRET, body, t or int(time.time())), "Content-Type": "application/json"}
 
 
-def test_of_concurrent_copies_of_a_signed_request_one_is_stored_and_all_get_its_answer(http: httpx.Client, rt: Any) -> None:
+def test_of_concurrent_copies_of_a_signed_request_one_is_stored_and_all_get_its_answer(
+    http: httpx.Client, rt: Any
+) -> None:
     body = json.dumps(confirmed()).encode()
     headers = signed(body)
     barrier = threading.Barrier(8)
@@ -272,7 +299,9 @@ def test_a_signed_request_that_failed_may_be_retried_with_its_signature(http: ht
     body = json.dumps(confirmed()).encode()
     headers = signed(body)
     real = rt.ingest_many
-    monkeypatch.setattr(rt, "ingest_many", lambda *a, **k: (_ for _ in ()).throw(OperationalError("x", {}, Exception("down"))))
+    monkeypatch.setattr(
+        rt, "ingest_many", lambda *a, **k: (_ for _ in ()).throw(OperationalError("x", {}, Exception("down")))
+    )
     assert http.post("/events", content=body, headers=headers).status_code == 503
     monkeypatch.setattr(rt, "ingest_many", real)
     accepted = http.post("/events", content=body, headers=headers)  # the failure spent nothing
@@ -281,7 +310,9 @@ def test_a_signed_request_that_failed_may_be_retried_with_its_signature(http: ht
     assert (again.status_code, again.content, again.headers["idempotent-replayed"]) == (202, accepted.content, "true")
 
 
-def test_a_value_the_store_refuses_is_a_422_not_a_503(http: httpx.Client, rt: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_the_store_refuses_is_a_422_not_a_503(
+    http: httpx.Client, rt: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Whatever slips past the door, a data error is permanent: a 503 would have the client retry for ever.
     monkeypatch.setattr(rt, "ingest_many", lambda *a, **k: (_ for _ in ()).throw(
         DataError("INSERT ...", {}, Exception("value too long for type character varying(500)\nDETAIL: ..."))))

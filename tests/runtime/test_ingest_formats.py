@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -52,8 +53,10 @@ def event(eid: str = "evt_sw_1", bid: str = "bk_sw_1") -> dict[str, Any]:
     return booking_confirmed(eid, bid, now + timedelta(days=3), now)
 
 
-def webhook_headers(body: bytes, msg_id: str = "msg_1", when: datetime | None = None, secret: str = SECRET) -> dict[str, str]:
-    when = when or datetime.now(timezone.utc)
+def webhook_headers(
+    body: bytes, msg_id: str = "msg_1", when: datetime | None = None, secret: str = SECRET
+) -> dict[str, str]:
+    when = when or datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, when, body.decode())
     return {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
             "webhook-signature": signature}
@@ -76,17 +79,34 @@ def test_a_standard_webhooks_signed_request_is_accepted(http: httpx.Client, rt: 
 def test_a_secret_rotation_header_with_several_signatures_is_accepted_when_one_matches(http: httpx.Client) -> None:
     body = json.dumps(event()).encode()
     headers = webhook_headers(body)
-    other = Webhook("whsec_" + base64.b64encode(b"an older key").decode()).sign("msg_1", datetime.now(timezone.utc), body.decode())
+    other = Webhook("whsec_" + base64.b64encode(b"an older key").decode()).sign(
+        "msg_1", datetime.now(UTC), body.decode()
+    )
     headers["webhook-signature"] = f"v1a,AAAA {other} {headers['webhook-signature']}"
     assert http.post("/events", content=body, headers=headers).status_code == 202
 
 
-@pytest.mark.parametrize("case", ["wrong key", "stale", "future", "no id", "no timestamp", "no signature", "body changed",
-                                  "id changed", "timestamp changed", "not v1", "garbage", "timestamp not a number"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong key",
+        "stale",
+        "future",
+        "no id",
+        "no timestamp",
+        "no signature",
+        "body changed",
+        "id changed",
+        "timestamp changed",
+        "not v1",
+        "garbage",
+        "timestamp not a number",
+    ],
+)
 def test_bad_standard_webhooks_signatures_are_a_401_and_store_nothing(http: httpx.Client, rt: Any, case: str) -> None:
     body = json.dumps(event()).encode()
     good = webhook_headers(body)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     headers = {
         "wrong key": webhook_headers(body, secret="whsec_" + base64.b64encode(b"another key").decode()),
         "stale": webhook_headers(body, when=now - timedelta(seconds=TOLERANCE + 5)),
@@ -107,13 +127,17 @@ def test_bad_standard_webhooks_signatures_are_a_401_and_store_nothing(http: http
     assert stored(rt) == (0, 0)
 
 
-def test_a_standard_webhooks_retry_gets_the_first_answer_and_another_body_under_its_id_a_401(http: httpx.Client, rt: Any) -> None:
+def test_a_standard_webhooks_retry_gets_the_first_answer_and_another_body_under_its_id_a_401(
+    http: httpx.Client, rt: Any
+) -> None:
     body = json.dumps(event()).encode()
     first = http.post("/events", content=body, headers=webhook_headers(body, "msg_retry"))
     assert first.status_code == 202 and first.json()["accepted"] == ["evt_sw_1"]
     counts = stored(rt)
     # The sender's retry: the same id and body, signed anew a few seconds later.
-    retry = http.post("/events", content=body, headers=webhook_headers(body, "msg_retry", datetime.now(timezone.utc) + timedelta(seconds=3)))
+    retry = http.post(
+        "/events", content=body, headers=webhook_headers(body, "msg_retry", datetime.now(UTC) + timedelta(seconds=3))
+    )
     assert (retry.status_code, retry.content) == (202, first.content)
     assert retry.headers["idempotent-replayed"] == "true"
     # A validly signed different body under the same id is not that request.
@@ -134,11 +158,16 @@ def test_a_request_that_failed_releases_its_id(http: httpx.Client, rt: Any) -> N
 
 
 @pytest.mark.parametrize("scheme", ["x-engine-signature", "standard webhooks"])
-def test_identical_signed_requests_at_once_store_once_and_all_get_the_first_answer(http: httpx.Client, rt: Any, scheme: str) -> None:
+def test_identical_signed_requests_at_once_store_once_and_all_get_the_first_answer(
+    http: httpx.Client, rt: Any, scheme: str
+) -> None:
     events = [payment_succeeded(f"evt_burst_{i}", f"pay_{i}", utcnow()) for i in range(200)]
     body = json.dumps({"events": events}).encode()
-    headers = (webhook_headers(body, "msg_burst") if scheme == "standard webhooks"
-               else {"Content-Type": "application/json", "X-Engine-Signature": sign_ingest(SECRET, body, int(time.time()))})
+    headers = (
+        webhook_headers(body, "msg_burst")
+        if scheme == "standard webhooks"
+        else {"Content-Type": "application/json", "X-Engine-Signature": sign_ingest(SECRET, body, int(time.time()))}
+    )
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: http.post("/events", content=body, headers=headers), range(8)))
     assert {r.status_code for r in answers} == {202}, [r.text for r in answers]
@@ -200,13 +229,21 @@ def test_cloudevents_problems_are_reported_at_the_paths_of_the_body(http: httpx.
     r = http.post("/events", json=no_time, headers={**BEARER, **CE})
     assert r.json()["problems"] == [{"path": "$", "message": "'time' is a required property"}]
 
-    batch = [good, {**good, "id": "evt_ce_2", "type": "booking.exploded"}, {**good, "data_base64": "AAAA", "id": "evt_ce_3"}]
+    batch = [
+        good,
+        {**good, "id": "evt_ce_2", "type": "booking.exploded"},
+        {**good, "data_base64": "AAAA", "id": "evt_ce_3"},
+    ]
     r = http.post("/events", json=batch, headers={**BEARER, **CE_BATCH})
     assert r.status_code == 422
     assert {p["path"] for p in r.json()["problems"]} == {"$[1].type", "$[2].data_base64"}, r.json()
     r = http.post("/events", json=[{**good, "time": 5}], headers={**BEARER, **CE_BATCH})
     assert [p["path"] for p in r.json()["problems"]] == ["$[0].time"]
-    r = http.post("/events", json={**good, "Bad_Name": 1, "ext": {"a": 1}, "datacontenttype": "text/xml"}, headers={**BEARER, **CE})
+    r = http.post(
+        "/events",
+        json={**good, "Bad_Name": 1, "ext": {"a": 1}, "datacontenttype": "text/xml"},
+        headers={**BEARER, **CE},
+    )
     assert {p["path"] for p in r.json()["problems"]} == {"$.Bad_Name", "$.ext", "$.datacontenttype"}, r.json()
     assert stored(rt) == (0, 0)
 
@@ -215,7 +252,9 @@ def test_cloudevents_batches_keep_the_door_limits(http: httpx.Client, rt: Any) -
     good = cloudevent(event())
     for body in ([], {}, good, "x"):
         r = http.post("/events", json=body, headers={**BEARER, **CE_BATCH})
-        assert r.status_code == 422 and r.json()["problems"] == [{"path": "$", "message": "must be a non-empty array"}], body
+        assert r.status_code == 422 and r.json()["problems"] == [
+            {"path": "$", "message": "must be a non-empty array"}
+        ], body
     r = http.post("/events", json=[{**good, "id": f"e{i}"} for i in range(1001)], headers={**BEARER, **CE_BATCH})
     assert r.status_code == 413
     r = http.post("/events", json=[good, 1], headers={**BEARER, **CE_BATCH})

@@ -10,9 +10,10 @@ import logging
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -66,11 +67,13 @@ def test_a_json_line_holds_the_time_level_logger_message_and_ids(captured: Any) 
     except ValueError:
         log.exception("it failed\nover two lines")
     first, second = json_lines(stream.getvalue())
-    assert first["message"] == "sent client_welcome #12" and first["logger"] == "engine.test" and first["level"] == "INFO"
+    assert (
+        first["message"] == "sent client_welcome #12" and first["logger"] == "engine.test" and first["level"] == "INFO"
+    )
     assert (first["notification"], first["notification_id"], first["recipient_id"], first["event_id"]) == \
         ("client_welcome", 12, "usr_1", "evt_1")
     assert "request_id" not in first  # logged outside any request
-    assert abs(datetime.fromisoformat(first["time"].replace("Z", "+00:00")) - datetime.now(timezone.utc)).total_seconds() < 60
+    assert abs(datetime.fromisoformat(first["time"].replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds() < 60
     assert second["level"] == "ERROR" and second["message"] == "it failed\nover two lines"
     assert "ValueError: boom" in second["exception"]
     assert len(stream.getvalue().splitlines()) == 2  # a multi-line message and a traceback stay on one line
@@ -86,10 +89,19 @@ def test_the_json_formatter_keeps_text_it_cannot_encode_readable() -> None:
     assert json.loads(JsonFormatter().format(record))["message"].startswith("id usr_")
 
 
-@pytest.mark.parametrize("given, kept", [
-    ("abc-123", True), ("0f8fad5b-d9cb-469f-a165-70867728950e", True), ("Root=1-67891233-abcdef012345678912345678", True),
-    ("has space", False), ("a\r\nX-Evil: 1", False), ("x" * 129, False), ("", False), ("-leading-dash", False),
-])
+@pytest.mark.parametrize(
+    "given, kept",
+    [
+        ("abc-123", True),
+        ("0f8fad5b-d9cb-469f-a165-70867728950e", True),
+        ("Root=1-67891233-abcdef012345678912345678", True),
+        ("has space", False),
+        ("a\r\nX-Evil: 1", False),
+        ("x" * 129, False),
+        ("", False),
+        ("-leading-dash", False),
+    ],
+)
 def test_a_sane_request_id_is_kept_and_any_other_replaced(given: str, kept: bool) -> None:
     found = given_or_new([(b"x-request-id", given.encode("latin-1"))])
     assert (found == given) is kept
@@ -118,7 +130,7 @@ def test_engine_serve_logs_json_lines_with_request_and_send_ids(project: Path, t
     url = f"http://127.0.0.1:{port}"
     try:
         eventually(lambda: _answers(url + "/healthz", proc), within=30, what="engine serve answering")
-        event = {"id": "evt_log_1", "type": "user.registered", "occurred_at": iso(datetime.now(timezone.utc)),
+        event = {"id": "evt_log_1", "type": "user.registered", "occurred_at": iso(datetime.now(UTC)),
                  "data": {"user": person("usr_log_1", role="client"), "verification_url": "https://estuary.app/v?t=1"}}
         given = httpx.post(url + "/events", json=event, headers={"X-Request-ID": "req-given-42"}, timeout=10)
         assert given.status_code == 202 and given.headers["x-request-id"] == "req-given-42"

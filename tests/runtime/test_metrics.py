@@ -16,9 +16,10 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +38,7 @@ WEBHOOK_SECRET = "metrics-webhook-secret"
 
 def registered(eid: str, user: str) -> dict[str, Any]:
     """A registration: client_welcome and client_email_verification fall due at once."""
-    return {"id": eid, "type": "user.registered", "occurred_at": iso(datetime.now(timezone.utc)),
+    return {"id": eid, "type": "user.registered", "occurred_at": iso(datetime.now(UTC)),
             "data": {"user": person(user, role="client"), "verification_url": f"https://estuary.app/verify?t={eid}"}}
 
 
@@ -104,8 +105,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             # The first registration's two sends: both first attempts and the first retry get a 503.
             standin.fail_next(3, status=503)
             for n in (1, 2):
-                assert httpx.post(url + "/events", json=registered(f"evt_m{n}", f"usr_m{n}"), timeout=10).status_code == 202
-                rows = eventually(lambda: finished(url, 2 * n), within=45, every=0.2, what=f"{2 * n} sends finished")
+                answer = httpx.post(url + "/events", json=registered(f"evt_m{n}", f"usr_m{n}"), timeout=10)
+                assert answer.status_code == 202
+                rows = eventually(lambda n=n: finished(url, 2 * n), within=45, every=0.2,
+                                  what=f"{2 * n} sends finished")
             sent = next(r for r in rows if r["status"] == "sent")
             for body, headers in webhooks(sent["request_id"]):
                 httpx.post(url + "/webhooks/courier", content=body, headers=headers, timeout=10)
@@ -141,7 +144,8 @@ def test_sends_by_notification_and_outcome_and_retries_match_the_store(served: d
     by = {(r["notification"], r["status"]) for r in rows}
     for notification, status in by:
         count = sum(1 for r in rows if (r["notification"], r["status"]) == (notification, status))
-        assert more(served, "engine_sends_total", notification=notification, outcome=status) == count, (notification, status)
+        counted = more(served, "engine_sends_total", notification=notification, outcome=status)
+        assert counted == count, (notification, status)
     assert sum(1 for r in rows if r["status"] == "failed") == 1
     retries = sum(more(served, "engine_send_retries_total", notification=n) for n in {r["notification"] for r in rows})
     assert retries == 2  # the two first attempts that got a 503; the third 503 ended a send (2 attempts at most)
@@ -188,11 +192,12 @@ def test_every_webhook_answer_is_counted_under_its_own_outcome(make_runtime: Any
     """Each answer the webhook route can give (each `result` the store returns, an ignored type or
     status, a refused signature, a malformed body) moves its own outcome's count by one and no
     other: a status that overtook its send (202 `pending`) is not counted as applied."""
-    from engine.metrics import REGISTRY, WEBHOOK_OUTCOMES
     from prometheus_client import generate_latest
 
+    from engine.metrics import REGISTRY, WEBHOOK_OUTCOMES
+
     rt = make_runtime(sqlite_url, webhook_secret=WEBHOOK_SECRET)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rt.emit(registered("evt_wh", "usr_wh"), now=now)
     row_id = rt.store.queue_due(now, limit=1)[0]
     rt.store.finish(rt.store.claim(row_id, now), "sent", now, request_id="req-sent")

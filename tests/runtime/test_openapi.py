@@ -9,8 +9,9 @@ import importlib
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,8 +33,16 @@ PUBLIC_URL = "https://engine.example.com"
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     workdir = copy_config(tmp_path_factory.mktemp("openapi-engine"))
     # No Courier token: the engine delivers to its local outbox.
-    process = Engine(workdir, engine_env(workdir, "http://127.0.0.1:9", COURIER_AUTH_TOKEN="", ENGINE_INGEST_TOKEN=TOKEN,
-                                         ENGINE_PUBLIC_URL=PUBLIC_URL)).start()
+    process = Engine(
+        workdir,
+        engine_env(
+            workdir,
+            "http://127.0.0.1:9",
+            COURIER_AUTH_TOKEN="",
+            ENGINE_INGEST_TOKEN=TOKEN,
+            ENGINE_PUBLIC_URL=PUBLIC_URL,
+        ),
+    ).start()
     yield process
     process.stop()
 
@@ -79,7 +88,9 @@ def test_every_route_and_method_is_documented_with_an_operation_id(document: dic
     app = build_app(make_runtime(sqlite_url))
     served = {(re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", r.path), m.lower()) for r in app.routes if isinstance(r, Route)
               for m in (r.methods or ()) if m != "HEAD"}
-    documented = {(path, method) for path, item in document["paths"].items() for method in item if method != "parameters"}
+    documented = {
+        (path, method) for path, item in document["paths"].items() for method in item if method != "parameters"
+    }
     assert documented == served
     ids = [op["operationId"] for item in document["paths"].values() for m, op in item.items() if m != "parameters"]
     assert len(ids) == len(set(ids)) == len(served)
@@ -107,10 +118,20 @@ def test_every_answer_has_a_schema_and_errors_have_theirs(document: dict[str, An
 def test_signature_schemes_are_described_as_what_they_are(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
-    assert schemes["engineSignature"]["name"] == "X-Engine-Signature" and "HMAC-SHA256" in schemes["engineSignature"]["description"]
+    assert (
+        schemes["engineSignature"]["name"] == "X-Engine-Signature"
+        and "HMAC-SHA256" in schemes["engineSignature"]["description"]
+    )
     assert schemes["standardWebhooks"]["name"] == "webhook-signature"
-    assert "webhook-id" in schemes["standardWebhooks"]["description"] and "whsec_" in schemes["standardWebhooks"]["description"]
-    assert document["paths"]["/events"]["post"]["security"] == [{"bearer": []}, {"engineSignature": []}, {"standardWebhooks": []}]
+    assert (
+        "webhook-id" in schemes["standardWebhooks"]["description"]
+        and "whsec_" in schemes["standardWebhooks"]["description"]
+    )
+    assert document["paths"]["/events"]["post"]["security"] == [
+        {"bearer": []},
+        {"engineSignature": []},
+        {"standardWebhooks": []},
+    ]
 
 
 def test_one_named_schema_per_event_type_told_apart_by_type(document: dict[str, Any], config: Any) -> None:
@@ -134,12 +155,18 @@ def test_a_generated_client_posts_an_event_and_reads_the_typed_answer(generated:
     models = {p.stem for p in Path(generated.__file__).parent.joinpath("models").glob("*.py")}
     assert not [m for m in models if re.fullmatch(r"data_?\d+", m)], sorted(models)
     now = utcnow()
-    event = BookingConfirmed.from_dict(booking_confirmed("evt_generated_1", "bk_generated_1", now.replace(year=now.year + 1), now))
+    event = BookingConfirmed.from_dict(
+        booking_confirmed("evt_generated_1", "bk_generated_1", now.replace(year=now.year + 1), now)
+    )
     with AuthenticatedClient(base_url=f"http://127.0.0.1:{engine.port}", token=TOKEN) as client:
         answer = post_events.sync_detailed(client=client, body=event)
         assert answer.status_code == 202, answer.content
         assert isinstance(answer.parsed, IngestAnswer)
-        assert (answer.parsed.accepted, answer.parsed.duplicates, answer.parsed.cancelled) == (["evt_generated_1"], [], 0)
+        assert (answer.parsed.accepted, answer.parsed.duplicates, answer.parsed.cancelled) == (
+            ["evt_generated_1"],
+            [],
+            0,
+        )
         assert answer.parsed.scheduled > 0
         cloudevent = BookingConfirmedCloudEvent.from_dict({
             "specversion": "1.0", "id": "evt_generated_ce", "type": "booking.confirmed", "source": "https://estuary.app",

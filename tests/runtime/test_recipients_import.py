@@ -14,7 +14,6 @@ from engine.core.events import EventRejected, parse_event
 from engine.core.people import person_problems
 
 from .support import person
-from .test_cli import cli  # noqa: F401  (the fixture)
 
 GOOD = {"id": "usr_1", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/London"}
 

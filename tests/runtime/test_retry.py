@@ -13,7 +13,6 @@ from tests.support.courier_standin import CourierStandin
 
 from .conftest import COURIER_TOKEN
 from .support import booking_confirmed, iso
-from .test_cli import cli  # noqa: F401  (fixture)
 
 
 def failed_sends(db_url: str, make_runtime: Any, standin: CourierStandin) -> Any:
@@ -90,7 +89,9 @@ def test_bad_selections_are_refused_and_change_nothing(cli: Any, sqlite_url: str
 
 def test_a_send_paused_for_credentials_is_retried_once_the_key_is_fixed(cli: Any, sqlite_url: str, make_runtime: Any,
                                                                          standin: CourierStandin) -> None:
-    rt = make_runtime(sqlite_url, backend=CourierBackend("revoked", standin.url, timeout=2, credentials=Credentials(60)))
+    rt = make_runtime(
+        sqlite_url, backend=CourierBackend("revoked", standin.url, timeout=2, credentials=Credentials(60))
+    )
     now = utcnow()
     rt.emit(booking_confirmed("evt_1", "bk_1", now + timedelta(days=3), now), now=now)
     rt.sweep()

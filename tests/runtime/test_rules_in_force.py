@@ -21,7 +21,9 @@ def rt(db_url: str, make_runtime: Any, standin: CourierStandin) -> Any:
     return make_runtime(db_url, backend=CourierBackend(COURIER_TOKEN, standin.url, timeout=2))
 
 
-def deploy(rt: Any, *, pause: tuple[str, ...] = (), remove: tuple[str, ...] = (), templates: dict[str, str] | None = None) -> None:
+def deploy(
+    rt: Any, *, pause: tuple[str, ...] = (), remove: tuple[str, ...] = (), templates: dict[str, str] | None = None
+) -> None:
     rules = dict(rt.config.notifications)
     for name in pause:
         rules[name] = replace(rules[name], enabled=False)
@@ -40,18 +42,29 @@ def test_pending_sends_follow_a_deploy(rt: Any, standin: CourierStandin) -> None
            templates={"client_booking_reminder_24h": "CLIENT_BOOKING_REMINDER_24H_V2"})
     rt.sweep(start)
     by_name = {r["notification"]: r for r in rt.store.notifications(limit=50)}
-    assert (by_name["client_booking_reminder_30m"]["status"], by_name["client_booking_reminder_30m"]["reason"]) == ("skipped", "paused")
-    assert (by_name["practitioner_session_reminder_30m"]["status"], by_name["practitioner_session_reminder_30m"]["reason"]) == ("skipped", "removed")
+    assert (by_name["client_booking_reminder_30m"]["status"], by_name["client_booking_reminder_30m"]["reason"]) == (
+        "skipped",
+        "paused",
+    )
+    assert (
+        by_name["practitioner_session_reminder_30m"]["status"],
+        by_name["practitioner_session_reminder_30m"]["reason"],
+    ) == ("skipped", "removed")
     templates = {r["body"]["message"]["template"] for r in standin.requests}
     assert "CLIENT_BOOKING_REMINDER_24H_V2" in templates and "CLIENT_BOOKING_REMINDER_24H_V1" not in templates
     assert not {"CLIENT_BOOKING_REMINDER_30M_V1", "PRACTITIONER_SESSION_REMINDER_30M_V1"} & templates
-    assert by_name["client_booking_reminder_24h"]["template"] == "CLIENT_BOOKING_REMINDER_24H_V2"  # the row says what went out
+    assert (
+        by_name["client_booking_reminder_24h"]["template"] == "CLIENT_BOOKING_REMINDER_24H_V2"
+    )  # the row says what went out
 
 
 def test_a_template_key_no_longer_mapped_is_skipped_with_the_reason(rt: Any, standin: CourierStandin) -> None:
     start = NOW + timedelta(days=3)
     rt.emit(booking_confirmed("evt_1", "bk_1", start, NOW), now=NOW)
-    mapped = {env: {k: v for k, v in m.items() if k != "client_booking_reminder_24h"} for env, m in rt.config.templates.items()}
+    mapped = {
+        env: {k: v for k, v in m.items() if k != "client_booking_reminder_24h"}
+        for env, m in rt.config.templates.items()
+    }
     rt.config = replace(rt.config, templates=mapped)
     rt.sweep(start - timedelta(hours=24))
     [row] = rt.store.notifications(notification="client_booking_reminder_24h")
