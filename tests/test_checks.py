@@ -86,7 +86,9 @@ def problems_after(cfg: Path, old: str, new: str, monkeypatch: pytest.MonkeyPatc
     "{% if 'meeting_url' in booking %}{{ booking.meeting_url }}{% endif %}",
     "{% if booking.meeting_url is defined %}{{ booking.meeting_url | upper }}{% else %}-{% endif %}",
 ])
-def test_a_guarded_read_of_an_optional_field_passes(guarded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_guarded_read_of_an_optional_field_passes(
+    guarded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = copy_of("optional_field_unguarded", tmp_path)
     assert problems_after(cfg, '"{{ booking.meeting_url }}"', repr(guarded).replace("\\'", "''"), monkeypatch) == []
 
@@ -98,7 +100,9 @@ def test_a_guarded_read_of_an_optional_field_passes(guarded: str, tmp_path: Path
     "{% if booking.meeting_url is defined %}x{% endif %}{{ booking.meeting_url }}",  # outside the guarded branch
     "{{ booking.meeting_url is defined or booking.meeting_url }}",
 ])
-def test_an_unguarded_read_of_an_optional_field_warns(unguarded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unguarded_read_of_an_optional_field_warns(
+    unguarded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = copy_of("optional_field_unguarded", tmp_path)
     found = problems_after(cfg, '"{{ booking.meeting_url }}"', repr(unguarded).replace("\\'", "''"), monkeypatch)
     assert len(found) == 1 and found[0].startswith("55:20: warning: ") and "does not require" in found[0], found
@@ -113,33 +117,49 @@ def test_an_optional_object_is_optional_at_every_depth(tmp_path: Path, monkeypat
         "            venue: {type: object, required: [city], properties: {city: {type: string}}}\n"))
     found = problems_after(cfg, '"{{ booking.meeting_url }}"', '"{{ booking.venue.city }}"', monkeypatch)
     # The example has no venue: the render failure this warns of happens to it, at the same line.
-    assert found == ["56:20: error: booking_reminder: data.meeting_url: with its example event (production): render "
-                     "failed: 'dict object' has no attribute 'venue'",
-                     "56:20: warning: booking_reminder: expression '{{ booking.venue.city }}' reads 'booking.venue', which "
-                     "the event schema does not require (it is not in `required`): a send whose event lacks it is "
-                     "skipped (render failed); write `booking.venue | default(none)` there, or test "
-                     "`booking.venue is defined` first"]
+    assert found == [
+        "56:20: error: booking_reminder: data.meeting_url: with its example event (production): render "
+        "failed: 'dict object' has no attribute 'venue'",
+        "56:20: warning: booking_reminder: expression '{{ booking.venue.city }}' reads 'booking.venue', which "
+        "the event schema does not require (it is not in `required`): a send whose event lacks it is "
+        "skipped (render failed); write `booking.venue | default(none)` there, or test "
+        "`booking.venue is defined` first",
+    ]
     assert problems_after(cfg, '"{{ booking.venue.city }}"',
                           '"{{ booking.venue.city if booking.venue is defined else none }}"', monkeypatch) == []
 
 
-def test_the_suggested_fix_of_a_required_optional_field_is_then_refused_as_null(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_suggested_fix_of_a_required_optional_field_is_then_refused_as_null(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # requires + default(none) is no fix: the template would get null
     cfg = copy_of("optional_field_required", tmp_path)
-    found = problems_after(cfg, '"{{ booking.meeting_url }}"', '"{{ booking.meeting_url | default(none) }}"', monkeypatch)
-    assert found == ["55:20: error: booking_reminder: the template requires 'meeting_url', but its value "
-                     "'{{ booking.meeting_url | default(none) }}' can render null (`| default(none)` gives null when the "
-                     "field is missing): give a value the template can use (e.g. `| default('')`), or take "
-                     "'meeting_url' out of `requires`"]
-    assert problems_after(cfg, "| default(none) }}", "| default('https://estuary.app/help/online') }}", monkeypatch) == []
+    found = problems_after(
+        cfg, '"{{ booking.meeting_url }}"', '"{{ booking.meeting_url | default(none) }}"', monkeypatch
+    )
+    assert found == [
+        "55:20: error: booking_reminder: the template requires 'meeting_url', but its value "
+        "'{{ booking.meeting_url | default(none) }}' can render null (`| default(none)` gives null when the "
+        "field is missing): give a value the template can use (e.g. `| default('')`), or take "
+        "'meeting_url' out of `requires`"
+    ]
+    assert (
+        problems_after(cfg, "| default(none) }}", "| default('https://estuary.app/help/online') }}", monkeypatch) == []
+    )
 
 
 def test_a_required_value_the_schema_lets_be_null(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = copy_of("required_value_can_be_null", tmp_path)
-    (cfg / BOOKING).write_text((cfg / BOOKING).read_text().replace(
-        "          required: [id, start_time]\n", "          required: [id, start_time, note]\n").replace(
-        "            note: {type: string}\n", "            note: {type: [string, 'null']}\n").replace(
-        "start_time: \"2026-03-05T10:00:00Z\"}\n        client", "start_time: \"2026-03-05T10:00:00Z\", note: hi}\n        client"))
+    (cfg / BOOKING).write_text(
+        (cfg / BOOKING)
+        .read_text()
+        .replace("          required: [id, start_time]\n", "          required: [id, start_time, note]\n")
+        .replace("            note: {type: string}\n", "            note: {type: [string, 'null']}\n")
+        .replace(
+            'start_time: "2026-03-05T10:00:00Z"}\n        client',
+            'start_time: "2026-03-05T10:00:00Z", note: hi}\n        client',
+        )
+    )
     found = problems_after(cfg, "{{ booking.note | default(none) }}", "{{ booking.note }}", monkeypatch)
     assert len(found) == 1 and "the event schema lets 'booking.note' be null" in found[0], found
 
@@ -170,7 +190,9 @@ def test_a_file_that_cannot_be_read_does_not_stop_the_others(tmp_path: Path, mon
 
 @pytest.mark.parametrize("cron", ["0 0 9 * * MON", "0 9 * * MON 2026", "9 * *"])
 def test_a_cron_of_other_than_five_fields_names_the_five(cron: str) -> None:
-    with pytest.raises(ValueError, match="write the 5-field form: minute hour day month weekday.*seconds are not supported"):
+    with pytest.raises(
+        ValueError, match="write the 5-field form: minute hour day month weekday.*seconds are not supported"
+    ):
         check_cron(cron)
 
 

@@ -33,7 +33,9 @@ def test_validate_reads_engine_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert result.exit_code == 0, result.output
 
 
-def test_validate_refuses_an_engine_env_without_its_templates_map(monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
+def test_validate_refuses_an_engine_env_without_its_templates_map(
+    monkeypatch: pytest.MonkeyPatch, repo_root: Path
+) -> None:
     assert engine(monkeypatch, repo_root, "validate", ENGINE_ENV="staging").exit_code == 0
     result = engine(monkeypatch, repo_root, "validate", ENGINE_ENV="nowhere")
     assert result.exit_code == 1
@@ -41,7 +43,9 @@ def test_validate_refuses_an_engine_env_without_its_templates_map(monkeypatch: p
             "(have: production, staging)") in result.stdout
 
 
-def test_preview_reads_engine_config_and_engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path) -> None:
+def test_preview_reads_engine_config_and_engine_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, repo_root: Path
+) -> None:
     events = str(repo_root / "examples.jsonl")
     root = str(repo_root / "notifications.yaml")
     here = engine(monkeypatch, repo_root, "preview", "--events", events, "--format", "json")

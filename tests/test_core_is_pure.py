@@ -11,8 +11,10 @@ EDGES = ("sqlalchemy", "huey", "redis", "courier", "httpx", "starlette", "uvicor
 
 
 def test_importing_the_core_loads_none_of_the_edges() -> None:
-    code = ("import sys, engine.core.decide, engine.core.matching, engine.core.timing, engine.core.rendering, "
-            "engine.core.policy, engine.core.events\n"
-            f"print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in {EDGES!r} or m.startswith({EDGES!r}))))")
+    code = (
+        "import sys, engine.core.decide, engine.core.matching, engine.core.timing, engine.core.rendering, "
+        "engine.core.policy, engine.core.events\n"
+        f"print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in {EDGES!r} or m.startswith({EDGES!r}))))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == [], f"the core pulled in: {loaded}"

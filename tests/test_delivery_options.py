@@ -4,7 +4,7 @@ preview and `engine diff` show them (the live path is tests/runtime/test_deliver
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.core.decide import Renderer, digest_send
@@ -15,7 +15,7 @@ from engine.diff import compare
 from engine.preview import run
 from engine.rules.model import Config, TemplateChoice
 
-NOW = datetime(2026, 3, 10, 14, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
 DANA = {"id": "usr_p_dana", "email": "dana@example.com", "name": "Dana Brooks", "timezone": "America/New_York"}
 
 
@@ -62,11 +62,15 @@ def test_a_digest_item_without_an_integer_amount_skips_the_send_with_the_reason(
     rule = shipped_config.notifications["practitioner_weekly_earnings_summary"]
     items: list[Any] = [{"payment": {"practitioner_amount": 1000, "currency": "usd"}},
                         {"payment": {"practitioner_amount": "20.00", "currency": "USD"}}]
-    start = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 2, tzinfo=UTC)
     send = digest_send(shipped_config, rule, DANA, items, start, start + timedelta(days=7), start + timedelta(days=7))
     assert send.status == "skipped"
-    assert send.reason is not None and send.reason.startswith("render failed: totals: item 1 has payment.practitioner_amount '20.00'")
-    good = digest_send(shipped_config, rule, DANA, items[:1], start, start + timedelta(days=7), start + timedelta(days=7))
+    assert send.reason is not None and send.reason.startswith(
+        "render failed: totals: item 1 has payment.practitioner_amount '20.00'"
+    )
+    good = digest_send(
+        shipped_config, rule, DANA, items[:1], start, start + timedelta(days=7), start + timedelta(days=7)
+    )
     assert good.data["totals"] == [{"currency": "USD", "amount": 1000, "count": 1}]  # a code in any case
 
 
@@ -87,7 +91,9 @@ def test_preview_and_diff_name_the_expiry(shipped_config: Config) -> None:
     assert rows["client_booking_confirmation"]["expires_at"] is None
 
     rules = dict(shipped_config.notifications)
-    rules["client_booking_reminder_30m"] = replace(rules["client_booking_reminder_30m"], expires_after=None, routing="all")
+    rules["client_booking_reminder_30m"] = replace(
+        rules["client_booking_reminder_30m"], expires_after=None, routing="all"
+    )
     before = run(replace(shipped_config, notifications=rules), events, renderer=Renderer(environ={}))
     [change] = compare("events", [r.as_json() for r in before.rows], [r.as_json() for r in after.rows])
     assert (change.kind, change.notification) == ("changed", "client_booking_reminder_30m")

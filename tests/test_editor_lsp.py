@@ -42,14 +42,24 @@ class LanguageServer:
         self.diagnostics: dict[str, list[dict[str, Any]]] = {}
         self.next_id = 0
         threading.Thread(target=self._read, daemon=True).start()
-        self.request("initialize", {
-            "processId": os.getpid(), "rootUri": root.as_uri(), "workspaceFolders": [{"uri": root.as_uri(), "name": "w"}],
-            "capabilities": {
-                "workspace": {"configuration": True, "didChangeConfiguration": {"dynamicRegistration": True}},
-                "textDocument": {
-                    "completion": {"completionItem": {"snippetSupport": True, "documentationFormat": ["markdown", "plaintext"]}},
-                    "hover": {"contentFormat": ["markdown", "plaintext"]},
-                    "publishDiagnostics": {}}}})
+        self.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": root.as_uri(),
+                "workspaceFolders": [{"uri": root.as_uri(), "name": "w"}],
+                "capabilities": {
+                    "workspace": {"configuration": True, "didChangeConfiguration": {"dynamicRegistration": True}},
+                    "textDocument": {
+                        "completion": {
+                            "completionItem": {"snippetSupport": True, "documentationFormat": ["markdown", "plaintext"]}
+                        },
+                        "hover": {"contentFormat": ["markdown", "plaintext"]},
+                        "publishDiagnostics": {},
+                    },
+                },
+            },
+        )
         self.notify("initialized", {})
         self.notify("workspace/didChangeConfiguration", {"settings": SETTINGS})
 
@@ -80,7 +90,7 @@ class LanguageServer:
             self.diagnostics[message["params"]["uri"]] = message["params"]["diagnostics"]
         elif method == "workspace/configuration" and "id" in message:
             items = message["params"]["items"]
-            self._send({"id": message["id"], "result": [SETTINGS.get(i.get("section", ""), None) for i in items]})
+            self._send({"id": message["id"], "result": [SETTINGS.get(i.get("section", "")) for i in items]})
         elif "id" in message and method:  # client/registerCapability, window/workDoneProgress/create...
             self._send({"id": message["id"], "result": None})
 
@@ -106,7 +116,9 @@ class LanguageServer:
     def open(self, path: Path, text: str) -> str:
         uri = path.as_uri()
         self.diagnostics.pop(uri, None)
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "yaml", "version": 1, "text": text}})
+        self.notify(
+            "textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "yaml", "version": 1, "text": text}}
+        )
         return uri
 
     def diagnostics_of(self, uri: str, until: Any = bool, timeout: float = 20) -> list[dict[str, Any]]:
@@ -121,7 +133,10 @@ class LanguageServer:
         return self.diagnostics.get(uri, [])
 
     def completion(self, uri: str, line: int, character: int) -> list[dict[str, Any]]:
-        result = self.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}})
+        result = self.request(
+            "textDocument/completion",
+            {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}},
+        )
         return result["items"] if isinstance(result, dict) else result
 
     def close(self) -> None:
@@ -165,8 +180,13 @@ def test_completion_inside_a_notification_offers_described_keys(server: Language
 def test_hover_explains_a_key(server: LanguageServer) -> None:
     text = RULE_HEAD + "    schedule:\n      after: 3d\n"
     uri = server.open(ROOT / "rules" / "editor_hover.yaml", text)
-    for line, character, described in ((3, 6, NOTIFICATION_KEYS["schedule"]), (4, 8, SCHEMA["$defs"]["schedule"]["properties"]["after"])):
-        hover = server.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}})
+    for line, character, described in (
+        (3, 6, NOTIFICATION_KEYS["schedule"]),
+        (4, 8, SCHEMA["$defs"]["schedule"]["properties"]["after"]),
+    ):
+        hover = server.request(
+            "textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+        )
         contents = hover["contents"]
         shown = contents["value"] if isinstance(contents, dict) else str(contents)
         assert described["markdownDescription"] in shown
@@ -181,9 +201,11 @@ def test_a_new_notification_snippet_is_offered(server: LanguageServer) -> None:
 
 
 def test_a_wrong_key_and_a_bad_duration_are_flagged(server: LanguageServer) -> None:
-    text = RULE_HEAD + ("    trigger: {event: session.completed}\n    audience: client\n    category: engagement\n"
-                        "    template: client_review_nudge\n    shedule:\n      after: 3d\n    throttle:\n      window: 3 days\n"
-                        "    schedule:\n      window: {from: \"9:00\", to: \"20:00\"}\n      cron: every monday\n")
+    text = RULE_HEAD + (
+        "    trigger: {event: session.completed}\n    audience: client\n    category: engagement\n"
+        "    template: client_review_nudge\n    shedule:\n      after: 3d\n    throttle:\n      window: 3 days\n"
+        '    schedule:\n      window: {from: "9:00", to: "20:00"}\n      cron: every monday\n'
+    )
     uri = server.open(ROOT / "rules" / "editor_diagnostics.yaml", text)
     found = server.diagnostics_of(uri, until=lambda d: len(d) >= 4)
     by_line = {(d["range"]["start"]["line"], d["message"]) for d in found}
@@ -202,11 +224,15 @@ def test_the_shipped_files_have_no_diagnostics(server: LanguageServer) -> None:
 
 
 def test_a_templates_map_file_is_checked(server: LanguageServer) -> None:
-    text = "# yaml-language-server: $schema=../engine/rules/templates_map.schema.json\nclient_welcome: CLIENT_WELCOME_V1\nClient-Welcome: X\n"
+    text = ("# yaml-language-server: $schema=../engine/rules/templates_map.schema.json\n"
+            "client_welcome: CLIENT_WELCOME_V1\nClient-Welcome: X\n")
     uri = server.open(ROOT / "templates_map" / "editor_env.yaml", text)
     found = server.diagnostics_of(uri)
     assert [d["range"]["start"]["line"] for d in found] == [2], found
-    assert SCHEMA["$defs"]["template_key"]["patternErrorMessage"] in found[0]["message"] or "Client-Welcome" in found[0]["message"]
+    assert (
+        SCHEMA["$defs"]["template_key"]["patternErrorMessage"] in found[0]["message"]
+        or "Client-Welcome" in found[0]["message"]
+    )
 
 
 def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -220,13 +246,17 @@ def _project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_the_project_schema_completes_declared_names(server: LanguageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_project_schema_completes_declared_names(
+    server: LanguageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = _project(tmp_path, monkeypatch)
     head = "# yaml-language-server: $schema=../schema.json\nnotifications:\n  client_review_nudge:\n"
     uri = server.open(project / "rules" / "editor_project.yaml", head + "    trigger:\n      event: \n")
     events = {i["label"]: i for i in server.completion(uri, 4, 13)}
     assert {"booking.confirmed", "session.completed", "review.created"} <= set(events), sorted(events)
-    assert "A client's booking" in _documentation(events["booking.confirmed"]) or events["booking.confirmed"].get("documentation")
+    assert "A client's booking" in _documentation(events["booking.confirmed"]) or events["booking.confirmed"].get(
+        "documentation"
+    )
     uri = server.open(project / "rules" / "editor_project_category.yaml", head + "    category: \n")
     assert {"transactional", "engagement"} <= {i["label"] for i in server.completion(uri, 3, 14)}
     uri = server.open(project / "rules" / "editor_project_template.yaml", head + "    template: \n")
@@ -235,12 +265,17 @@ def test_the_project_schema_completes_declared_names(server: LanguageServer, tmp
     assert "daytime" in {i["label"] for i in server.completion(uri, 4, 14)}
 
 
-def test_the_project_schema_flags_undeclared_names(server: LanguageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_project_schema_flags_undeclared_names(
+    server: LanguageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = _project(tmp_path, monkeypatch)
     text = ("# yaml-language-server: $schema=../schema.json\nnotifications:\n  client_review_nudge:\n"
             "    trigger: {event: session.completd}\n    category: engagment\n")
     uri = server.open(project / "rules" / "editor_project_bad.yaml", text)
-    lines = {d["range"]["start"]["line"] for d in server.diagnostics_of(uri, until=lambda d: len({x["range"]["start"]["line"] for x in d}) >= 2)}
+    lines = {
+        d["range"]["start"]["line"]
+        for d in server.diagnostics_of(uri, until=lambda d: len({x["range"]["start"]["line"] for x in d}) >= 2)
+    }
     assert {3, 4} <= lines
     text = "# yaml-language-server: $schema=../templates_map.schema.json\nclient_welcome: CLIENT_WELCOME_V1\n"
     uri = server.open(project / "templates_map" / "editor_env.yaml", text)

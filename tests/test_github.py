@@ -5,7 +5,6 @@ CommonMark parser."""
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 from pathlib import Path
@@ -90,7 +89,8 @@ def test_validate_annotations_on_a_path_with_commas_and_colons(tmp_path: Path, m
     assert result.exit_code == 1
     parsed = [parse_workflow_command(line) for line in result.stdout.splitlines()]
     assert [(name, props, data) for name, props, data in parsed] == [
-        (p["severity"], {"file": p["file"], "line": str(p["line"]), "col": str(p["col"])}, p["message"]) for p in as_json
+        (p["severity"], {"file": p["file"], "line": str(p["line"]), "col": str(p["col"])}, p["message"])
+        for p in as_json
     ]
     assert {props["file"] for _, props, _ in parsed} == {"rules/booking,v2:draft%.yaml"}
     assert len(parsed) == 3
@@ -148,7 +148,9 @@ def test_every_problem_goes_to_the_step_summary(tmp_path: Path, monkeypatch: pyt
     assert text.startswith("earlier step\n")
     assert "invalid, 12 error(s), 0 warning(s)" in text
     cells = _rendered_cells(text)
-    assert cells == [[name, f"{props['file']}:{props['line']}:{props['col']}", data] for name, props, data in annotations]
+    assert cells == [
+        [name, f"{props['file']}:{props['line']}:{props['col']}", data] for name, props, data in annotations
+    ]
 
 
 def test_a_valid_configuration_says_so_in_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +162,9 @@ def test_a_valid_configuration_says_so_in_the_summary(tmp_path: Path, monkeypatc
 
 def test_strict_warnings_fail_in_the_summary_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     summary = tmp_path / "summary.md"
-    result = _validate(FIXTURES / "warning_example_in_past", monkeypatch, "--strict", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = _validate(
+        FIXTURES / "warning_example_in_past", monkeypatch, "--strict", env={"GITHUB_STEP_SUMMARY": str(summary)}
+    )
     assert result.exit_code == 1
     assert ": invalid, 0 error(s), 1 warning(s)" in summary.read_text()
     assert _rendered_cells(summary.read_text())[0][0] == "warning"
@@ -253,11 +257,16 @@ def test_the_install_step_takes_only_a_pinned_version(version: str, spec: str | 
 
     import yaml
 
-    steps = yaml.safe_load((ROOT / ".github" / "workflows" / "notification-rules.yml").read_text())["jobs"]["rules"]["steps"]
+    steps = yaml.safe_load((ROOT / ".github" / "workflows" / "notification-rules.yml").read_text())["jobs"]["rules"][
+        "steps"
+    ]
     (install,) = [s for s in steps if str(s.get("name", "")).startswith("Install the engine")]
     fake_python = tmp_path / "bin" / "python"
     fake_python.parent.mkdir()
-    fake_python.write_text('#!/bin/sh\nmkdir -p "$3/bin"; printf \'#!/bin/sh\\necho "$@" > "%s/pip-args"\\n\' "$3" > "$3/bin/pip"; chmod +x "$3/bin/pip"\n')
+    fake_python.write_text(
+        '#!/bin/sh\nmkdir -p "$3/bin"; '
+        'printf \'#!/bin/sh\\necho "$@" > "%s/pip-args"\\n\' "$3" > "$3/bin/pip"; chmod +x "$3/bin/pip"\n'
+    )
     fake_python.chmod(0o755)
     env = {"PATH": f"{fake_python.parent}:/usr/bin:/bin", "ENGINE_VERSION": version, "RUNNER_TEMP": str(tmp_path),
            "GITHUB_PATH": str(tmp_path / "github-path")}

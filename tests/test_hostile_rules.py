@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,8 +32,8 @@ from engine.rules import timeparse
 from engine.rules.expressions import ExpressionError, render
 from engine.rules.json_schema import Checker, pattern_search
 from engine.rules.loader import load
-from engine.rules.yaml_source import parse
 from engine.rules.model import Digest, RateLimit, Schedule, Throttle
+from engine.rules.yaml_source import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE = FIXTURES / "bad_configs" / "_valid_base"
@@ -83,22 +83,39 @@ def test_validate_reports_a_folder_as_the_default_zone(tmp_path: Path, monkeypat
     edit(cfg / "notifications.yaml", "timezone: UTC", "timezone: Europe")
     result = validate(cfg, monkeypatch)
     assert result.exit_code == 1
-    assert "notifications.yaml:7:13: defaults.timezone: 'Europe' is not an IANA time zone (e.g. Europe/Berlin)" in result.stdout
+    assert (
+        "notifications.yaml:7:13: defaults.timezone: 'Europe' is not an IANA time zone (e.g. Europe/Berlin)"
+        in result.stdout
+    )
 
 
 def test_an_event_whose_zone_is_a_folder_is_refused_at_the_door(shipped_config) -> None:
-    raw = {"id": "evt_1", "type": "user.registered", "occurred_at": "2026-03-01T10:00:00Z",
-           "data": {"user": {"id": "u1", "email": "ann@example.com", "name": "Ann", "timezone": "Europe", "role": "client"},
-                    "verification_url": "https://estuary.app/verify?t=1"}}
+    raw = {
+        "id": "evt_1",
+        "type": "user.registered",
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "data": {
+            "user": {"id": "u1", "email": "ann@example.com", "name": "Ann", "timezone": "Europe", "role": "client"},
+            "verification_url": "https://estuary.app/verify?t=1",
+        },
+    }
     with pytest.raises(EventRejected) as refused:
         parse_event(raw, shipped_config)
     assert refused.value.problems == [("$.data.user.timezone", "'Europe' is not a 'timezone'")]
 
 
-def test_preview_refuses_a_folder_zone_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
-    event = {"id": "evt_1", "type": "user.registered", "occurred_at": "2026-03-01T10:00:00Z",
-             "data": {"user": {"id": "u1", "email": "ann@example.com", "name": "Ann", "timezone": "America", "role": "client"},
-                      "verification_url": "https://estuary.app/verify?t=1"}}
+def test_preview_refuses_a_folder_zone_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path
+) -> None:
+    event = {
+        "id": "evt_1",
+        "type": "user.registered",
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "data": {
+            "user": {"id": "u1", "email": "ann@example.com", "name": "Ann", "timezone": "America", "role": "client"},
+            "verification_url": "https://estuary.app/verify?t=1",
+        },
+    }
     events = tmp_path / "events.jsonl"
     events.write_text(json.dumps(event) + "\n")
     monkeypatch.chdir(repo_root)
@@ -107,7 +124,9 @@ def test_preview_refuses_a_folder_zone_cleanly(tmp_path: Path, monkeypatch: pyte
     assert result.exit_code == 1
     assert "$.data.user.timezone: 'America' is not a 'timezone'" in result.stderr
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({**event, "data": {**event["data"], "user": {**event["data"]["user"], "timezone": "UTC"}}}) + "\n")
+    good.write_text(
+        json.dumps({**event, "data": {**event["data"], "user": {**event["data"]["user"], "timezone": "UTC"}}}) + "\n"
+    )
     result = CliRunner().invoke(cli, ["preview", "--events", str(good), "--format", "html", "--tz", "Etc",
                                       "--output", str(tmp_path / "p.html")])
     assert isinstance(result.exception, SystemExit), result.exception
@@ -127,23 +146,53 @@ def test_durations_up_to_ten_years_still_parse() -> None:
     assert timeparse.parse_duration("0000000000000000000001h30m") == timedelta(hours=1, minutes=30)
 
 
-@pytest.mark.parametrize("where, old, new, line", [
-    ("notifications.yaml", "include:", "rate_limits:\n  per_recipient: {limit: 5, window: 999999999d}\ninclude:",
-     "notifications.yaml:13:37: rate_limits.per_recipient.window: '999999999d' is longer than 3650d (ten years), "
-     "the longest duration allowed"),
-    (BOOKING, "before: 24h", "before: 9999999999d",
-     f"{BOOKING}:42:15: notifications.booking_reminder.schedule.before: '9999999999d' is longer than 3650d (ten years), "
-     "the longest duration allowed"),
-    (BOOKING, "    channels: [email]", "    throttle: {window: 999999999d}\n    channels: [email]",
-     f"{BOOKING}:48:24: notifications.booking_reminder.throttle.window: '999999999d' is longer than 3650d (ten years), "
-     "the longest duration allowed"),
-    (BOOKING, "      before: 24h\n      of: booking.start_time", "      cron: '0 0 31 2 *'\n      of: booking.start_time",
-     f"{BOOKING}:42:13: booking_reminder: cron expression '0 0 31 2 *' never fires in the next 5 years "
-     "(is the day of the month in the month?)"),
-    (BOOKING, "      before: 24h\n      of: booking.start_time", "      cron: '0 9 30 2 MON#5'\n      of: booking.start_time",
-     f"{BOOKING}:42:13: booking_reminder: cron expression '0 9 30 2 MON#5' never fires in the next 5 years "
-     "(is the day of the month in the month?)"),
-], ids=["rate_limit_window", "schedule_offset", "throttle_window", "cron_31_february", "cron_fifth_monday_30_february"])
+@pytest.mark.parametrize(
+    "where, old, new, line",
+    [
+        (
+            "notifications.yaml",
+            "include:",
+            "rate_limits:\n  per_recipient: {limit: 5, window: 999999999d}\ninclude:",
+            "notifications.yaml:13:37: rate_limits.per_recipient.window: '999999999d' "
+            "is longer than 3650d (ten years), the longest duration allowed",
+        ),
+        (
+            BOOKING,
+            "before: 24h",
+            "before: 9999999999d",
+            f"{BOOKING}:42:15: notifications.booking_reminder.schedule.before: '9999999999d' "
+            "is longer than 3650d (ten years), the longest duration allowed",
+        ),
+        (
+            BOOKING,
+            "    channels: [email]",
+            "    throttle: {window: 999999999d}\n    channels: [email]",
+            f"{BOOKING}:48:24: notifications.booking_reminder.throttle.window: '999999999d' "
+            "is longer than 3650d (ten years), the longest duration allowed",
+        ),
+        (
+            BOOKING,
+            "      before: 24h\n      of: booking.start_time",
+            "      cron: '0 0 31 2 *'\n      of: booking.start_time",
+            f"{BOOKING}:42:13: booking_reminder: cron expression '0 0 31 2 *' never fires in the next 5 years "
+            "(is the day of the month in the month?)",
+        ),
+        (
+            BOOKING,
+            "      before: 24h\n      of: booking.start_time",
+            "      cron: '0 9 30 2 MON#5'\n      of: booking.start_time",
+            f"{BOOKING}:42:13: booking_reminder: cron expression '0 9 30 2 MON#5' never fires in the next 5 years "
+            "(is the day of the month in the month?)",
+        ),
+    ],
+    ids=[
+        "rate_limit_window",
+        "schedule_offset",
+        "throttle_window",
+        "cron_31_february",
+        "cron_fifth_monday_30_february",
+    ],
+)
 def test_validate_refuses_durations_that_overflow_and_cron_that_never_fires(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, old: str, new: str, line: str) -> None:
     cfg = base_copy(tmp_path)
@@ -163,8 +212,8 @@ def test_no_configuration_object_holds_a_duration_that_overflows() -> None:
 
 
 def test_timing_skips_what_it_cannot_compute_instead_of_raising() -> None:
-    now = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
-    event = Event("evt_1", "booking.confirmed", datetime(2026, 3, 1, 9, tzinfo=timezone.utc), {})
+    now = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    event = Event("evt_1", "booking.confirmed", datetime(2026, 3, 1, 9, tzinfo=UTC), {})
     never = Schedule("cron", cron="0 0 31 2 *")
     assert send_time(never, event, ZoneInfo("Europe/Berlin"), now) == When(now, "no_cron_time")
     huge = Schedule("after")
@@ -208,7 +257,9 @@ def _with_code_pattern(tmp_path: Path, pattern: str) -> Path:
     return cfg
 
 
-def test_an_event_checked_by_a_backtracking_pattern_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_event_checked_by_a_backtracking_pattern_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import jsonschema._keywords
 
     monkeypatch.setattr(jsonschema._keywords, "re", _NoRe())
@@ -224,12 +275,22 @@ def test_an_event_checked_by_a_backtracking_pattern_is_refused_at_once(tmp_path:
     assert refused.value.problems[0][0] == "$.data.booking.id"
 
 
-@pytest.mark.parametrize("pattern, line", [
-    ("^(?=a)b$", f"{BOOKING}:20:41: events.booking.confirmed.schema.properties.booking.properties.id.pattern: the pattern "
-                 "'^(?=a)b$' cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"),
-    ("^(a)\\1$", f"{BOOKING}:20:41: events.booking.confirmed.schema.properties.booking.properties.id.pattern: the pattern "
-                 "'^(a)\\\\1$' cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"),
-], ids=["lookahead", "backreference"])
+@pytest.mark.parametrize(
+    "pattern, line",
+    [
+        (
+            "^(?=a)b$",
+            f"{BOOKING}:20:41: events.booking.confirmed.schema.properties.booking.properties.id.pattern: the pattern "
+            "'^(?=a)b$' cannot be used: patterns run on a linear-time engine, without lookaround or backreferences",
+        ),
+        (
+            "^(a)\\1$",
+            f"{BOOKING}:20:41: events.booking.confirmed.schema.properties.booking.properties.id.pattern: the pattern "
+            "'^(a)\\\\1$' cannot be used: patterns run on a linear-time engine, without lookaround or backreferences",
+        ),
+    ],
+    ids=["lookahead", "backreference"],
+)
 def test_validate_refuses_a_pattern_the_linear_engine_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  pattern: str, line: str) -> None:
     result = validate(_with_code_pattern(tmp_path, pattern), monkeypatch)
@@ -237,7 +298,9 @@ def test_validate_refuses_a_pattern_the_linear_engine_cannot_run(tmp_path: Path,
     assert result.stdout.splitlines() == [line]
 
 
-def test_validate_refuses_unevaluated_properties_beside_pattern_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_refuses_unevaluated_properties_beside_pattern_properties(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = base_copy(tmp_path)
     edit(cfg / BOOKING, "          required: [id, start_time]\n",
          "          required: [id, start_time]\n          unevaluatedProperties: false\n"
@@ -257,17 +320,34 @@ def _includes(cfg: Path, *patterns: str) -> None:
 INCLUDE_LINE = 14  # the line of the first pattern after rules/*.yaml in notifications.yaml
 
 
-@pytest.mark.parametrize("pattern, says", [
-    ("/etc/*", "include: '/etc/*' must name files inside the configuration's folder (no absolute path, no '..')"),
-    ("/proc/self/status", "include: '/proc/self/status' must name files inside the configuration's folder (no absolute path, no '..')"),
-    ("/dev/zero", "include: '/dev/zero' must name files inside the configuration's folder (no absolute path, no '..')"),
-    ("../*", "include: '../*' must name files inside the configuration's folder (no absolute path, no '..')"),
-    ("rules/../../../etc/passwd", "include: 'rules/../../../etc/passwd' must name files inside the configuration's folder "
-                                  "(no absolute path, no '..')"),
-    ("notifications.yaml", "include: 'notifications.yaml': 'notifications.yaml' is notifications.yaml itself, which cannot "
-                           "include itself"),
-    ("none/*.yaml", "include: 'none/*.yaml' matches no file"),
-], ids=["absolute_glob", "proc", "device", "parent", "parent_inside", "itself", "nothing"])
+@pytest.mark.parametrize(
+    "pattern, says",
+    [
+        ("/etc/*", "include: '/etc/*' must name files inside the configuration's folder (no absolute path, no '..')"),
+        (
+            "/proc/self/status",
+            "include: '/proc/self/status' must name files inside the configuration's folder (no absolute path, no "
+            "'..')",
+        ),
+        (
+            "/dev/zero",
+            "include: '/dev/zero' must name files inside the configuration's folder (no absolute path, no '..')",
+        ),
+        ("../*", "include: '../*' must name files inside the configuration's folder (no absolute path, no '..')"),
+        (
+            "rules/../../../etc/passwd",
+            "include: 'rules/../../../etc/passwd' must name files inside the configuration's folder "
+            "(no absolute path, no '..')",
+        ),
+        (
+            "notifications.yaml",
+            "include: 'notifications.yaml': 'notifications.yaml' is notifications.yaml itself, which cannot "
+            "include itself",
+        ),
+        ("none/*.yaml", "include: 'none/*.yaml' matches no file"),
+    ],
+    ids=["absolute_glob", "proc", "device", "parent", "parent_inside", "itself", "nothing"],
+)
 def test_an_include_may_not_leave_the_configurations_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            pattern: str, says: str) -> None:
     cfg = base_copy(tmp_path)
@@ -302,12 +382,19 @@ def test_an_include_reads_regular_files_inside_the_folder_only(tmp_path: Path, m
     ]
 
 
-@pytest.mark.parametrize("make, says", [
-    (lambda p: os.mkfifo(p), "cannot read file: it is a FIFO, not a regular file"),
-    (lambda p: p.mkdir(), "cannot read file: it is a folder, not a regular file"),
-    (lambda p: p.symlink_to("/dev/zero"), "cannot read file: it is a device, not a regular file"),
-    (lambda p: p.write_bytes(b"# " + b"x" * (3 * 1024 * 1024)), "the file is larger than 2 MB (2097152 bytes): split it into several files"),
-], ids=["fifo", "folder", "device", "too_large"])
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda p: os.mkfifo(p), "cannot read file: it is a FIFO, not a regular file"),
+        (lambda p: p.mkdir(), "cannot read file: it is a folder, not a regular file"),
+        (lambda p: p.symlink_to("/dev/zero"), "cannot read file: it is a device, not a regular file"),
+        (
+            lambda p: p.write_bytes(b"# " + b"x" * (3 * 1024 * 1024)),
+            "the file is larger than 2 MB (2097152 bytes): split it into several files",
+        ),
+    ],
+    ids=["fifo", "folder", "device", "too_large"],
+)
 def test_the_root_file_is_read_only_when_it_is_a_bounded_regular_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      make: object, says: str) -> None:
     make(tmp_path / "notifications.yaml")  # type: ignore[operator]
@@ -326,7 +413,7 @@ def test_a_message_quoting_a_huge_value_is_shortened(tmp_path: Path, monkeypatch
 
 
 # -- B. YAML bombs: aliases, values, nesting, size ------------------------------------------------
-LAUGHS = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10)}]\n" for b, a in zip("abcdefgh", "bcdefghi"))
+LAUGHS = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10)}]\n" for b, a in zip("abcdefgh", "bcdefghi", strict=True))
 BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + LAUGHS
 
 
@@ -355,7 +442,10 @@ def test_aliases_of_a_sensible_size_still_work() -> None:
 # Each reads no field, so validation evaluates it under the render's bounds even where no example
 # reaches it (behind a condition), and refuses it; the renderer refuses it again at run time.
 COSTLY = [
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loops would turn more than 100000 times"),
+    (
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "loops would turn more than 100000 times",
+    ),
     ("{{ ([[0] * 10000] * 10000) | sum(start=[]) }}", "the sum filter adds numbers"),
     ("{{ [1] | slice(10**8) | list }}", "the slice filter making this many lists is not allowed"),
     ("{{ '%*s' % (10**9, 'x') }}", "a format width this large is not allowed"),
@@ -411,20 +501,29 @@ def test_the_renderer_refuses_them_again_in_bounded_time_and_memory(expression: 
 DATA = {"text": "x" * 20_000, "items": list(range(1000)), "id": "i" * 100}
 
 
-@pytest.mark.parametrize("expression, says", [
-    ("{% for a in items %}{% for b in items %}{% endfor %}{% endfor %}", "takes more than 100000 steps"),
-    ("{% for a in id %}{% for b in id %}{% for c in id %}{% endfor %}{% endfor %}{% endfor %}", "takes more than 100000 steps"),
-    ("{{ ([text] * 100) | join | length }}", "a repetition of more than 1048576"),
-    ("{{ dict.fromkeys(items, text) }}", "once written out is not allowed"),
-    ("{{ dict.fromkeys(items, text).values() | map('upper') | list | length }}", "makes more than 16777216 characters"),
-    ("{{ items | map('string') | join(text) | length }}", "a join longer than 1048576"),
-    ("{{ '{0!r}'.format(dict.fromkeys(items, text)) }}", "once written out is not allowed"),
-    ("{{ '%s' % (dict.fromkeys(items, text),) }}", "once written out is not allowed"),
-    ("{{ ''.join(dict.fromkeys(items, text).values()) | length }}", "a join longer than 1048576"),
-    ("{{ text | wordwrap(1, wrapstring=text) }}", "the wordwrap filter this narrow is not allowed"),
-    ("{{ items | sum(start=items) }}", "the sum filter adds numbers"),
-    ("{{ dict.fromkeys(items, text) ~ '' }}", "a value larger than 1048576 characters"),
-])
+@pytest.mark.parametrize(
+    "expression, says",
+    [
+        ("{% for a in items %}{% for b in items %}{% endfor %}{% endfor %}", "takes more than 100000 steps"),
+        (
+            "{% for a in id %}{% for b in id %}{% for c in id %}{% endfor %}{% endfor %}{% endfor %}",
+            "takes more than 100000 steps",
+        ),
+        ("{{ ([text] * 100) | join | length }}", "a repetition of more than 1048576"),
+        ("{{ dict.fromkeys(items, text) }}", "once written out is not allowed"),
+        (
+            "{{ dict.fromkeys(items, text).values() | map('upper') | list | length }}",
+            "makes more than 16777216 characters",
+        ),
+        ("{{ items | map('string') | join(text) | length }}", "a join longer than 1048576"),
+        ("{{ '{0!r}'.format(dict.fromkeys(items, text)) }}", "once written out is not allowed"),
+        ("{{ '%s' % (dict.fromkeys(items, text),) }}", "once written out is not allowed"),
+        ("{{ ''.join(dict.fromkeys(items, text).values()) | length }}", "a join longer than 1048576"),
+        ("{{ text | wordwrap(1, wrapstring=text) }}", "the wordwrap filter this narrow is not allowed"),
+        ("{{ items | sum(start=items) }}", "the sum filter adds numbers"),
+        ("{{ dict.fromkeys(items, text) ~ '' }}", "a value larger than 1048576 characters"),
+    ],
+)
 def test_a_costly_expression_that_reads_fields_is_stopped_by_the_render_budget(expression: str, says: str) -> None:
     started = time.monotonic()
     with pytest.raises(ExpressionError, match=re.escape(says)):
@@ -434,7 +533,8 @@ def test_a_costly_expression_that_reads_fields_is_stopped_by_the_render_budget(e
 
 def test_a_send_whose_render_runs_out_of_budget_is_recorded_skipped(tmp_path: Path) -> None:
     cfg = base_copy(tmp_path)
-    loops = "{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}{% endfor %}{% endfor %}{% endfor %}"
+    loops = ("{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}"
+             "{% endfor %}{% endfor %}{% endfor %}")
     edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', f'      booking_id: "{{{{ booking.id }}}}{loops}"')
     config = load(str(cfg / "notifications.yaml"))  # the example's 4-character id: 64 turns
     example = config.notifications["booking_reminder"].example
@@ -442,7 +542,7 @@ def test_a_send_whose_render_runs_out_of_budget_is_recorded_skipped(tmp_path: Pa
     raw = {"id": "evt_costly", "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
            "data": {**example.data, "booking": {**example.data["booking"], "id": "b" * 100}}}
     started = time.monotonic()
-    decisions = decide(config, parse_event(raw, config), datetime(2026, 3, 1, 10, tzinfo=timezone.utc))
+    decisions = decide(config, parse_event(raw, config), datetime(2026, 3, 1, 10, tzinfo=UTC))
     assert time.monotonic() - started < 5
     assert [(d.status, d.reason) for d in decisions if isinstance(d, Send)] == [
         ("skipped", "render failed: refused by the sandbox: the expression takes more than 100000 steps "
@@ -457,7 +557,11 @@ LIMIT_SECONDS = 20
 
 def _huge_strings(cfg: Path) -> None:
     edit(cfg / BOOKING, "notifications:\n", "notifications:\n  ? " + "X" * 1_000_000 + "\n  : {description: x}\n")
-    edit(cfg / BOOKING, '      booking_id: "{{ booking.id }}"', '      booking_id: "{{ booking.id }}' + "z" * 900_000 + '"')
+    edit(
+        cfg / BOOKING,
+        '      booking_id: "{{ booking.id }}"',
+        '      booking_id: "{{ booking.id }}' + "z" * 900_000 + '"',
+    )
 
 
 def _folder_outside(cfg: Path) -> None:
@@ -486,7 +590,9 @@ BUILT = {
     "many_included_files": _many_files,
     "root_fifo": _root_fifo,
     "huge_file": lambda cfg: (cfg / "rules" / "huge.yaml").write_text("# " + "x" * 50_000_000),
-    "many_values": lambda cfg: (cfg / "rules" / "values.yaml").write_text("definitions:\n  v: [" + "1," * 900_000 + "1]\n"),
+    "many_values": lambda cfg: (cfg / "rules" / "values.yaml").write_text(
+        "definitions:\n  v: [" + "1," * 900_000 + "1]\n"
+    ),
     "huge_strings": _huge_strings,
 }
 TOO_MANY = "more than 250000 values in one file"
@@ -494,7 +600,9 @@ OUTSIDE = "must name files inside the configuration's folder (no absolute path, 
 # case -> what the output must say (each, somewhere)
 SAYS: dict[str, list[str]] = {
     "alias_bomb": [f"rules/bomb.yaml:3:40: {TOO_MANY} (with every use of an alias counted: an alias bomb?)"],
-    "alias_bomb_templates_map": [f"templates_map/production.yaml:2:43: {TOO_MANY} (with every use of an alias counted: an alias bomb?)"],
+    "alias_bomb_templates_map": [
+        f"templates_map/production.yaml:2:43: {TOO_MANY} (with every use of an alias counted: an alias bomb?)"
+    ],
     "deep_flow": ["rules/deep.yaml:3:1007: nesting deeper than 64 levels"],
     "deep_block": ["rules/deep.yaml:", "nesting deeper than 64 levels"],
     "include_absolute": [f"include: '/etc/*' {OUTSIDE}"],
@@ -503,7 +611,9 @@ SAYS: dict[str, list[str]] = {
     "include_parent": [f"include: '../../../../../../etc/passwd' {OUTSIDE}"],
     "include_self": ["include: 'notifications.yaml': 'notifications.yaml' is notifications.yaml itself"],
     "include_fifo": ["include: 'rules/pipe.yaml': 'rules/pipe.yaml' is a FIFO, not a regular file"],
-    "include_symlink_escape": ["'rules/escape.yaml' leads outside the configuration's folder (through a symbolic link)"],
+    "include_symlink_escape": [
+        "'rules/escape.yaml' leads outside the configuration's folder (through a symbolic link)"
+    ],
     "include_symlink_folder_escape": ["'rules/elsewhere/secret.yaml' leads outside the configuration's folder"],
     "include_directory": ["include: 'rules/folder.yaml': 'rules/folder.yaml' is a folder, not a regular file"],
     "include_in_rule_file": ["rules/nested.yaml:2:1: 'include' belongs in notifications.yaml, not in a rule file"],
@@ -512,15 +622,26 @@ SAYS: dict[str, list[str]] = {
     "huge_file": ["rules/huge.yaml:1:1: the file is larger than 2 MB (2097152 bytes): split it into several files"],
     "many_values": [f"rules/values.yaml:2:499997: {TOO_MANY} (split it into several files)"],
     "huge_strings": ["characters left out ...]", "expression longer than 2000 characters"],
-    "costly_expressions": ["loops would turn more than 100000 times", "the sum filter adds numbers",
-                           "the slice filter making this many lists", "a format width this large is not allowed",
-                           "once written out is not allowed", "a repetition of more than 1048576",
-                           "the batch filter making this many lists", "a recursive loop is not allowed"],
+    "costly_expressions": [
+        "loops would turn more than 100000 times",
+        "the sum filter adds numbers",
+        "the slice filter making this many lists",
+        "a format width this large is not allowed",
+        "once written out is not allowed",
+        "a repetition of more than 1048576",
+        "the batch filter making this many lists",
+        "a recursive loop is not allowed",
+    ],
     "pattern_backtracking": ["does not match '^(a+)+$'"],
-    "pattern_lookaround": ["cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"],
-    "durations_overflow": ["schedule.before: '9999999999d' is longer than 3650d", "throttle.window: '999999999d' is longer",
-                           "rate_limits.per_recipient.window: '999999999d' is longer",
-                           "retention.events: '99999999999999999999w' is longer"],
+    "pattern_lookaround": [
+        "cannot be used: patterns run on a linear-time engine, without lookaround or backreferences"
+    ],
+    "durations_overflow": [
+        "schedule.before: '9999999999d' is longer than 3650d",
+        "throttle.window: '999999999d' is longer",
+        "rate_limits.per_recipient.window: '999999999d' is longer",
+        "retention.events: '99999999999999999999w' is longer",
+    ],
     "cron_never_fires": ["cron expression '0 0 31 2 *' never fires in the next 5 years"],
     "timezone_folder": ["notifications.yaml:7:13: defaults.timezone: 'Europe' is not an IANA time zone"],
     "timezone_folder_in_example": ["example.data.client.timezone: 'America' is not a 'timezone'"],
@@ -576,14 +697,22 @@ def test_validate_refuses_the_hostile_corpus(tmp_path: Path, case: str) -> None:
 
 
 # -- D. a costly expression that passes validation cannot stall a live engine ------------------
-FOUR_LOOPS = ("{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}{% for d in booking.id %}"
-              "{% endfor %}{% endfor %}{% endfor %}{% endfor %}")  # 256 turns for the example's id, 1.6e9 for 200 characters
+FOUR_LOOPS = (
+    "{% for a in booking.id %}{% for b in booking.id %}{% for c in booking.id %}{% for d in booking.id %}"
+    "{% endfor %}{% endfor %}{% endfor %}{% endfor %}"
+)  # 256 turns for the example's id, 1.6e9 for 200 characters
 
 
 def _booking(event_id: str, booking_id: str) -> dict[str, object]:
-    return {"id": event_id, "type": "booking.confirmed", "occurred_at": "2026-03-01T10:00:00Z",
-            "data": {"booking": {"id": booking_id, "start_time": "2099-03-05T10:00:00Z"},
-                     "client": {"id": f"c_{event_id}", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Berlin"}}}
+    return {
+        "id": event_id,
+        "type": "booking.confirmed",
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "data": {
+            "booking": {"id": booking_id, "start_time": "2099-03-05T10:00:00Z"},
+            "client": {"id": f"c_{event_id}", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Berlin"},
+        },
+    }
 
 
 def test_a_costly_expression_cannot_stall_engine_serve(tmp_path: Path) -> None:

@@ -57,7 +57,9 @@ def rule_with(tmp_path: Path, expression: str) -> Path:
 
 
 @pytest.mark.parametrize("expression, says", CORPUS, ids=[f"attempt{i}" for i in range(len(CORPUS))])
-def test_validate_refuses_it_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, expression: str, says: str) -> None:
+def test_validate_refuses_it_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, expression: str, says: str
+) -> None:
     monkeypatch.chdir(rule_with(tmp_path, expression))
     _, problems = check_all("notifications.yaml")
     errors = [p for p in problems if p.severity == "error"]

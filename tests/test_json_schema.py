@@ -41,7 +41,14 @@ CASES: list[tuple[dict[str, Any], Any]] = [
     ({"format": "regex"}, "(unclosed"),
     ({"format": "regex"}, 5),  # a format judges strings only
     ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "string"}, 1),
-    ({"$ref": "#/$defs/p", "$defs": {"p": {"type": "object", "required": ["id"]}}, "properties": {"id": {"minLength": 2}}}, {"id": "x"}),
+    (
+        {
+            "$ref": "#/$defs/p",
+            "$defs": {"p": {"type": "object", "required": ["id"]}},
+            "properties": {"id": {"minLength": 2}},
+        },
+        {"id": "x"},
+    ),
 ]
 
 
@@ -76,8 +83,16 @@ def test_schema_errors_as_jsonschema_reports_them(schema: dict[str, Any]) -> Non
     with pytest.raises(SchemaError) as raised:
         Draft202012Validator.check_schema(schema)
     error = schema_error(schema)
-    assert error is not None and (error.message, error.absolute_path) == (raised.value.message, raised.value.absolute_path)
+    assert error is not None and (error.message, error.absolute_path) == (
+        raised.value.message,
+        raised.value.absolute_path,
+    )
 
 
 def test_a_valid_schema_has_no_error() -> None:
-    assert schema_error({"type": "object", "properties": {"at": {"type": "string", "format": "date-time", "pattern": "^2"}}}) is None
+    assert (
+        schema_error(
+            {"type": "object", "properties": {"at": {"type": "string", "format": "date-time", "pattern": "^2"}}}
+        )
+        is None
+    )

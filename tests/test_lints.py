@@ -72,7 +72,9 @@ def test_a_transactional_send_inside_quiet_hours(tmp_path: Path, monkeypatch: py
     extra = SECOND_RULE.format(category="transactional", start="2026-03-06T01:00:00Z").replace(
         "template: booking_reminder", "template: booking_reminder_urgent")
     cfg = make(tmp_path, extra=extra, root_extra='  quiet_hours: {from: "22:00", to: "07:00"}\n')
-    (cfg / "templates_map" / "production.yaml").write_text("booking_reminder: BOOKING_REMINDER_V1\nbooking_reminder_urgent: URGENT_V1\n")
+    (cfg / "templates_map" / "production.yaml").write_text(
+        "booking_reminder: BOOKING_REMINDER_V1\nbooking_reminder_urgent: URGENT_V1\n"
+    )
     assert warnings(cfg, monkeypatch) == [
         "rules/booking.yaml:61:3: booking_reminder_again: with its example event it goes out at 02:30 in the "
         "recipient's zone, inside quiet hours",
@@ -89,7 +91,9 @@ def test_quiet_hours_defer_sends_users_can_switch_off(tmp_path: Path, monkeypatc
                       "client": {"id": "c1", "email": "c@example.com", "name": "C", "timezone": "Europe/Berlin"}}}
     rows = [r.as_json() for r in run(config, [(1, event)]).rows]
     # Due 2026-03-05T01:00Z (02:00 Berlin, quiet): waits for 07:00 Berlin, 06:00Z.
-    assert [(r["notification"], r["send_at"], r["status"]) for r in rows] == [("booking_reminder", "2026-03-05T06:00:00Z", "sent")]
+    assert [(r["notification"], r["send_at"], r["status"]) for r in rows] == [
+        ("booking_reminder", "2026-03-05T06:00:00Z", "sent")
+    ]
 
 
 def test_a_cancel_key_that_can_never_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,8 +107,13 @@ def test_a_cancel_key_that_can_never_match(tmp_path: Path, monkeypatch: pytest.M
 
 def _broken(config, **changes):
     """The configuration with every rule changed (a data field or condition that fails to render)."""
-    return replace(config, notifications={rule_id: replace(rule, **{k: (v(rule) if callable(v) else v) for k, v in changes.items()})
-                                          for rule_id, rule in config.notifications.items()})
+    return replace(
+        config,
+        notifications={
+            rule_id: replace(rule, **{k: (v(rule) if callable(v) else v) for k, v in changes.items()})
+            for rule_id, rule in config.notifications.items()
+        },
+    )
 
 
 @pytest.mark.parametrize("change", [
@@ -115,7 +124,9 @@ def test_the_examples_decide_as_planned_in_each_environment(shipped_config, chan
     # others: the decisions must be those of planning in each environment in full.
     config = shipped_config
     if change == "an id missing in staging":
-        config = replace(config, templates={**config.templates, "staging": dict(list(config.templates["staging"].items())[::2])})
+        config = replace(
+            config, templates={**config.templates, "staging": dict(list(config.templates["staging"].items())[::2])}
+        )
     elif change == "ids missing in production":
         config = replace(config, templates={**config.templates, "production": {}})
     elif change == "a render that fails":
@@ -127,5 +138,6 @@ def test_the_examples_decide_as_planned_in_each_environment(shipped_config, chan
     for rule in config.notifications.values():
         tried = try_example(config, rule)
         assert tried.event is not None, rule.id
-        assert tried.decisions == {env: plan(config, rule, tried.event, tried.event.occurred_at, Renderer(env=env, environ={}))
-                                   for env in envs}, rule.id
+        assert tried.decisions == {
+            env: plan(config, rule, tried.event, tried.event.occurred_at, Renderer(env=env, environ={})) for env in envs
+        }, rule.id
