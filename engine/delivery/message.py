@@ -13,9 +13,10 @@ a key is set) is the engine's own, not Courier's:
 
 `to` holds `email` and `phone_number` only when known (the phone only for a send that may go by
 SMS); `template` and `channels` are those it was scheduled with (the verdict gives the ones in
-force when it goes out). Rows written before this shape hold Courier's body,
-`{"message": {"to", "template", "data", "routing": {"method", "channels"}}}`; `scheduled` reads
-both, so such a send goes out exactly as it would have.
+force when it goes out). Rows an older engine wrote hold Courier's body instead,
+`{"message": {"to", "template", "data", "routing": {"method", "channels"}}}`, and an older replica
+may still write them during a rolling upgrade: `scheduled` reads both, so such a send goes out
+exactly as it would have.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Message:
     method: Routing = "single"
     metadata: Metadata | None = None  # None: a message as scheduled, before the send-time verdict
     expiry: Expiry | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)  # keys of a stored record this engine does not write
+    extra: Mapping[str, Any] = field(default_factory=dict)  # a Courier-shaped record's keys this engine does not write
 
 
 def courier_body(message: Message) -> dict[str, Any]:
