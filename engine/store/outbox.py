@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.decide import Send
-from ..delivery.message import scheduled_record
+from ..delivery.message import courier_message
 from . import receipts
 from .codec import Codec
 from .statements import Statements
@@ -34,7 +34,7 @@ PAUSED = "paused"  # the reason of a send put back because the provider refused 
 
 def send_row(sql: Statements, codec: Codec, s: Send, at: Any) -> tuple[Any, ...]:
     """The row of a send, in `statements.SEND_COLUMNS` order; `at` is now, as `Statements.time` binds it."""
-    message = scheduled_record(s.recipient, s.template, s.data, s.channels) if s.template else None
+    message = courier_message(s.recipient, s.template, s.data, s.channels) if s.template else None
     return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
             s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
             codec.dumps(message) if message else None, sql.time(s.send_at), sql.time(s.due), s.status, s.reason, 0,
@@ -184,15 +184,15 @@ class Outbox(Transactions):
     def _claim(self, cur: Any, notification_id: int, now: datetime,
                check: Callable[[Claimed, Counts], Any] | None) -> tuple[Claimed | None, Any]:
         sql, at = self.sql, self.sql.time(now)
-        cur.execute(sql.claim, (at, at, notification_id))
+        # Counting under the recipient's lock keeps limits exact; on SQLite, BEGIN IMMEDIATE already
+        # serializes writers.
+        cur.execute(sql.claim_locking if sql.pg and check is not None else sql.claim, (at, at, notification_id))
         row = cur.fetchone()
         if row is None:
             return None, None
-        claimed = self._claimed(row, now)
+        claimed = self._claimed(row[:13], now)
         verdict = None
         if check is not None:
-            if sql.pg:  # SQLite's BEGIN IMMEDIATE already serializes writers
-                cur.execute(sql.lock_recipient, (claimed.recipient_id,))
             verdict = check(claimed, Counts(self, cur, claimed))
         if verdict is not None and getattr(verdict, "skip", None):
             cur.execute(sql.skip, (verdict.skip, at, claimed.id))
@@ -223,16 +223,23 @@ class Outbox(Transactions):
         """Record the outcome of a claimed send; returns the status recorded (`cancelled` for a retry
         when a cancel came during the attempt), or None if the claim was lost (another worker took over)."""
         sql, at = self.sql, self.sql.time(now)
-        statement = sql.finish(status == "sent", error is not None, retry_at is not None)
+        shape = (status == "sent", error is not None, retry_at is not None)
+        statement, recorded_statement = sql.finish(*shape), sql.finish_recorded(*shape)
         params = _finish_params(sql, status, at, reason, request_id, error, retry_at)
+        history = (status, reason or error, at)
 
         def op(cur: Any) -> str | None:
-            cur.execute(statement, (*params, claimed.id, claimed.attempts))
-            found = cur.fetchone()
+            if sql.pg:  # the outcome and its history row in one round trip
+                cur.execute(recorded_statement, (*params, claimed.id, claimed.attempts, *history))
+                found = cur.fetchone()
+            else:
+                cur.execute(statement, (*params, claimed.id, claimed.attempts))
+                found = cur.fetchone()
+                if found is not None:
+                    cur.execute(recorded_statement, (*history, claimed.id))
             if found is None:
                 return None
-            recorded, why = found  # a retry is recorded cancelled when a cancel came meanwhile
-            cur.execute(sql.add_history, (claimed.id, recorded, why if recorded != status else reason or error, at))
+            recorded = found[0]  # a retry is recorded cancelled when a cancel came meanwhile
             if recorded == "sent" and request_id:
                 receipts.on_sent(cur, sql, claimed.id, request_id, now)
             return str(recorded)

@@ -95,6 +95,9 @@ class Statements:
                 "throttle_key, idempotency_key, payload, attempts, send_at, COALESCE(due_at, send_at), template_key, "
                 "template")
     lock_recipient = Sql("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))")
+    # PostgreSQL: the claim that also takes its recipient's lock, in the same round trip (as the
+    # claim and then `lock_recipient` would: the statements after it see every claim committed first).
+    claim_locking = Sql(claim.text + ", pg_advisory_xact_lock(hashtextextended(recipient_id, 0))")
     skip = Sql("UPDATE notifications SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?")
     # What a claim's verdict settled on at send time: the template id in force and the channels kept.
     settle = Sql("UPDATE notifications SET template = ?, channels = ? WHERE id = ?")
@@ -224,6 +227,23 @@ class Statements:
                     "RETURNING status, reason")
 
         return self._once(("finish", sent, error, retry), build)
+
+    def finish_recorded(self, sent: bool, error: bool, retry: bool) -> str:
+        """`finish`, and the history row of the status it recorded, whose reason is the row's when
+        that status is not the one asked for (a cancel came during the attempt), else the one
+        given (binds: finish's, then the status asked for, the reason given, the time). RETURNING
+        the status recorded. On PostgreSQL one statement; SQLite, which has no writes in a WITH,
+        runs `finish` and then this history row of the row it just changed (binds: the three, id)."""
+        def build() -> str:
+            history = ("INSERT INTO notification_history (notification_id, status, reason, at) "
+                       "SELECT id, status, CASE WHEN status = ? THEN ? ELSE reason END, ? FROM ")
+            if not self.pg:
+                return history + "notifications WHERE id = ?"
+            returning = self.finish(sent, error, retry).replace("%s", "?").replace("RETURNING status, reason",
+                                                                                   "RETURNING id, status, reason")
+            return f"WITH f AS ({returning}) {history}f RETURNING status"
+
+        return self._once(("finish_recorded", sent, error, retry), build)
 
     def queue_due(self, ids: int) -> str:
         """Hand out up to a limit of due rows, earliest first (binds: queued_at, updated_at, then DUE's
