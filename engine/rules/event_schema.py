@@ -6,7 +6,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .json_schema import Checker, most_specific, pattern_problem, subschemas
+from .json_schema import Checker, most_specific, subschemas
+from .linear_patterns import pattern_problem
 
 
 def validator(schema: Mapping[str, Any]) -> Checker:
@@ -51,6 +52,25 @@ class Field:
     missing: str | None = None  # the first step the schema does not declare
 
 
+def _add_part(out: dict[str, Any], part: Mapping[str, Any]) -> None:
+    """An allOf part: its properties and required added, its other keywords where `out` has none."""
+    out["properties"] = {**out.get("properties", {}), **part.get("properties", {})}
+    out["required"] = [*out.get("required", []), *part.get("required", [])]
+    for key, value in part.items():
+        out.setdefault(key, value)
+
+
+def _add_own(out: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """A schema's own keywords over what its $ref and allOf gave: properties and required added to."""
+    for key, value in schema.items():
+        if key == "properties":
+            out["properties"] = {**out.get("properties", {}), **value}
+        elif key == "required":
+            out["required"] = [*out.get("required", []), *value]
+        elif key not in ("$ref", "allOf"):
+            out[key] = value
+
+
 class SchemaView:
     """Reads event schemas with `$ref: '#/$defs/NAME'` and `allOf` resolved."""
 
@@ -65,18 +85,8 @@ class SchemaView:
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             out.update(self.resolve(self.definitions.get(ref[len("#/$defs/"):]), depth + 1))
         for part in schema.get("allOf", []) or []:
-            resolved = self.resolve(part, depth + 1)
-            out["properties"] = {**out.get("properties", {}), **resolved.get("properties", {})}
-            out["required"] = [*out.get("required", []), *resolved.get("required", [])]
-            for key, value in resolved.items():
-                out.setdefault(key, value)
-        for key, value in schema.items():
-            if key == "properties":
-                out["properties"] = {**out.get("properties", {}), **value}
-            elif key == "required":
-                out["required"] = [*out.get("required", []), *value]
-            elif key not in ("$ref", "allOf"):
-                out[key] = value
+            _add_part(out, self.resolve(part, depth + 1))
+        _add_own(out, schema)
         return out
 
     def field(self, schema: Mapping[str, Any], path: tuple[str, ...]) -> Field:

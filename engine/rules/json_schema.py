@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 from rfc3986_validator import validate_rfc3986
 
+from .linear_patterns import LINEAR, pattern_search, python_dialect
 from .timeparse import is_instant, is_zone
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # Keywords the compiled validator could judge otherwise than jsonschema (float division): a
 # schema that uses them is checked by jsonschema only.
 _LEFT_TO_JSONSCHEMA = ("multipleOf",)
-# Rust's regex crate: linear-time matching, no lookaround or backreferences.
-_LINEAR = jsonschema_rs.RegexOptions()
 
 
 def _timezone(value: object) -> bool:
@@ -67,86 +66,6 @@ def _regex(value: object) -> bool:
     except (re.error, RecursionError, OverflowError, ValueError):  # e.g. 5 000 nested groups
         return False
     return True
-
-
-# Python's classes for str patterns, in the linear engine's syntax (which reads `\d`, `\w` and
-# `\s` as ECMA-262 does: ASCII only, and without \x1c-\x1f among the spaces).
-_CLASSES = {"d": r"\p{Nd}", "w": r"\p{L}\p{N}_", "s": r"\p{White_Space}\x1c-\x1f"}
-_NEGATED = {"D": "d", "W": "w", "S": "s"}
-
-
-def python_dialect(pattern: str) -> str:
-    """`pattern` as Python's `re` reads it, written for the linear engine: the classes above, `$`
-    also before a final newline (unless multi-line), `\\Z` as `\\z`, and inside a class `[`, `&`
-    and `~` literal (the engine reads them as nested classes and set operators)."""
-    out: list[str] = []
-    in_class = False
-    multiline = "(?m" in pattern or re.search(r"\(\?[a-zA-Z]*m", pattern) is not None
-    chars = iter(pattern)
-    for char in chars:
-        escaped = next(chars, None) if char == "\\" else None
-        if escaped is not None:
-            out.append(_escape(escaped, in_class))
-            continue
-        text, in_class = _unescaped(char, in_class, multiline, out)
-        out.append(text)
-    return "".join(out)
-
-
-def _unescaped(char: str, in_class: bool, multiline: bool, out: list[str]) -> tuple[str, bool]:
-    """A character outside an escape, as the linear engine reads it, and whether a class is open after it."""
-    if in_class:
-        if char == "]" and not _class_start(out):
-            return char, False
-        return ("\\" + char if char in "[&~" else char), True
-    if char == "[":
-        return char, True
-    if char == "$" and not multiline:
-        return r"(?:\n?\z)", False
-    return char, False
-
-
-def _escape(letter: str, in_class: bool) -> str:
-    if letter in _CLASSES:
-        return _CLASSES[letter] if in_class else f"[{_CLASSES[letter]}]"
-    if letter == "D" and in_class:
-        return r"\P{Nd}"
-    if letter in _NEGATED:
-        if in_class:  # the engine has no nested class to write "not a word character" inside one
-            raise ValueError(f"\\{letter} inside [...] is not supported: write [^...] around the class instead")
-        return f"[^{_CLASSES[_NEGATED[letter]]}]"
-    return r"\z" if letter == "Z" and not in_class else "\\" + letter
-
-
-def _class_start(out: list[str]) -> bool:
-    # A `]` right after `[` or `[^` is a literal, in Python's `re` as in the linear engine.
-    return bool(out) and (out[-1] == "[" or (out[-1] == "^" and len(out) > 1 and out[-2] == "["))
-
-
-@lru_cache(maxsize=4096)
-def pattern_search(pattern: str) -> Callable[[str], bool]:
-    """`re.search(pattern, text)` on the linear-time engine, as a function of `text`;
-    ValueError for a pattern that engine cannot run."""
-    try:
-        dialect = python_dialect(pattern)
-    except ValueError as exc:
-        raise ValueError(f"the pattern {pattern!r} cannot be used: {exc}") from None
-    try:
-        return jsonschema_rs.Draft202012Validator({"pattern": dialect}, pattern_options=_LINEAR).is_valid
-    except Exception:  # its own ValidationError: the schema `{"pattern": ...}` is not valid
-        raise ValueError(f"the pattern {pattern!r} cannot be used: patterns run on a linear-time engine, "
-                         f"without lookaround or backreferences") from None
-
-
-def pattern_problem(pattern: object) -> str | None:
-    """Why `pattern` cannot be used in a schema, or None."""
-    if not isinstance(pattern, str):
-        return None  # the meta-schema check says so
-    try:
-        pattern_search(pattern)
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 # The formats the compiled validator checks itself, each as jsonschema checks it (the engine's
@@ -341,7 +260,7 @@ def _compile(schema: dict[str, Any]) -> Any:
     formats = {name: QUICK_FORMATS.get(name) or _asked_of_jsonschema(name) for name in named | set(QUICK_FORMATS)}
     try:
         return jsonschema_rs.Draft202012Validator(_in_python_dialect(schema), formats=formats, validate_formats=True,
-                                                  pattern_options=_LINEAR, offline=True)
+                                                  pattern_options=LINEAR, offline=True)
     except Exception:  # anything it cannot compile (a remote $ref, a bad pattern): jsonschema decides
         return None
 
