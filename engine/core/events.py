@@ -110,31 +110,48 @@ def _limits_of(config: Config, event_type: str) -> TypeLimits:
     rules = config.by_trigger(event_type) + config.by_reschedule(event_type)
     planned = list({rule.id: rule for rule in rules}.values())
     found: dict[tuple[str, ...], IdField] = {}
-
-    def add(path: str, limit: int | None, what: str) -> None:
-        steps = tuple(path.split("."))
-        known = found.get(steps)
-        if known is None or (limit is not None and (known.limit is None or limit < known.limit)):
-            found[steps] = IdField(steps, limit, what, json_path(steps))
-
     for rule in planned:
-        for name in ADDRESS_FIELDS:
-            add(f"{rule.audience}.{name}", MAX_ID if name == "id" else None,
+        _add_recipient_and_key(found, rule)
+    for key in _matched_keys(config, event_type):
+        _add_id(found, key, MAX_RULE_KEY, KEY)
+    bounded = {field.path: field.limit for field in found.values() if field.limit is not None}
+    return TypeLimits(tuple(found.values()), _keys_that_may_not_fit(planned, bounded))
+
+
+def _add_recipient_and_key(found: dict[tuple[str, ...], IdField], rule: Notification) -> None:
+    for name in ADDRESS_FIELDS:
+        _add_id(found, f"{rule.audience}.{name}", MAX_ID if name == "id" else None,
                 "a recipient's id" if name == "id" else "a recipient's address")
-        if rule.key:
-            add(rule.key, MAX_RULE_KEY, KEY)
+    if rule.key:
+        _add_id(found, rule.key, MAX_RULE_KEY, KEY)
+
+
+def _matched_keys(config: Config, event_type: str) -> Iterator[str]:
+    """The paths of this event type's data that cancel_on and reschedule_on match on."""
     for rule in config.by_cancel(event_type) + config.by_reschedule(event_type):
         for match in rule.cancel_on + rule.reschedule_on:
             if match.event == event_type:
-                add(match.key, MAX_RULE_KEY, KEY)
-    bounded = {field.path: field.limit for field in found.values() if field.limit is not None}
+                yield match.key
+
+
+def _add_id(found: dict[tuple[str, ...], IdField], path: str, limit: int | None, what: str) -> None:
+    """`path` is an id; the tightest limit said of it stands."""
+    steps = tuple(path.split("."))
+    known = found.get(steps)
+    if known is None or (limit is not None and (known.limit is None or limit < known.limit)):
+        found[steps] = IdField(steps, limit, what, json_path(steps))
+
+
+def _keys_that_may_not_fit(planned: list[Notification],
+                           bounded: Mapping[tuple[str, ...], int]) -> tuple[KeyTemplate, ...]:
+    """The key templates that may render longer than the store holds, one per shape."""
     keys: dict[tuple[Any, ...], KeyTemplate] = {}
     for rule in planned:
         for key in _key_templates(rule):
             alike = (key.name, key.reads, key.literal)  # rules sharing a key's shape: the longest id is the worst case
             if not _always_fits(key, bounded) and len(rule.id) > len(keys[alike].rule.id if alike in keys else ""):
                 keys[alike] = key
-    return TypeLimits(tuple(found.values()), tuple(keys.values()))
+    return tuple(keys.values())
 
 
 def _key_templates(rule: Notification) -> Iterator[KeyTemplate]:
@@ -237,28 +254,38 @@ def value_problems(data: Mapping[str, Any], prefix: str) -> list[tuple[str, str]
     stack: list[tuple[Any, str]] = [(data, prefix)]
     while stack:
         node, path = stack.pop()
-        if isinstance(node, list):
-            items: Any = enumerate(node)
-        else:
-            if _NOT_TEXT.search("".join(key for key in node if isinstance(key, str))):
-                problems.append((path, "a field name holds a control character"))
-            items = node.items()
-        for key, value in items:
+        for key, value in _items(node, path, problems):
             kind = type(value)  # exact types: parsed JSON holds no subclasses, and bool is not int here
-            if kind is str:
-                bad = _NOT_TEXT.search(value)
-                if bad:
-                    problems.append((_step(path, key), f"holds the control character U+{ord(bad.group()):04X}; "
-                                                       "text may hold only tab, line feed and carriage return"))
-            elif kind is dict or kind is list:
+            if kind is dict or kind is list:
                 stack.append((value, _step(path, key)))
-            elif kind is int:
-                if not -MAX_INTEGER <= value <= MAX_INTEGER:
-                    problems.append((_step(path, key), f"is out of range: integers must lie within ±{MAX_INTEGER} "
-                                                       "(2**53 - 1)"))
-            elif kind is float and not math.isfinite(value):
-                problems.append((_step(path, key), "must be a finite number"))
+                continue
+            problem = _scalar_problem(kind, value)
+            if problem:
+                problems.append((_step(path, key), problem))
     return problems
+
+
+def _items(node: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+    """The (key or index, value) pairs of a list or an object; a problem for an object whose field
+    names hold a control character."""
+    if isinstance(node, list):
+        return enumerate(node)
+    if _NOT_TEXT.search("".join(key for key in node if isinstance(key, str))):
+        problems.append((path, "a field name holds a control character"))
+    return node.items()
+
+
+def _scalar_problem(kind: type, value: Any) -> str | None:
+    if kind is str:
+        bad = _NOT_TEXT.search(value)
+        return (f"holds the control character U+{ord(bad.group()):04X}; text may hold only tab, line feed and "
+                "carriage return") if bad else None
+    if kind is int:
+        return None if -MAX_INTEGER <= value <= MAX_INTEGER else (
+            f"is out of range: integers must lie within ±{MAX_INTEGER} (2**53 - 1)")
+    if kind is float and not math.isfinite(value):
+        return "must be a finite number"
+    return None
 
 
 def _step(path: str, key: Any) -> str:
