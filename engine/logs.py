@@ -68,21 +68,25 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **{key: value for key in IDS if (value := getattr(record, key, None)) is not None},
+            **self._traces(record),
         }
-        for key in IDS:
-            value = getattr(record, key, None)
-            if value is not None:
-                out[key] = value
+        try:
+            return orjson.dumps(out, default=str).decode()
+        except TypeError:  # a lone surrogate (an undecodable byte in a file name, say): escaped, not lost
+            return json.dumps(out, default=str)
+
+
+    def _traces(self, record: logging.LogRecord) -> dict[str, str]:
+        """The record's traceback (`exception`) and stack (`stack`), where it has them."""
+        out = {}
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        try:
-            return orjson.dumps(out, default=str).decode()
-        except TypeError:  # a lone surrogate (an undecodable byte in a file name, say): escaped, not lost
-            return json.dumps(out, default=str)
+        return out
 
 
 def iso_time(created: float) -> str:
@@ -106,11 +110,15 @@ def setup(settings: Settings, stream: Any = None) -> logging.Handler:
     root.addHandler(handler)
     level = logging.getLevelName(settings.log_level)
     root.setLevel(level)
+    _quiet_libraries(level)
+    return handler
+
+
+def _quiet_libraries(level: int) -> None:
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else logging.WARNING)
     # The Courier SDK logs whole requests (addresses, names, template data) at DEBUG: never let it.
     logging.getLogger("courier").setLevel(max(logging.INFO, level))
-    return handler
 
 
 def ids(**values: Any) -> Mapping[str, Any]:
