@@ -59,22 +59,28 @@ def _root_data(config: Config) -> dict[str, Any]:
     return doc.data if isinstance(doc.data, dict) else {}
 
 
+def _category_texts(config: Config, root: Mapping[str, Any]) -> dict[str, str]:
+    """Each category's description, or whether users may switch it off."""
+    described = root.get("categories") or {}
+    return {name: (described.get(name) or {}).get("description")
+            or ("transactional: users cannot switch it off" if not category.opt_out else "users may switch it off")
+            for name, category in config.categories.items()}
+
+
+def _window_texts(root: Mapping[str, Any]) -> dict[str, str]:
+    return {name: f"{w.get('from')}–{w.get('to')} in the recipient's zone"
+            for name, w in (root.get("windows") or {}).items() if isinstance(w, dict)}
+
+
 def rules_schema(config: Config) -> dict[str, Any]:
     """schema.json with enums of the events, categories, windows and template keys of `config`."""
     schema = copy.deepcopy(_generic(SCHEMA_PATH))
     defs = schema["$defs"]
     root = _root_data(config)
     events = {name: event.description or name for name, event in config.events.items()}
-    categories = {
-        name: ((root.get("categories") or {}).get(name) or {}).get("description")
-        or ("transactional: users cannot switch it off" if not category.opt_out else "users may switch it off")
-        for name, category in config.categories.items()
-    }
-    windows = {name: f"{w.get('from')}–{w.get('to')} in the recipient's zone"
-               for name, w in (root.get("windows") or {}).items() if isinstance(w, dict)}
     defs["event_type"] = _enum(defs["event_type"], events)
-    defs["category_name"] = _enum(defs["category_name"], categories)
-    defs["window_name"] = _enum(defs["window_name"], windows)
+    defs["category_name"] = _enum(defs["category_name"], _category_texts(config, root))
+    defs["window_name"] = _enum(defs["window_name"], _window_texts(root))
     defs["template_key"] = _enum(defs["template_key"], _template_texts(config))
     del schema["$id"]  # not the engine's generic schema: an editor must not take one for the other
     schema["description"] = (f"{schema['description']} Made by `engine schema` from {config.root}: "
@@ -114,16 +120,21 @@ def command(config_path: str | None, kind: str, output: str | None, check: bool)
     schema = rules_schema(config) if kind == "rules" else templates_map_schema(config)
     text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if check:
-        if output is None:
-            raise click.UsageError("--check needs --output, the file to compare")
-        current = Path(output).read_text(encoding="utf-8") if Path(output).is_file() else None
-        if current != text:
-            which = " --for templates_map" if kind != "rules" else ""
-            click.echo(f"{output} is out of date: run `engine schema{which} -o {output}`", err=True)
-            raise click.exceptions.Exit(1)
+        _check_current(text, output, kind)
         return
     if output is None:
         click.echo(text, nl=False)
         return
     Path(output).write_text(text, encoding="utf-8")
     click.echo(f"wrote {output}", err=True)
+
+
+def _check_current(text: str, output: str | None, kind: str) -> None:
+    """Exit 1 when the file `output` is not `text`."""
+    if output is None:
+        raise click.UsageError("--check needs --output, the file to compare")
+    current = Path(output).read_text(encoding="utf-8") if Path(output).is_file() else None
+    if current != text:
+        which = " --for templates_map" if kind != "rules" else ""
+        click.echo(f"{output} is out of date: run `engine schema{which} -o {output}`", err=True)
+        raise click.exceptions.Exit(1)
