@@ -20,8 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import httpx
 import pytest
@@ -83,18 +84,20 @@ class Processes:
         self.workdir, self.running = workdir, []  # type: ignore[var-annotated]
 
     def start(self, argv: list[str], env: Mapping[str, str], name: str) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "wb")
-        proc = subprocess.Popen(argv, cwd=self.workdir, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.workdir / f"{name}.log", "wb") as log:  # the process writes through its own descriptor
+            proc = subprocess.Popen(argv, cwd=self.workdir, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.running.append((name, proc))
         return proc
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name}\n" + (self.workdir / f"{name}.log").read_text()[-2000:] for name, _ in self.running)
+        return "\n".join(
+            f"--- {name}\n" + (self.workdir / f"{name}.log").read_text()[-2000:] for name, _ in self.running
+        )
 
     def stop(self) -> dict[str, int]:
         codes = {}
-        for name, proc in self.running:
+        for _, proc in self.running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in self.running:
@@ -147,9 +150,10 @@ def wait_for(url: str, procs: Processes, within: float = 40) -> None:
 
 
 def post_and_see_it_delivered(hook: str, standin: CourierStandin, procs: Processes) -> None:
-    from tests.runtime.support import booking_confirmed
-    from engine.clock import utcnow
     from datetime import timedelta
+
+    from engine.clock import utcnow
+    from tests.runtime.support import booking_confirmed
 
     now = utcnow()
     event = booking_confirmed("evt_deploy", "bk_deploy", now + timedelta(days=3), now)
@@ -250,8 +254,9 @@ def test_the_units_run_as_a_service_user_with_the_environment_file_and_restart()
     assert "ENGINE_DATABASE_URL=" in example and "ENGINE_QUEUE_URL=" in example
 
 
-def test_the_units_exec_start_with_the_environment_file_deliver_an_event(processes: Processes, pg_url: str,
-                                                                          redis_url: str, standin: CourierStandin) -> None:
+def test_the_units_exec_start_with_the_environment_file_deliver_an_event(
+    processes: Processes, pg_url: str, redis_url: str, standin: CourierStandin
+) -> None:
     lines = (DEPLOY / "systemd" / "engine.env.example").read_text().splitlines()
     file_env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     file_env.update(ENGINE_INGEST_TOKEN=INGEST_TOKEN, ENGINE_SECRET_KEY="deploy-secret",

@@ -107,7 +107,9 @@ def paste_suggested_lines(project: Path, report: str) -> list[str]:
     return changed
 
 
-def test_the_readme_walk_through_passes_without_touching_python(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_readme_walk_through_passes_without_touching_python(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     step = steps(pm_section())
     python_before = python_files(project)
 
@@ -153,7 +155,9 @@ def test_the_readme_walk_through_passes_without_touching_python(project: Path, c
     update = one(r"`(python -m pytest tests/test_snapshots\.py --snapshot-update)`", step[5])
     written = pytest_command(project, update)
     assert written.returncode == 0, written.stdout + written.stderr
-    assert (project / "tests" / "__snapshots__" / "test_snapshots" / f"test_courier_body[{notification}].json").is_file()
+    assert (
+        project / "tests" / "__snapshots__" / "test_snapshots" / f"test_courier_body[{notification}].json"
+    ).is_file()
     checked = pytest_command(project, update.replace(" --snapshot-update", ""))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

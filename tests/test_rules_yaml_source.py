@@ -48,7 +48,11 @@ def test_yaml_1_2_plain_scalars(text: str, value: object) -> None:
 def test_yaml_1_1_booleans_are_refused_with_a_fix(word: str) -> None:
     doc, problems = parse(f"enabled: {word}\n", "f.yaml")
     assert [(p.line, p.col, p.message) for p in problems] == [
-        (1, 10, f"ambiguous value {word!r}: YAML 1.1 reads it as a boolean; write true or false, or quote it as a string"),
+        (
+            1,
+            10,
+            f"ambiguous value {word!r}: YAML 1.1 reads it as a boolean; write true or false, or quote it as a string",
+        ),
     ]
     assert doc.data == {"enabled": word}  # kept as the string it is in YAML 1.2
 
@@ -59,7 +63,10 @@ def test_unquoted_dates_are_refused(text: str) -> None:
 
 
 def test_ambiguous_keys_are_refused() -> None:
-    assert messages("yes: 1\nnull: 2\n'on': 3\n") == ["1:1: ambiguous key 'yes': quote it", "2:1: ambiguous key 'null': quote it"]
+    assert messages("yes: 1\nnull: 2\n'on': 3\n") == [
+        "1:1: ambiguous key 'yes': quote it",
+        "2:1: ambiguous key 'null': quote it",
+    ]
 
 
 def test_duplicate_keys_report_the_second_with_the_first_line() -> None:
@@ -100,8 +107,12 @@ def test_syntax_errors_are_problems_not_exceptions() -> None:
     assert doc.data is None
     assert [(p.file, p.line, p.col) for p in problems] == [("f.yaml", 2, 2)]
     assert problems[0].message.startswith("YAML syntax error: ")
-    assert messages("a:\n\tb: 1\n") == ["2:1: YAML syntax error: a tab in the indentation: indent with spaces, not tabs"]
-    assert messages("a:\n  b: 1\n \tc: 2\n") == ["3:2: YAML syntax error: a tab in the indentation: indent with spaces, not tabs"]
+    assert messages("a:\n\tb: 1\n") == [
+        "2:1: YAML syntax error: a tab in the indentation: indent with spaces, not tabs"
+    ]
+    assert messages("a:\n  b: 1\n \tc: 2\n") == [
+        "3:2: YAML syntax error: a tab in the indentation: indent with spaces, not tabs"
+    ]
     # A tab after the indentation is not about indenting.
     assert messages("a: [1,\t@]\n") == ["1:7: YAML syntax error: found character '\\t' that cannot start any token"]
 
@@ -130,8 +141,19 @@ def test_load_file_reports_unreadable_files(tmp_path) -> None:
 def test_the_data_read_holds_no_tuple() -> None:
     # The loader checks shapes with plain=True (no walk looking for tuples) on what is read here.
     doc, _ = parse("a: [1, {b: [x, 2.5, null, true]}]\nc: &k {d: [[]]}\ne: *k\nf: 'q'\ng: |\n  block\n", "f.yaml")
-    assert doc.data == {"a": [1, {"b": ["x", 2.5, None, True]}], "c": {"d": [[]]}, "e": {"d": [[]]}, "f": "q", "g": "block\n"}
+    assert doc.data == {
+        "a": [1, {"b": ["x", 2.5, None, True]}],
+        "c": {"d": [[]]},
+        "e": {"d": [[]]},
+        "f": "q",
+        "g": "block\n",
+    }
     assert not _has_tuple(doc.data)
     root = Path(__file__).resolve().parent.parent
-    for path in [*root.glob("*.yaml"), *root.glob("rules/*.yaml"), *root.glob("templates_map/*.yaml"), *root.glob("tests/**/*.yaml")]:
+    for path in [
+        *root.glob("*.yaml"),
+        *root.glob("rules/*.yaml"),
+        *root.glob("templates_map/*.yaml"),
+        *root.glob("tests/**/*.yaml"),
+    ]:
         assert not _has_tuple(load_file(str(path))[0].data), path

@@ -148,7 +148,9 @@ def _engine_schema(where: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
     return CliRunner().invoke(cli, ["schema", *args])
 
 
-def test_engine_schema_enumerates_the_project_s_names(repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_engine_schema_enumerates_the_project_s_names(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     result = _engine_schema(repo_root, monkeypatch)
     assert result.exit_code == 0, result.output
     defs = json.loads(result.stdout)["$defs"]
@@ -163,7 +165,9 @@ def test_engine_schema_enumerates_the_project_s_names(repo_root: Path, monkeypat
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_engine_schema_check_says_when_the_file_is_stale(repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_engine_schema_check_says_when_the_file_is_stale(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     out = tmp_path / "project.schema.json"
     assert _engine_schema(repo_root, monkeypatch, "--for", "templates_map", "-o", str(out)).exit_code == 0
     assert _engine_schema(repo_root, monkeypatch, "--for", "templates_map", "-o", str(out), "--check").exit_code == 0
@@ -175,7 +179,9 @@ def test_engine_schema_check_says_when_the_file_is_stale(repo_root: Path, monkey
     assert "is out of date: run `engine schema --for templates_map -o " in result.stderr
 
 
-def test_engine_schema_of_a_broken_configuration_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_engine_schema_of_a_broken_configuration_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from engine.cli.main import main
 
     broken = Path(__file__).parent / "fixtures" / "bad_configs" / "several_problems"

@@ -78,7 +78,9 @@ def test_estuary_ships_its_notifications_for_both_audiences(shipped_config: Conf
 @pytest.mark.parametrize("notification_id", NOTIFICATIONS)
 def test_courier_body(notification_id: str, shipped_config: Config, snapshot_json: Any) -> None:
     send = example_send(shipped_config, notification_id)
-    assert send.template is not None and send.template_key is not None, f"map {notification_id}'s template in templates_map/"
+    assert send.template is not None and send.template_key is not None, (
+        f"map {notification_id}'s template in templates_map/"
+    )
     body = courier_body(scheduled(scheduled_record(send.recipient, send.template, send.data, send.channels)))
 
     message = body["message"]
@@ -86,7 +88,10 @@ def test_courier_body(notification_id: str, shipped_config: Config, snapshot_jso
     assert message["to"]["user_id"] == send.recipient_id
     assert message["to"]["email"] == send.recipient["email"]
     assert message["template"] == shipped_config.templates["production"][send.template_key]
-    assert message["routing"] == {"method": "single", "channels": list(shipped_config.notifications[notification_id].channels)}
+    assert message["routing"] == {
+        "method": "single",
+        "channels": list(shipped_config.notifications[notification_id].channels),
+    }
     for name in COMMON:
         assert name in message["data"], name
     assert message["data"]["app_name"] == "Estuary"

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from rich.cells import cell_len
 
 from engine.cli.main import main
-from engine.cli.stats import COLUMNS as STATS_COLUMNS, summarise, table_rows
+from engine.cli.stats import COLUMNS as STATS_COLUMNS
+from engine.cli.stats import summarise, table_rows
 from engine.cli.tables import Column, print_rows, record_lines
 from tests.runtime.support import booking_confirmed, person
 
 LONG_CLIENT = "usr_c_" + "k" * 90  # ids may be up to 200 characters
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
@@ -53,7 +55,9 @@ def assert_nothing_cut(out: str, values: list[str], width: int = 80) -> None:
         assert value in out or value in joined, f"{value!r} is not shown whole"
 
 
-def test_stats_at_80_columns_with_200_000_sends(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stats_at_80_columns_with_200_000_sends(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("COLUMNS", "80")
     summary = summarise([
         {"notification": "practitioner_weekly_earnings_summary", "variant": "a_longer_variant_name", "status": "sent",
@@ -120,13 +124,20 @@ def test_stats_says_n_a_without_webhooks(engine: Callable[..., tuple[int, str, s
     assert code == 0, err
     header, *lines = out.splitlines()
     assert header.split("\t") == [c.name for c in STATS_COLUMNS]
-    welcome = dict(zip(header.split("\t"), next(line.split("\t") for line in lines if line.startswith("client_welcome\t"))))
-    assert welcome["sent"] == "3" and (welcome["delivery"], welcome["failure"], welcome["open"]) == ("n/a", "0.0%", "n/a")
+    row = next(line.split("\t") for line in lines if line.startswith("client_welcome\t"))
+    welcome = dict(zip(header.split("\t"), row, strict=True))
+    assert welcome["sent"] == "3" and (welcome["delivery"], welcome["failure"], welcome["open"]) == (
+        "n/a",
+        "0.0%",
+        "n/a",
+    )
     code, out, _ = engine("stats", "--format", "table")
     assert_nothing_cut(out, ["client_welcome", "practitioner_booking_notification"])
     assert "delivery: n/a" in out
 
 
-def test_bad_time_zone_is_refused(engine: Callable[..., tuple[int, str, str]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_time_zone_is_refused(
+    engine: Callable[..., tuple[int, str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = engine("upcoming", "--tz", "Mars/Olympus")
     assert code == 2 and "'Mars/Olympus' is not an IANA time zone" in err

@@ -7,7 +7,9 @@ installs it and sets ENGINE_TEST_REQUIRE_CHROMIUM=1 so that it fails instead."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -19,9 +21,10 @@ import sys
 import time
 import zlib
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -43,7 +46,9 @@ def chromium() -> str:
     if not found:
         if os.environ.get("ENGINE_TEST_REQUIRE_CHROMIUM") == "1":
             pytest.fail("Chromium is required (ENGINE_TEST_REQUIRE_CHROMIUM=1) but not installed")
-        pytest.skip("Chromium is not installed (apt-get install chromium); the timeline page is not checked in a browser")
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium); the timeline page is not checked in a browser"
+        )
     return found
 
 
@@ -85,7 +90,7 @@ def five_hundred_people() -> list[dict[str, Any]]:
     """400 clients and 100 practitioners: every client books one session; four clients of each
     practitioner share its start time (so the practitioner's reminders fall at one instant), one
     booking in five is cancelled, one client in three has just registered."""
-    base = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    base = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     events = []
     for i in range(400):
         j = i % 100
@@ -93,15 +98,40 @@ def five_hundred_people() -> list[dict[str, Any]]:
         start = base + timedelta(days=2, hours=3 * (j % 20))
         booking = {"id": f"bk_{i:03d}", "start_time": iso(start), "end_time": iso(start + timedelta(hours=1)),
                    "service": {"id": "svc_1", "name": "Breathwork"}, "meeting_url": f"https://meet.example.com/bk_{i:03d}"}
-        events.append({"id": f"evt_b{i:03d}", "type": "booking.confirmed", "occurred_at": iso(base + timedelta(minutes=7 * i)),
-                       "data": {"booking": booking, "client": client, "practitioner": practitioner}})
+        events.append(
+            {
+                "id": f"evt_b{i:03d}",
+                "type": "booking.confirmed",
+                "occurred_at": iso(base + timedelta(minutes=7 * i)),
+                "data": {"booking": booking, "client": client, "practitioner": practitioner},
+            }
+        )
         if i % 5 == 0:
-            events.append({"id": f"evt_x{i:03d}", "type": "booking.cancelled",
-                           "occurred_at": iso(base + timedelta(days=1, minutes=7 * i)),
-                           "data": {"booking": booking, "cancelled_by": "client", "client": client, "practitioner": practitioner}})
+            events.append(
+                {
+                    "id": f"evt_x{i:03d}",
+                    "type": "booking.cancelled",
+                    "occurred_at": iso(base + timedelta(days=1, minutes=7 * i)),
+                    "data": {
+                        "booking": booking,
+                        "cancelled_by": "client",
+                        "client": client,
+                        "practitioner": practitioner,
+                    },
+                }
+            )
         if i % 3 == 0:
-            events.append({"id": f"evt_r{i:03d}", "type": "user.registered", "occurred_at": iso(base - timedelta(minutes=i)),
-                           "data": {"user": {**client, "role": "client"}, "verification_url": f"https://estuary.app/verify?t={i}"}})
+            events.append(
+                {
+                    "id": f"evt_r{i:03d}",
+                    "type": "user.registered",
+                    "occurred_at": iso(base - timedelta(minutes=i)),
+                    "data": {
+                        "user": {**client, "role": "client"},
+                        "verification_url": f"https://estuary.app/verify?t={i}",
+                    },
+                }
+            )
     return events
 
 
@@ -174,10 +204,15 @@ class Browser:
 
     def open(self, url: str, width: int, height: int) -> None:
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)["sessionId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         self.send("Page.navigate", {"url": url})
         self.wait_for("Page.loadEventFired")
 
@@ -192,8 +227,12 @@ class Browser:
         return result["result"].get("value")
 
     def state(self) -> dict[str, Any]:
-        return self.js("Object.assign({}, document.body.dataset, {ticks: JSON.parse(document.getElementById('axis').dataset.ticks),"
-                       " lanes: JSON.parse(document.getElementById('plot').dataset.lanes)})", drawn_first=True)
+        return self.js(
+            "Object.assign({}, document.body.dataset, "
+            "{ticks: JSON.parse(document.getElementById('axis').dataset.ticks),"
+            " lanes: JSON.parse(document.getElementById('plot').dataset.lanes)})",
+            drawn_first=True,
+        )
 
     def errors(self) -> list[Any]:
         return [e for e in self.events if e.get("method") == "Runtime.exceptionThrown"
@@ -201,10 +240,8 @@ class Browser:
                 or e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(TimeoutError, EOFError, OSError):
             self.send("Browser.close", session=False, timeout=10)
-        except (TimeoutError, EOFError, OSError):
-            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -226,18 +263,20 @@ def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
 def assert_round_ticks(ticks: list[list[str]], tz: str) -> None:
     assert len(ticks) >= 4, ticks
     local = [datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(ZoneInfo(tz)) for t, _ in ticks]
-    for when, (_, text) in zip(local, ticks):
+    for when, (_, text) in zip(local, ticks, strict=True):
         assert when.second == 0 and when.minute % 5 == 0, (when, text)
         if re.fullmatch(r"\d\d:\d\d", text):
             assert text == when.strftime("%H:%M")
         else:
             assert (when.hour, when.minute) == (0, 0) and str(when.day) in text, (when, text)
-    step = min(int((b - a).total_seconds()) // 60 for a, b in zip(local, local[1:]))
+    step = min(int((b - a).total_seconds()) // 60 for a, b in itertools.pairwise(local))
     for when in local:  # every tick a multiple of the step in that zone's own wall-clock time
         assert (when.hour * 60 + when.minute) % min(step, 1440) == 0, (when, step)
 
 
-def test_five_hundred_recipients(browser: Browser, big: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_five_hundred_recipients(
+    browser: Browser, big: tuple[Path, list[dict]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     page, rows = big
     recipients = {r["recipient"] for r in rows}
     assert len(recipients) == 500
@@ -257,17 +296,30 @@ def test_five_hundred_recipients(browser: Browser, big: tuple[Path, list[dict]],
     browser.js("document.getElementById('status-sent').click()")
     assert int(browser.state()["shownSends"]) == sum(r["status"] != "sent" for r in rows)
     browser.js("document.getElementById('status-sent').click()")
-    browser.js("(s => { s.value = 'practitioner_session_reminder_24h'; s.dispatchEvent(new Event('change')); })(document.getElementById('notification'))")
+    browser.js(
+        "(s => { s.value = 'practitioner_session_reminder_24h'; s.dispatchEvent(new Event('change')); })"
+        "(document.getElementById('notification'))"
+    )
     state = browser.state()
     chosen = [r for r in rows if r["notification"] == "practitioner_session_reminder_24h"]
-    assert (int(state["shownSends"]), int(state["shownRecipients"])) == (len(chosen), len({r["recipient"] for r in chosen}))
+    assert (int(state["shownSends"]), int(state["shownRecipients"])) == (
+        len(chosen),
+        len({r["recipient"] for r in chosen}),
+    )
     assert "notification=practitioner_session_reminder_24h" in browser.js("location.hash")
-    browser.js("(s => { s.value = ''; s.dispatchEvent(new Event('change')); })(document.getElementById('notification'))")
-    browser.js("(i => { i.value = 'priya becker 17'; i.dispatchEvent(new Event('input')); })(document.getElementById('recipient'))")
+    browser.js(
+        "(s => { s.value = ''; s.dispatchEvent(new Event('change')); })(document.getElementById('notification'))"
+    )
+    browser.js(
+        "(i => { i.value = 'priya becker 17'; i.dispatchEvent(new Event('input')); })"
+        "(document.getElementById('recipient'))"
+    )
     state = browser.state()
     assert int(state["shownRecipients"]) == 1 and state["lanes"] == [["usr_c_017", "Priya Becker 17"]]
     assert int(state["shownSends"]) == sum(r["recipient"] == "usr_c_017" for r in rows)
-    browser.js("(i => { i.value = 'usr_p_'; i.dispatchEvent(new Event('input')); })(document.getElementById('recipient'))")
+    browser.js(
+        "(i => { i.value = 'usr_p_'; i.dispatchEvent(new Event('input')); })(document.getElementById('recipient'))"
+    )
     state = browser.state()
     assert int(state["shownRecipients"]) == 100 and state["lanes"][0] == ["usr_p_000", "Maya Chen 1000"]
     assert int(state["badges"]) > 0  # four reminders at one instant in a practitioner's lane: a count badge
@@ -283,19 +335,27 @@ def test_five_hundred_recipients(browser: Browser, big: tuple[Path, list[dict]],
     assert int(browser.state()["inWindow"]) == len(rows)
 
     # The time zone picked on the page moves the ticks to round times of that zone.
-    browser.js("(s => { s.value = 'America/New_York'; s.dispatchEvent(new Event('change')); })(document.getElementById('tz'))")
+    browser.js(
+        "(s => { s.value = 'America/New_York'; s.dispatchEvent(new Event('change')); })(document.getElementById('tz'))"
+    )
     state = browser.state()
     assert state["tz"] == "America/New_York"
     assert_round_ticks(state["ticks"], "America/New_York")
-    browser.js("(s => { s.value = 'Asia/Tokyo'; s.dispatchEvent(new Event('change')); })(document.getElementById('tz'))")
+    browser.js(
+        "(s => { s.value = 'Asia/Tokyo'; s.dispatchEvent(new Event('change')); })(document.getElementById('tz'))"
+    )
 
-    summary = browser.js("[...document.querySelectorAll('#summary tr[data-notification]')].map(tr => [tr.dataset.notification, "
-                         "...[...tr.cells].slice(1, 5).map(td => +td.textContent)])")
+    summary = browser.js(
+        "[...document.querySelectorAll('#summary tr[data-notification]')].map(tr => [tr.dataset.notification, "
+        "...[...tr.cells].slice(1, 5).map(td => +td.textContent)])"
+    )
     counts = Counter((r["notification"], r["status"]) for r in rows)
     assert summary == [[n, *(counts[(n, s)] for s in ("sent", "pending", "cancelled", "skipped"))]
                        for n in sorted({r["notification"] for r in rows})]
 
-    shot = Path(os.environ.get("ENGINE_TEST_ARTIFACTS") or tmp_path_factory.getbasetemp()) / "timeline-500-recipients.png"
+    shot = (
+        Path(os.environ.get("ENGINE_TEST_ARTIFACTS") or tmp_path_factory.getbasetemp()) / "timeline-500-recipients.png"
+    )
     shot.parent.mkdir(parents=True, exist_ok=True)
     shot.write_bytes(base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"})["data"]))
     print(f"\ntimeline screenshot: {shot}")

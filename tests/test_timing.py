@@ -6,7 +6,7 @@ recipient's wall clock across DST changes (US 2026-03-08, EU 2026-03-29 and 2026
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +23,7 @@ from engine.core.timing import (
 )
 from engine.rules.model import Digest, Schedule, Window
 
-UTC = timezone.utc
+UTC = UTC
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
 DAYTIME = Window(time(9), time(20))
@@ -98,20 +98,29 @@ def test_cron_after_a_field() -> None:
 # -- if_past -----------------------------------------------------------------------------------
 def test_a_past_time_is_skipped_with_if_past_skip() -> None:
     e = event("2026-03-12T14:50:00Z", **BOOKING)
-    when = send_time(Schedule("before", offset=timedelta(minutes=30), of="booking.start_time", if_past="skip"), e, NY, e.occurred_at)
+    when = send_time(
+        Schedule("before", offset=timedelta(minutes=30), of="booking.start_time", if_past="skip"), e, NY, e.occurred_at
+    )
     assert when.skip == "past"
     assert when.at == utc("2026-03-12T14:30:00Z")  # the time it would have had
 
 
 def test_a_past_time_is_sent_now_with_if_past_send_now() -> None:
     e = event("2026-03-12T14:50:00Z", **BOOKING)
-    when = send_time(Schedule("before", offset=timedelta(minutes=30), of="booking.start_time", if_past="send_now"), e, NY, e.occurred_at)
+    when = send_time(
+        Schedule("before", offset=timedelta(minutes=30), of="booking.start_time", if_past="send_now"),
+        e,
+        NY,
+        e.occurred_at,
+    )
     assert when.skip is None and when.at == utc("2026-03-12T14:50:00Z")
 
 
 def test_exactly_now_is_not_past() -> None:
     e = event("2026-03-12T14:30:00Z", **BOOKING)
-    when = send_time(Schedule("before", offset=timedelta(minutes=30), of="booking.start_time", if_past="skip"), e, NY, e.occurred_at)
+    when = send_time(
+        Schedule("before", offset=timedelta(minutes=30), of="booking.start_time", if_past="skip"), e, NY, e.occurred_at
+    )
     assert when.skip is None and when.at == utc("2026-03-12T14:30:00Z")
 
 
@@ -146,9 +155,18 @@ def test_outside_window_skip() -> None:
     assert when.skip == "outside_window"
 
 
-@pytest.mark.parametrize("local, inside", [
-    ("21:59", False), ("22:00", True), ("23:30", True), ("00:00", True), ("05:59", True), ("06:00", False), ("12:00", False),
-])
+@pytest.mark.parametrize(
+    "local, inside",
+    [
+        ("21:59", False),
+        ("22:00", True),
+        ("23:30", True),
+        ("00:00", True),
+        ("05:59", True),
+        ("06:00", False),
+        ("12:00", False),
+    ],
+)
 def test_a_window_spanning_midnight(local: str, inside: bool) -> None:
     hours, minutes = map(int, local.split(":"))
     at = datetime(2026, 3, 12, hours, minutes, tzinfo=BERLIN)

@@ -34,10 +34,12 @@ EXPECTED: dict[str, list[str]] = {
         f"{BOOKING}:49:5: duplicate key 'channels' (first at line 48)",
     ],
     "yes_value": [
-        f"{BOOKING}:49:14: ambiguous value 'yes': YAML 1.1 reads it as a boolean; write true or false, or quote it as a string",
+        f"{BOOKING}:49:14: ambiguous value 'yes': YAML 1.1 reads it as a boolean; "
+        "write true or false, or quote it as a string",
     ],
     "unquoted_date": [
-        f"{BOOKING}:56:20: unquoted date '2026-03-01T10:00:00Z': quote it (\"2026-03-01T10:00:00Z\") so it stays a string",
+        f"{BOOKING}:56:20: unquoted date '2026-03-01T10:00:00Z': "
+        "quote it (\"2026-03-01T10:00:00Z\") so it stays a string",
     ],
     "yaml_tag": [
         f"{BOOKING}:49:15: tags such as '!!python/name:os.system' are not allowed",
@@ -47,17 +49,20 @@ EXPECTED: dict[str, list[str]] = {
         "definitions, events, include, notifications, rate_limits, retention, version, windows)",
     ],
     "unknown_notification_key": [
-        f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule'; did you mean 'schedule'? (allowed: audience, batch, cancel_on, "
-        "category, channels, data, description, digest, enabled, example, expires_after, idempotency_key, key, requires, "
+        f"{BOOKING}:41:5: notifications.booking_reminder: unknown key 'shedule'; did you mean 'schedule'? "
+        "(allowed: audience, batch, cancel_on, category, channels, data, description, digest, enabled, example, "
+        "expires_after, idempotency_key, key, requires, "
         "reschedule_on, routing, schedule, template, throttle, trigger)",
     ],
     "unknown_trigger_event": [
         f"{BOOKING}:38:14: booking_reminder: unknown event 'booking.confirmd'; did you mean 'booking.confirmed'? "
         "(known: booking.cancelled, booking.confirmed)",
-        f"{BOOKING}:55:13: booking_reminder: the example is a 'booking.confirmed' event but the trigger is 'booking.confirmd'",
+        f"{BOOKING}:55:13: booking_reminder: the example is a 'booking.confirmed' event "
+        "but the trigger is 'booking.confirmd'",
     ],
     "template_missing_in_env": [
-        f"{BOOKING}:50:15: booking_reminder: template key 'booking_reminder' is missing from templates_map/staging.yaml",
+        f"{BOOKING}:50:15: booking_reminder: template key 'booking_reminder' "
+        "is missing from templates_map/staging.yaml",
     ],
     "offset_field_not_required": [
         f"{BOOKING}:43:11: booking_reminder: schedule.of 'booking.start_time': the event schema must declare it "
@@ -142,7 +147,11 @@ def validate(case_dir: Path, monkeypatch: pytest.MonkeyPatch, *args: str):
 
 def test_every_fixture_has_an_expectation() -> None:
     # A fixture with its own expected.txt is checked by tests/test_checks.py.
-    cases = {p.name for p in FIXTURES.iterdir() if p.is_dir() and not p.name.startswith("_") and not (p / "expected.txt").exists()}
+    cases = {
+        p.name
+        for p in FIXTURES.iterdir()
+        if p.is_dir() and not p.name.startswith("_") and not (p / "expected.txt").exists()
+    }
     assert cases == set(EXPECTED)
 
 
@@ -207,7 +216,8 @@ def test_json_format(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     found = json.loads(result.stdout)
     assert isinstance(found, list)
     assert [{k: p[k] for k in ("file", "line", "col", "message", "severity")} for p in found] == [
-        dict(zip(("file", "line", "col", "message", "severity"), _split(line))) for line in EXPECTED[case]
+        dict(zip(("file", "line", "col", "message", "severity"), _split(line), strict=True))
+        for line in EXPECTED[case]
     ]
     assert result.exit_code == (0 if case in WARNING_ONLY else 1)
 
@@ -220,7 +230,9 @@ def test_json_format_of_a_valid_config_is_an_empty_list(monkeypatch: pytest.Monk
 
 def test_config_option_and_a_missing_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     result = validate(tmp_path, monkeypatch, "--config", "nope.yaml")
-    assert result.stdout.splitlines() == ["nope.yaml:1:1: no such file: pass --config or run where notifications.yaml is"]
+    assert result.stdout.splitlines() == [
+        "nope.yaml:1:1: no such file: pass --config or run where notifications.yaml is"
+    ]
     assert result.exit_code == 1
 
 
@@ -257,4 +269,8 @@ def test_a_template_select_must_cover_every_enum_value(tmp_path: Path, monkeypat
     result = validate(tmp_path, monkeypatch)
     assert result.exit_code == 1
     first_case = line - 1  # the cases mapping starts at its first case, just above the removed one
-    assert f"rules/practitioner.yaml:{first_case}:9: practitioner_verification_status: template select 'status' can be 'rejected', which no case names (add a case or a default)" in result.stdout.splitlines()
+    assert (
+        f"rules/practitioner.yaml:{first_case}:9: practitioner_verification_status: template select 'status' can be "
+        "'rejected', which no case names (add a case or a default)"
+        in result.stdout.splitlines()
+    )

@@ -47,7 +47,9 @@ def booking(i: int) -> dict:
                      "client": {"id": f"c{i}", "email": f"c{i}@example.com", "name": "C", "timezone": "UTC"}}}
 
 
-def test_each_recipient_always_gets_the_same_variant_in_the_declared_proportions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_recipient_always_gets_the_same_variant_in_the_declared_proportions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, problems = load(config_dir(tmp_path), monkeypatch)
     assert config is not None, problems
     events = [(i, booking(i)) for i in range(2000)]
@@ -61,11 +63,14 @@ def test_each_recipient_always_gets_the_same_variant_in_the_declared_proportions
     assert run(config, events[:1]).rows[0].as_json()["variant"] in ("control", "short")
 
 
-def test_a_variant_key_missing_from_the_templates_map_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_variant_key_missing_from_the_templates_map_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, problems = load(config_dir(tmp_path, short_id=None), monkeypatch)
     assert config is None
     assert [f"{p.file}:{p.line}: {p.message}" for p in problems if p.severity == "error"] == [
-        "rules/booking.yaml:51: booking_reminder: unknown template key 'booking_reminder_short': add it to templates_map/production.yaml; did you mean 'booking_reminder'?",
+        "rules/booking.yaml:51: booking_reminder: unknown template key 'booking_reminder_short': add it to "
+        "templates_map/production.yaml; did you mean 'booking_reminder'?",
     ]
 
 

@@ -103,10 +103,14 @@ def test_the_same_booking_confirmed_twice_has_one_set_of_reminders(rt: Any) -> N
     # Confirmations are keyed by the booking, reminders by the booking and its start: the copy adds nothing,
     # and the count says so.
     assert (first.scheduled, again.scheduled) == (6, 0)
-    both = rt.ingest([booking_confirmed("evt_2", "bk_2", start, NOW), booking_confirmed("evt_2b", "bk_2", start, NOW)], now=NOW)
+    both = rt.ingest(
+        [booking_confirmed("evt_2", "bk_2", start, NOW), booking_confirmed("evt_2b", "bk_2", start, NOW)], now=NOW
+    )
     assert both.scheduled == 6
     for bid in ("bk_1", "bk_2"):
-        reminders = [r for r in rt.store.notifications(notification="client_booking_reminder_24h", limit=100) if r["key"] == bid]
+        reminders = [
+            r for r in rt.store.notifications(notification="client_booking_reminder_24h", limit=100) if r["key"] == bid
+        ]
         assert len(reminders) == 1, bid
 
 
@@ -135,7 +139,9 @@ def test_direct_messages_are_throttled_per_conversation_as_the_rule_says(rt: Any
     other = message_sent("e_other", "m_other", "conv_b", NOW)["data"]  # another conversation: its own bucket
     assert sent == ["sent"] * rule.throttle.limit + ["skipped"]
     assert rt.send_now("client_new_message", person("usr_c_1"), other, now=NOW + timedelta(seconds=30)) == "sent"
-    throttle_keys = {r["idempotency_key"]: r["status"] for r in rt.store.notifications(notification="client_new_message")}
+    throttle_keys = {
+        r["idempotency_key"]: r["status"] for r in rt.store.notifications(notification="client_new_message")
+    }
     assert list(throttle_keys.values()).count("skipped") == 1
 
 
@@ -143,7 +149,10 @@ def test_send_now_with_a_declared_key_sends_once(rt: Any, standin: CourierStandi
     start = NOW + timedelta(hours=20)
     data = booking_confirmed("evt_x", "bk_5", start, NOW)["data"]
     assert rt.send_now("client_booking_reminder_24h", person("usr_c_1"), data, now=NOW) == "sent"
-    assert rt.send_now("client_booking_reminder_24h", person("usr_c_1"), data, now=NOW + timedelta(minutes=1)) == "duplicate"
+    assert (
+        rt.send_now("client_booking_reminder_24h", person("usr_c_1"), data, now=NOW + timedelta(minutes=1))
+        == "duplicate"
+    )
     assert len(standin.requests) == 1
 
 
@@ -162,5 +171,7 @@ def test_direct_sends_pass_the_door_events_pass(rt: Any) -> None:
     assert refused.value.problems[0][0] == "$.data.booking"
     long_id = booking_confirmed("evt_y", "bk_2", NOW + timedelta(days=3), NOW)["data"]
     with pytest.raises(EventRejected, match="200"):
-        rt.schedule("client_booking_reminder_24h", person("usr_" + "x" * 300), NOW + timedelta(days=2), long_id, now=NOW)
+        rt.schedule(
+            "client_booking_reminder_24h", person("usr_" + "x" * 300), NOW + timedelta(days=2), long_id, now=NOW
+        )
     assert rt.store.notifications() == []

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from engine.clock import utcnow
 from engine.http.app import build_app
 from engine.signing import make_unsubscribe_token, sign_courier, sign_ingest
-from engine.clock import utcnow
 
 from .support import LiveServer, booking_confirmed, message_sent, metric_samples, payment_succeeded, sample, unbatched
 
@@ -28,8 +29,15 @@ AUTH = {"Authorization": f"Bearer {INGEST_TOKEN}"}
 
 @pytest.fixture
 def rt(sqlite_url: str, make_runtime: Any) -> Any:
-    return make_runtime(sqlite_url, ingest_token=INGEST_TOKEN, ingest_secret=INGEST_SECRET, webhook_secret=WEBHOOK_SECRET,
-                        secret_key=SECRET_KEY, max_body_bytes=MAX_BODY, public_url="https://engine.example.com")
+    return make_runtime(
+        sqlite_url,
+        ingest_token=INGEST_TOKEN,
+        ingest_secret=INGEST_SECRET,
+        webhook_secret=WEBHOOK_SECRET,
+        secret_key=SECRET_KEY,
+        max_body_bytes=MAX_BODY,
+        public_url="https://engine.example.com",
+    )
 
 
 @pytest.fixture
@@ -176,10 +184,15 @@ def test_openapi_lists_every_event_type_and_its_refs_resolve(http: httpx.Client,
     for ref in set(refs(doc)):
         assert ref.startswith("#/components/schemas/") and ref.split("/")[-1] in schemas, ref
     # The request schema accepts every rule's example envelope and refuses a broken one.
-    body = {**doc["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]["schema"], "components": doc["components"]}
+    body = {
+        **doc["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+        "components": doc["components"],
+    }
     check = Draft202012Validator(body)
-    examples = [dict(id=n.example.id, type=n.example.type, occurred_at=n.example.occurred_at, data=n.example.data)
-                for n in rt.config.notifications.values() if n.example]
+    examples = [
+        {"id": n.example.id, "type": n.example.type, "occurred_at": n.example.occurred_at, "data": n.example.data}
+        for n in rt.config.notifications.values() if n.example
+    ]
     assert examples and all(check.is_valid(e) for e in examples)
     assert check.is_valid({"events": examples})
     assert not check.is_valid({**examples[0], "type": "nope"})
@@ -215,7 +228,9 @@ def sent_row(rt: Any) -> dict[str, Any]:
     return row
 
 
-def webhook(http: httpx.Client, body: dict[str, Any], secret: str = WEBHOOK_SECRET, t_ms: int | None = None) -> httpx.Response:
+def webhook(
+    http: httpx.Client, body: dict[str, Any], secret: str = WEBHOOK_SECRET, t_ms: int | None = None
+) -> httpx.Response:
     raw = json.dumps(body).encode()
     stamp = int(time.time() * 1000) if t_ms is None else t_ms
     return http.post("/webhooks/courier", content=raw, headers={"courier-signature": sign_courier(secret, raw, stamp),
@@ -233,11 +248,19 @@ def test_courier_webhooks_update_the_delivery_status(http: httpx.Client, rt: Any
     opened = {"type": "message:updated", "data": {"id": row["request_id"], "status": "OPENED"}}
     assert webhook(http, opened).json() == {"result": "applied"}
     assert status() == "opened"
-    for refused in (webhook(http, opened, secret="wrong"), webhook(http, opened, t_ms=int((time.time() - 3600) * 1000))):
+    for refused in (
+        webhook(http, opened, secret="wrong"),
+        webhook(http, opened, t_ms=int((time.time() - 3600) * 1000)),
+    ):
         assert refused.status_code == 401
     raw = json.dumps(body).encode()
     assert http.post("/webhooks/courier", content=raw).status_code == 401  # no signature at all
-    assert webhook(http, {"type": "message:updated", "data": {"id": row["request_id"], "status": "SENT"}}).json()["ignored"] is True
+    assert (
+        webhook(http, {"type": "message:updated", "data": {"id": row["request_id"], "status": "SENT"}}).json()[
+            "ignored"
+        ]
+        is True
+    )
     assert webhook(http, {"type": "other:event"}).json() == {"ignored": True}
     assert status() == "opened"
 
@@ -249,7 +272,9 @@ def test_out_of_order_webhooks_keep_the_furthest_status(http: httpx.Client, rt: 
     assert rt.store.notifications(notification="client_payment_receipt")[0]["delivery_status"] == "opened"
 
 
-def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_recorded(http: httpx.Client, rt: Any) -> None:
+def test_a_webhook_that_overtakes_its_send_is_kept_and_applied_when_the_send_is_recorded(
+    http: httpx.Client, rt: Any
+) -> None:
     rt.emit(booking_confirmed("evt_early", "bk_early", utcnow() + timedelta(days=30), utcnow()), now=utcnow())
     [row] = rt.store.notifications(notification="client_booking_confirmation")
     claimed = rt.store.claim(rt.store.queue_due(utcnow(), ids=[row["id"]])[0], utcnow())
@@ -289,7 +314,9 @@ def test_a_category_unsubscribe_link_turns_off_the_category(http: httpx.Client, 
     now = utcnow()
     unbatched(rt).emit(message_sent("evt_m", "msg_1", "conv_1", now), now=now)
     rt.sweep(now)
-    assert [(r["status"], r["reason"]) for r in rt.store.notifications(notification="client_new_message")] == [("skipped", "opted_out")]
+    assert [(r["status"], r["reason"]) for r in rt.store.notifications(notification="client_new_message")] == [
+        ("skipped", "opted_out")
+    ]
 
 
 def test_forged_or_expired_unsubscribe_tokens_are_refused(http: httpx.Client, rt: Any) -> None:
@@ -318,16 +345,28 @@ def test_preferences_require_the_bearer_token(http: httpx.Client, rt: Any) -> No
     assert http.put(url, json={"preferences": {"client_new_message": False}}).status_code == 401
     assert rt.store.preferences("usr_c_1") == {}
     assert http.get(url, headers=AUTH).json() == {"recipient": "usr_c_1", "preferences": {}}
-    r = http.put(url, json={"preferences": {"client_new_message": False, "marketing": False, "client_welcome:email": True}}, headers=AUTH)
+    r = http.put(
+        url,
+        json={"preferences": {"client_new_message": False, "marketing": False, "client_welcome:email": True}},
+        headers=AUTH,
+    )
     assert r.status_code == 200
     assert r.json()["preferences"] == {"client_new_message": False, "marketing": False, "client_welcome:email": True}
     r = http.put(url, json={"preferences": {"marketing": None}}, headers=AUTH)
     assert r.json()["preferences"] == {"client_new_message": False, "client_welcome:email": True}
-    for body in ({"preferences": {"no_such_thing": False}}, {"preferences": {"client_new_message": "off"}}, {"prefs": {}}, [1]):
+    for body in (
+        {"preferences": {"no_such_thing": False}},
+        {"preferences": {"client_new_message": "off"}},
+        {"prefs": {}},
+        [1],
+    ):
         r = http.put(url, json=body, headers=AUTH)
         assert r.status_code == 422, body
     assert http.put(url, content=b"{", headers=AUTH).status_code == 400
-    assert http.get(url, headers=AUTH).json()["preferences"] == {"client_new_message": False, "client_welcome:email": True}
+    assert http.get(url, headers=AUTH).json()["preferences"] == {
+        "client_new_message": False,
+        "client_welcome:email": True,
+    }
 
 
 def test_notifications_and_upcoming(http: httpx.Client, rt: Any) -> None:
@@ -348,7 +387,10 @@ def test_notifications_and_upcoming(http: httpx.Client, rt: Any) -> None:
     for limit in ("-1", "0", "many"):  # a negative LIMIT would mean "no limit" on SQLite and an error on PostgreSQL
         assert http.get("/notifications", params={"limit": limit}, headers=AUTH).status_code == 400, limit
     upcoming = http.get("/notifications/upcoming", params={"within": "24h"}, headers=AUTH).json()["upcoming"]
-    assert sorted(u["notification"] for u in upcoming) == ["client_booking_reminder_30m", "practitioner_session_reminder_30m"]
+    assert sorted(u["notification"] for u in upcoming) == [
+        "client_booking_reminder_30m",
+        "practitioner_session_reminder_30m",
+    ]
     assert upcoming[0]["message"]["message"]["data"]["booking_id"] == "bk_1"
     assert upcoming[0]["data"]["booking_id"] == "bk_1" and upcoming[0]["will_skip"] is None
     assert http.get("/notifications/upcoming", params={"within": "1h"}, headers=AUTH).json()["upcoming"] == []
