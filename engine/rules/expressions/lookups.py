@@ -6,8 +6,8 @@ Jinja render of one costs ten times more than the reads it makes. Here the templ
 its text and its outputs once; a render reads every field first, and only when each is a plain
 read (every step a key of a plain dict, or a missing last step that `default` is given) calls the
 filters, the sandbox's own guarded ones, with what Jinja would pass them. Anything else (a missing
-field, a name of Jinja's own, a list, an attribute of a dict such as `items`) gives MISSING, with
-nothing done yet, and the caller renders the template with Jinja, which fails or reads it as it does.
+field, a name of Jinja's own, a list, an attribute of a dict such as `items`) is rendered by Jinja,
+with nothing done yet here: Jinja fails or reads it as it does.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .environment import sandbox
+from .environment import GLOBALS, sandbox
 from .errors import bounded
 from .values import concat, plain
 
-MISSING: Any = object()
+_MISSING: Any = object()
+Renderer = Callable[[dict[str, Any]], Any]
 
 _PATH = r"[A-Za-z]\w*(?:\.[A-Za-z]\w*)*"
 _ARGUMENT = rf"(?:{_PATH}|'[^'\\{{}}\r\n]*')"
@@ -34,7 +35,7 @@ _TEXT = re.compile(r"[^{}\r\n]*")
 # Filters that take their arguments as given (no context passed first) and whose work is bounded
 # by them; each is called through the sandbox's guard, which spends its step and weighs.
 _FILTERS = frozenset({"default", "d", "local_time", "money", "iso", "length"})
-_LENIENT = frozenset({"default", "d"})  # they are given an undefined value for a missing last step
+_LENIENT = frozenset({"default", "d"})  # given the undefined value Jinja reads for a missing last step
 _CONSTANTS = {"none": None, "None": None, "true": True, "True": True, "false": False, "False": False}
 _JINJA_NAMES = frozenset({*_CONSTANTS, "self", "loop", "caller", "varargs", "kwargs"})
 _DICT_NAMES = frozenset(dir(dict))  # `x.items` reads the method, not a key
@@ -75,10 +76,9 @@ def _checked(found: list[Part | None]) -> tuple[Part, ...] | None:
 
 def _output(match: re.Match[str]) -> Output | None:
     path, name, arguments = match.groups()
-    if name is not None and name not in _FILTERS:
-        return None
-    given = tuple(map(_argument, _ARGUMENTS.findall(arguments or "")))
-    return Output(tuple(path.split(".")), name, given)
+    output = Output(tuple(path.split(".")), name, tuple(map(_argument, _ARGUMENTS.findall(arguments or ""))))
+    reads = [output.path, *(a for a in output.arguments if isinstance(a, tuple))]
+    return output if (name is None or name in _FILTERS) and all(map(_plain_path, reads)) else None
 
 
 def _argument(text: str) -> Any:
@@ -87,26 +87,39 @@ def _argument(text: str) -> Any:
     return _CONSTANTS[text] if text in _CONSTANTS else tuple(text.split("."))
 
 
-def renderer(source: str) -> Callable[[dict[str, Any]], Any] | None:
-    """What renders the template `source` (see the module's docstring), or None when it is not
-    made of plain lookups; it must run within a budget (the filters spend from it)."""
+def _plain_path(path: Path) -> bool:
+    """Whether Jinja reads `path` as keys, when it is there: not a name of Jinja's own or one of the
+    sandbox's globals (which a field of the same name hides: rare, left to Jinja), not a dict's
+    attribute (`x.items` reads the method)."""
+    return path[0] not in _JINJA_NAMES and path[0] not in GLOBALS and not _DICT_NAMES.intersection(path[1:])
+
+
+def renderer(source: str, otherwise: Renderer) -> Renderer | None:
+    """What renders the template `source` (see the module's docstring), calling `otherwise` where
+    a read is not a plain one; None when the template is not made of plain lookups. It must run
+    within a budget (the filters spend from it)."""
     found = parts(source)
-    if found is None:
-        return None
-    if len(found) == 1 and isinstance(found[0], Output):
-        return functools.partial(_lone, found[0])
-    return functools.partial(_joined, found)
+    if found is None or len(found) > 1 or isinstance(found[0], str):
+        return None if found is None else functools.partial(_joined, found, otherwise)
+    if found[0].filter is None:
+        return functools.partial(_lone_read, found[0].path, otherwise)
+    return functools.partial(_lone, found[0], otherwise)
 
 
-def _lone(output: Output, context: dict[str, Any]) -> Any:
+def _lone_read(path: Path, otherwise: Renderer, context: dict[str, Any]) -> Any:
+    value = _read(path, context)
+    return otherwise(context) if value is _MISSING else bounded(plain(value))
+
+
+def _lone(output: Output, otherwise: Renderer, context: dict[str, Any]) -> Any:
     found = _resolved(output, context)
-    return MISSING if found is None else bounded(plain(_value(output, found)))
+    return otherwise(context) if found is None else bounded(plain(_value(output, found)))
 
 
-def _joined(found: tuple[Part, ...], context: dict[str, Any]) -> Any:
+def _joined(found: tuple[Part, ...], otherwise: Renderer, context: dict[str, Any]) -> Any:
     resolved = [part if isinstance(part, str) else _resolved(part, context) for part in found]
     if any(value is None for value in resolved):
-        return MISSING
+        return otherwise(context)
     return bounded(concat(map(_part_value, found, resolved)))  # as the template joins its output, with its bound
 
 
@@ -114,40 +127,28 @@ def _part_value(part: Part, resolved: Any) -> Any:
     return part if isinstance(part, str) else _value(part, resolved)
 
 
-def _resolved(output: Output, context: dict[str, Any]) -> tuple[Any, tuple[Any, ...]] | None:
+def _resolved(output: Output, context: dict[str, Any]) -> tuple[Any, ...] | None:
     """The value an output reads and the arguments of its filter; None when one is not a plain read."""
-    value = _read(output.path, context, output.filter in _LENIENT)
-    arguments = tuple(_read(a, context, False) if isinstance(a, tuple) else a for a in output.arguments)
-    if value is MISSING or any(argument is MISSING for argument in arguments):
-        return None
-    return value, arguments
+    value = _read_lenient(output.path, context) if output.filter in _LENIENT else _read(output.path, context)
+    found = (value, *(_read(a, context) if isinstance(a, tuple) else a for a in output.arguments))
+    return None if any(value is _MISSING for value in found) else found  # `is`: an undefined value refuses ==
 
 
-def _value(output: Output, resolved: tuple[Any, tuple[Any, ...]]) -> Any:
-    value, arguments = resolved
-    return value if output.filter is None else sandbox().filters[output.filter](value, *arguments)
+def _value(output: Output, resolved: tuple[Any, ...]) -> Any:
+    return resolved[0] if output.filter is None else sandbox().filters[output.filter](*resolved)
 
 
-def _read(path: Path, context: dict[str, Any], lenient: bool) -> Any:
-    """What Jinja reads at `path` when it is a plain read (see the module's docstring); with
-    `lenient`, the undefined value it gives for a missing last step."""
-    value = _root(path[0], context, lenient and len(path) == 1)
-    for step, name in enumerate(path[1:], 2):
-        value = _step(value, name, lenient and step == len(path))
+def _read(path: Path, context: dict[str, Any]) -> Any:
+    """What Jinja reads at `path` when every step is a key of a plain dict (see _plain_path), else _MISSING."""
+    value = context.get(path[0], _MISSING)
+    for name in path[1:]:
+        value = value.get(name, _MISSING) if type(value) is dict else _MISSING
     return value
 
 
-def _root(name: str, context: dict[str, Any], lenient: bool) -> Any:
-    if name in _JINJA_NAMES:
-        return MISSING
-    if name in context:
-        return context[name]
-    return sandbox().undefined(name=name) if lenient and name not in sandbox().globals else MISSING
-
-
-def _step(value: Any, name: str, lenient: bool) -> Any:
-    if type(value) is not dict or name in _DICT_NAMES:
-        return MISSING
-    if name in value:
-        return value[name]
-    return sandbox().undefined(obj=value, name=name) if lenient else MISSING
+def _read_lenient(path: Path, context: dict[str, Any]) -> Any:
+    """As _read, with the undefined value Jinja gives for a missing last step."""
+    parent = _read(path[:-1], context) if len(path) > 1 else context
+    if type(parent) is not dict:
+        return _MISSING
+    return parent[path[-1]] if path[-1] in parent else sandbox().undefined(name=path[-1])

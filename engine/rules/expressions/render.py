@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..budget import budget
 from .compiling import compile_expression, compile_template, is_template
 from .errors import bounded, reported
-from .lookups import MISSING
+from .lookups import Renderer
 from .lookups import renderer as plain_renderer
 from .values import plain
-
-Renderer = Callable[[dict[str, Any]], Any]
 
 
 def render(value: Any, context: dict[str, Any]) -> Any:
@@ -44,16 +42,9 @@ def evaluate(source: str, context: dict[str, Any]) -> Any:
 def renderer(source: str) -> Renderer:
     """What renders the template `source` within the current budget: without Jinja where it
     reads plain fields (see lookups), else its compiled template (which checks the source)."""
-    template = compile_template(source)
-    fast = plain_renderer(source)
-    slow = functools.partial(_render, template)
-    return slow if fast is None else functools.partial(_first, fast, slow)
+    with_jinja = functools.partial(_render, compile_template(source))
+    return plain_renderer(source, with_jinja) or with_jinja
 
 
 def _render(template: Any, context: dict[str, Any]) -> Any:
     return bounded(template.render(context))
-
-
-def _first(fast: Renderer, slow: Renderer, context: dict[str, Any]) -> Any:
-    found = fast(context)
-    return slow(context) if found is MISSING else found
