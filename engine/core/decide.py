@@ -8,6 +8,7 @@ this very function.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..rules import expressions
-from ..rules.model import Config, Notification, Totals
+from ..rules.model import Config, Notification, Schedule, Totals
 from .events import Event
 from .matching import app_context, cancelled, condition_holds, context, read_path, rescheduled, triggered
 from .policy import expired
@@ -185,7 +186,14 @@ def _due(rule: Notification, event: Event, now: datetime, tz: Any, when: When) -
     """When a send the schedule times at `now` was due: perhaps earlier, pulled to now from a time already past."""
     if when.skip or when.at != now:
         return when.at
-    return send_time(replace(rule.schedule, if_past="skip"), event, tz, now).at
+    return send_time(_skipping(rule.schedule), event, tz, now).at
+
+
+@functools.lru_cache(maxsize=4096)
+def _skipping(schedule: Schedule) -> Schedule:
+    """`schedule`, a time already past skipped; made once per schedule, as `replace` checks and
+    copies every field, which costs more than the rest of timing a send."""
+    return replace(schedule, if_past="skip")
 
 
 def _failed(config: Config, rule: Notification, event: Event, at: datetime, recipient: Mapping[str, Any],
