@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import BinaryIO
 
 # The largest file read: a rule file of 500 notifications is about 700 KB.
 MAX_FILE_BYTES = 2 * 1024 * 1024
@@ -17,6 +18,17 @@ class Unreadable(Exception):
 def read_bounded(path: str) -> bytes | None:
     """The bytes of the regular file at `path`, None when it holds more than MAX_FILE_BYTES;
     Unreadable for anything else (a folder, a FIFO, a device, a missing file)."""
+    fd, size = _open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
+        if size > MAX_FILE_BYTES:
+            return None
+        raw = _read(fh)
+    return None if len(raw) > MAX_FILE_BYTES else raw
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """(a descriptor of the regular file at `path`, its size as the file system says); Unreadable
+    for anything else."""
     try:
         # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer, and is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -26,14 +38,14 @@ def read_bounded(path: str) -> bytes | None:
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise Unreadable(f"cannot read file: it is {file_kind(info.st_mode)}, not a regular file")
-    with os.fdopen(fd, "rb") as fh:
-        if info.st_size > MAX_FILE_BYTES:
-            return None
-        try:
-            raw = fh.read(MAX_FILE_BYTES + 1)  # a file of /proc says it has 0 bytes, and may not
-        except OSError as exc:
-            raise Unreadable(f"cannot read file: {exc.strerror}") from None
-    return None if len(raw) > MAX_FILE_BYTES else raw
+    return fd, info.st_size
+
+
+def _read(fh: BinaryIO) -> bytes:
+    try:
+        return fh.read(MAX_FILE_BYTES + 1)  # a file of /proc says it has 0 bytes, and may not
+    except OSError as exc:
+        raise Unreadable(f"cannot read file: {exc.strerror}") from None
 
 
 def file_kind(mode: int) -> str:

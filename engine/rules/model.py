@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any, Literal
@@ -223,17 +223,7 @@ class Config:
         # Built once per Config: matching an event is a dict lookup however many rules exist.
         cached = self.__dict__.get("_index_cache")
         if cached is None:
-            index: dict[str, dict[str, list[Notification]]] = {"trigger": {}, "cancel": {}, "reschedule": {}}
-            for rule in self.notifications.values():
-                if not rule.enabled:
-                    continue
-                for trigger in rule.triggers:
-                    index["trigger"].setdefault(trigger, []).append(rule)
-                for m in rule.cancel_on:
-                    index["cancel"].setdefault(m.event, []).append(rule)
-                for m in rule.reschedule_on:
-                    index["reschedule"].setdefault(m.event, []).append(rule)
-            cached = {k: {t: tuple(v) for t, v in d.items()} for k, d in index.items()}
+            cached = _by_event(self.notifications.values())
             object.__setattr__(self, "_index_cache", cached)
         return cached
 
@@ -247,3 +237,18 @@ class Config:
     def template_id(self, env: str, key: str, environ: Mapping[str, str] | None = None) -> str | None:
         override = (environ or {}).get(f"COURIER_{key.upper()}_TEMPLATE")
         return override or self.templates.get(env, {}).get(key)
+
+
+def _by_event(rules: Iterable[Notification]) -> dict[str, dict[str, tuple[Notification, ...]]]:
+    """The enabled rules by the events that trigger them, cancel their sends, or reschedule them."""
+    index: dict[str, dict[str, list[Notification]]] = {"trigger": {}, "cancel": {}, "reschedule": {}}
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        for trigger in rule.triggers:
+            index["trigger"].setdefault(trigger, []).append(rule)
+        for m in rule.cancel_on:
+            index["cancel"].setdefault(m.event, []).append(rule)
+        for m in rule.reschedule_on:
+            index["reschedule"].setdefault(m.event, []).append(rule)
+    return {k: {t: tuple(v) for t, v in d.items()} for k, d in index.items()}

@@ -178,16 +178,22 @@ def template(raw: Any, templates: Mapping[str, Mapping[str, str]]) -> Checked[Te
     if isinstance(raw, str):
         choice = TemplateChoice(key=raw)
     elif isinstance(raw, dict) and "variants" in raw:
-        variants = tuple((name, v["key"], int(v["weight"])) for name, v in (raw["variants"] or {}).items())
-        if not sum(w for _, _, w in variants):
-            found.append(Finding(("template", "variants"), "variant weights add up to 0: give at least one a weight"))
-        choice = TemplateChoice(variants=variants)
+        choice, found = _variants(raw["variants"] or {})
     elif isinstance(raw, dict):
         choice = TemplateChoice(select=raw.get("select"), cases=dict(raw.get("cases") or {}),
                                 default=raw.get("default"))
     else:
         return TemplateChoice(), found
     return choice, found + _template_keys(choice, templates)
+
+
+def _variants(raw: Mapping[str, Any]) -> Checked[TemplateChoice]:
+    """Weighted variants, one of them at least with a weight."""
+    variants = tuple((name, v["key"], int(v["weight"])) for name, v in raw.items())
+    if sum(w for _, _, w in variants):
+        return TemplateChoice(variants=variants), []
+    return TemplateChoice(variants=variants), [
+        Finding(("template", "variants"), "variant weights add up to 0: give at least one a weight")]
 
 
 def _template_keys(choice: TemplateChoice, templates: Mapping[str, Mapping[str, str]]) -> list[Finding]:
@@ -221,15 +227,22 @@ def event_reads(raw: Mapping[str, Any], draft: Draft, reads: EventReads) -> list
     data = raw.get("data") or {}
     found: list[Finding] = []
     for source in dict.fromkeys(sources):
-        on = source if len(sources) > 1 else None
-        found += _paths(raw, draft, reads, source, on)
-        if draft.template.select and not draft.template.default:
-            found += reads.cases(source, draft.template, on)
-        for place, text, in_digest, bare, role in _expressions(raw, draft, data):
-            found += reads.expression(place, text, source, in_digest, expression=bare, event_name=on, role=role)
-        if draft.digest is None:
-            for name in draft.required & set(data):
-                found += reads.not_null(("data", name), data[name], source, on)
+        found += _reads_of(raw, draft, reads, data, source, source if len(sources) > 1 else None)
+    return found
+
+
+def _reads_of(raw: Mapping[str, Any], draft: Draft, reads: EventReads, data: Mapping[str, Any], source: str,
+              on: str | None) -> list[Finding]:
+    """What the rule reads of one event it is planned from: the fields it names, the template's
+    cases, its expressions, and the values `requires` asks for."""
+    found = _paths(raw, draft, reads, source, on)
+    if draft.template.select and not draft.template.default:
+        found += reads.cases(source, draft.template, on)
+    for place, text, in_digest, bare, role in _expressions(raw, draft, data):
+        found += reads.expression(place, text, source, in_digest, expression=bare, event_name=on, role=role)
+    if draft.digest is None:
+        for name in draft.required & set(data):
+            found += reads.not_null(("data", name), data[name], source, on)
     return found
 
 
