@@ -29,20 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = cli.main(args=argv, prog_name="engine", standalone_mode=False)
         return code if isinstance(code, int) else 0
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        return 130
+    except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt) as exc:
+        return _ended(exc)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"{problem.file}:{problem.line}:{problem.col}: {problem.message}", err=True)
-        click.echo(f"{len(exc.problems)} error(s) in the configuration: run `engine validate` for details", err=True)
+        _say_config_errors(exc)
         return 1
     except Exception as exc:  # a setting, or a dependency that is missing or does not answer: no traceback
         message = explained(exc)
@@ -50,6 +40,24 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: its traceback is wanted
         click.echo(message, err=True)
         return 1
+
+
+def _ended(exc: BaseException) -> int:
+    """The exit code of a command that click ended: its exit, a usage error (said), an abort or Ctrl-C (130)."""
+    if isinstance(exc, click.exceptions.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, click.Abort):
+        click.echo("aborted", err=True)
+    return 130
+
+
+def _say_config_errors(exc: ConfigError) -> None:
+    for problem in exc.problems:
+        click.echo(f"{problem.file}:{problem.line}:{problem.col}: {problem.message}", err=True)
+    click.echo(f"{len(exc.problems)} error(s) in the configuration: run `engine validate` for details", err=True)
 
 
 DATABASE_HELP = "set it to sqlite:///path/engine.db or postgresql+psycopg://user:password@host:5432/db"

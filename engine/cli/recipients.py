@@ -26,12 +26,8 @@ def import_command(path: str) -> None:
     list); existing ones are updated. Each is checked as the ingest door checks the people in
     events; a file with any problem is refused whole, each problem named by line and JSON path,
     and nothing is imported."""
-    from ..core.people import person_problems
-
     people = _read(path)
-    problems = [f"{where}: {at}: {message}"
-                for where, at, person in people for at, message in person_problems(person, at)]
-    problems += _repeated_ids(people)
+    problems = _problems(people)
     if problems:
         more = f"\n... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         raise click.ClickException("\n".join(problems[:SHOWN]) + more + f"\n{path}: {len(problems)} problem(s): "
@@ -70,6 +66,15 @@ def _loads(text: str, where: str, *, whole: bool) -> Any:
         raise click.ClickException(f"{where}: not JSON: {exc.msg} ({at}): nothing imported") from None
 
 
+def _problems(people: list[Located]) -> list[str]:
+    """Each person's problems as the ingest door words them, then the ids given twice."""
+    from ..core.people import person_problems
+
+    problems = [f"{where}: {at}: {message}"
+                for where, at, person in people for at, message in person_problems(person, at)]
+    return problems + _repeated_ids(people)
+
+
 def _repeated_ids(people: list[Located]) -> list[str]:
     """An id given twice: which of the two would win is a guess, so the file is refused."""
     first: dict[str, str] = {}
@@ -98,7 +103,10 @@ def erase_command(recipient_id: str, yes: bool) -> None:
         raise click.BadParameter("give the recipient's id", param_hint="ID")
     if not yes:
         click.confirm(f"Erase everything stored about {recipient_id!r}? This cannot be undone", abort=True)
-    counts = erase(runtime(migrate=False).store, recipient_id, utcnow())
+    _say_erased(recipient_id, erase(runtime(migrate=False).store, recipient_id, utcnow()))
+
+
+def _say_erased(recipient_id: str, counts: dict[str, int]) -> None:
     if not any(counts.values()):
         click.echo(f"nothing is stored about {recipient_id!r}")
         return

@@ -44,12 +44,16 @@ def command(names: tuple[str, ...], since: datetime | None, until: datetime | No
     if not rows:
         click.echo("nothing to retry")
         return
+    _list(rows, dry_run)
+    if not dry_run:
+        click.echo(_summary(_deliver(rt, [r["id"] for r in rows])))
+
+
+def _list(rows: list[dict[str, Any]], dry_run: bool) -> None:
     for row in rows:
         click.echo(("would retry " if dry_run else "retrying ") + _line(row))
     if dry_run:
         click.echo(f"{len(rows)} notification(s) would be sent again (dry run: nothing changed)")
-        return
-    click.echo(_summary(_deliver(rt, [r["id"] for r in rows])))
 
 
 def _refuse_unknown(names: tuple[str, ...], notifications: Iterable[str]) -> None:

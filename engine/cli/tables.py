@@ -9,7 +9,7 @@ one row per line; a tab, line break or backslash inside a value is written as \\
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,9 +67,7 @@ def print_rows(columns: Sequence[Column], rows: Sequence[Sequence[str]], fmt: st
     from rich.console import Console
 
     console = Console(highlight=False)
-    shown = [i for i, c in enumerate(columns) if any(row[i] for row in rows)] or list(range(len(columns)))
-    columns = [columns[i] for i in shown]
-    rows = [[row[i] for i in shown] for row in rows]
+    columns, rows = _with_values(columns, rows)
     if table_width(columns, rows) <= console.width:
         console.print(table(columns, rows, title))
         return
@@ -78,6 +76,13 @@ def print_rows(columns: Sequence[Column], rows: Sequence[Sequence[str]], fmt: st
         console.print()
         for line in record_lines(columns, row, console.width):
             console.print(line, soft_wrap=True, markup=False)
+
+
+def _with_values(columns: Sequence[Column],
+                 rows: Sequence[Sequence[str]]) -> tuple[list[Column], list[list[str]]]:
+    """The columns that hold a value in some row (all of them when none does), and the rows cut to them."""
+    shown = [i for i, c in enumerate(columns) if any(row[i] for row in rows)] or list(range(len(columns)))
+    return [columns[i] for i in shown], [[row[i] for i in shown] for row in rows]
 
 
 def tsv(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> str:
@@ -133,13 +138,23 @@ def _plain(value: str) -> Any:
 def record_lines(columns: Sequence[Column], row: Sequence[str], width: int) -> list[str]:
     """A row as a record: its first value as a heading, then `name: value` pairs, as many to a
     line as fit; a pair wider than the line is folded, never cut."""
+    lines = [row[0], *_packed(_pairs(columns, row), width, "  ")]
+    return [piece for line in lines for piece in _fold(line, width)]
+
+
+def _pairs(columns: Sequence[Column], row: Sequence[str]) -> Iterator[str]:
+    """`name: value` for each value of the row but the first (its heading), on one line."""
+    for column, value in zip(columns[1:], row[1:], strict=False):
+        if value:
+            yield f"{column.name}: {value}".replace("\n", " ")
+
+
+def _packed(pairs: Iterable[str], width: int, indent: str) -> list[str]:
+    """The pairs as many to an indented line as fit in `width`, three spaces apart."""
     from rich.cells import cell_len
 
-    lines, current, indent = [row[0]], "", "  "
-    for column, value in zip(columns[1:], row[1:], strict=False):
-        if not value:
-            continue
-        pair = f"{column.name}: {value}".replace("\n", " ")
+    lines, current = [], ""
+    for pair in pairs:
         if current and cell_len(indent + current + "   " + pair) <= width:
             current += "   " + pair
             continue
@@ -148,7 +163,7 @@ def record_lines(columns: Sequence[Column], row: Sequence[str], width: int) -> l
         current = pair
     if current:
         lines.append(indent + current)
-    return [piece for line in lines for piece in _fold(line, width)]
+    return lines
 
 
 def _fold(line: str, width: int) -> list[str]:

@@ -22,9 +22,11 @@ def render(problems: list[Problem], fmt: str) -> str:
         ], indent=2)
     if fmt == "github":
         return "\n".join(annotation(p) for p in problems)
-    return "\n".join(
-        f"{p.file}:{p.line}:{p.col}: {'warning: ' if p.severity == 'warning' else ''}{p.message}" for p in problems
-    )
+    return "\n".join(map(_text_line, problems))
+
+
+def _text_line(p: Problem) -> str:
+    return f"{p.file}:{p.line}:{p.col}: {'warning: ' if p.severity == 'warning' else ''}{p.message}"
 
 
 def environment_problems(config: Config | None, env: str) -> list[Problem]:
@@ -53,10 +55,13 @@ def command(config_path: str | None, fmt: str, strict: bool) -> None:
     if out and (fmt == "json" or problems):
         click.echo(out)
     if fmt == "text":
-        warnings = len(problems) - len([p for p in problems if p.severity == "error"])
-        summary = f"{len(problems) - warnings} error(s), {warnings} warning(s)"
-        click.echo(("invalid: " if errors else "valid: ") + summary, err=True)
+        click.echo(_verdict(problems, bool(errors)), err=True)
     raise click.exceptions.Exit(1 if errors else 0)
+
+
+def _verdict(problems: list[Problem], failed: bool) -> str:
+    warnings = len(problems) - len([p for p in problems if p.severity == "error"])
+    return ("invalid: " if failed else "valid: ") + f"{len(problems) - warnings} error(s), {warnings} warning(s)"
 
 
 def _summarize(problems: list[Problem], config_path: str, failed: bool) -> None:
