@@ -114,19 +114,27 @@ def verify_webhook(key: bytes, headers: WebhookHeaders, body: bytes, now: dateti
     or more space-separated `v1,<base64>`); returns the message id, which is what replays are keyed on."""
     if not headers.id or not headers.timestamp or not headers.signature:
         raise SignatureError("Standard Webhooks needs webhook-id, webhook-timestamp and webhook-signature")
-    if len(headers.id) > MAX_WEBHOOK_ID or not headers.id.isascii() or not headers.id.isprintable():
+    _check_webhook_id_and_time(headers.id, headers.timestamp, now, tolerance_s)
+    expected = sign_webhook(key, headers.id, headers.timestamp, body).encode()  # the timestamp as sent
+    if not _offers(headers.signature, expected):
+        raise SignatureError("webhook-signature does not match")
+    return headers.id
+
+
+def _check_webhook_id_and_time(msg_id: str, stamp: str, now: datetime, tolerance_s: int) -> None:
+    if len(msg_id) > MAX_WEBHOOK_ID or not msg_id.isascii() or not msg_id.isprintable():
         raise SignatureError(f"webhook-id must be printable ASCII of at most {MAX_WEBHOOK_ID} characters")
-    stamp = headers.timestamp
     if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 15:
         raise SignatureError("malformed webhook-timestamp (unix seconds)")
     if abs(now.timestamp() - int(stamp)) > tolerance_s:
         raise SignatureError("webhook-timestamp outside the tolerance")
-    expected = sign_webhook(key, headers.id, stamp, body).encode()  # the timestamp as sent
+
+
+def _offers(signatures: str, expected: bytes) -> bool:
+    """Whether one of the space-separated `v1,<base64>` signatures is `expected`."""
     # Versions other than v1 (such as v1a, asymmetric) are skipped, as the specification asks.
-    offered = [s.encode("utf-8", "surrogatepass") for s in headers.signature.split(" ") if s.startswith("v1,")]
-    if not any(hmac.compare_digest(expected, s) for s in offered):
-        raise SignatureError("webhook-signature does not match")
-    return headers.id
+    offered = [s.encode("utf-8", "surrogatepass") for s in signatures.split(" ") if s.startswith("v1,")]
+    return any(hmac.compare_digest(expected, s) for s in offered)
 
 
 @dataclass(frozen=True)
@@ -163,12 +171,17 @@ def read_unsubscribe_token(secret: str, token: str, now: datetime) -> Unsubscrib
     expected = _hex("unsubscribe:" + secret, body.encode("utf-8", "surrogatepass")).encode()
     if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogatepass")):
         raise SignatureError("unsubscribe token is not valid")
-    try:
-        payload = json.loads(_unb64(body))
-        expires = datetime.fromtimestamp(int(payload["e"]), UTC)
-        found = UnsubscribeToken(str(payload["r"]), str(payload["s"]), expires)
-    except (ValueError, KeyError, TypeError):
-        raise SignatureError("malformed unsubscribe token") from None
+    found = _unsubscribe_payload(body)
     if found.expires < now:
         raise SignatureError("unsubscribe link has expired")
     return found
+
+
+def _unsubscribe_payload(body: str) -> UnsubscribeToken:
+    """What a token's signed body says: recipient, scope and expiry."""
+    try:
+        payload = json.loads(_unb64(body))
+        expires = datetime.fromtimestamp(int(payload["e"]), UTC)
+        return UnsubscribeToken(str(payload["r"]), str(payload["s"]), expires)
+    except (ValueError, KeyError, TypeError):
+        raise SignatureError("malformed unsubscribe token") from None

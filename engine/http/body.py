@@ -70,23 +70,34 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def _parse_slowly(body: bytes) -> Any:
+    value = _loads(_text(body))
+    _refuse_lone_surrogates(value)
+    return value
+
+
+def _text(body: bytes) -> str:
     try:
-        text = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotJSON(f"the body is not UTF-8 (byte {exc.start})") from None
+
+
+def _loads(text: str) -> Any:
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except RecursionError:
         raise NotJSON(f"the body is nested too deeply (more than {MAX_DEPTH} levels)") from None
     except json.JSONDecodeError as exc:
         raise NotJSON(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
     try:  # "\ud800" decodes to a lone surrogate, which nothing downstream can store or send
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise NotJSON("the body holds an escaped lone surrogate (such as \\ud800), which is not text") from None
     except RecursionError:
         raise NotJSON(f"the body is nested too deeply (more than {MAX_DEPTH} levels)") from None
-    return value
 
 
 def _no_constant(name: str) -> Any:

@@ -46,14 +46,17 @@ async def _ingest(request: Request) -> Response:
         replayed = await _claim(state, signed)
         if replayed is not None:
             return replayed
-    result = await _stored(state, events, signed)
-    counted_events("accepted").inc(len(result.accepted))
-    counted_events("duplicate").inc(len(result.duplicates))
-    answer = JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
-                           "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
+    answer = _accepted(await _stored(state, events, signed))
     if signed is not None:
         await _keep_answer(state.replays, signed, answer)
     return answer
+
+
+def _accepted(result: IngestResult) -> JSONResponse:
+    counted_events("accepted").inc(len(result.accepted))
+    counted_events("duplicate").inc(len(result.duplicates))
+    return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates,
+                         "scheduled": result.scheduled, "cancelled": result.cancelled}, status_code=202)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -108,19 +111,24 @@ async def _stored(state: Hook, events: list[Event], signed: Signed | None) -> In
     """The events decided and committed with the requests queued with them; Refused if not."""
     stored = False
     try:
-        result = await state.intake.submit(events)
+        result = await _submitted(state, events)
         stored = True
+    finally:
+        if signed is not None and not stored:
+            await _release(state.replays, signed)
+    state.trouble.ok()
+    return result
+
+
+async def _submitted(state: Hook, events: list[Event]) -> IngestResult:
+    try:
+        return await state.intake.submit(events)
     except DataError as exc:  # what the door did not foresee: permanent, so not a 503 to retry forever
         log.warning("the store refused a value of an event: %s", type(exc.orig).__name__)
         raise Refused(422, "event refused: the store cannot hold one of its values",
                       problems=[{"path": "$", "message": first_line(exc.orig)}]) from None
     except IntakeClosed:
         raise Refused(503, "the hook is shutting down; nothing was accepted, try again") from None
-    finally:
-        if signed is not None and not stored:
-            await _release(state.replays, signed)
-    state.trouble.ok()
-    return result
 
 
 async def _release(replays: Replays, signed: Signed) -> None:
