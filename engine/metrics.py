@@ -248,12 +248,7 @@ class StoreFigures:
         stamp = GaugeMetricFamily("engine_store_figures_timestamp_seconds", "When the store's figures were read "
                                                                            "(Unix time)")
         if figures is not None:
-            for status in sorted({*STATUSES, *figures.by_status}):
-                statuses.add_metric([status], figures.by_status.get(status, 0))
-            overdue.add_metric([], figures.overdue)
-            age = time.time() - figures.oldest_due.timestamp() if figures.oldest_due is not None else 0.0
-            oldest.add_metric([], max(0.0, age))
-            stamp.add_metric([], figures.read_at)
+            _add_figures(figures, statuses, overdue, oldest, stamp)
         return [statuses, overdue, oldest, stamp]
 
     def _start(self) -> None:
@@ -266,19 +261,31 @@ class StoreFigures:
         while True:
             self._wake.clear()  # a `watch` from now on wakes the wait below
             store = self.store
-            try:
-                figures = read_figures(store, utcnow())
-            except Exception as exc:  # noqa: BLE001 - the store is down: keep the last figures, try again
-                wait = max(self._trouble.failed(exc), min(self.refresh_s, 5.0))
-                figures = None
-            else:
-                self._trouble.ok()
-                wait = self.refresh_s
+            figures, wait = self._read(store)
             with self._lock:
                 if store is self.store:
                     self._figures = figures or self._figures
                     self._tried.set()
             self._wake.wait(wait)
+
+    def _read(self, store: Any) -> tuple[Figures | None, float]:
+        """The store's figures (None while it does not answer), and how long to wait before the next read."""
+        try:
+            figures = read_figures(store, utcnow())
+        except Exception as exc:  # noqa: BLE001 - the store is down: keep the last figures, try again
+            return None, max(self._trouble.failed(exc), min(self.refresh_s, 5.0))
+        self._trouble.ok()
+        return figures, self.refresh_s
+
+
+def _add_figures(figures: Figures, statuses: GaugeMetricFamily, overdue: GaugeMetricFamily,
+                 oldest: GaugeMetricFamily, stamp: GaugeMetricFamily) -> None:
+    for status in sorted({*STATUSES, *figures.by_status}):
+        statuses.add_metric([status], figures.by_status.get(status, 0))
+    overdue.add_metric([], figures.overdue)
+    age = time.time() - figures.oldest_due.timestamp() if figures.oldest_due is not None else 0.0
+    oldest.add_metric([], max(0.0, age))
+    stamp.add_metric([], figures.read_at)
 
 
 STORE_FIGURES = StoreFigures()
