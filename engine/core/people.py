@@ -43,13 +43,18 @@ def person_problems(person: Any, where: str = "$") -> list[tuple[str, str]]:
     found = [(where + path[1:], message) for path, message in schema_errors(_checker(), person)]
     # The shape first (type, presence, format), then the limits of ids and addresses, then the text
     # anywhere: one message per field, the first that applies, as the door words it.
+    for more in (_limit_problems(person, where), value_problems(person, where)):
+        said = {path for path, _ in found}
+        found += [problem for problem in more if problem[0] not in said]
+    return found
+
+
+def _limit_problems(person: dict[str, Any], where: str) -> list[tuple[str, str]]:
+    """The problems of a person's id and addresses, as ids: length and control characters."""
     limits: list[tuple[str, str]] = []
     if isinstance(person.get("id"), str):
         limits += id_problems(f"{where}.id", person["id"], MAX_ID, "a recipient's id")
     for name in ADDRESSES:
         if isinstance(person.get(name), str):
             limits += id_problems(f"{where}.{name}", person[name], None, "a recipient's address")
-    for more in (limits, value_problems(person, where)):
-        said = {path for path, _ in found}
-        found += [problem for problem in more if problem[0] not in said]
-    return found
+    return limits

@@ -58,15 +58,21 @@ def can_opt_out(config: Config, category: str) -> bool:
     return found.opt_out if found else True
 
 
+def _wanted(notification: str, category: str, channels: tuple[str, ...],
+            preferences: Preferences) -> tuple[str, ...]:
+    """The channels the recipient has not turned off; none when they turned off the notification or its category."""
+    if preferences.get(notification) is False or preferences.get(category) is False:
+        return ()
+    return tuple(c for c in channels if preferences.get(f"{notification}:{c}") is not False)
+
+
 def check(config: Config, notification: str, category: str, channels: tuple[str, ...],
           preferences: Preferences, throttle: tuple[int, int] | None = None,
           rate: int | None = None) -> Verdict:
     """Whether a due send goes out now, on which channels; `throttle` is (sent, limit),
     `rate` the recipient's non-transactional sends within the configured rate-limit window."""
     if can_opt_out(config, category):
-        if preferences.get(notification) is False or preferences.get(category) is False:
-            return Verdict(channels, "opted_out")
-        kept = tuple(c for c in channels if preferences.get(f"{notification}:{c}") is not False)
+        kept = _wanted(notification, category, channels, preferences)
         if not kept:
             return Verdict(channels, "opted_out")
         channels = kept
