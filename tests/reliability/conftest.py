@@ -7,13 +7,23 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, inspect, select, table
 
-from tests.runtime.conftest import config, make_runtime, pg_url, redis_url, sqlite_url  # noqa: F401  (fixtures)
+from tests.runtime.conftest import (  # noqa: F401  (fixtures)
+    config,
+    db_url,
+    make_runtime,
+    pg_url,
+    project,
+    redis_url,
+    sqlite_url,
+    standin,
+)
 
 REQUEST_DEADLINE_S = 5.0  # "every request returns within a few seconds"
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from engine.http.app import build_app
-from engine.signing import make_unsubscribe_token, read_unsubscribe_token, sign_courier, sign_ingest, SignatureError
 from engine.clock import utcnow
+from engine.http.app import build_app
+from engine.signing import SignatureError, make_unsubscribe_token, read_unsubscribe_token, sign_courier, sign_ingest
 from tests.runtime.support import booking_confirmed, message_sent, payment_succeeded, unbatched
 
 from .conftest import row_counts
@@ -87,13 +87,20 @@ def test_events_without_a_valid_bearer_are_a_401(http: Any, rt: Any, headers: di
     assert r.status_code == 401 and r.json()["error"]
     assert row_counts(rt.store.engine) == before
     # Nor in the query string.
-    assert http.post(f"/events?access_token={TOKEN}&token={TOKEN}", content=event_body(), headers=JSON).status_code == 401
+    assert (
+        http.post(f"/events?access_token={TOKEN}&token={TOKEN}", content=event_body(), headers=JSON).status_code == 401
+    )
     assert row_counts(rt.store.engine) == before
 
 
 def test_the_right_bearer_is_accepted_whatever_the_scheme_case(http: Any) -> None:
     assert http.post("/events", content=event_body("evt_a"), headers={**JSON, **BEARER}).status_code == 202
-    assert http.post("/events", content=event_body("evt_b", "bk_b"), headers={**JSON, "Authorization": f"bearer {TOKEN}"}).status_code == 202
+    assert (
+        http.post(
+            "/events", content=event_body("evt_b", "bk_b"), headers={**JSON, "Authorization": f"bearer {TOKEN}"}
+        ).status_code
+        == 202
+    )
 
 
 # -- POST /events: X-Engine-Signature ---------------------------------------------------------------------------
@@ -107,7 +114,9 @@ def test_a_valid_signature_is_accepted(http: Any) -> None:
     assert r.status_code == 202 and r.json()["accepted"] == ["evt_auth_1"]
     # Near the edge of the tolerance, still inside it.
     body2 = event_body("evt_auth_2", "bk_2")
-    assert http.post("/events", content=body2, headers=signed(body2, int(time.time()) - TOLERANCE + 30)).status_code == 202
+    assert (
+        http.post("/events", content=body2, headers=signed(body2, int(time.time()) - TOLERANCE + 30)).status_code == 202
+    )
 
 
 def _bad_signatures(body: bytes) -> dict[str, str]:
@@ -197,7 +206,9 @@ def _reformatted(header: str, name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("variant", sorted(_reformatted("t=1,v1=ab", "v1")))
-def test_regression_a_replay_with_a_respelled_signature_header_gets_the_first_answer(http: Any, rt: Any, variant: str) -> None:
+def test_regression_a_replay_with_a_respelled_signature_header_gets_the_first_answer(
+    http: Any, rt: Any, variant: str
+) -> None:
     body = event_body()
     header = sign_ingest(SECRET, body, int(time.time()))
     first = http.post("/events", content=body, headers={**JSON, "X-Engine-Signature": header})
@@ -210,14 +221,18 @@ def test_regression_a_replay_with_a_respelled_signature_header_gets_the_first_an
 
 
 @pytest.mark.parametrize("variant", sorted(_reformatted("t=1,signature=ab", "signature")))
-def test_regression_a_courier_replay_with_a_respelled_signature_header_is_refused(http: Any, rt: Any, variant: str) -> None:
-    now = datetime.now(timezone.utc)
+def test_regression_a_courier_replay_with_a_respelled_signature_header_is_refused(
+    http: Any, rt: Any, variant: str
+) -> None:
+    now = datetime.now(UTC)
     rt.emit(payment_succeeded("evt_pay_replay", "pay_replay", now), now=now)
     rt.sweep(now)
     [row] = rt.store.notifications(notification="client_payment_receipt")
     body = json.dumps({"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}).encode()
     header = sign_courier(WEBHOOK_SECRET, body, int(time.time() * 1000))
-    assert http.post("/webhooks/courier", content=body, headers={**JSON, "courier-signature": header}).status_code == 200
+    assert (
+        http.post("/webhooks/courier", content=body, headers={**JSON, "courier-signature": header}).status_code == 200
+    )
     again = _reformatted(header, "signature")[variant]
     r = http.post("/webhooks/courier", content=body, headers={**JSON, "courier-signature": again})
     assert r.status_code in (401, 409), (variant, r.status_code, r.text)
@@ -247,12 +262,20 @@ def test_regression_a_non_ascii_unsubscribe_signature_is_refused_not_a_500(http:
 
 def test_the_bearer_wins_over_a_bad_signature_and_a_good_signature_over_a_bad_bearer(http: Any) -> None:
     body = event_body()
-    assert http.post("/events", content=body, headers={**BEARER, **JSON, "X-Engine-Signature": "garbage"}).status_code == 202
+    assert (
+        http.post("/events", content=body, headers={**BEARER, **JSON, "X-Engine-Signature": "garbage"}).status_code
+        == 202
+    )
     body2 = event_body("evt_2", "bk_2")
-    assert http.post("/events", content=body2, headers={**signed(body2), "Authorization": "Bearer wrong"}).status_code == 202
+    assert (
+        http.post("/events", content=body2, headers={**signed(body2), "Authorization": "Bearer wrong"}).status_code
+        == 202
+    )
 
 
-def test_a_signature_is_ignored_when_no_ingest_secret_is_configured(make_runtime: Any, sqlite_url: str, asgi_client: Any) -> None:
+def test_a_signature_is_ignored_when_no_ingest_secret_is_configured(
+    make_runtime: Any, sqlite_url: str, asgi_client: Any
+) -> None:
     rt = make_runtime(sqlite_url, ingest_token=TOKEN)
     http = asgi_client(build_app(rt))
     body = event_body()
@@ -277,7 +300,9 @@ def courier_headers(body: bytes, t_ms: int | None = None, secret: str = WEBHOOK_
 
 def test_courier_webhooks_need_a_valid_fresh_signature(http: Any, rt: Any) -> None:
     row = sent_notification(rt)
-    body = json.dumps({"type": "message:updated", "data": {"id": row["request_id"], "status": "UNDELIVERABLE"}}).encode()
+    body = json.dumps(
+        {"type": "message:updated", "data": {"id": row["request_id"], "status": "UNDELIVERABLE"}}
+    ).encode()
     now_ms = int(time.time() * 1000)
     good = sign_courier(WEBHOOK_SECRET, body, now_ms)
     digest = sig_of(good, "signature")
@@ -313,7 +338,9 @@ def test_courier_webhooks_need_a_valid_fresh_signature(http: Any, rt: Any) -> No
 
 def test_a_replayed_courier_webhook_changes_nothing(http: Any, rt: Any) -> None:
     row = sent_notification(rt)
-    delivered = json.dumps({"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}).encode()
+    delivered = json.dumps(
+        {"type": "message:updated", "data": {"id": row["request_id"], "status": "DELIVERED"}}
+    ).encode()
     clicked = json.dumps({"type": "message:updated", "data": {"id": row["request_id"], "status": "CLICKED"}}).encode()
     d_headers, c_headers = courier_headers(delivered), courier_headers(clicked)
     assert http.post("/webhooks/courier", content=delivered, headers=d_headers).json() == {"result": "applied"}
@@ -334,7 +361,10 @@ def test_webhooks_are_refused_without_a_configured_secret(make_runtime: Any, sql
     http = asgi_client(build_app(rt))
     body = json.dumps({"type": "message:updated", "data": {"id": "1-x", "status": "DELIVERED"}}).encode()
     for secret in ("", WEBHOOK_SECRET):
-        assert http.post("/webhooks/courier", content=body, headers=courier_headers(body, secret=secret)).status_code == 401
+        assert (
+            http.post("/webhooks/courier", content=body, headers=courier_headers(body, secret=secret)).status_code
+            == 401
+        )
     assert row_counts(rt.store.engine)["webhook_receipts"] == 0
 
 
@@ -358,9 +388,14 @@ def test_admin_routes_refuse_callers_without_the_token(http: Any, rt: Any, metho
     rt.emit(booking_confirmed("evt_1", "bk_1", now + timedelta(days=2), now), now=now)
     before = row_counts(rt.store.engine)
     raw = b"" if body is None else json.dumps(body).encode()
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": TOKEN},
-                    {"X-Engine-Signature": sign_ingest(SECRET, raw, int(time.time()))},  # ingest credentials are not admin ones
-                    {"courier-signature": sign_courier(WEBHOOK_SECRET, raw, int(time.time() * 1000))}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {"Authorization": TOKEN},
+        {"X-Engine-Signature": sign_ingest(SECRET, raw, int(time.time()))},  # ingest credentials are not admin ones
+        {"courier-signature": sign_courier(WEBHOOK_SECRET, raw, int(time.time() * 1000))},
+    ):
         r = _call(http, method, path, body, headers)
         assert r.status_code == 401, (headers, r.status_code)
         assert "usr_c_1" not in r.text and "bk_1" not in r.text
@@ -373,8 +408,9 @@ def test_admin_routes_refuse_callers_without_the_token(http: Any, rt: Any, metho
 
 
 @pytest.mark.parametrize("method, path, body", ADMIN_ROUTES)
-def test_without_any_credentials_configured_only_this_machine_gets_in(make_runtime: Any, sqlite_url: str, asgi_client: Any,
-                                                                      method: str, path: str, body: Any) -> None:
+def test_without_any_credentials_configured_only_this_machine_gets_in(
+    make_runtime: Any, sqlite_url: str, asgi_client: Any, method: str, path: str, body: Any
+) -> None:
     rt = make_runtime(sqlite_url)  # no token, no secret: the out-of-the-box mode
     app = build_app(rt)
     remote = asgi_client(app, peer=("203.0.113.7", 40000))
@@ -397,7 +433,7 @@ def test_with_only_an_ingest_secret_admin_routes_refuse_everyone(make_runtime: A
     assert local.post("/events", content=body_, headers=JSON).status_code == 401  # not open, even from loopback
 
 
-# -- unsubscribe tokens --------------------------------------------------------------------------------------------------
+# -- unsubscribe tokens ------------------------------------------------------------------------------------------------
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -449,9 +485,17 @@ def test_forged_or_edited_unsubscribe_tokens_are_refused(http: Any, rt: Any) -> 
         "scope X edited to Y": edit(good, s="client_booking_reminder_24h"),
         "scope edited to a category": edit(good, s="category:activity"),
         "expiry extended": edit(good, e=int((now + timedelta(days=3650)).timestamp())),
-        "B's payload under A's signature": make_unsubscribe_token(SECRET_KEY, "usr_b", "client_new_message", now).split(".")[0] + "." + sig,
-        "expired (366 days old)": make_unsubscribe_token(SECRET_KEY, "usr_a", "client_new_message", now - timedelta(days=366)),
-        "expired a second ago": make_unsubscribe_token(SECRET_KEY, "usr_a", "client_new_message", now, valid=timedelta(seconds=-1)),
+        "B's payload under A's signature": make_unsubscribe_token(SECRET_KEY, "usr_b", "client_new_message", now).split(
+            "."
+        )[0]
+        + "."
+        + sig,
+        "expired (366 days old)": make_unsubscribe_token(
+            SECRET_KEY, "usr_a", "client_new_message", now - timedelta(days=366)
+        ),
+        "expired a second ago": make_unsubscribe_token(
+            SECRET_KEY, "usr_a", "client_new_message", now, valid=timedelta(seconds=-1)
+        ),
         "no signature": body,
         "empty signature": body + ".",
         "empty": "",
@@ -483,7 +527,9 @@ def test_a_good_token_turns_off_exactly_that_notification_for_exactly_that_recip
     rt.emit(booking_confirmed("evt_b1", "bk_1", start, now, client="usr_c_1"), now=now)
     rt.sweep(now)
     rt.sweep(start - timedelta(minutes=29))  # both reminders fall due
-    fate = {(n["notification"], n["recipient_id"]): (n["status"], n["reason"]) for n in rt.store.notifications(limit=1000)}
+    fate = {
+        (n["notification"], n["recipient_id"]): (n["status"], n["reason"]) for n in rt.store.notifications(limit=1000)
+    }
     assert fate[("client_new_message", "usr_c_1")] == ("skipped", "opted_out")
     assert fate[("client_new_message", "usr_c_2")][0] == "sent"
     assert fate[("client_booking_reminder_24h", "usr_c_1")][0] == "sent"

@@ -18,12 +18,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -82,9 +83,12 @@ class Ending:
 
 
 ENDINGS = {
-    "cancelled": Ending(lambda at: booking_cancelled("evt_cancel", BOOKING, START, at), "cancelled by booking.cancelled"),
-    "rescheduled": Ending(lambda at: booking_rescheduled("evt_moved", BOOKING, START, MOVED_TO, at),
-                          "rescheduled by booking.rescheduled"),
+    "cancelled": Ending(
+        lambda at: booking_cancelled("evt_cancel", BOOKING, START, at), "cancelled by booking.cancelled"
+    ),
+    "rescheduled": Ending(
+        lambda at: booking_rescheduled("evt_moved", BOOKING, START, MOVED_TO, at), "rescheduled by booking.rescheduled"
+    ),
 }
 RETRY = Outcome("retry", error="Courier answered 503")
 
@@ -191,7 +195,9 @@ def test_an_attempt_courier_accepted_before_the_cancel_is_recorded_sent(race: Ra
 @pytest.mark.parametrize("how", sorted(ENDINGS))
 def test_a_claim_whose_worker_died_after_the_cancel_ends_cancelled(race: Race, how: str) -> None:
     race.end(how, DUE + timedelta(seconds=1))
-    handed_out = race.rt.store.queue_due(DUE + timedelta(minutes=10), stale_sending=timedelta(minutes=2), max_attempts=8)
+    handed_out = race.rt.store.queue_due(
+        DUE + timedelta(minutes=10), stale_sending=timedelta(minutes=2), max_attempts=8
+    )
     row = race.row()
     assert race.row_id not in handed_out and row["status"] == "cancelled", f"the dead claim was {row['status']}"
     assert row["reason"] == ENDINGS[how].reason
@@ -229,7 +235,8 @@ def test_a_cancel_during_delivery_stops_both_reminders(db_url: str, make_runtime
     for later in (DUE + timedelta(minutes=1), LATER):
         rt.sweep(later)
     assert not [k for k in courier.accepted if "_reminder_" in k]
-    assert {r["status"] for r in rt.store.notifications(limit=None) if r["notification"].endswith("_reminder_24h")} == {"cancelled"}
+    ended = {r["status"] for r in rt.store.notifications(limit=None) if r["notification"].endswith("_reminder_24h")}
+    assert ended == {"cancelled"}
 
 
 @contextmanager
@@ -266,8 +273,9 @@ def row_locked(pg_url: str, row_id: int) -> Iterator[Callable[[Callable[[], bool
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("how", sorted(ENDINGS))
-def test_a_cancel_committing_with_the_failed_attempt_still_ends_the_row(pg_url: str, make_runtime: Callable[..., Runtime],
-                                                                        how: str) -> None:
+def test_a_cancel_committing_with_the_failed_attempt_still_ends_the_row(
+    pg_url: str, make_runtime: Callable[..., Runtime], how: str
+) -> None:
     """On PostgreSQL each statement of a transaction reads what was committed when it started:
     the failed attempt's outcome must not slip in between the cancel's reading of the row and its
     writing. The attempt's `finish` queues for the row first, the cancel second; then they run."""
@@ -334,7 +342,7 @@ def race_bookings(now: datetime) -> list[Booking]:
 def cancel_of(booking: Booking) -> dict[str, Any]:
     data = booking.event["data"]
     return {"id": f"evt_cancel_{booking.index}", "type": "booking.cancelled",
-            "occurred_at": datetime.now(timezone.utc).isoformat(),
+            "occurred_at": datetime.now(UTC).isoformat(),
             "data": {"booking": data["booking"], "cancelled_by": "client", "client": data["client"],
                      "practitioner": data["practitioner"]}}
 
@@ -392,7 +400,9 @@ def dispatch_cancels(client: httpx.Client, courier: CourierStandin, bookings: li
     """Post each booking's cancel at its moment: as soon as Courier holds its first reminder
     attempt, or at its due time give or take (before the claim, in flight, or between attempts)."""
     jitter = random.Random(7)  # within 0.2 s: answered before a second attempt can start (0.5 s after a refusal)
-    timed = sorted(((clock(b.due) + jitter.uniform(-0.1, 0.2), b.index) for b in bookings if not b.in_flight), reverse=True)
+    timed = sorted(
+        ((clock(b.due) + jitter.uniform(-0.1, 0.2), b.index) for b in bookings if not b.in_flight), reverse=True
+    )
     watched = {k: b for b in bookings if b.in_flight for k in b.keys}
     deadline = time.monotonic() + LEAD_S + GAP_S * RACES + 15
     seen = 0  # Courier's refusals read so far
@@ -440,9 +450,9 @@ def settle(pg_url: str, bookings: list[Booking], within: float) -> dict[str, str
 def test_cancels_racing_first_attempts_that_fail_never_let_a_reminder_through(
         engine_on_pg: tuple[str, CourierStandin, str]) -> None:
     url, courier, pg_url = engine_on_pg
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     bookings = race_bookings(now)
-    epoch = time.monotonic() - (datetime.now(timezone.utc) - now).total_seconds()
+    epoch = time.monotonic() - (datetime.now(UTC) - now).total_seconds()
     with httpx.Client(base_url=url, timeout=30) as client:
         for i in range(0, RACES, 25):
             response = client.post("/events", json={"events": [b.event for b in bookings[i:i + 25]]})
@@ -462,11 +472,16 @@ def test_cancels_racing_first_attempts_that_fail_never_let_a_reminder_through(
     keys = [k for b in bookings for k in b.keys]
     sent_first = [k for k in keys if statuses.get(k) == "sent"]
     took = sorted(b.answered - b.posted for b in bookings)
-    print(f"\n{RACES} races ({len(keys)} reminders), 2 workers, PostgreSQL + Redis: cancel answered while a first "
-          f"attempt was in flight in {len(in_flight)}; reminders cancelled {sum(statuses.get(k) == 'cancelled' for k in keys)}, "
-          f"sent before the cancel {len(sent_first)}; cancelled-but-sent {len(leaked)}; "
-          f"cancel answered in {took[len(took) // 2]:.3f} s (median), {took[len(took) * 9 // 10]:.3f} s (p90)")
-    assert leaked == [], f"{len(leaked)} reminders reached Courier after their booking's cancel was answered: {leaked[:5]}"
+    print(
+        f"\n{RACES} races ({len(keys)} reminders), 2 workers, PostgreSQL + Redis: cancel answered while a first "
+        f"attempt was in flight in {len(in_flight)}; "
+        f"reminders cancelled {sum(statuses.get(k) == 'cancelled' for k in keys)}, "
+        f"sent before the cancel {len(sent_first)}; cancelled-but-sent {len(leaked)}; "
+        f"cancel answered in {took[len(took) // 2]:.3f} s (median), {took[len(took) * 9 // 10]:.3f} s (p90)"
+    )
+    assert leaked == [], (
+        f"{len(leaked)} reminders reached Courier after their booking's cancel was answered: {leaked[:5]}"
+    )
     assert {k: len(v) for k, v in accepted.items() if len(v) > 1} == {}, "a reminder reached Courier twice"
     for k in keys:  # the store tells the truth: sent exactly when Courier accepted it
         assert statuses.get(k) == ("sent" if k in accepted else "cancelled"), (k, statuses.get(k), k in accepted)

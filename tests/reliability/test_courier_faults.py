@@ -9,26 +9,35 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 from prometheus_client import generate_latest
 
 from engine.clock import utcnow
 from engine.core.rendering import Delivery
-from engine.delivery.courier import Credentials, CourierBackend
+from engine.delivery.courier import CourierBackend, Credentials
 from engine.delivery.message import going_out
 from engine.health import ALARMS, Readiness
 from engine.http.app import build_app
 from engine.metrics import REGISTRY
 from engine.signing import sign_courier
-from tests.runtime.conftest import COURIER_TOKEN, db_url, project, standin  # noqa: F401  (fixtures)
-from tests.runtime.support import (NOW, EngineProcess, LiveServer, Samples, booking_confirmed, engine_env, eventually,
-                                   free_port, metric_samples, sample)
+from tests.runtime.support import (
+    NOW,
+    EngineProcess,
+    LiveServer,
+    Samples,
+    booking_confirmed,
+    engine_env,
+    eventually,
+    free_port,
+    metric_samples,
+    sample,
+)
 from tests.support.courier_standin import CourierStandin
 
 WEBHOOK_SECRET = "webhook-secret"
@@ -69,7 +78,8 @@ def alarm(samples: Samples) -> float:
 
 
 def test_rejected_credentials_pause_delivery_consume_nothing_and_it_resumes_once_accepted(
-        db_url: str, make_runtime: Any, standin: CourierStandin, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db_url: str, make_runtime: Any, standin: CourierStandin, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     backend = CourierBackend("a-rotated-key", standin.url, timeout=2, credentials=Credentials(PROBE_S))
     # One attempt: had a 401 counted as one, the second would fail the send for good.
     rt = make_runtime(db_url, backend=backend, max_attempts=1)
@@ -165,8 +175,15 @@ def _answers(url: str, proc: EngineProcess) -> bool:
 # -- a status webhook that overtakes its send -------------------------------------------------------------
 def webhook(url: str, message_id: str, status: str) -> httpx.Response:
     raw = json.dumps({"type": "message:updated", "data": {"id": message_id, "status": status}}).encode()
-    return httpx.post(f"{url}/webhooks/courier", content=raw, timeout=10, headers={
-        "courier-signature": sign_courier(WEBHOOK_SECRET, raw, int(time.time() * 1000)), "content-type": "application/json"})
+    return httpx.post(
+        f"{url}/webhooks/courier",
+        content=raw,
+        timeout=10,
+        headers={
+            "courier-signature": sign_courier(WEBHOOK_SECRET, raw, int(time.time() * 1000)),
+            "content-type": "application/json",
+        },
+    )
 
 
 def test_a_webhook_that_overtakes_its_send_is_applied_when_the_send_commits(
@@ -211,12 +228,12 @@ def test_a_webhook_racing_the_commit_of_its_send_is_never_lost(db_url: str, make
         request_id = f"req-{claimed.id}"
         barrier = threading.Barrier(2)
 
-        def finish(c: Any = claimed, r: str = request_id) -> None:
-            barrier.wait(5)
+        def finish(c: Any = claimed, r: str = request_id, b: threading.Barrier = barrier) -> None:
+            b.wait(5)
             rt.store.finish(c, "sent", NOW, request_id=r)
 
-        def status(r: str = request_id) -> None:
-            barrier.wait(5)
+        def status(r: str = request_id, b: threading.Barrier = barrier) -> None:
+            b.wait(5)
             rt.store.record_delivery(r, "delivered", NOW)
 
         threads = [threading.Thread(target=finish), threading.Thread(target=status)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -35,12 +35,23 @@ def bookings(now: datetime, spread_s: float = 6.0) -> list[dict]:
     out = []
     for i in range(BOOKINGS):
         start = now + timedelta(hours=24, seconds=10 + spread_s * i / BOOKINGS)
-        out.append({
-            "id": f"evt_crash_{i}", "type": "booking.confirmed", "occurred_at": now.isoformat(),
-            "data": {"booking": {"id": f"bk_{i}", "start_time": start.isoformat(), "end_time": (start + timedelta(hours=1)).isoformat(),
-                                 "service": {"id": "svc", "name": "Yoga"}},
-                     "client": person(f"c{i}", "client", "Europe/Berlin"), "practitioner": person(f"p{i % PRACTITIONERS}", "practitioner", "America/New_York")},
-        })
+        out.append(
+            {
+                "id": f"evt_crash_{i}",
+                "type": "booking.confirmed",
+                "occurred_at": now.isoformat(),
+                "data": {
+                    "booking": {
+                        "id": f"bk_{i}",
+                        "start_time": start.isoformat(),
+                        "end_time": (start + timedelta(hours=1)).isoformat(),
+                        "service": {"id": "svc", "name": "Yoga"},
+                    },
+                    "client": person(f"c{i}", "client", "Europe/Berlin"),
+                    "practitioner": person(f"p{i % PRACTITIONERS}", "practitioner", "America/New_York"),
+                },
+            }
+        )
     return out
 
 
@@ -78,8 +89,10 @@ def store_report(workdir: Path) -> str:
 
     with sqlite3.connect(workdir / "engine.db") as db:
         counts = db.execute("select status, count(*) from notifications group by status").fetchall()
-        stuck = db.execute("select id, notification, status, reason, attempts, send_at, queued_at, claimed_at, last_error "
-                           "from notifications where status not in ('sent', 'scheduled') or last_error is not null limit 8").fetchall()
+        stuck = db.execute(
+            "select id, notification, status, reason, attempts, send_at, queued_at, claimed_at, last_error "
+            "from notifications where status not in ('sent', 'scheduled') or last_error is not null limit 8"
+        ).fetchall()
     return f"statuses: {counts}\nnot sent: {stuck}"
 
 
@@ -112,7 +125,7 @@ def test_sigkill_while_sending_loses_nothing_and_sends_nothing_twice(workdir: Pa
         courier.latency = 0.02  # sends take a moment, so kills land while some are in flight
         FAULTS[faults](courier)
         env = engine_env(workdir, courier.url)
-        events = bookings(datetime.now(timezone.utc))
+        events = bookings(datetime.now(UTC))
         processes: list[Engine] = []
         try:
             if victim == "serve":

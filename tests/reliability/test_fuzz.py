@@ -29,7 +29,8 @@ import re
 import time
 import uuid
 from collections import Counter
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -58,10 +59,13 @@ FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthC
 @pytest.fixture(scope="module", autouse=True)
 def summary() -> Iterator[None]:
     yield
-    print(f"\nfuzz: {STATS['requests']} requests, {STATS['5xx']} 5xx, {STATS['partial']} partial writes, "
-          f"{STATS['hangs']} hangs (slowest {STATS['slowest_ms']} ms); "
-          f"/events {STATS['route:/events']}, /webhooks/courier {STATS['route:/webhooks/courier']}, "
-          f"other {STATS['route:other']}; statuses {dict(sorted((k[7:], v) for k, v in STATS.items() if k.startswith('status:')))}")
+    print(
+        f"\nfuzz: {STATS['requests']} requests, {STATS['5xx']} 5xx, {STATS['partial']} partial writes, "
+        f"{STATS['hangs']} hangs (slowest {STATS['slowest_ms']} ms); "
+        f"/events {STATS['route:/events']}, /webhooks/courier {STATS['route:/webhooks/courier']}, "
+        f"other {STATS['route:other']}; "
+        f"statuses {dict(sorted((k[7:], v) for k, v in STATS.items() if k.startswith('status:')))}"
+    )
 
 
 # -- the harness ---------------------------------------------------------------------------------------
@@ -87,7 +91,9 @@ class Hook:
         stats: Counter[str] = STATS if record else Counter()
         route = path.split("?")[0]
         if allowed is None:
-            allowed = EVENTS_STATUSES if route == "/events" else WEBHOOK_STATUSES if route == "/webhooks/courier" else {200}
+            allowed = (
+                EVENTS_STATUSES if route == "/events" else WEBHOOK_STATUSES if route == "/webhooks/courier" else {200}
+            )
         # a webhook for a message no send has yet is kept for it (202): a change, and not a refusal
         ok = {202} if route == "/events" else {200, 202} if route == "/webhooks/courier" else {200}
         before = self.counts()
@@ -104,8 +110,12 @@ class Hook:
         shown = content[:300] if isinstance(content, (bytes, str)) else "<stream>"
         if response.status_code >= 500:
             stats["5xx"] += 1
-        assert response.status_code < 500, f"{method} {path} -> {response.status_code} {response.text[:300]}\nbody: {shown!r}"
-        assert response.status_code in allowed, f"{method} {path} -> {response.status_code} {response.text[:300]}\nbody: {shown!r}"
+        assert response.status_code < 500, (
+            f"{method} {path} -> {response.status_code} {response.text[:300]}\nbody: {shown!r}"
+        )
+        assert response.status_code in allowed, (
+            f"{method} {path} -> {response.status_code} {response.text[:300]}\nbody: {shown!r}"
+        )
         if response.status_code not in ok:
             if response.status_code != 401:
                 # A verified signature is spent even when the body behind it is refused: the replay
@@ -114,13 +124,20 @@ class Hook:
                 assert spent <= 1, f"one request recorded {spent} signatures"
             if before != after:
                 stats["partial"] += 1
-            assert before == after, f"a refused request ({response.status_code}) changed the store: {before} -> {after}\nbody: {shown!r}"
+            assert before == after, (
+                f"a refused request ({response.status_code}) changed the store: {before} -> {after}\nbody: {shown!r}"
+            )
         return response
 
     def events(self, body: Any, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return self.send("POST", "/events", content=raw, headers={**AUTH, "Content-Type": "application/json", **(headers or {})},
-                         **kwargs)
+        return self.send(
+            "POST",
+            "/events",
+            content=raw,
+            headers={**AUTH, "Content-Type": "application/json", **(headers or {})},
+            **kwargs,
+        )
 
     def webhook(self, body: Any, *, signed: bool = True, **kwargs: Any) -> Any:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -131,8 +148,9 @@ class Hook:
 
 
 def _hook(make_runtime: Any, sqlite_url: str, asgi_client: Any, **settings_: Any) -> Hook:
-    rt = make_runtime(sqlite_url, **{"ingest_token": TOKEN, "webhook_secret": WEBHOOK_SECRET, "max_body_bytes": MAX_BODY,
-                                     **settings_})
+    rt = make_runtime(
+        sqlite_url, **{"ingest_token": TOKEN, "webhook_secret": WEBHOOK_SECRET, "max_body_bytes": MAX_BODY, **settings_}
+    )
     return Hook(rt, asgi_client(build_app(rt)))
 
 
@@ -169,7 +187,9 @@ def examples(config: Any) -> list[dict[str, Any]]:
     for rule in config.notifications.values():
         ex = rule.example
         if ex and ex.type not in out:
-            out[ex.type] = json.loads(json.dumps({"id": ex.id, "type": ex.type, "occurred_at": ex.occurred_at, "data": ex.data}))
+            out[ex.type] = json.loads(
+                json.dumps({"id": ex.id, "type": ex.type, "occurred_at": ex.occurred_at, "data": ex.data})
+            )
     return [out[k] for k in sorted(out)]
 
 
@@ -177,12 +197,28 @@ def fresh(event: dict[str, Any]) -> dict[str, Any]:
     return {**copy.deepcopy(event), "id": "evt_fz_" + uuid.uuid4().hex}
 
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-                           max_leaves=25)
-CONTENT_TYPES = [None, "application/json", "application/json; charset=utf-8", "application/json; charset=latin-1", "text/plain",
-                 "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "application/xml", "", "*/*",
-                 "application/cloudevents+json", "application/json\u00e9"]
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=25,
+)
+CONTENT_TYPES = [
+    None,
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/json; charset=latin-1",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=xyz",
+    "application/xml",
+    "",
+    "*/*",
+    "application/cloudevents+json",
+    "application/json\u00e9",
+]
 
 
 def _header_bytes(headers: dict[str, Any]) -> dict[str, bytes]:
@@ -217,10 +253,16 @@ def test_schemathesis_cases_from_the_served_openapi_document(hook: Hook) -> None
         op = operations[label]
 
         @settings(FUZZ, max_examples=n)
-        @given(case=op.as_strategy(generation_mode=mode), auth=st.sampled_from(["valid", "valid", "valid", "as generated"]))
-        def run(case: Any, auth: str) -> None:
+        @given(
+            case=op.as_strategy(generation_mode=mode),
+            auth=st.sampled_from(["valid", "valid", "valid", "as generated"]),
+            tally=st.just(f"{label} {mode.value}"),
+        )
+        def run(case: Any, auth: str, tally: str) -> None:
             kwargs = case.as_transport_kwargs(base_url="http://engine.test")
-            headers = {k: v for k, v in kwargs.get("headers", {}).items() if k.lower() not in ("content-length", "host")}
+            headers = {
+                k: v for k, v in kwargs.get("headers", {}).items() if k.lower() not in ("content-length", "host")
+            }
             if "json" in kwargs:
                 raw = json.dumps(kwargs["json"]).encode()
             else:
@@ -233,7 +275,7 @@ def test_schemathesis_cases_from_the_served_openapi_document(hook: Hook) -> None
                 headers["Authorization"] = f"Bearer {TOKEN}"
             if auth == "valid" and case.path == "/webhooks/courier":
                 headers["courier-signature"] = sign_courier(WEBHOOK_SECRET, raw, hook.stamp_ms())
-            tried[f"{label} {mode.value}"] += 1
+            tried[tally] += 1
             response = hook.send(case.method, case.formatted_path, content=raw if case.method != "GET" else None,
                                  headers=_header_bytes(headers), params=kwargs.get("params") or None)
             if auth == "as generated" and case.path == "/events":
@@ -241,7 +283,9 @@ def test_schemathesis_cases_from_the_served_openapi_document(hook: Hook) -> None
 
         run()
     assert tried["POST /events positive"] >= 30 and tried["POST /events negative"] >= 30, tried
-    assert STATS["status:202"] > 0, "no generated event was ever accepted: the positive cases test nothing past the schema"
+    assert STATS["status:202"] > 0, (
+        "no generated event was ever accepted: the positive cases test nothing past the schema"
+    )
     print(f"\nschemathesis: {dict(tried)}")
 
 
@@ -262,8 +306,11 @@ def test_arbitrary_json_values_are_refused_cleanly(hook: Hook) -> None:
 
 def test_arbitrary_bytes_and_invalid_utf8_are_a_400(hook: Hook) -> None:
     @settings(FUZZ, max_examples=120)
-    @given(raw=st.binary(max_size=2000) | st.binary(min_size=1, max_size=200).map(lambda b: b'{"id": "' + b + b'\xff\xfe"}'),
-           content_type=st.sampled_from(CONTENT_TYPES))
+    @given(
+        raw=st.binary(max_size=2000)
+        | st.binary(min_size=1, max_size=200).map(lambda b: b'{"id": "' + b + b'\xff\xfe"}'),
+        content_type=st.sampled_from(CONTENT_TYPES),
+    )
     def run(raw: bytes, content_type: str | None) -> None:
         headers = {} if content_type is None else {"Content-Type": content_type}
         r = hook.send("POST", "/events", content=raw, headers=_header_bytes({**AUTH, **headers}))
@@ -309,7 +356,11 @@ def test_bodies_around_the_size_limit(hook: Hook) -> None:
     template = examples(hook.rt.config)[0]
 
     @settings(FUZZ, max_examples=40)
-    @given(size=st.integers(MAX_BODY - 64, MAX_BODY + 64) | st.integers(MAX_BODY + 1, 40 * MAX_BODY) | st.sampled_from([MAX_BODY, MAX_BODY + 1]))
+    @given(
+        size=st.integers(MAX_BODY - 64, MAX_BODY + 64)
+        | st.integers(MAX_BODY + 1, 40 * MAX_BODY)
+        | st.sampled_from([MAX_BODY, MAX_BODY + 1])
+    )
     def run(size: int) -> None:
         raw = _padded(fresh(template), size)
         r = hook.events(raw)
@@ -351,21 +402,33 @@ def test_content_types_do_not_matter_to_a_valid_body(hook: Hook) -> None:
     template = examples(hook.rt.config)[0]
 
     @settings(FUZZ, max_examples=30)
-    @given(content_type=st.sampled_from([c for c in CONTENT_TYPES if not (c or "").startswith("application/cloudevents")]),
-           latin1=st.booleans())
+    @given(
+        content_type=st.sampled_from([c for c in CONTENT_TYPES if not (c or "").startswith("application/cloudevents")]),
+        latin1=st.booleans(),
+    )
     def run(content_type: str | None, latin1: bool) -> None:
         event = fresh(template)
         headers = dict(AUTH) if content_type is None else {**AUTH, "Content-Type": content_type}
         if latin1:  # a body in another encoding is not UTF-8: refused, whatever the header says
             event["data"]["note"] = "caf\u00e9"
-            r = hook.send("POST", "/events", content=json.dumps(event, ensure_ascii=False).encode("latin-1"), headers=_header_bytes(headers))
+            r = hook.send(
+                "POST",
+                "/events",
+                content=json.dumps(event, ensure_ascii=False).encode("latin-1"),
+                headers=_header_bytes(headers),
+            )
             assert r.status_code == 400, r.text
         else:
             r = hook.send("POST", "/events", content=json.dumps(event).encode(), headers=_header_bytes(headers))
             assert r.status_code == 202, r.text
 
     run()
-    form = hook.send("POST", "/events", content=b"id=evt_1&type=booking.confirmed", headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+    form = hook.send(
+        "POST",
+        "/events",
+        content=b"id=evt_1&type=booking.confirmed",
+        headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 400
 
 
@@ -375,8 +438,20 @@ def _without_offset(text: str) -> str:
 
 
 def _m_occurred_without_offset(e: dict[str, Any], draw: Any) -> tuple[Any, int | None]:
-    e["occurred_at"] = draw(st.sampled_from([_without_offset(e["occurred_at"]), e["occurred_at"][:10], "2026-03-01 10:00:00",
-                                             "1772359200", "", "yesterday", "2026-02-30T10:00:00Z", "2026-03-01T25:00:00Z"]))
+    e["occurred_at"] = draw(
+        st.sampled_from(
+            [
+                _without_offset(e["occurred_at"]),
+                e["occurred_at"][:10],
+                "2026-03-01 10:00:00",
+                "1772359200",
+                "",
+                "yesterday",
+                "2026-02-30T10:00:00Z",
+                "2026-03-01T25:00:00Z",
+            ]
+        )
+    )
     return e, 422
 
 
@@ -394,8 +469,10 @@ def _m_data_time_without_offset(e: dict[str, Any], draw: Any) -> tuple[Any, int 
 
 
 def _m_unknown_type(e: dict[str, Any], draw: Any) -> tuple[Any, int | None]:
-    e["type"] = draw(st.sampled_from(["booking.exploded", "", "BOOKING.CONFIRMED", "booking.confirmed ", "__class__", "booking"])
-                     | st.text(max_size=20).filter(lambda t: t not in ("booking.confirmed",)))
+    e["type"] = draw(
+        st.sampled_from(["booking.exploded", "", "BOOKING.CONFIRMED", "booking.confirmed ", "__class__", "booking"])
+        | st.text(max_size=20).filter(lambda t: t not in ("booking.confirmed",))
+    )
     if e["type"] in set(_CONFIG_EVENTS):
         return e, None
     return e, 422
@@ -445,7 +522,10 @@ def _m_missing_envelope_key(e: dict[str, Any], draw: Any) -> tuple[Any, int | No
 
 
 def _m_extra_envelope_key(e: dict[str, Any], draw: Any) -> tuple[Any, int | None]:
-    key = draw(st.sampled_from(["extra", "Id", "events", "__proto__", "metadata", "specversion"]) | st.text(min_size=1, max_size=10))
+    key = draw(
+        st.sampled_from(["extra", "Id", "events", "__proto__", "metadata", "specversion"])
+        | st.text(min_size=1, max_size=10)
+    )
     if key in e:
         return e, None
     e[key] = draw(json_values)
@@ -490,9 +570,22 @@ def _m_envelope_not_an_object(e: dict[str, Any], draw: Any) -> tuple[Any, int | 
 
 
 MUTATIONS: list[Callable[[dict[str, Any], Any], tuple[Any, int | None]]] = [
-    _m_occurred_without_offset, _m_occurred_wrong_type, _m_data_time_without_offset, _m_unknown_type, _m_type_not_a_string,
-    _m_other_known_type, _m_missing_required_data, _m_missing_person_field, _m_bad_person_value, _m_missing_envelope_key,
-    _m_extra_envelope_key, _m_bad_id, _m_long_id, _m_data_not_an_object, _m_random_data_leaf, _m_envelope_not_an_object,
+    _m_occurred_without_offset,
+    _m_occurred_wrong_type,
+    _m_data_time_without_offset,
+    _m_unknown_type,
+    _m_type_not_a_string,
+    _m_other_known_type,
+    _m_missing_required_data,
+    _m_missing_person_field,
+    _m_bad_person_value,
+    _m_missing_envelope_key,
+    _m_extra_envelope_key,
+    _m_bad_id,
+    _m_long_id,
+    _m_data_not_an_object,
+    _m_random_data_leaf,
+    _m_envelope_not_an_object,
 ]
 _CONFIG_EVENTS: dict[str, dict[str, Any]] = {}
 
@@ -514,7 +607,9 @@ def test_valid_envelopes_with_one_field_mutated(hook: Hook) -> None:
             assert r.status_code == expected, (mutation.__name__, r.status_code, r.text[:300])
         if r.status_code == 422:
             problems = r.json()["problems"]
-            assert problems and all(isinstance(p["path"], str) and p["path"].startswith("$") and p["message"] for p in problems)
+            assert problems and all(
+                isinstance(p["path"], str) and p["path"].startswith("$") and p["message"] for p in problems
+            )
 
     run()
     assert len(tried) >= 12, tried
@@ -523,7 +618,11 @@ def test_valid_envelopes_with_one_field_mutated(hook: Hook) -> None:
 def test_a_batch_with_one_invalid_event_stores_nothing(hook: Hook) -> None:
     _CONFIG_EVENTS.update({name: ev.schema for name, ev in hook.rt.config.events.items()})
     valid = examples(hook.rt.config)
-    refusing = [m for m in MUTATIONS if m not in (_m_other_known_type, _m_random_data_leaf, _m_long_id, _m_envelope_not_an_object)]
+    refusing = [
+        m
+        for m in MUTATIONS
+        if m not in (_m_other_known_type, _m_random_data_leaf, _m_long_id, _m_envelope_not_an_object)
+    ]
 
     @settings(FUZZ, max_examples=80)
     @given(good=st.lists(st.sampled_from(valid), min_size=1, max_size=4), bad=st.sampled_from(valid),
@@ -548,7 +647,9 @@ def test_a_batch_with_one_invalid_event_stores_nothing(hook: Hook) -> None:
 def test_duplicate_ids_in_and_across_batches(hook: Hook) -> None:
     event = fresh(examples(hook.rt.config)[0])
     r = hook.events({"events": [event, event, event]})
-    assert r.status_code == 202 and r.json()["accepted"] == [event["id"]] and r.json()["duplicates"] == [event["id"]] * 2
+    assert (
+        r.status_code == 202 and r.json()["accepted"] == [event["id"]] and r.json()["duplicates"] == [event["id"]] * 2
+    )
     before = hook.counts()
     again = hook.events(event)
     assert again.status_code == 202 and again.json()["duplicates"] == [event["id"]]
@@ -562,10 +663,16 @@ def test_duplicate_ids_in_and_across_batches(hook: Hook) -> None:
 
 
 def test_courier_webhook_payloads(hook: Hook) -> None:
-    statuses = st.sampled_from(["DELIVERED", "OPENED", "CLICKED", "UNDELIVERABLE", "UNROUTABLE", "SENT", "delivered", ""]) | st.text(max_size=20)
+    statuses = st.sampled_from(
+        ["DELIVERED", "OPENED", "CLICKED", "UNDELIVERABLE", "UNROUTABLE", "SENT", "delivered", ""]
+    ) | st.text(max_size=20)
     ids = st.text(max_size=30) | st.sampled_from(["1-abc", "x" * 300]) | json_scalars
-    shaped = st.fixed_dictionaries({"type": st.sampled_from(["message:updated", "message:created", "", "MESSAGE:UPDATED"]) | json_scalars,
-                                    "data": st.fixed_dictionaries({"id": ids, "status": statuses | json_scalars}) | json_values})
+    shaped = st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["message:updated", "message:created", "", "MESSAGE:UPDATED"]) | json_scalars,
+            "data": st.fixed_dictionaries({"id": ids, "status": statuses | json_scalars}) | json_values,
+        }
+    )
 
     @settings(FUZZ, max_examples=150)
     @given(body=shaped | json_values, signed=st.sampled_from([True, True, True, False]))
@@ -616,7 +723,10 @@ def test_regression_lone_surrogate_in_an_event_is_a_400_not_a_500(hook: Hook, wh
 def test_regression_lone_surrogate_in_a_courier_webhook_is_a_400_not_a_500(hook: Hook, field: str) -> None:
     data = {"id": "1-abc", "status": "DELIVERED"}
     data[field] += "\ud800"
-    assert hook.webhook({"type": "message:updated", "data": data}, allowed={400, 422}, record=False).status_code in (400, 422)
+    assert hook.webhook({"type": "message:updated", "data": data}, allowed={400, 422}, record=False).status_code in (
+        400,
+        422,
+    )
 
 
 @pytest.mark.parametrize("field, value", [

@@ -15,7 +15,8 @@ import resource
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,8 +33,10 @@ HALF_SENT = {
     "nothing": b"",
     "half a request line": b"POST /eve",
     "headers without their end": b"POST /events HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n",
-    "a body that never ends": (b"POST /events HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
-                               b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 5000\r\n\r\n{\"id\": "),
+    "a body that never ends": (
+        b"POST /events HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b'\r\nContent-Length: 5000\r\n\r\n{"id": '
+    ),
 }
 
 
@@ -49,7 +52,7 @@ class Server:
                                                    lifespan="off", backlog=2048))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -83,7 +86,7 @@ def _closed_at(sock: socket.socket, started: float, give_up: float) -> float | N
     try:
         while sock.recv(4096):
             pass  # an answer (a 400 for a body cut short) may come before the close
-    except socket.timeout:
+    except TimeoutError:
         return None
     except OSError:
         pass  # reset: closed too

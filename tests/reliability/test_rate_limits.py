@@ -15,15 +15,31 @@ from tests.runtime.support import NOW, person
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_a_burst_of_sends_to_one_recipient_stops_at_the_limit(request: pytest.FixtureRequest, make_runtime, database: str) -> None:
+def test_a_burst_of_sends_to_one_recipient_stops_at_the_limit(
+    request: pytest.FixtureRequest, make_runtime, database: str
+) -> None:
     url = request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_url")
     rt = make_runtime(url)
     limit = rt.config.rate_limit.limit
     who = person("usr_burst", "Burst Target")
     for i in range(limit + 25):  # more than the limit, all due at the same moment
-        rt.schedule("client_review_request", who, NOW, idempotency_key=f"burst-{i}", example=True, now=NOW - timedelta(minutes=1))
+        rt.schedule(
+            "client_review_request",
+            who,
+            NOW,
+            idempotency_key=f"burst-{i}",
+            example=True,
+            now=NOW - timedelta(minutes=1),
+        )
     for i in range(5):  # transactional: never rate limited
-        rt.schedule("client_booking_confirmation", who, NOW, idempotency_key=f"tx-{i}", example=True, now=NOW - timedelta(minutes=1))
+        rt.schedule(
+            "client_booking_confirmation",
+            who,
+            NOW,
+            idempotency_key=f"tx-{i}",
+            example=True,
+            now=NOW - timedelta(minutes=1),
+        )
     ids = rt.store.queue_due(NOW, limit=10_000)
     assert len(ids) == limit + 30
     chunks = [ids[i::8] for i in range(8)]

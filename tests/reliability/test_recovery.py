@@ -9,16 +9,17 @@ then answers again.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import select
 import shutil
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -54,18 +55,15 @@ class Proxy:
 
     def down(self) -> None:
         assert self._listener is not None
-        try:  # wakes the thread blocked in accept(); close() alone leaves the port listening until it returns
+        # shutdown() wakes the thread blocked in accept(); close() alone leaves the port listening until it returns
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -141,7 +139,9 @@ def _chattr(flag: str, paths: list[Path]) -> bool:
     return done.returncode == 0
 
 
-def test_sends_due_while_the_database_was_read_only_go_out_once_it_is_writable(workdir: Path, standin: CourierStandin) -> None:
+def test_sends_due_while_the_database_was_read_only_go_out_once_it_is_writable(
+    workdir: Path, standin: CourierStandin
+) -> None:
     if shutil.which("chattr") is None:
         pytest.skip("chattr is not installed")
     engine = Engine(workdir, engine_env(workdir, standin.url, ENGINE_LOG_LEVEL="INFO")).start()
@@ -150,7 +150,9 @@ def test_sends_due_while_the_database_was_read_only_go_out_once_it_is_writable(w
         assert post(engine, soon_reminders("e_before", 3)).status_code == 202
         eventually(lambda: len(standin.requests) == 2, what="the two booking confirmations")
         # the -shm file is mapped in memory: an immutable one kills the process (SIGBUS), another fault
-        frozen = [p for p in workdir.iterdir() if p.name.startswith(("engine.db", "queue.db")) and not p.name.endswith("-shm")]
+        frozen = [
+            p for p in workdir.iterdir() if p.name.startswith(("engine.db", "queue.db")) and not p.name.endswith("-shm")
+        ]
         if not _chattr("+i", frozen):
             pytest.skip("chattr +i is not permitted here (needs root and a file system that supports it)")
         refused = post(engine, payment_succeeded("e_during", "pay_during", utcnow()))
@@ -186,7 +188,9 @@ def test_deliveries_resume_when_redis_answers_again(workdir: Path, standin: Cour
         time.sleep(8)
         assert len(standin.requests) < 5, "nothing waited for the queue"
         proxy.up()
-        eventually(lambda: len(standin.requests) == 5, within=20, what="the reminders and the receipt due while Redis was down")
+        eventually(
+            lambda: len(standin.requests) == 5, within=20, what="the reminders and the receipt due while Redis was down"
+        )
     finally:
         engine.stop()
         proxy.down()
@@ -200,7 +204,9 @@ def test_readiness_follows_postgresql_down_and_back(workdir: Path, standin: Cour
     proxy = Proxy(host_port(pg_url))
     host, port = host_port(pg_url)
     database = pg_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}", 1)
-    engine = Engine(workdir, engine_env(workdir, standin.url, ENGINE_DATABASE_URL=database, ENGINE_LOG_LEVEL="INFO")).start()
+    engine = Engine(
+        workdir, engine_env(workdir, standin.url, ENGINE_DATABASE_URL=database, ENGINE_LOG_LEVEL="INFO")
+    ).start()
     url = f"http://127.0.0.1:{engine.port}"
     try:
         assert httpx.get(url + "/readyz", timeout=10).status_code == 200

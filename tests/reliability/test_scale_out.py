@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -32,16 +32,35 @@ def post(port: int, body: dict) -> httpx.Response:
 
 def cancel_event(booking: dict, at: datetime) -> dict:
     d = booking["data"]
-    return {"id": f"cancel_{d['booking']['id']}", "type": "booking.cancelled", "occurred_at": at.isoformat(),
-            "data": {"booking": d["booking"], "cancelled_by": "client", "client": d["client"], "practitioner": d["practitioner"]}}
+    return {
+        "id": f"cancel_{d['booking']['id']}",
+        "type": "booking.cancelled",
+        "occurred_at": at.isoformat(),
+        "data": {
+            "booking": d["booking"],
+            "cancelled_by": "client",
+            "client": d["client"],
+            "practitioner": d["practitioner"],
+        },
+    }
 
 
-def test_two_hooks_three_workers_every_send_once_and_no_cancelled_send(tmp_path: Path, pg_url: str, redis_url: str) -> None:
+def test_two_hooks_three_workers_every_send_once_and_no_cancelled_send(
+    tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
     copy_config(tmp_path)
     with CourierStandin(token="tok") as courier:
         courier.latency = 0.02
-        env = engine_env(tmp_path, courier.url, ENGINE_DATABASE_URL=pg_url, ENGINE_QUEUE_URL=redis_url, ENGINE_WORKERS="3")
-        subprocess.run([sys.executable, "-m", "engine.cli.main", "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True)
+        env = engine_env(
+            tmp_path, courier.url, ENGINE_DATABASE_URL=pg_url, ENGINE_QUEUE_URL=redis_url, ENGINE_WORKERS="3"
+        )
+        subprocess.run(
+            [sys.executable, "-m", "engine.cli.main", "db", "upgrade"],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         hooks = [Engine(tmp_path, env, "serve") for _ in range(2)]
         for hook in hooks:
             hook.extra = ["--no-worker"]
@@ -50,7 +69,7 @@ def test_two_hooks_three_workers_every_send_once_and_no_cancelled_send(tmp_path:
         try:
             for p in processes:
                 p.start()
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             events = bookings(now, spread_s=6.0)
             # Every event goes to both replicas at once: each must be accepted exactly once.
             results: list[httpx.Response] = []
@@ -71,8 +90,8 @@ def test_two_hooks_three_workers_every_send_once_and_no_cancelled_send(tmp_path:
             doomed = events[::3]
             for booking in doomed:
                 due = datetime.fromisoformat(booking["data"]["booking"]["start_time"]) - timedelta(hours=24)
-                time.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
-                r = post(hooks[len(booking["id"]) % 2].port, cancel_event(booking, datetime.now(timezone.utc)))
+                time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+                r = post(hooks[len(booking["id"]) % 2].port, cancel_event(booking, datetime.now(UTC)))
                 assert r.status_code == 202, r.text
             keys = expected_keys(events) | {
                 f"client_booking_cancelled:{b['data']['booking']['id']}" for b in doomed}  # keyed by booking
@@ -93,11 +112,14 @@ def test_two_hooks_three_workers_every_send_once_and_no_cancelled_send(tmp_path:
             rows = conn.execute(text("select idempotency_key, status from notifications where notification in "
                                      "('client_booking_reminder_24h', 'practitioner_session_reminder_24h')")).all()
         db.dispose()
-        status = {k: s for k, s in rows}
+        status = dict(rows)
         for key in racing:
             if status[key] == "cancelled":
                 assert key not in sends, f"{key} was cancelled but reached Courier"
             else:
                 assert status[key] == "sent" and sends.get(key) == 1, (key, status[key])
         cancelled = sum(1 for k in racing if status[k] == "cancelled")
-        print(f"racing reminders: {len(racing)}, cancelled in time: {cancelled}, sent before the cancel: {len(racing) - cancelled}")
+        print(
+            f"racing reminders: {len(racing)}, cancelled in time: {cancelled}, "
+            f"sent before the cancel: {len(racing) - cancelled}"
+        )
