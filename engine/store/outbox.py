@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..core.decide import Send
-from ..delivery.message import courier_message
+from ..delivery.message import scheduled_record
 from . import receipts
 from .codec import Codec
 from .statements import Statements
@@ -34,7 +34,7 @@ PAUSED = "paused"  # the reason of a send put back because the provider refused 
 
 def send_row(sql: Statements, codec: Codec, s: Send, at: Any) -> tuple[Any, ...]:
     """The row of a send, in `statements.SEND_COLUMNS` order; `at` is now, as `Statements.time` binds it."""
-    message = courier_message(s.recipient, s.template, s.data, s.channels) if s.template else None
+    message = scheduled_record(s.recipient, s.template, s.data, s.channels) if s.template else None
     return (s.notification, s.recipient_id, s.event_id or None, s.key, s.category, sql.channels(s.channels),
             s.template_key, s.template, s.variant, s.idempotency_key, s.throttle_key,
             codec.dumps(message) if message else None, sql.time(s.send_at), sql.time(s.due), s.status, s.reason, 0,
