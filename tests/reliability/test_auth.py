@@ -545,7 +545,7 @@ def test_a_token_from_a_rendered_email_carries_its_own_notification_and_recipien
     now = utcnow()
     unbatched(rt).emit(message_sent("evt_m", "msg_1", "conv_1", now, to="usr_c_9"), now=now)
     [row] = rt.store.notifications(notification="client_new_message", with_payload=True)
-    link = urlparse(row["message"]["message"]["data"]["unsubscribe_url"])
+    link = urlparse(row["message"]["data"]["unsubscribe_url"])
     token = parse_qs(link.query)["token"][0]
     found = read_unsubscribe_token(SECRET_KEY, token, now)
     assert (found.recipient_id, found.scope) == ("usr_c_9", "client_new_message")
