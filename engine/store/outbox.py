@@ -222,29 +222,30 @@ class Outbox(Transactions):
                request_id: str | None = None, error: str | None = None, retry_at: datetime | None = None) -> str | None:
         """Record the outcome of a claimed send; returns the status recorded (`cancelled` for a retry
         when a cancel came during the attempt), or None if the claim was lost (another worker took over)."""
-        sql, at = self.sql, self.sql.time(now)
+        at = self.sql.time(now)
         shape = (status == "sent", error is not None, retry_at is not None)
-        statement, recorded_statement = sql.finish(*shape), sql.finish_recorded(*shape)
-        params = _finish_params(sql, status, at, reason, request_id, error, retry_at)
+        params = (*_finish_params(self.sql, status, at, reason, request_id, error, retry_at),
+                  claimed.id, claimed.attempts)
         history = (status, reason or error, at)
+        return self._write(lambda cur: self._finished(cur, claimed.id, shape, params, history, request_id, now))
 
-        def op(cur: Any) -> str | None:
-            if sql.pg:  # the outcome and its history row in one round trip
-                cur.execute(recorded_statement, (*params, claimed.id, claimed.attempts, *history))
-                found = cur.fetchone()
-            else:
-                cur.execute(statement, (*params, claimed.id, claimed.attempts))
-                found = cur.fetchone()
-                if found is not None:
-                    cur.execute(recorded_statement, (*history, claimed.id))
-            if found is None:
-                return None
-            recorded = found[0]  # a retry is recorded cancelled when a cancel came meanwhile
-            if recorded == "sent" and request_id:
-                receipts.on_sent(cur, sql, claimed.id, request_id, now)
-            return str(recorded)
-
-        return self._write(op)
+    def _finished(self, cur: Any, row_id: int, shape: tuple[bool, bool, bool], params: tuple[Any, ...],
+                  history: tuple[Any, ...], request_id: str | None, now: datetime) -> str | None:
+        sql = self.sql
+        if sql.pg:  # the outcome and its history row in one round trip
+            cur.execute(sql.finish_recorded(*shape), (*params, *history))
+            found = cur.fetchone()
+        else:
+            cur.execute(sql.finish(*shape), params)
+            found = cur.fetchone()
+            if found is not None:
+                cur.execute(sql.finish_recorded(*shape), (*history, row_id))
+        if found is None:
+            return None
+        recorded = found[0]  # a retry is recorded cancelled when a cancel came meanwhile
+        if recorded == "sent" and request_id:
+            receipts.on_sent(cur, sql, row_id, request_id, now)
+        return str(recorded)
 
     def pause(self, claimed: Claimed, now: datetime, retry_at: datetime, error: str) -> str | None:
         """Put a claimed send back (`scheduled` at `retry_at`, reason `paused: ...`) without counting
