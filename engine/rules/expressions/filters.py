@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,28 @@ _SYMBOL = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JP
 
 
 def local_time(value: Any, tz: str | None = None, fmt: str = "%A %d %B %Y, %H:%M") -> str:
+    if _cacheable(value, tz, fmt):
+        return _local_time_of_text(value, tz, fmt)
+    return _local_time(value, tz, fmt)
+
+
+def _cacheable(*arguments: Any) -> bool:
+    return all(argument is None or (type(argument) is str and len(argument) <= _CACHED_TEXT) for argument in arguments)
+
+
+# An event's times are written out by several rules, in the same zones (a booking's start for
+# the client and the practitioner, in each of its messages), and strftime is most of the cost.
+# Only short text is cached (a list would make the cache raise its own TypeError; a long format
+# would keep long results): under a megabyte in all.
+_CACHED_TEXT = 64
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_time_of_text(value: str, tz: str | None, fmt: str) -> str:
+    return _local_time(value, tz, fmt)
+
+
+def _local_time(value: Any, tz: Any, fmt: str) -> str:
     return _instant(value).astimezone(zone(tz) if tz else UTC).strftime(fmt)
 
 

@@ -130,7 +130,9 @@ def _part_value(part: Part, resolved: Any) -> Any:
 def _resolved(output: Output, context: dict[str, Any]) -> tuple[Any, ...] | None:
     """The value an output reads and the arguments of its filter; None when one is not a plain read."""
     value = _read_lenient(output.path, context) if output.filter in _LENIENT else _read(output.path, context)
-    found = (value, *(_read(a, context) if isinstance(a, tuple) else a for a in output.arguments))
+    if not output.arguments:
+        return None if value is _MISSING else (value,)
+    found = (value, *[_read(a, context) if isinstance(a, tuple) else a for a in output.arguments])
     return None if any(value is _MISSING for value in found) else found  # `is`: an undefined value refuses ==
 
 

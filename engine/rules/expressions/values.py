@@ -20,6 +20,8 @@ def plain(value: Any, depth: int = 0) -> Any:
     """The rendered value as JSON data. A native render returns a lone value as is, so without
     this a StrictUndefined, a generator (`items | map(...)`) or a function would slip into the
     payload instead of failing here."""
+    if type(value) is str:  # most values, and nothing to do for them
+        return value
     if isinstance(value, Undefined):
         _undefined(value)
     if value is None or isinstance(value, (bool, int, float)):
