@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "notifications.yaml")
@@ -34,7 +35,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # The uvicorn settings of `engine serve` (engine/cli/serve.py); every server the benchmarks
 # compare runs with exactly these.
-UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False)
+UVICORN = {"host": "127.0.0.1", "log_level": "warning", "access_log": False}
 
 
 def log(*parts: Any) -> None:
@@ -42,14 +43,16 @@ def log(*parts: Any) -> None:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- results -----------------------------------------------------------------------------------
 def module_args(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="the short run (python -m bench --quick)")
-    p.add_argument("--profile", metavar="FILE", help="also write a pyinstrument profile of the engine side to FILE (.html or .txt)")
+    p.add_argument(
+        "--profile", metavar="FILE", help="also write a pyinstrument profile of the engine side to FILE (.html or .txt)"
+    )
     return p
 
 
@@ -200,7 +203,9 @@ class EventMaker:
     """Realistic events: the shipped examples in turn, with unique ids and their times moved
     so that each occurs `now` (reminders land in the future, as in production)."""
 
-    def __init__(self, config: Any, prefix: str = "evt_bench", people: int = 1000, types: tuple[str, ...] | None = None):
+    def __init__(
+        self, config: Any, prefix: str = "evt_bench", people: int = 1000, types: tuple[str, ...] | None = None
+    ):
         self.examples = [e for e in example_events(config) if types is None or e["type"] in types]
         self.prefix = prefix
         self.people = people
@@ -251,16 +256,14 @@ class Standin:
         self.command("reset")
 
     def close(self) -> None:
-        try:
+        with suppress(OSError):
             self.proc.stdin.close()
-        except OSError:
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             stop_process(self.proc)
 
-    def __enter__(self) -> "Standin":
+    def __enter__(self) -> Standin:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -327,9 +330,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def pyspy_start(pid: int, seconds: float, out: str, rate: int = 250) -> subprocess.Popen:
     """Sample every thread of `pid` for `seconds` into collapsed stacks at `out` (py-spy raw)."""
     spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", str(rate),
-                             "--format", "raw", "--threads", "--subprocesses", "--nonblocking", "-o", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", str(rate),
+            "--format", "raw", "--threads", "--subprocesses", "--nonblocking", "-o", out]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 IDLE_LEAVES = ("wait (threading.py", "select (selectors.py", "_worker (concurrent", "run (uvicorn",
@@ -368,26 +371,64 @@ def pyspy_summary(path: str, top: int = 30, only: str | None = None) -> str:
 # the sample's phase, and within one frame the later phase of the list (the more specific) wins:
 # rendering inside planning is rendering, the commit inside the store's write is the commit.
 INGEST_PHASES: list[tuple[str, tuple[str, ...]]] = [
-    ("HTTP: uvicorn, h11, Starlette, the event loop, the answer", ("uvicorn/", "h11/", "starlette/", "asyncio/", "selectors.py")),
-    ("request id, metrics, logging", ("engine/http/request_id.py", "prometheus_client/", "logging/", "engine/metrics.py",
-                                      "engine/logs.py")),
+    (
+        "HTTP: uvicorn, h11, Starlette, the event loop, the answer",
+        ("uvicorn/", "h11/", "starlette/", "asyncio/", "selectors.py"),
+    ),
+    (
+        "request id, metrics, logging",
+        ("engine/http/request_id.py", "prometheus_client/", "logging/", "engine/metrics.py", "engine/logs.py"),
+    ),
     ("reading the body, credentials", ("read_body (engine/http/body.py", "engine/http/auth.py", "ipaddress.py")),
-    ("parsing JSON, formats", ("parse_json (engine/http/body.py", "_parse_slowly (engine/http/body.py", "json/decoder.py",
-                               "json/__init__.py", "engine/http/formats.py")),
-    ("hand-off to the intake thread and back", ("engine/http/intake.py", "threading.py", "call_soon_threadsafe",
-                                                "_write_to_self", "Future.set_result")),
+    (
+        "parsing JSON, formats",
+        (
+            "parse_json (engine/http/body.py",
+            "_parse_slowly (engine/http/body.py",
+            "json/decoder.py",
+            "json/__init__.py",
+            "engine/http/formats.py",
+        ),
+    ),
+    (
+        "hand-off to the intake thread and back",
+        ("engine/http/intake.py", "threading.py", "call_soon_threadsafe", "_write_to_self", "Future.set_result"),
+    ),
     ("planning: matching, timing, decide", ("engine/core/", "engine/rules/", "croniter/", "zoneinfo")),
-    ("schema checks (Runtime.parse)", ("Runtime.parse (engine/runtime.py", "engine/rules/json_schema.py",
-                                       "engine/rules/event_schema.py", "jsonschema/", "engine/core/events.py")),
-    ("rendering: templates, expressions, the Courier message", ("engine/rules/expressions.py", "engine/rules/budget.py",
-                                                                "engine/rules/guards.py", "jinja2/", "engine/core/rendering.py")),
-    ("store: statements (events, sends, recipients, digests, savepoints)", ("engine/store/", "sqlalchemy/", "psycopg/")),
-    ("store: encoding payloads", ("engine/store/codec.py", "to_json (engine/jsontext.py", "from_json (engine/jsontext.py",
-                                  "json/encoder.py")),
+    (
+        "schema checks (Runtime.parse)",
+        (
+            "Runtime.parse (engine/runtime.py",
+            "engine/rules/json_schema.py",
+            "engine/rules/event_schema.py",
+            "jsonschema/",
+            "engine/core/events.py",
+        ),
+    ),
+    (
+        "rendering: templates, expressions, the Courier message",
+        (
+            "engine/rules/expressions.py",
+            "engine/rules/budget.py",
+            "engine/rules/guards.py",
+            "jinja2/",
+            "engine/core/rendering.py",
+        ),
+    ),
+    (
+        "store: statements (events, sends, recipients, digests, savepoints)",
+        ("engine/store/", "sqlalchemy/", "psycopg/"),
+    ),
+    (
+        "store: encoding payloads",
+        ("engine/store/codec.py", "to_json (engine/jsontext.py", "from_json (engine/jsontext.py", "json/encoder.py"),
+    ),
     # The write transaction's own frame is on the stack only while it opens or commits (its body runs
     # in the caller's frames): any line of it is BEGIN or COMMIT, whatever line the commit moves to.
-    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "_cursor (engine/store/transactions.py:",
-                                               "engine/store/checkpoint.py", ".commit (")),
+    (
+        "store: BEGIN, COMMIT, WAL checkpoints",
+        ("Statements.begin (", "_cursor (engine/store/transactions.py:", "engine/store/checkpoint.py", ".commit ("),
+    ),
 ]
 
 

@@ -34,17 +34,31 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any
 
-from .common import (COURIER_TOKEN, EventMaker, Standin, emit, log, module_args, postgres_database, profiler, runtime,
-                     scratch, utcnow)
+from .common import (
+    COURIER_TOKEN,
+    EventMaker,
+    Standin,
+    emit,
+    log,
+    module_args,
+    postgres_database,
+    profiler,
+    runtime,
+    scratch,
+    utcnow,
+)
 
 CONCURRENCY = 8
 LATENCY = 0.05
 
 
-def run_threads(items: list[Any], work: Callable[[Any], str], concurrency: int, limit_s: float) -> tuple[float, dict[str, int]]:
+def run_threads(
+    items: list[Any], work: Callable[[Any], str], concurrency: int, limit_s: float
+) -> tuple[float, dict[str, int]]:
     """Run work(item) on `concurrency` threads until done (or `limit_s`); (elapsed, outcome counts)."""
     lock = threading.Lock()
     it = iter(items)
@@ -152,9 +166,15 @@ def main() -> None:
             client = httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
 
             def raw(row: tuple[int, dict, str], tag: str) -> str:
-                r = client.post(f"{standin.url}/send", content=json.dumps(row[1]).encode(),
-                                headers={"Authorization": f"Bearer {COURIER_TOKEN}", "Idempotency-Key": f"{tag}:{row[2]}",
-                                         "Content-Type": "application/json"})
+                r = client.post(
+                    f"{standin.url}/send",
+                    content=json.dumps(row[1]).encode(),
+                    headers={
+                        "Authorization": f"Bearer {COURIER_TOKEN}",
+                        "Idempotency-Key": f"{tag}:{row[2]}",
+                        "Content-Type": "application/json",
+                    },
+                )
                 return "sent" if r.status_code == 202 else f"http {r.status_code}"
 
             sdk_client = courier.Courier(api_key=COURIER_TOKEN, base_url=standin.url, timeout=10.0, max_retries=0)
@@ -193,8 +213,12 @@ def main() -> None:
                         engine_counts = counts
                     rates[side].append(counts.get("sent", 0) / elapsed)
                     cpu[side].append(1000 * used / max(1, sum(counts.values())))
-                    log(f"dispatch round {r + 1}: {side} {rates[side][-1]:.0f}/s, {cpu[side][-1]:.2f} ms CPU/send {counts}")
-            engine_rates, raw_rates, sdk_rates, durable_rates = rates["engine"], rates["raw"], rates["sdk"], rates["durable"]
+                    log(
+                        f"dispatch round {r + 1}: {side} {rates[side][-1]:.0f}/s, {cpu[side][-1]:.2f} ms CPU/send "
+                        f"{counts}"
+                    )
+            engine_rates, raw_rates = rates["engine"], rates["raw"]
+            sdk_rates, durable_rates = rates["sdk"], rates["durable"]
             durable.close()
             lat_rows = rows[rounds * n:]
         with Standin(LATENCY) as slow:
@@ -207,7 +231,10 @@ def main() -> None:
             lat_engine = lat_counts.get("sent", 0) / elapsed
             elapsed, counts = run_threads(lat_rows[half + 1:], lambda row: raw(row, "rawlat"), c, 120)
             lat_raw = counts.get("sent", 0) / elapsed
-            log(f"dispatch with {LATENCY * 1000:.0f} ms: engine {lat_engine:.1f}/s, raw {lat_raw:.1f}/s, ideal {c / LATENCY:.0f}/s")
+            log(
+                f"dispatch with {LATENCY * 1000:.0f} ms: engine {lat_engine:.1f}/s, raw {lat_raw:.1f}/s, ideal "
+                f"{c / LATENCY:.0f}/s"
+            )
         rt.store.engine.dispose()
     prof.write()
     ideal = c / LATENCY

@@ -30,9 +30,26 @@ from pathlib import Path
 from typing import Any
 
 from . import loadgen
-from .common import (PYTHON, REDIS_URL, ROOT, EventMaker, cpu_seconds, emit, engine_env, free_port, log, module_args,
-                     postgres_database, pyspy_phases, pyspy_start, pyspy_summary, scratch, stop_process, summary,
-                     wait_port)
+from .common import (
+    PYTHON,
+    REDIS_URL,
+    ROOT,
+    EventMaker,
+    cpu_seconds,
+    emit,
+    engine_env,
+    free_port,
+    log,
+    module_args,
+    postgres_database,
+    pyspy_phases,
+    pyspy_start,
+    pyspy_summary,
+    scratch,
+    stop_process,
+    summary,
+    wait_port,
+)
 
 SIDES = ("bare", "durable", "engine")
 SIDES_PG = ("bare", "durable", "durable-thread", "engine")  # on PostgreSQL the better of two one-insert handlers counts
@@ -41,12 +58,12 @@ SIDES_PG = ("bare", "durable", "durable-thread", "engine")  # on PostgreSQL the 
 def start(kind: str, env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, int]:
     """One of the three servers, listening; `engine` is the installed `engine serve --no-worker`."""
     port = free_port()
-    err = open(workdir / f"{kind}.log", "w")
     if kind == "engine":
         cmd = [str(Path(PYTHON).with_name("engine")), "serve", "--no-worker", "--port", str(port)]
     else:
         cmd = [PYTHON, "-m", "bench.servers", kind, "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=err, stderr=err)
+    with open(workdir / f"{kind}.log", "w") as err:  # the server writes through its own descriptor
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=err, stderr=err)
     wait_port(port, proc)
     return proc, port
 
@@ -98,7 +115,8 @@ def measure(quick: bool, store: str, connections: int, pyspy: str | None) -> dic
                     res.cpu = cpu_seconds(proc.pid) - cpu0  # type: ignore[attr-defined]
                     rounds_of[side].append(res)
                     log(f"ingest round {r + 1}: {side} {rate_202(res):.0f}/s, "
-                        f"{1000 * res.cpu / max(1, res.sent):.2f} ms CPU/req {res.statuses} errors {res.errors}")  # type: ignore[attr-defined]
+                        f"{1000 * res.cpu / max(1, res.sent):.2f} ms CPU/req "
+                        f"{res.statuses} errors {res.errors}")  # type: ignore[attr-defined]
                     if spy is not None:
                         spy.wait(60)
                         Path(pyspy + ".summary.txt").write_text(pyspy_summary(pyspy) + "\n\n" + pyspy_phases(pyspy))

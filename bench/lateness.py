@@ -20,7 +20,19 @@ import threading
 import time
 from datetime import timedelta
 
-from .common import COURIER_TOKEN, EventMaker, Standin, emit, log, module_args, percentile, runtime, scratch, summary, utcnow
+from .common import (
+    COURIER_TOKEN,
+    EventMaker,
+    Standin,
+    emit,
+    log,
+    module_args,
+    percentile,
+    runtime,
+    scratch,
+    summary,
+    utcnow,
+)
 
 RATE = 25.0  # events per second ingested during the loaded window
 
@@ -45,9 +57,13 @@ def main() -> None:
         idle_due = load_end + timedelta(seconds=idle_s)
         log(f"lateness: scheduling {timed_n} sends due during the load and {idle_n} after {idle_s:.0f} s idle")
         for i in range(timed_n):
-            rt.schedule("client_booking_confirmation", person(i), t0 + timedelta(seconds=load_s * (i + 0.5) / timed_n), data)
+            rt.schedule(
+                "client_booking_confirmation", person(i), t0 + timedelta(seconds=load_s * (i + 0.5) / timed_n), data
+            )
         for i in range(idle_n):
-            rt.schedule("client_booking_confirmation", person(100_000 + i), idle_due + timedelta(seconds=1.0 * i / idle_n), data)
+            rt.schedule(
+                "client_booking_confirmation", person(100_000 + i), idle_due + timedelta(seconds=1.0 * i / idle_n), data
+            )
         huey = make_huey(f"sqlite:///{workdir}/queue.db", rt)
         consumer, stop = start_worker(rt, huey, rt.settings.workers)
         maker = EventMaker(rt.config, prefix=f"evt_late_{int(time.time())}")
@@ -82,14 +98,18 @@ def main() -> None:
         while utcnow() < end_wait:
             time.sleep(0.5)
             if utcnow() > idle_due + timedelta(seconds=1.5):
-                n = rt.store.notifications(status=["scheduled", "queued", "sending"], until=idle_due + timedelta(seconds=1), limit=1)
+                n = rt.store.notifications(
+                    status=["scheduled", "queued", "sending"], until=idle_due + timedelta(seconds=1), limit=1
+                )
                 if not n:
                     break
         stop.set()
         consumer.stop(graceful=True)
         arrivals = standin.arrivals()
         collected_at = utcnow()
-        rows = rt.store.notifications(since=t0 - timedelta(seconds=5), until=idle_due + timedelta(seconds=5), limit=10**7)
+        rows = rt.store.notifications(
+            since=t0 - timedelta(seconds=5), until=idle_due + timedelta(seconds=5), limit=10**7
+        )
         rt.store.engine.dispose()
 
     def lateness(row: dict) -> float | None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 
 def post(path: str, body: bytes, port: int, headers: dict[str, str] | None = None) -> bytes:
@@ -47,7 +47,7 @@ class _Conn:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> "_Conn":
+    async def open(cls, port: int) -> _Conn:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
         return cls(reader, writer)
 

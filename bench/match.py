@@ -17,7 +17,7 @@ scales with the number of rules an event triggers (200 per event with 10 000 rul
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .common import emit, log, module_args, profiler
 
@@ -52,7 +52,7 @@ def build(n_rules: int):
 def stream(n: int):
     from engine.core.events import Event
 
-    at = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     return [Event(f"e{i}", f"type.{i % TYPES}", at,
                   {"user": {"id": f"u{i % 997}", "email": f"u{i % 997}@example.com", "name": "U", "timezone": "UTC"},
                    "ref": f"r{i % 501}"}) for i in range(n)]
@@ -75,7 +75,7 @@ def match_rate(config, events, rounds: int) -> tuple[float, int]:
 def decide_rate(config, events) -> float:
     from engine.core.decide import decide
 
-    now = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
     t0 = time.perf_counter()
     for e in events:
         decide(config, e, now)

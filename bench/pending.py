@@ -27,8 +27,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from .common import (PYTHON, ROOT, EventMaker, emit, log, module_args, percentile, rss_mb, runtime, scratch,
-                     utcnow)
+from .common import PYTHON, ROOT, EventMaker, emit, log, module_args, percentile, rss_mb, runtime, scratch, utcnow
 
 FMT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -46,7 +45,7 @@ def fill(workdir: Path, n: int) -> tuple[list[str], str]:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     columns = [r[1] for r in conn.execute("PRAGMA table_info(notifications)") if r[1] != "id"]
-    templates = [dict(zip(columns, r)) for r in conn.execute(
+    templates = [dict(zip(columns, r, strict=True)) for r in conn.execute(
         f"SELECT {', '.join(columns)} FROM notifications WHERE key IS NOT NULL AND status = 'scheduled'")]
     sql = f"INSERT INTO notifications ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
     now = utcnow()
@@ -65,7 +64,9 @@ def fill(workdir: Path, n: int) -> tuple[list[str], str]:
                 for k in ("key", "idempotency_key", "payload", "recipient_id"):
                     if row[k]:
                         row[k] = row[k].replace(booking, bid).replace(client, cid).replace(practitioner, pid)
-                row.update(send_at=send_at, due_at=send_at, created_at=created, updated_at=created, event_id=f"evt_fill_{b}")
+                row.update(
+                    send_at=send_at, due_at=send_at, created_at=created, updated_at=created, event_id=f"evt_fill_{b}"
+                )
                 rows.append(tuple(row[c] for c in columns))
         conn.executemany(sql, rows)
     conn.execute("INSERT INTO notification_history (notification_id, status, reason, at) "
@@ -122,8 +123,12 @@ def worker(workdir: Path, seconds: float) -> dict:
         samples.append(rss_mb())
     stop.set()
     consumer.stop(graceful=True)
-    return {"rss_first_mb": round(samples[0], 1), "rss_peak_mb": round(max(samples), 1), "rss_last_mb": round(samples[-1], 1),
-            "sweep_ms": round(statistics.median(sweeps), 2)}
+    return {
+        "rss_first_mb": round(samples[0], 1),
+        "rss_peak_mb": round(max(samples), 1),
+        "rss_last_mb": round(samples[-1], 1),
+        "sweep_ms": round(statistics.median(sweeps), 2),
+    }
 
 
 def run_worker(workdir: Path, seconds: float) -> dict:
@@ -148,7 +153,11 @@ def main() -> None:
         t0 = time.perf_counter()
         bookings, template = fill(full, n)
         fill_s = time.perf_counter() - t0
-        rows = sqlite3.connect(str(full / "engine.db")).execute("SELECT count(*) FROM notifications WHERE status='scheduled'").fetchone()[0]
+        rows = (
+            sqlite3.connect(str(full / "engine.db"))
+            .execute("SELECT count(*) FROM notifications WHERE status='scheduled'")
+            .fetchone()[0]
+        )
         log(f"pending: {rows} pending rows written in {fill_s:.1f} s")
         cancel = cancel_times(full, bookings, template)
         log(f"pending: cancel one booking's reminders: median {cancel['median_ms']} ms")

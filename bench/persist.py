@@ -134,7 +134,9 @@ def main() -> None:
             for side in sides[r % 3:] + sides[:r % 3]:
                 if side == "engine":
                     c0 = time.process_time()
-                    elapsed, rows_n, db = engine_round(base / f"engine{r}", batch, now, prof if r == rounds - 1 else None)
+                    elapsed, rows_n, db = engine_round(
+                        base / f"engine{r}", batch, now, prof if r == rounds - 1 else None
+                    )
                     cpu = time.process_time() - c0
                 elif side == "all":
                     elapsed, cpu = raw_round(base / f"all{r}.db", tables)
@@ -145,8 +147,11 @@ def main() -> None:
                         [cols[i] for i in keep], [tuple(row[i] for i in keep) for row in rows])})
                 times[side].append(elapsed)
                 cpus[side].append(cpu)
-            log(f"persist round {r + 1}: engine {rows_n / times['engine'][-1]:.0f} notification rows/s, "
-                f"raw all tables {rows_n / times['all'][-1]:.0f}, raw notifications only {rows_n / times['notifications'][-1]:.0f}")
+            log(
+                f"persist round {r + 1}: engine {rows_n / times['engine'][-1]:.0f} notification rows/s, "
+                f"raw all tables {rows_n / times['all'][-1]:.0f}, raw notifications only "
+                f"{rows_n / times['notifications'][-1]:.0f}"
+            )
         # one event per transaction (the single-event POST /events write)
         rt = runtime(base / "single")
         t0 = time.perf_counter()

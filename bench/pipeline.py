@@ -18,7 +18,18 @@ import os
 import time
 from contextlib import nullcontext
 
-from .common import COURIER_TOKEN, REDIS_URL, Standin, utcnow, emit, log, module_args, postgres_database, runtime, scratch
+from .common import (
+    COURIER_TOKEN,
+    REDIS_URL,
+    Standin,
+    emit,
+    log,
+    module_args,
+    postgres_database,
+    runtime,
+    scratch,
+    utcnow,
+)
 from .dispatch import queued_rows
 
 
@@ -30,12 +41,20 @@ def one_round(store: str, n: int) -> tuple[int, float]:
     from engine.delivery import CourierBackend
     from engine.store.tables import notifications
 
-    with scratch() as workdir, (postgres_database() if store == "pg" else nullcontext(None)) as pg, Standin(0.0) as standin:
+    with (
+        scratch() as workdir,
+        postgres_database() if store == "pg" else nullcontext(None) as pg,
+        Standin(0.0) as standin,
+    ):
         rt = runtime(workdir, pg, backend=CourierBackend(COURIER_TOKEN, standin.url, 10.0))
         queued_rows(rt, n)
         # make them due again for the sweep (queued_rows queued them)
         with rt.store.engine.begin() as conn:
-            conn.execute(update(notifications).where(notifications.c.status == "queued").values(status="scheduled", queued_at=None))
+            conn.execute(
+                update(notifications)
+                .where(notifications.c.status == "queued")
+                .values(status="scheduled", queued_at=None)
+            )
         due = len(rt.store.notifications(status=["scheduled"], until=utcnow(), limit=10**7))
         if pg:
             huey = queue.make_huey(REDIS_URL, rt, name=f"bench-{os.getpid()}-{time.monotonic_ns()}")

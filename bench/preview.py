@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .common import CONFIG, ROOT, emit, log, module_args, profiler, scratch
@@ -89,7 +89,7 @@ def backtest_seconds(config: Any, events: list[dict[str, Any]]) -> float:
     from engine.store.db import connect, upgrade
     from engine.store.repository import Store
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = min(datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00")) for e in events)
     shift = (now - timedelta(days=7)) - first
     with scratch("bench-backtest-") as work:
@@ -99,7 +99,10 @@ def backtest_seconds(config: Any, events: list[dict[str, Any]]) -> float:
         t0 = time.perf_counter()
         batch: list[Any] = []
         for raw in events:
-            moved = {**raw, "occurred_at": (datetime.fromisoformat(raw["occurred_at"].replace("Z", "+00:00")) + shift).isoformat()}
+            moved = {
+                **raw,
+                "occurred_at": (datetime.fromisoformat(raw["occurred_at"].replace("Z", "+00:00")) + shift).isoformat(),
+            }
             event = parse_event(moved, config)
             batch.append((event, decide(config, event, event.occurred_at)))
             if len(batch) == 1000:

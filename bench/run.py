@@ -16,7 +16,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,12 @@ EXTRAS_FULL = {**EXTRAS_QUICK, "dispatch_pg": ("dispatch", ("--store", "pg"))}
 # key, run, the key in that run's result, what (for the table), target (op, value) or None: the
 # old limits are kept as reported figures, without a target (BENCHMARKS.md says why).
 FIGURES: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
-    ("match_scaling", "match", "match_scaling", "events matched/s, 10 000 rules / 100 rules (50 event types)", (">=", 0.8)),
+    ("match_scaling", "match", "match_scaling",
+     "events matched/s, 10 000 rules / 100 rules (50 event types)", (">=", 0.8)),
     ("persist_all_ratio", "persist", "persist_all_ratio",
      "rows/s Store.ingest / raw executemany of ALL the rows it wrote (every table)", (">=", 0.9)),
-    ("persist_ratio", "persist", "persist_ratio", "old limit: the same / raw executemany of the notifications rows only", None),
+    ("persist_ratio", "persist", "persist_ratio",
+     "old limit: the same / raw executemany of the notifications rows only", None),
     ("ingest_limit_ratio", "ingest", "ingest_limit_ratio",
      "POST /events/s engine / one durable insert per request (SQLite), same server", (">=", 0.5)),
     ("ingest_ratio", "ingest", "ingest_ratio", "old limit: the same / bare Starlette 202 (stores nothing)", None),
@@ -62,18 +64,26 @@ FIGURES: list[tuple[str, str, str, str, tuple[str, float] | None]] = [
      "the same with 50 ms at the stand-in / (concurrency / 0.05 s)", (">=", 0.9)),
     ("pipeline_pg_ratio", "pipeline", "pipeline_pg_ratio",
      "sends/s sweep -> Huey -> 4 workers, PostgreSQL + Redis / the same on SQLite", (">=", 0.8)),
-    ("lateness_p99_s", "lateness", "lateness_p99_s", "p99 send time - due time, loaded run (start_worker, SqliteHuey, sweep)", ("<=", 0.5)),
+    ("lateness_p99_s", "lateness", "lateness_p99_s",
+     "p99 send time - due time, loaded run (start_worker, SqliteHuey, sweep)", ("<=", 0.5)),
     ("idle_lateness_p99_s", "lateness", "idle_lateness_p99_s", "the same for sends due after idleness", ("<=", 0.5)),
-    ("pending_1m_rss_growth_mb", "pending", "pending_1m_rss_growth_mb", "worker RSS growth with pending notifications in the store", ("<=", 50)),
-    ("cancel_at_1m_ms", "pending", "cancel_at_1m_ms", "cancel one booking's reminders (booking.cancelled ingest), pending rows", ("<=", 2)),
-    ("validate_5k_rules_s", "validate", "validate_5k_rules_s", "`engine validate`, generated config of 5 000 notifications", ("<=", 3)),
-    ("preview_scaling", "preview", "preview_scaling", "`engine preview` events/s at 100 000 events / at 10 000", (">=", 0.8)),
-    ("preview_events_per_s", "preview", "preview_events_per_s", "`engine preview` events/s on 100 000 events (100 000 in <= 60 s)", (">=", 1667)),
+    ("pending_1m_rss_growth_mb", "pending", "pending_1m_rss_growth_mb",
+     "worker RSS growth with pending notifications in the store", ("<=", 50)),
+    ("cancel_at_1m_ms", "pending", "cancel_at_1m_ms",
+     "cancel one booking's reminders (booking.cancelled ingest), pending rows", ("<=", 2)),
+    ("validate_5k_rules_s", "validate", "validate_5k_rules_s",
+     "`engine validate`, generated config of 5 000 notifications", ("<=", 3)),
+    ("preview_scaling", "preview", "preview_scaling",
+     "`engine preview` events/s at 100 000 events / at 10 000", (">=", 0.8)),
+    ("preview_events_per_s", "preview", "preview_events_per_s",
+     "`engine preview` events/s on 100 000 events (100 000 in <= 60 s)", (">=", 1667)),
     ("backtest_s", "preview", "backtest_s", "`engine backtest` over 100 000 recorded events, seconds", ("<=", 90)),
 ]
 
 
-def run_module(module: str, args: list[str], quick: bool, timeout: float) -> tuple[dict[str, Any] | None, str | None, float]:
+def run_module(
+    module: str, args: list[str], quick: bool, timeout: float
+) -> tuple[dict[str, Any] | None, str | None, float]:
     cmd = [PYTHON, "-m", f"bench.{module}", *(["--quick"] if quick else []), *args]
     print(f"[bench] == {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
@@ -109,7 +119,8 @@ def fmt(value: Any) -> str:
 def notes(key: str, r: dict[str, Any]) -> str:
     """The figures behind a ratio: both sides, wall and CPU."""
     if key == "match_scaling":
-        return (f"{r['events_per_s_10000']:,} vs {r['events_per_s_100']:,} events/s; index build {r['index_build_ms_10000']} ms; "
+        return (f"{r['events_per_s_10000']:,} vs {r['events_per_s_100']:,} events/s; "
+                f"index build {r['index_build_ms_10000']} ms; "
                 f"full decide {r['decide_events_per_s_10000']} vs {r['decide_events_per_s_100']} events/s")
     if key == "persist_all_ratio":
         return (f"{r['engine_all_rows_per_s']:,} vs {r['raw_all_rows_per_s']:,} rows/s ({r['all_rows']} rows of "
@@ -121,24 +132,28 @@ def notes(key: str, r: dict[str, Any]) -> str:
     if key in ("ingest_limit_ratio", "ingest_pg_limit_ratio"):
         lat = r["engine_latency_ms"]
         return (f"{r['engine_rps']:.0f} vs {r['durable_rps']:.0f} req/s ({r.get('durable_way', 'on the event loop')}), "
-                f"{r['connections']} connections; CPU {r['engine_cpu_ms_per_request']} vs {r['durable_cpu_ms_per_request']} "
-                f"ms/req (CPU ratio {r['ingest_limit_cpu_ratio']}); engine p50 {lat.get('p50')} ms p99 {lat.get('p99')} ms")
+                f"{r['connections']} connections; "
+                f"CPU {r['engine_cpu_ms_per_request']} vs {r['durable_cpu_ms_per_request']} ms/req "
+                f"(CPU ratio {r['ingest_limit_cpu_ratio']}); engine p50 {lat.get('p50')} ms p99 {lat.get('p99')} ms")
     if key == "ingest_ratio":
         return (f"{r['engine_rps']:.0f} vs {r['bare_rps']:.0f} req/s; CPU {r['engine_cpu_ms_per_request']} vs "
                 f"{r['bare_cpu_ms_per_request']} ms/req")
     if key == "ingest_batch100_ratio":
-        return (f"{r['engine_events_per_s']:.0f} vs {r['raw_all_events_per_s']:.0f} events/s, {r['connections']} connections; "
+        return (f"{r['engine_events_per_s']:.0f} vs {r['raw_all_events_per_s']:.0f} events/s, "
+                f"{r['connections']} connections; "
                 f"CPU {r['engine_cpu_ms_per_event']} vs {r['raw_all_cpu_ms_per_event']} ms/event; "
                 f"p99 {r['engine_latency_ms'].get('p99')} ms a batch")
     if key == "dispatch_limit_ratio":
-        return (f"{r['engine_sends_per_s']:.0f} vs {r['durable_sends_per_s']:.0f} sends/s, concurrency {r['concurrency']}; "
-                f"CPU {r['engine_cpu_ms_per_send']} vs {r['durable_cpu_ms_per_send']} ms/send")
+        return (
+            f"{r['engine_sends_per_s']:.0f} vs {r['durable_sends_per_s']:.0f} sends/s, concurrency {r['concurrency']}; "
+            f"CPU {r['engine_cpu_ms_per_send']} vs {r['durable_cpu_ms_per_send']} ms/send"
+        )
     if key == "dispatch_sdk_ratio":
         return (f"{r['engine_sends_per_s']:.0f} vs {r['sdk_sends_per_s']:.0f} sends/s, concurrency {r['concurrency']}; "
                 f"CPU {r['engine_cpu_ms_per_send']} vs {r['sdk_cpu_ms_per_send']} ms/send")
     if key == "dispatch_ratio":
-        return (f"{r['engine_sends_per_s']:.0f} vs {r['raw_sends_per_s']:.0f} sends/s; CPU {r['engine_cpu_ms_per_send']} vs "
-                f"{r['raw_cpu_ms_per_send']} ms/send")
+        return (f"{r['engine_sends_per_s']:.0f} vs {r['raw_sends_per_s']:.0f} sends/s; "
+                f"CPU {r['engine_cpu_ms_per_send']} vs {r['raw_cpu_ms_per_send']} ms/send")
     if key == "dispatch_latency_ratio":
         return (f"{r['latency_engine_sends_per_s']:.0f} vs ideal {r['latency_ideal_sends_per_s']:.0f} sends/s "
                 f"(raw httpx {r['latency_raw_sends_per_s']:.0f})")
@@ -146,14 +161,18 @@ def notes(key: str, r: dict[str, Any]) -> str:
         return (f"{r['pipeline_pg_redis_sends_per_s']:.0f} vs {r['pipeline_sqlite_sends_per_s']:.0f} sends/s "
                 f"({r['sends_per_round']} sends a round; rounds PG {r['pg_rounds']}, SQLite {r['sqlite_rounds']})")
     if key == "lateness_p99_s":
-        return (f"{r['loaded_sends']} sends due in {r['load_s']:.0f} s at {r['rate_events_per_s']:.0f} events/s ingested; "
-                f"p50 {r['loaded_lateness_s'].get('p50')} s")
+        return (
+            f"{r['loaded_sends']} sends due in {r['load_s']:.0f} s at {r['rate_events_per_s']:.0f} events/s ingested; "
+            f"p50 {r['loaded_lateness_s'].get('p50')} s"
+        )
     if key == "idle_lateness_p99_s":
         label = "" if r["idle_s"] >= 120 else " (--quick: 20 s idle, not 2 min)"
         return f"{r['idle_lateness_s'].get('n')} sends due after {r['idle_s']:.0f} s idle{label}"
     if key == "pending_1m_rss_growth_mb":
-        return (f"{r['label']}: peak {r['worker_pending']['rss_peak_mb']} vs {r['worker_empty']['rss_peak_mb']} MB empty; "
-                f"one sweep {r['worker_pending']['sweep_ms']} ms")
+        return (
+            f"{r['label']}: peak {r['worker_pending']['rss_peak_mb']} vs {r['worker_empty']['rss_peak_mb']} MB empty; "
+            f"one sweep {r['worker_pending']['sweep_ms']} ms"
+        )
     if key == "cancel_at_1m_ms":
         c = r["cancel"]
         return f"{r['label']}: p90 {c['p90_ms']} ms, {c['reminders_cancelled_per_booking']} reminders per booking"
@@ -161,7 +180,8 @@ def notes(key: str, r: dict[str, Any]) -> str:
         return f"exit {r['exit_codes']}, runs {r['runs_s']} s; `engine --help` alone {r['engine_help_s']} s"
     if key in ("preview_scaling", "preview_events_per_s", "backtest_s"):
         return (f"{r['events_large']} events ({r['sends']} sends) in {r['preview_seconds']} s; "
-                f"{r['events_small']} events at {r['preview_events_per_s_small']}/s; every copy the same: {r['copies_identical']}")
+                f"{r['events_small']} events at {r['preview_events_per_s_small']}/s; "
+                f"every copy the same: {r['copies_identical']}")
     return ""
 
 
@@ -195,13 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         value = r.get(source) if r else None
         figures[key] = value
         ok = met(value, target)
-        verdict = "report" if target is None and value is not None else ("n/a" if ok is None else ("ok" if ok else "MISS"))
+        verdict = (
+            "report" if target is None and value is not None else ("n/a" if ok is None else ("ok" if ok else "MISS"))
+        )
         note = errors.get(run, "") if r is None else notes(key, r)
         rows.append((key, fmt(value), f"{target[0]} {target[1]:g}" if target else "-", verdict, what, note))
 
     out = sys.stdout
     mode = "--quick" if args.quick else "full"
-    print(f"\nnotification engine benchmarks ({mode}), {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, "
+    print(f"\nnotification engine benchmarks ({mode}), {datetime.now(UTC):%Y-%m-%d %H:%M UTC}, "
           f"python {platform.python_version()}, {platform.machine()}, load average {_load()}", file=out)
     w = [max(len(r[i]) for r in rows + [("figure", "value", "target", "result")]) for i in range(4)]
     print(f"{'figure':<{w[0]}}  {'value':>{w[1]}}  {'target':<{w[2]}}  {'result':<{w[3]}}  what / detail", file=out)
@@ -216,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     labels = {}
     lat = results.get("lateness")
     if lat:
-        labels["idle_lateness_p99_s"] = f"after {lat['idle_s']:.0f} s idle" + (" (--quick)" if lat["idle_s"] < 120 else "")
+        labels["idle_lateness_p99_s"] = f"after {lat['idle_s']:.0f} s idle" + (
+            " (--quick)" if lat["idle_s"] < 120 else ""
+        )
     pend = results.get("pending")
     if pend:
         labels["pending_1m_rss_growth_mb"] = labels["cancel_at_1m_ms"] = f"{pend['pending_rows']} pending rows"
@@ -250,36 +274,53 @@ def _extras(results: dict[str, dict[str, Any] | None], errors: dict[str, str], o
                      f"{fmt(extra['serve_events_per_s_p99_25ms'])}  [{steps}]")
     r = results.get("ingest")
     if r:
-        extra.update(ingest_durable_rps=r["durable_rps"], ingest_engine_cpu_ms_per_request=r["engine_cpu_ms_per_request"],
-                     ingest_durable_cpu_ms_per_request=r["durable_cpu_ms_per_request"])
+        extra.update(
+            ingest_durable_rps=r["durable_rps"],
+            ingest_engine_cpu_ms_per_request=r["engine_cpu_ms_per_request"],
+            ingest_durable_cpu_ms_per_request=r["durable_cpu_ms_per_request"],
+        )
         lines.append(f"ingest (SQLite): engine {r['engine_rps']:.0f} req/s, one-insert handler {r['durable_rps']:.0f}, "
                      f"bare {r['bare_rps']:.0f}; CPU a request {r['engine_cpu_ms_per_request']} / "
                      f"{r['durable_cpu_ms_per_request']} / {r['bare_cpu_ms_per_request']} ms")
     r = results.get("ingest_pg")
     if r:
-        extra.update(ingest_pg_events_per_s=r["engine_rps"], ingest_pg_ratio=r["ingest_ratio"],
-                     ingest_pg_durable_rps=r["durable_rps"], ingest_pg_engine_cpu_ms_per_request=r["engine_cpu_ms_per_request"])
-        lines.append(f"ingest on PostgreSQL + Redis: {r['engine_rps']:.0f} events/s (one-insert handler {r['durable_rps']:.0f} "
-                     f"{r['durable_way']}, bare Starlette {r['bare_rps']:.0f}, old ratio {r['ingest_ratio']}), "
-                     f"p99 {r['engine_latency_ms'].get('p99')} ms at {r['connections']} connections")
+        extra.update(
+            ingest_pg_events_per_s=r["engine_rps"],
+            ingest_pg_ratio=r["ingest_ratio"],
+            ingest_pg_durable_rps=r["durable_rps"],
+            ingest_pg_engine_cpu_ms_per_request=r["engine_cpu_ms_per_request"],
+        )
+        lines.append(
+            f"ingest on PostgreSQL + Redis: {r['engine_rps']:.0f} events/s (one-insert handler {r['durable_rps']:.0f} "
+            f"{r['durable_way']}, bare Starlette {r['bare_rps']:.0f}, old ratio {r['ingest_ratio']}), "
+            f"p99 {r['engine_latency_ms'].get('p99')} ms at {r['connections']} connections"
+        )
     r = results.get("dispatch")
     if r:
-        extra.update(dispatch_sdk_sends_per_s=r["sdk_sends_per_s"], dispatch_engine_cpu_ms_per_send=r["engine_cpu_ms_per_send"],
-                     dispatch_sdk_cpu_ms_per_send=r["sdk_cpu_ms_per_send"], dispatch_durable_sends_per_s=r["durable_sends_per_s"],
-                     dispatch_durable_cpu_ms_per_send=r["durable_cpu_ms_per_send"])
+        extra.update(
+            dispatch_sdk_sends_per_s=r["sdk_sends_per_s"],
+            dispatch_engine_cpu_ms_per_send=r["engine_cpu_ms_per_send"],
+            dispatch_sdk_cpu_ms_per_send=r["sdk_cpu_ms_per_send"],
+            dispatch_durable_sends_per_s=r["durable_sends_per_s"],
+            dispatch_durable_cpu_ms_per_send=r["durable_cpu_ms_per_send"],
+        )
     r = results.get("batch")
     if r:
-        extra.update(ingest_batch100_events_per_s=r["engine_events_per_s"], persist_limit_events_per_s=r["raw_all_events_per_s"])
+        extra.update(
+            ingest_batch100_events_per_s=r["engine_events_per_s"], persist_limit_events_per_s=r["raw_all_events_per_s"]
+        )
     r = results.get("dispatch_pg")
     if r:
         extra["dispatch_pg_sends_per_s"] = r["engine_sends_per_s"]
         extra["dispatch_pg_ratio"] = r["dispatch_ratio"]
         extra["dispatch_pg_sdk_ratio"] = r["dispatch_sdk_ratio"]
         extra["dispatch_pg_limit_ratio"] = r["dispatch_limit_ratio"]
-        lines.append(f"dispatch on PostgreSQL (Runtime.deliver, concurrency {r['concurrency']}): {r['engine_sends_per_s']:.0f} "
-                     f"sends/s (durable SDK loop {r['durable_sends_per_s']:.0f}, ratio {r['dispatch_limit_ratio']}; "
-                     f"bare SDK {r['sdk_sends_per_s']:.0f}, ratio {r['dispatch_sdk_ratio']}; raw httpx "
-                     f"{r['raw_sends_per_s']:.0f}, ratio {r['dispatch_ratio']})")
+        lines.append(
+            f"dispatch on PostgreSQL (Runtime.deliver, concurrency {r['concurrency']}): {r['engine_sends_per_s']:.0f} "
+            f"sends/s (durable SDK loop {r['durable_sends_per_s']:.0f}, ratio {r['dispatch_limit_ratio']}; "
+            f"bare SDK {r['sdk_sends_per_s']:.0f}, ratio {r['dispatch_sdk_ratio']}; raw httpx "
+            f"{r['raw_sends_per_s']:.0f}, ratio {r['dispatch_ratio']})"
+        )
     r = results.get("pipeline")
     if r:
         extra["pipeline_pg_redis_sends_per_s"] = r["pipeline_pg_redis_sends_per_s"]

@@ -18,8 +18,20 @@ import time
 from pathlib import Path
 
 from . import loadgen
-from .common import (PYTHON, ROOT, EventMaker, emit, engine_env, free_port, log, module_args, percentile, scratch,
-                     stop_process, wait_port)
+from .common import (
+    PYTHON,
+    ROOT,
+    EventMaker,
+    emit,
+    engine_env,
+    free_port,
+    log,
+    module_args,
+    percentile,
+    scratch,
+    stop_process,
+    wait_port,
+)
 
 P99_LIMIT_MS = 25.0
 
@@ -36,9 +48,9 @@ def main() -> None:
     steps = []
     with scratch() as workdir:
         port = free_port()
-        err = open(workdir / "serve.log", "w")
-        proc = subprocess.Popen([engine_cmd, "serve", "--port", str(port)], cwd=str(workdir), env=engine_env(workdir),
-                                stdout=err, stderr=err)
+        with open(workdir / "serve.log", "w") as err:  # the server writes through its own descriptor
+            proc = subprocess.Popen([engine_cmd, "serve", "--port", str(port)], cwd=str(workdir),
+                                    env=engine_env(workdir), stdout=err, stderr=err)
         try:
             wait_port(port, proc)
             warm = [loadgen.post("/events", json.dumps(maker.make()).encode(), port) for _ in range(50)]

@@ -27,14 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .common import UVICORN
 
 # The answer of the engine's hook for one accepted event (same size on the wire).
 _ANSWER = {"accepted": [], "duplicates": [], "scheduled": 0, "cancelled": 0}
-_INSERT = "INSERT INTO events (id, type, occurred_at, received_at, payload) VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (id) DO NOTHING"
+_INSERT = ("INSERT INTO events (id, type, occurred_at, received_at, payload) VALUES ({p}, {p}, {p}, {p}, {p}) "
+           "ON CONFLICT (id) DO NOTHING")
 
 
 def bare_app() -> Any:
@@ -53,12 +55,12 @@ def bare_app() -> Any:
 def _row(body: bytes, pg: bool) -> tuple[Any, ...]:
     """The events row of one raw event: its id, type and time, and the body as it came."""
     event = json.loads(body)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00"))
     if pg:
         return event["id"], event["type"], occurred, now, body.decode()
     # as the engine stores times on SQLite (statements.Statements.time): UTC text without the offset
-    return (event["id"], event["type"], occurred.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26],
+    return (event["id"], event["type"], occurred.astimezone(UTC).isoformat(" ", "microseconds")[:26],
             now.isoformat(" ", "microseconds")[:26], body.decode())
 
 

@@ -41,7 +41,7 @@ def generate(target: Path, n: int = N) -> None:
         rule_id, raw = shipped[i % len(shipped)]
         clone = copy.deepcopy(raw)
         new_id = f"{rule_id}_g{i}"
-        def own(key: str) -> str:  # each clone gets template keys of its own, mapped in every environment
+        def own(key: str, i: int = i) -> str:  # each clone gets template keys of its own, mapped in every environment
             for mapping in maps.values():
                 mapping[f"{key}_g{i}"] = f"{mapping[key]}_G{i}"
             return f"{key}_g{i}"
@@ -64,7 +64,9 @@ def generate(target: Path, n: int = N) -> None:
                                                                 sort_keys=False, width=120, allow_unicode=True)
         (rules / f"generated_{f:02d}.yaml").write_text(text)
     for env, mapping in maps.items():
-        (target / "templates_map" / f"{env}.yaml").write_text(yaml.dump(mapping, Dumper=yaml.CSafeDumper, sort_keys=False))
+        (target / "templates_map" / f"{env}.yaml").write_text(
+            yaml.dump(mapping, Dumper=yaml.CSafeDumper, sort_keys=False)
+        )
 
 
 def validate(engine_cmd: str, workdir: Path) -> tuple[float, int, str]:
@@ -97,12 +99,28 @@ def main() -> None:
             codes.append(code)
             log(f"validate: {elapsed:.2f} s, exit {code}: {tail[:200]}")
         if args.profile:
-            prof_cmd = [PYTHON, "-m", "pyinstrument", "-o", args.profile, "-r", "html" if args.profile.endswith(".html") else "text",
-                        engine_cmd, "validate", "--config", str(workdir / "notifications.yaml")]
+            prof_cmd = [
+                PYTHON,
+                "-m",
+                "pyinstrument",
+                "-o",
+                args.profile,
+                "-r",
+                "html" if args.profile.endswith(".html") else "text",
+                engine_cmd,
+                "validate",
+                "--config",
+                str(workdir / "notifications.yaml"),
+            ]
             subprocess.run(prof_cmd, cwd=str(workdir), capture_output=True, timeout=900)
             log("profile written to", args.profile)
-    out.update(label=f"{N} notifications", runs_s=[round(t, 3) for t in times], exit_codes=codes,
-               summary_line=tail[:300], validate_5k_rules_s=round(min(times), 3) if all(c == 0 for c in codes) else None)
+    out.update(
+        label=f"{N} notifications",
+        runs_s=[round(t, 3) for t in times],
+        exit_codes=codes,
+        summary_line=tail[:300],
+        validate_5k_rules_s=round(min(times), 3) if all(c == 0 for c in codes) else None,
+    )
     emit(out)
 
 
