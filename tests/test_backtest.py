@@ -23,10 +23,24 @@ def test_backtest_reports_what_a_candidate_would_have_sent_differently(tmp_path:
     now = utcnow()
     start = now + timedelta(days=5)
     person = lambda pid: {"id": pid, "email": f"{pid}@example.com", "name": pid, "timezone": "Europe/Paris"}  # noqa: E731
-    rt.emit({"id": "evt_bt", "type": "booking.confirmed", "occurred_at": (now - timedelta(hours=1)).isoformat(),
-             "data": {"booking": {"id": "bk_bt", "start_time": start.isoformat(), "end_time": (start + timedelta(hours=1)).isoformat(),
-                                  "service": {"id": "s", "name": "Yoga"}},
-                      "client": person("c_bt"), "practitioner": person("p_bt")}}, now=now)
+    rt.emit(
+        {
+            "id": "evt_bt",
+            "type": "booking.confirmed",
+            "occurred_at": (now - timedelta(hours=1)).isoformat(),
+            "data": {
+                "booking": {
+                    "id": "bk_bt",
+                    "start_time": start.isoformat(),
+                    "end_time": (start + timedelta(hours=1)).isoformat(),
+                    "service": {"id": "s", "name": "Yoga"},
+                },
+                "client": person("c_bt"),
+                "practitioner": person("p_bt"),
+            },
+        },
+        now=now,
+    )
     with rt.store.engine.connect() as conn:
         before = conn.scalar(select(func.count()).select_from(notifications))
     result = CliRunner().invoke(cli, ["backtest", str(candidate), "--since", "7d", "--format", "json"])

@@ -21,12 +21,19 @@ def test_durable_handler_answers_after_the_row_is_committed(tmp_path: Path, ship
     db = tmp_path / "limit.db"
     port = free_port()
     env = engine_env(tmp_path, BENCH_LIMIT_DATABASE_URL=f"sqlite:///{db}")
-    proc = subprocess.Popen([sys.executable, "-m", "bench.servers", "durable", "--port", str(port)], cwd=str(ROOT), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.servers", "durable", "--port", str(port)],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, proc)
         events = EventMaker(shipped_config, prefix="evt_smoke").batch(3)
-        res = loadgen.closed_loop(port, [loadgen.post("/events", json.dumps(e).encode(), port) for e in events], 1, 5, 0)
+        res = loadgen.closed_loop(
+            port, [loadgen.post("/events", json.dumps(e).encode(), port) for e in events], 1, 5, 0
+        )
         assert res.statuses == {202: 3}
         # read from another connection while the server still runs: the rows are committed
         stored = sqlite3.connect(db).execute("SELECT id, type, payload FROM events ORDER BY id").fetchall()

@@ -77,8 +77,9 @@ def test_git_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert err.count("\n") == 1, err
 
 
-def test_a_scenario_whose_preferences_are_not_opt_outs_is_refused_naming_it(tmp_path: Path,
-                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_scenario_whose_preferences_are_not_opt_outs_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base, head = copy(tmp_path / "base"), copy(tmp_path / "head")
     scenario = head / "tests" / "scenarios" / "opt_outs_written_wrong.yaml"
     scenario.write_text("description: x\npreferences:\n  usr_c_maya: false\nevents: []\nexpect: []\n", encoding="utf-8")

@@ -60,7 +60,7 @@ def test_examples_is_a_realistic_fortnight(examples: Path) -> None:
 def test_json_rows_have_the_documented_fields(json_rows: list[dict]) -> None:
     assert json_rows
     for row in json_rows:
-        assert FIELDS <= set(row)
+        assert set(row) >= FIELDS
         assert row["send_at"].endswith("Z")
         assert row["status"] in {"sent", "cancelled", "skipped"}  # without --until nothing stays pending
         assert (row["reason"] is None) == (row["status"] == "sent")
@@ -97,11 +97,14 @@ def test_an_exact_json_line(monkeypatch, repo_root) -> None:
         '{"notification": "client_booking_reminder_24h", "recipient": "usr_c_maya", "channels": ["email"], '
         '"template": "CLIENT_BOOKING_REMINDER_24H_V1", "send_at": "2026-03-08T14:00:00Z", "status": "sent", '
         '"reason": null, "idempotency_key": "client_booking_reminder_24h:bk_1001:2026-03-09T10:00:00-04:00", '
-        '"data": {"app_name": "Estuary", "frontend_url": "https://estuary.app", "support_email": "support@estuary.app", '
+        '"data": {"app_name": "Estuary", "frontend_url": "https://estuary.app", '
+        '"support_email": "support@estuary.app", '
         '"user_name": "Maya Chen", "user_email": "maya.chen@example.com", "booking_id": "bk_1001", '
         '"service_name": "Breathwork for Stress Relief", "practitioner_name": "Dana Brooks", '
-        '"start_time": "Monday 09 March 2026, 10:00", "location": null, "meeting_url": "https://meet.estuary.app/bk_1001"}, '
-        '"template_key": "client_booking_reminder_24h", "variant": null, "category": "reminders", "key": "bk_1001", "event": "evt_0011", '
+        '"start_time": "Monday 09 March 2026, 10:00", "location": null, "meeting_url": '
+        '"https://meet.estuary.app/bk_1001"}, '
+        '"template_key": "client_booking_reminder_24h", "variant": null, "category": "reminders", "key": "bk_1001", '
+        '"event": "evt_0011", '
         '"routing": "single", "expires_at": null}'
     ]
 
@@ -115,7 +118,11 @@ def test_weekly_summaries_across_the_us_change(json_rows: list[dict]) -> None:
 
     assert total("usr_p_dana", "2026-03-02T14:00:00Z") == 5100  # Monday 09:00 EST
     dst_week = summaries[("usr_p_dana", "2026-03-09T13:00:00Z")]  # Monday 09:00 EDT
-    assert (total("usr_p_dana", "2026-03-09T13:00:00Z"), dst_week["count"], dst_week["total_formatted"]) == (14025, 2, "$140.25")
+    assert (total("usr_p_dana", "2026-03-09T13:00:00Z"), dst_week["count"], dst_week["total_formatted"]) == (
+        14025,
+        2,
+        "$140.25",
+    )
     assert total("usr_p_dana", "2026-03-16T13:00:00Z") == 3400  # paid Monday 08:30 local
     assert total("usr_p_jonas", "2026-03-02T08:00:00Z") == 6800
     assert total("usr_p_jonas", "2026-03-09T08:00:00Z") == 7650
@@ -124,11 +131,16 @@ def test_weekly_summaries_across_the_us_change(json_rows: list[dict]) -> None:
 
 def test_templates_follow_the_verification_outcome(json_rows: list[dict]) -> None:
     got = {r["recipient"]: r["template"] for r in json_rows if r["notification"] == "practitioner_verification_status"}
-    assert got == {"usr_p_dana": "PRACTITIONER_VERIFICATION_APPROVED_V1", "usr_p_sofia": "PRACTITIONER_VERIFICATION_REJECTED_V1"}
+    assert got == {
+        "usr_p_dana": "PRACTITIONER_VERIFICATION_APPROVED_V1",
+        "usr_p_sofia": "PRACTITIONER_VERIFICATION_REJECTED_V1",
+    }
 
 
 def test_stdin(monkeypatch, repo_root, examples, json_rows) -> None:
-    result = preview(monkeypatch, repo_root, "--events", "-", "--format", "json", input=examples.read_text(encoding="utf-8"))
+    result = preview(
+        monkeypatch, repo_root, "--events", "-", "--format", "json", input=examples.read_text(encoding="utf-8")
+    )
     assert result.exit_code == 0
     assert rows(result) == json_rows
 
@@ -162,16 +174,43 @@ def test_table_format(monkeypatch, repo_root) -> None:
     lines = result.stdout.splitlines()
     assert "What the rules send" in lines[0]
     header = next(line for line in lines if "send_at (UTC)" in line)
-    assert [c.strip() for c in header.strip("┃ ").split("┃")] == ["send_at (UTC)", "notification", "recipient", "template", "status", "reason"]
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
+        "send_at (UTC)",
+        "notification",
+        "recipient",
+        "template",
+        "status",
+        "reason",
+    ]
 
     def cells(line: str) -> list[str]:
         return [c.strip() for c in line.strip().strip("│").split("│")]
 
     body = [cells(line) for line in lines if line.startswith("│")]
-    assert ["2026-03-08T14:00:00Z", "client_booking_reminder_24h", "usr_c_maya", "CLIENT_BOOKING_REMINDER_24H_V1", "sent", ""] in body
-    assert ["2026-03-04T15:20:00Z", "practitioner_new_message", "usr_p_dana", "PRACTITIONER_NEW_MESSAGE_V1", "sent", ""] in body
-    assert ["2026-03-05T10:00:00Z", "practitioner_profile_completion_reminder", "usr_p_sofia",
-            "PRACTITIONER_PROFILE_COMPLETION_REMINDER_V1", "cancelled", "cancelled by practitioner.profile_completed"] in body
+    assert [
+        "2026-03-08T14:00:00Z",
+        "client_booking_reminder_24h",
+        "usr_c_maya",
+        "CLIENT_BOOKING_REMINDER_24H_V1",
+        "sent",
+        "",
+    ] in body
+    assert [
+        "2026-03-04T15:20:00Z",
+        "practitioner_new_message",
+        "usr_p_dana",
+        "PRACTITIONER_NEW_MESSAGE_V1",
+        "sent",
+        "",
+    ] in body
+    assert [
+        "2026-03-05T10:00:00Z",
+        "practitioner_profile_completion_reminder",
+        "usr_p_sofia",
+        "PRACTITIONER_PROFILE_COMPLETION_REMINDER_V1",
+        "cancelled",
+        "cancelled by practitioner.profile_completed",
+    ] in body
     assert [b[0] for b in body] == sorted(b[0] for b in body)
 
 
@@ -236,13 +275,22 @@ def test_malformed_events_are_refused_with_their_line_numbers(monkeypatch, repo_
         '{"id":"evt_y","type":"booking.confirmd","occurred_at":"2026-03-01","data":{}}',
         '{"id":"evt_z","type":"credit.purchased","occurred_at":"2026-03-01T10:00:00Z","data":{"credit":{"amount":-5,"currency":"EUR","balance":0},"client":{"id":"c","email":"c@example.com","name":"C","timezone":"UTC"}}}',
     ]) + "\n", encoding="utf-8")
-    result = preview(monkeypatch, tmp_path, "--events", "events.jsonl", "--config", str(repo_root / "notifications.yaml"),
-                     "--format", "json")
+    result = preview(
+        monkeypatch,
+        tmp_path,
+        "--events",
+        "events.jsonl",
+        "--config",
+        str(repo_root / "notifications.yaml"),
+        "--format",
+        "json",
+    )
     assert result.exit_code != 0
     assert result.stdout == ""  # nothing previewed
     assert result.stderr.splitlines() == [
         "events.jsonl:2: $: not JSON: Expecting property name enclosed in double quotes (column 45)",
-        "events.jsonl:4: $.occurred_at: '2026-03-01' is not an RFC 3339 date-time with an offset (e.g. 2026-03-01T10:00:00Z)",
+        "events.jsonl:4: $.occurred_at: '2026-03-01' is not an RFC 3339 date-time with an offset (e.g. "
+        "2026-03-01T10:00:00Z)",
         "events.jsonl:4: $.type: unknown event type 'booking.confirmd'",
         "events.jsonl:5: $.data.credit.amount: -5 is less than the minimum of 0",
         "Error: 3 event(s) refused; nothing previewed",
@@ -258,13 +306,19 @@ def test_a_missing_events_file(monkeypatch, repo_root) -> None:
 def test_a_preferences_file_opts_out(monkeypatch, repo_root, tmp_path, json_rows) -> None:
     prefs = tmp_path / "prefs.yaml"
     prefs.write_text("usr_c_maya: {client_review_request: false}\nusr_p_priya:\n")  # an empty entry opts out of nothing
-    result = preview(monkeypatch, repo_root, "--events", "examples.jsonl", "--format", "json", "--preferences", str(prefs))
+    result = preview(
+        monkeypatch, repo_root, "--events", "examples.jsonl", "--format", "json", "--preferences", str(prefs)
+    )
     assert result.exit_code == 0, result.stderr
     reviews = lambda found: [r for r in found if (r["notification"], r["recipient"]) ==  # noqa: E731
                              ("client_review_request", "usr_c_maya")]
     assert reviews(json_rows) and all(r["status"] == "sent" for r in reviews(json_rows))
-    assert [(r["status"], r["reason"]) for r in reviews(rows(result))] == [("skipped", "opted_out")] * len(reviews(json_rows))
-    assert [r for r in rows(result) if r not in reviews(rows(result))] == [r for r in json_rows if r not in reviews(json_rows)]
+    assert [(r["status"], r["reason"]) for r in reviews(rows(result))] == [("skipped", "opted_out")] * len(
+        reviews(json_rows)
+    )
+    assert [r for r in rows(result) if r not in reviews(rows(result))] == [
+        r for r in json_rows if r not in reviews(json_rows)
+    ]
 
 
 def test_a_preferences_entry_that_is_not_a_mapping_is_refused_naming_the_file_and_the_recipient(
@@ -300,7 +354,12 @@ def test_an_invalid_configuration_is_reported_not_a_traceback(monkeypatch, repo_
 
 def test_a_line_nested_ten_thousand_deep_is_refused_with_its_line(monkeypatch: pytest.MonkeyPatch, repo_root: Path,
                                                                   tmp_path: Path) -> None:
-    deep = '{"id": "e1", "type": "user.registered", "occurred_at": "2026-03-01T00:00:00Z", "data": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    deep = (
+        '{"id": "e1", "type": "user.registered", "occurred_at": "2026-03-01T00:00:00Z", "data": '
+        + "[" * 10_000
+        + "]" * 10_000
+        + "}"
+    )
     events = tmp_path / "deep.jsonl"
     events.write_text(deep + "\n")
     result = preview(monkeypatch, repo_root, "--events", str(events), "--format", "json")

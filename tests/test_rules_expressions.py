@@ -209,10 +209,16 @@ def test_analyse_lists_the_fields_read() -> None:
     assert list(analyse("booking.start_time | local_time(client.timezone)", expression=True)) == [
         Reference(("booking", "start_time")), Reference(("client", "timezone")),
     ]
-    assert list(analyse("{{ booking['service']['name'] }}", expression=False)) == [Reference(("booking", "service", "name"))]
-    assert list(analyse("{{ items[0].payment.currency }}", expression=False)) == [Reference(("items", "payment", "currency"), index=True)]
+    assert list(analyse("{{ booking['service']['name'] }}", expression=False)) == [
+        Reference(("booking", "service", "name"))
+    ]
+    assert list(analyse("{{ items[0].payment.currency }}", expression=False)) == [
+        Reference(("items", "payment", "currency"), index=True)
+    ]
     # loop variables are local, the iterable is read
-    assert list(analyse("{% for i in items %}{{ i.payment.id }}{% endfor %}", expression=False)) == [Reference(("items",))]
+    assert list(analyse("{% for i in items %}{{ i.payment.id }}{% endfor %}", expression=False)) == [
+        Reference(("items",))
+    ]
 
 
 @pytest.mark.parametrize("source, reads", [
@@ -271,7 +277,9 @@ def test_names_starting_with_an_underscore_are_refused(source: str, name: str) -
         analyse(source, expression=False)
 
 
-@pytest.mark.parametrize("source, expression", [("{{ booking.id | }}", False), ("{{ x", False), ("a ==", True), ("a b", True)])
+@pytest.mark.parametrize(
+    "source, expression", [("{{ booking.id | }}", False), ("{{ x", False), ("a ==", True), ("a b", True)]
+)
 def test_what_does_not_compile_is_reported(source: str, expression: bool) -> None:
     with pytest.raises(ExpressionError, match="does not compile"):
         analyse(source, expression=expression)
@@ -410,14 +418,26 @@ def _jinja(template: object, context: dict) -> object:
 
 
 # -- what guards a read, and how a value can be null --------------------------------------------
-@pytest.mark.parametrize("source, refs", [
-    ("{{ b.url }}", [Reference(("b", "url"))]),
-    ("{{ b.url | default(none) }}", [Reference(("b", "url"), lenient=True)]),
-    ("{{ b.url if b.url is defined else none }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"), defined=2)]),
-    ("{{ 'x' if b.url is not defined else b.url }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"), defined=2)]),
-    ("{% if 'url' in b %}{{ b.url.host }}{% endif %}", [Reference(("b",)), Reference(("b", "url", "host"), defined=2)]),
-    ("{{ b.url is defined or b.url }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"))]),
-])
+@pytest.mark.parametrize(
+    "source, refs",
+    [
+        ("{{ b.url }}", [Reference(("b", "url"))]),
+        ("{{ b.url | default(none) }}", [Reference(("b", "url"), lenient=True)]),
+        (
+            "{{ b.url if b.url is defined else none }}",
+            [Reference(("b", "url"), lenient=True), Reference(("b", "url"), defined=2)],
+        ),
+        (
+            "{{ 'x' if b.url is not defined else b.url }}",
+            [Reference(("b", "url"), lenient=True), Reference(("b", "url"), defined=2)],
+        ),
+        (
+            "{% if 'url' in b %}{{ b.url.host }}{% endif %}",
+            [Reference(("b",)), Reference(("b", "url", "host"), defined=2)],
+        ),
+        ("{{ b.url is defined or b.url }}", [Reference(("b", "url"), lenient=True), Reference(("b", "url"))]),
+    ],
+)
 def test_each_read_knows_what_guards_it(source: str, refs: list[Reference]) -> None:
     assert list(analyse(source, expression=False)) == refs
 

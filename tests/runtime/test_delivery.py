@@ -55,7 +55,9 @@ class TestCourierBackend(BackendContract):
         assert request["body"] == courier_body(MESSAGE)
 
     @pytest.mark.parametrize("status", [429, 500, 502, 503])
-    def test_rate_limits_and_server_errors_are_retried(self, backend: Any, standin: CourierStandin, status: int) -> None:
+    def test_rate_limits_and_server_errors_are_retried(
+        self, backend: Any, standin: CourierStandin, status: int
+    ) -> None:
         standin.fail_next(1, status=status, retry_after=7 if status == 429 else None)
         outcome = backend.send(MESSAGE, "k")
         assert outcome.status == "retry" and f"HTTP {status}" in outcome.error
@@ -117,19 +119,24 @@ def templates_sent(standin: CourierStandin) -> list[str]:
     return [r["body"]["message"]["template"] for r in standin.requests]
 
 
-def test_a_retry_is_rescheduled_with_backoff_and_the_second_attempt_sends_once(courier_runtime: Any, standin: CourierStandin) -> None:
+def test_a_retry_is_rescheduled_with_backoff_and_the_second_attempt_sends_once(
+    courier_runtime: Any, standin: CourierStandin
+) -> None:
     rt = courier_runtime()
     rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
     standin.fail_next(1, status=500)
     assert rt.sweep(NOW) == 2  # the client's confirmation and the practitioner's notification
     [retrying] = [r for r in rt.store.notifications(status=["scheduled"]) if r["send_at"] < NOW + timedelta(hours=1)]
-    assert (retrying["reason"], retrying["attempts"], retrying["last_error"]) == ("retry", 1, "HTTP 500: Injected failure")
+    got = (retrying["reason"], retrying["attempts"], retrying["last_error"])
+    assert got == ("retry", 1, "HTTP 500: Injected failure")
     assert NOW + timedelta(seconds=0.5) <= retrying["send_at"] <= NOW + timedelta(seconds=1)
     assert rt.sweep(NOW + timedelta(seconds=0.4)) == 0  # not before its backoff
     assert rt.sweep(NOW + timedelta(seconds=2)) == 1
     [row] = [r for r in rt.store.notifications() if r["id"] == retrying["id"]]
     assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
-    assert row["request_id"] == next(r["request_id"] for r in standin.requests if r["idempotency_key"] == row["idempotency_key"])
+    assert row["request_id"] == next(
+        r["request_id"] for r in standin.requests if r["idempotency_key"] == row["idempotency_key"]
+    )
     assert standin.sends_by_key()[row["idempotency_key"]] == 1
     assert [i["idempotency_key"] for i in standin.injected] == [row["idempotency_key"]]
     assert [(h["status"], h["reason"]) for h in rt.store.history(row["id"])] == [
@@ -174,7 +181,8 @@ def test_retries_stop_after_max_attempts(courier_runtime: Any, standin: CourierS
 
 
 def test_a_client_error_fails_at_once_with_the_reason_in_history(courier_runtime: Any, standin: CourierStandin) -> None:
-    rt = courier_runtime(environ={"COURIER_CLIENT_BOOKING_CONFIRMATION_TEMPLATE": " "})  # Courier refuses a blank template
+    # Courier refuses a blank template
+    rt = courier_runtime(environ={"COURIER_CLIENT_BOOKING_CONFIRMATION_TEMPLATE": " "})
     rt.emit(booking_confirmed("evt_1", "bk_1", NOW + timedelta(days=3), NOW), now=NOW)
     rt.sweep(NOW)
     [row] = rows(rt, "client_booking_confirmation")
@@ -190,8 +198,16 @@ def test_preferences_are_checked_at_send_time(courier_runtime: Any, standin: Cou
     start = NOW + timedelta(days=2)
     rt.emit(booking_confirmed("evt_1", "bk_1", start, NOW), now=NOW)
     # The client opts out after the reminders were scheduled, and tries to opt out of transactional mail too.
-    rt.store.set_preferences("usr_c_1", {"client_booking_reminder_24h": False, "client_booking_reminder_30m:email": False,
-                                         "client_booking_confirmation": False, "transactional": False}, NOW)
+    rt.store.set_preferences(
+        "usr_c_1",
+        {
+            "client_booking_reminder_24h": False,
+            "client_booking_reminder_30m:email": False,
+            "client_booking_confirmation": False,
+            "transactional": False,
+        },
+        NOW,
+    )
     rt.sweep(NOW)
     rt.sweep(start - timedelta(hours=24))
     rt.sweep(start - timedelta(minutes=30))
@@ -231,7 +247,12 @@ def test_throttle_is_applied_at_send_time(courier_runtime: Any, standin: Courier
     rt.emit(message_sent("evt_4", "msg_4", "conv_1", NOW + timedelta(minutes=20)), now=NOW + timedelta(minutes=20))
     rt.sweep(NOW + timedelta(minutes=20))  # the 15-minute window has passed
     got = [(r["event_id"], r["status"], r["reason"]) for r in rows(rt, "client_new_message")]
-    assert got == [("evt_1", "sent", None), ("evt_2", "skipped", "throttled"), ("evt_3", "sent", None), ("evt_4", "sent", None)]
+    assert got == [
+        ("evt_1", "sent", None),
+        ("evt_2", "skipped", "throttled"),
+        ("evt_3", "sent", None),
+        ("evt_4", "sent", None),
+    ]
     assert len(standin.requests) == 3
 
 
@@ -247,6 +268,8 @@ def test_the_rate_limit_is_applied_at_send_time(courier_runtime: Any, standin: C
     # Transactional mail is not rate limited.
     assert rows(rt, "client_booking_confirmation")[0]["status"] == "sent"
     # An hour later the window has moved on.
-    rt.emit(message_sent("evt_late", "msg_late", "conv_late", NOW + timedelta(minutes=61)), now=NOW + timedelta(minutes=61))
+    rt.emit(
+        message_sent("evt_late", "msg_late", "conv_late", NOW + timedelta(minutes=61)), now=NOW + timedelta(minutes=61)
+    )
     rt.sweep(NOW + timedelta(minutes=61))
     assert rows(rt, "client_new_message")[-1]["status"] == "sent"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from engine.store.tables import UTCDateTime, events, history, notifications
 from .support import NOW
 
 TIMES = [NOW, NOW.replace(microsecond=0), datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=-7))),
-         datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), datetime(2026, 1, 2, 3, 4, 5)]
+         datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 5)]
 
 
 @pytest.mark.parametrize("value", TIMES)
@@ -60,8 +60,11 @@ def test_migration_0003_keeps_one_creation_entry(db_url: str) -> None:
            "send_at": created, "status": "sent", "attempts": 1, "created_at": created, "updated_at": claimed}
     with engine.begin() as conn:
         sent_id = conn.execute(notifications.insert().values(**row).returning(notifications.c.id)).scalar_one()
-        skipped_id = conn.execute(notifications.insert().values(**{**row, "idempotency_key": "k2", "status": "skipped",
-                                                                   "reason": "quiet"}).returning(notifications.c.id)).scalar_one()
+        skipped_id = conn.execute(
+            notifications.insert()
+            .values(**{**row, "idempotency_key": "k2", "status": "skipped", "reason": "quiet"})
+            .returning(notifications.c.id)
+        ).scalar_one()
         conn.execute(history.insert(), [
             {"notification_id": sent_id, "status": "scheduled", "reason": None, "at": created},
             {"notification_id": skipped_id, "status": "skipped", "reason": "quiet", "at": created},
@@ -70,7 +73,11 @@ def test_migration_0003_keeps_one_creation_entry(db_url: str) -> None:
         ])
     upgrade(engine)
     store = Store(engine)
-    assert [(h["status"], h["reason"]) for h in store.history(sent_id)] == [("scheduled", None), ("sending", "attempt 1"), ("sent", None)]
+    assert [(h["status"], h["reason"]) for h in store.history(sent_id)] == [
+        ("scheduled", None),
+        ("sending", "attempt 1"),
+        ("sent", None),
+    ]
     assert [(h["status"], h["reason"], h["at"]) for h in store.history(skipped_id)] == [("skipped", "quiet", created)]
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM notification_history")) == 2
@@ -88,7 +95,9 @@ def test_rows_written_by_statements_read_back_through_the_core_tables(tmp_path: 
         cur.execute(sql.insert_events(1), ("evt_1", "t", sql.time(TIMES[2]), sql.time(NOW), "{}"))
         assert cur.fetchall() == []  # a stored id is a duplicate
     with engine.connect() as conn:
-        assert conn.execute(select(events.c.occurred_at).where(events.c.occurred_at == TIMES[2])).scalar_one() == TIMES[2]
+        assert (
+            conn.execute(select(events.c.occurred_at).where(events.c.occurred_at == TIMES[2])).scalar_one() == TIMES[2]
+        )
     engine.dispose()
 
 
@@ -103,10 +112,20 @@ def test_migration_0004_keeps_one_live_row_of_a_key_the_sent_one_first(db_url: s
     row = {"notification": "n", "recipient_id": "usr_1", "category": "c", "channels": ["email"], "idempotency_key": "k",
            "send_at": NOW, "status": "scheduled", "attempts": 0, "created_at": NOW, "updated_at": NOW}
     with engine.begin() as conn:
-        ids = [conn.execute(notifications.insert().values(**{**row, **extra}).returning(notifications.c.id)).scalar_one()
-               for extra in ({}, {"status": "sent"}, {"status": "cancelled"}, {}, {"idempotency_key": "other"},
-                             {"idempotency_key": "k2"}, {"idempotency_key": "k2", "status": "sending"},
-                             {"idempotency_key": "k3"}, {"idempotency_key": "k3", "status": "queued"})]
+        ids = [
+            conn.execute(notifications.insert().values(**{**row, **extra}).returning(notifications.c.id)).scalar_one()
+            for extra in (
+                {},
+                {"status": "sent"},
+                {"status": "cancelled"},
+                {},
+                {"idempotency_key": "other"},
+                {"idempotency_key": "k2"},
+                {"idempotency_key": "k2", "status": "sending"},
+                {"idempotency_key": "k3"},
+                {"idempotency_key": "k3", "status": "queued"},
+            )
+        ]
     upgrade(engine)
     statuses = {r["id"]: (r["status"], r["reason"]) for r in Store(engine).notifications(limit=20)}
     duplicate = ("skipped", "a duplicate of another send with the same idempotency key")
@@ -139,7 +158,9 @@ def test_ended_by_cancel_searches_the_match_index(tmp_path: Any, pairs: int) -> 
     upgrade(engine)
     engine.dispose()
     conn = sqlite3.connect(tmp_path / "plan.db")
-    plan = conn.execute("EXPLAIN QUERY PLAN " + Statements("sqlite").ended_by_cancel(pairs), ["rule", "bk_1", "x%", "x%"] * pairs).fetchall()
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN " + Statements("sqlite").ended_by_cancel(pairs), ["rule", "bk_1", "x%", "x%"] * pairs
+    ).fetchall()
     conn.close()
     searches = [row[3] for row in plan if row[3].startswith(("SEARCH", "SCAN"))]
     assert len(searches) == pairs and all("USING INDEX ix_notifications_match" in s for s in searches), plan
