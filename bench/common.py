@@ -408,7 +408,7 @@ INGEST_PHASES: list[tuple[str, tuple[str, ...]]] = [
     (
         "rendering: templates, expressions, the Courier message",
         (
-            "engine/rules/expressions.py",
+            "engine/rules/expressions/",
             "engine/rules/budget.py",
             "engine/rules/guards.py",
             "jinja2/",

@@ -75,7 +75,8 @@ def test_pyspy_phases_names_the_innermost_phase(tmp_path: Path) -> None:
     profile = tmp_path / "spy.txt"
     profile.write_text("\n".join([
         f"{loop};post_events (engine/http/ingest.py:35);parse_json (engine/http/body.py:50) 2",
-        f"{intake};decide (engine/core/decide.py:10);render (engine/core/rendering.py:5) 3",
+        f"{intake};decide (engine/core/decide.py:10);render (engine/core/rendering.py:5) 2",
+        f"{intake};decide (engine/core/decide.py:10);render_data (engine/rules/expressions/render.py:5) 1",
         f"{intake};GroupCommit._commit (engine/store/groupcommit.py:61);Ingest._ingest (engine/store/ingest.py:124) 4",
         f"{intake};GroupCommit._commit (engine/store/groupcommit.py:60);__exit__ (contextlib.py:144);"
         f"Transactions._cursor (engine/store/transactions.py:{COMMIT_LINE}) 1",
