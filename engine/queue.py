@@ -113,8 +113,11 @@ class _RecoveringWorker(Worker):  # type: ignore[misc]  # huey ships no types: W
         self.delay = self.default_delay
         try:
             self.huey.execute(task, now)
-        except Exception:  # noqa: BLE001 - Huey's own reporting: one task's error, logged once
-            self._logger.exception("Unhandled error during execution of task %s.", task.id)
+        except Exception as exc:  # noqa: BLE001 - the queue's: Huey reports a task's own errors itself
+            # What escapes Huey's execute is its storage failing around the task (the revoke
+            # check, the revoke key's delete, a result): the queue is down, reported as above.
+            _reopen(self.huey)
+            self.stop_flag.wait(self.trouble.failed(exc))
 
     def _suspiciously_quick(self, started: float) -> bool:
         """A blocking read that came back empty long before its timeout (Huey takes some of the

@@ -230,3 +230,50 @@ def test_a_bad_queue_url_is_a_short_error_naming_the_variable(project: Path, tmp
                           text=True, env=env, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "error: ENGINE_QUEUE_URL='amqp://127.0.0.1/' is not a queue the engine can use" in done.stderr
+
+
+def test_a_queue_that_fails_around_a_task_is_reported_once_without_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Redis going away while a task runs: the task has run, and Huey's bookkeeping after it (the
+    revoke key's delete) fails. That is the queue failing: reported once, as the reads that fail
+    after it are, and waited out; no traceback, and the next tasks run once it answers again."""
+    import threading
+
+    from huey import MemoryHuey
+
+    from engine.queue import _RecoveringWorker
+
+    refused = "Error 111 connecting to 127.0.0.1:6379. Connection refused."
+
+    class GoesDown(MemoryHuey):  # type: ignore[misc]
+        down = went_down = False
+
+        def delete(self, key: str) -> bool:
+            if not self.went_down:
+                self.down = self.went_down = True  # while the first task ran
+                raise ConnectionError(refused)
+            return bool(super().delete(key))
+
+        def dequeue(self) -> Any:
+            if self.down:
+                raise ConnectionError(refused)
+            return super().dequeue()
+
+    huey = GoesDown("goes-down", immediate=False)
+    ran: list[int] = []
+    task = huey.task()(lambda n: ran.append(n))
+    for n in range(3):
+        task(n)
+    worker = _RecoveringWorker(huey, threading.Event(), 0.01, 0.01, 1.0)
+    worker.trouble = Trouble("queue reads", logging.getLogger("test.queue"), base_s=0.001, cap_s=0.001)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            worker.loop()  # the first task runs, then its bookkeeping and two reads fail
+        huey.down = False
+        for _ in range(2):
+            worker.loop()
+    assert ran == [0, 1, 2]
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [f"queue reads failing: ConnectionError: {refused} (1 time)",
+                    "queue reads recovered after 3 failures"], said
+    assert not any(r.exc_info for r in caplog.records if r.name != "test.queue")
