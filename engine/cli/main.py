@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import replace
 
@@ -10,18 +11,32 @@ import click
 from .. import __version__
 from ..rules.problems import ConfigError
 from ..settings import Settings, SettingsError
-from . import backtest, diff, preview, retry, runtime, schema, test, validate
+
+# Each command's module, imported when the command is looked up: `engine validate` needs neither
+# the store, the queue nor the Courier SDK, which the runtime commands import (about 1 s).
+COMMANDS = {"validate": "validate", "preview": "preview", "test": "test", "diff": "diff", "backtest": "backtest",
+            "serve": "serve", "worker": "worker", "upcoming": "upcoming", "send-test": "send_test", "stats": "stats",
+            "db": "db", "recipients": "recipients", "retry": "retry", "schema": "schema"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The `engine` group, loading a command's module only when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command: click.Command = importlib.import_module(f"{__package__}.{module}").command
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="engine")
 def cli() -> None:
     """A declarative notification rules engine."""
-
-
-for command in (validate.command, preview.command, test.command, diff.command, backtest.command, *runtime.COMMANDS,
-                retry.command, schema.command):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
