@@ -274,3 +274,30 @@ def test_a_template_select_must_cover_every_enum_value(tmp_path: Path, monkeypat
         "'rejected', which no case names (add a case or a default)"
         in result.stdout.splitlines()
     )
+
+
+def test_the_real_command_ends_without_freeing_and_loses_no_output(tmp_path: Path) -> None:
+    """The console script ends `engine validate` with os._exit: the process still exits with the
+    command's code, 0 or 1, and all of its output."""
+    engine = Path(sys.executable).with_name("engine")
+    command = [str(engine)] if engine.exists() else [sys.executable, "-m", "engine.cli.main"]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([*command, "validate", "--config", str(root / "notifications.yaml"), "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, json.loads(done.stdout)) == (0, [])
+    broken = subprocess.run([*command, "validate", "--format", "json"], cwd=FIXTURES / "yaml_syntax_error",
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1
+    assert [p["message"] for p in json.loads(broken.stdout)] and broken.stdout.endswith("]\n")
+
+
+def test_a_caller_that_goes_on_keeps_its_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Called in-process (not as the console script), validate leaves the collector as it was."""
+    import gc
+
+    from engine.cli.main import main
+
+    root = Path(__file__).resolve().parents[1]
+    frozen, enabled = gc.get_freeze_count(), gc.isenabled()
+    assert main(["validate", "--config", str(root / "notifications.yaml")]) == 0
+    assert (gc.get_freeze_count(), gc.isenabled()) == (frozen, enabled)

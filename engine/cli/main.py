@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import replace
+from typing import NoReturn
 
 import click
 
 from .. import __version__
 from ..rules.problems import ConfigError
 from ..settings import Settings, SettingsError
+from . import ending
 
 # Each command's module, imported when the command is looked up: `engine validate` needs neither
 # the store, the queue nor the Courier SDK, which the runtime commands import (about 1 s).
@@ -37,6 +38,12 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="engine")
 def cli() -> None:
     """A declarative notification rules engine."""
+
+
+def run() -> NoReturn:
+    """The `engine` console script: the command, then the end of the process (see ending)."""
+    ending.from_console()
+    ending.end(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,4 +162,4 @@ def _shown(url: str) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -11,6 +11,7 @@ from ..rules.loader import collector_paused
 from ..rules.model import Config
 from ..rules.problems import Problem
 from .common import config_option, settings
+from .ending import keep_until_exit
 from .github import annotation, append_step_summary, problems_summary
 
 
@@ -43,11 +44,13 @@ def environment_problems(config: Config | None, env: str) -> list[Problem]:
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def command(config_path: str | None, fmt: str, strict: bool) -> None:
     """Check the rules: shape, meaning and every example. Exit 1 on any error."""
-    # The collector stays paused until the configuration is freed: re-enabled while it lives,
-    # its first pass walks all of it (slow on thousands of rules) and frees nothing.
+    # The collector stays paused until the configuration is freed or, when the process ends with
+    # the command, put out of its reach: re-enabled while the configuration lives, its first pass
+    # walks all of it (slow on thousands of rules) and frees nothing.
     chosen = settings(config_path)
     with collector_paused():
         config, problems = check_all(chosen.config_path)
+        keep_until_exit()
     problems += environment_problems(config, chosen.env)
     errors = [p for p in problems if p.severity == "error" or strict]
     _summarize(problems, chosen.config_path, bool(errors))
