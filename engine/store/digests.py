@@ -11,7 +11,7 @@ from ..core.decide import DigestItem, Send
 from ..core.events import Event
 from .codec import Codec
 from .outbox import insert_sends, send_row
-from .statements import Statements, like_prefix
+from .statements import Statements
 from .transactions import Transactions
 
 
@@ -27,8 +27,7 @@ def collect(cur: Any, sql: Statements, codec: Codec, items: Sequence[tuple[Diges
             continue
         _collect_periods(cur, sql, codec, run)
         run = []
-        cur.execute(sql.collecting_batch,
-                    (d.notification, d.recipient_id, like_prefix(d.batch), sql.time(d.period_start)))
+        cur.execute(sql.collecting_batch, sql.batch_binds(d.notification, d.recipient_id, d.batch, d.period_start))
         found = cur.fetchone()
         _collect_periods(cur, sql, codec, [(d if found is None else replace(d, bucket=found[0]), event)])
     _collect_periods(cur, sql, codec, run)
@@ -46,8 +45,8 @@ def _collect_periods(cur: Any, sql: Statements, codec: Codec, items: Sequence[tu
                                       for d in first.values()])
     collecting: set[str] = set()
     for chunk in sql.chunks(list(first)):
-        cur.execute(sql.collecting(len(chunk)), chunk)
-        collecting.update(b for (b,) in cur.fetchall())
+        cur.execute(sql.digest_statuses(len(chunk)), chunk)
+        collecting.update(b for b, status in cur.fetchall() if status == "collecting")
     cur.executemany(sql.add_digest_item, [(d.bucket, d.event_id, codec.dumps(dict(d.item)), sql.time(e.occurred_at))
                                           for d, e in items if d.bucket in collecting])
 

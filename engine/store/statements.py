@@ -54,6 +54,15 @@ def like_prefix(prefix: str) -> str:
     return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
 
 
+def prefix_end(prefix: str) -> str:
+    """The least text after every text that starts with `prefix`, in code point order (the order
+    of SQLite's BINARY and PostgreSQL's "C" collation): text starts with `prefix` exactly when it
+    is in [prefix, prefix_end(prefix)). `prefix` has a character below U+10FFFF."""
+    head = prefix.rstrip("\U0010ffff")
+    last = ord(head[-1]) + 1
+    return head[:-1] + chr(0xE000 if last == 0xD800 else last)  # no surrogates in stored text
+
+
 class Statements:
     """The statements of one dialect, and the conversions to its driver's values."""
 
@@ -84,11 +93,6 @@ class Statements:
     open_digest = Sql("INSERT INTO digests (bucket, notification, recipient_id, recipient, period_start, period_end, "
                       "send_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'collecting') ON CONFLICT (bucket) DO NOTHING")
     digest_status = Sql("SELECT status FROM digests WHERE bucket = ?")
-    # The batch of a recipient and key still collecting at an item's time (binds: notification,
-    # recipient, bucket prefix pattern, the item's time).
-    collecting_batch = Sql("SELECT bucket FROM digests WHERE notification = ? AND recipient_id = ? "
-                           "AND status = 'collecting' AND bucket LIKE ? ESCAPE '/' AND send_at > ? "
-                           "ORDER BY send_at LIMIT 1")
     add_digest_item = Sql("INSERT INTO digest_items (bucket, event_id, item, occurred_at) VALUES (?, ?, ?, ?)")
     claim = Sql("UPDATE notifications SET status = 'sending', claimed_at = ?, attempts = attempts + 1, updated_at = ? "
                 "WHERE id = ? AND status = 'queued' RETURNING id, notification, recipient_id, category, channels, "
@@ -190,10 +194,29 @@ class Statements:
         return self._once(("insert_events", n), lambda: f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES "
                           + ", ".join(["(?, ?, ?, ?, ?)"] * n) + " ON CONFLICT (id) DO NOTHING RETURNING id")
 
-    def collecting(self, n: int) -> str:
-        """Which of `n` digest buckets are still collecting."""
-        return self._once(("collecting", n), lambda: "SELECT bucket FROM digests WHERE status = 'collecting' "
-                          f"AND bucket IN ({', '.join('?' * n)})")
+    def digest_statuses(self, n: int) -> str:
+        """The status of each of `n` digest buckets that exist (by their key: a condition on the
+        status would have SQLite scan the due index, every digest collecting)."""
+        return self._once(("digest_statuses", n), lambda: "SELECT bucket, status FROM digests "
+                          f"WHERE bucket IN ({', '.join('?' * n)})")
+
+    @property
+    def collecting_batch(self) -> str:
+        """The batch of a recipient and key still collecting at an item's time, the one due first
+        (binds: `batch_binds`). A batch's buckets are a range of the digests' key, which both
+        databases search (a LIKE of the prefix neither does: SQLite's ignores case, PostgreSQL's
+        index is not in the "C" collation), where the due index would scan every digest collecting."""
+        def build() -> str:
+            status, collate = ("status", ' COLLATE "C"') if self.pg else ("+status", "")
+            return (f"SELECT bucket FROM digests WHERE notification = ? AND recipient_id = ? AND {status} = "
+                    f"'collecting' AND bucket >= ?{collate} AND bucket < ?{collate} AND send_at > ? "
+                    "ORDER BY send_at LIMIT 1")
+
+        return self._once(("collecting_batch",), build)
+
+    def batch_binds(self, notification: str, recipient_id: str, prefix: str, at: datetime) -> tuple[Any, ...]:
+        """The binds of `collecting_batch`: a batch's buckets start with `prefix`; the one still collecting at `at`."""
+        return notification, recipient_id, prefix, prefix_end(prefix), self.time(at)
 
     def ended_by_cancel(self, n: int) -> str:
         """Which of `n` (notification, key) pairs have a row a cancel_on event ended, or reached

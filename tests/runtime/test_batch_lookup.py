@@ -1,0 +1,58 @@
+"""A batch's buckets are found by a range of the digests' key: exactly the buckets that start
+with the batch's prefix, on both databases (SQLite compares bytes, PostgreSQL's range is in the
+"C" collation), and the one still collecting whose send time is after the item's, earliest first."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from engine.store.db import connect, upgrade
+from engine.store.statements import Statements, prefix_end
+
+from .support import NOW
+
+TEXTS = ["n:u:ab@", "n:u:ab@2026", "n:u:ab", "n:u:abc@", "n:u:ab?", "n:u:aB@1", "N:u:ab@1", "n:u:ab@\U0010ffff",
+         "n:u:ab@\U0010ffffx", "n:u:ab@\ud7ff", "n:u:ab@é", "n:u:ab@~", "n:u:ab\x00", "n:u:ab@\x00"]
+PREFIXES = ["n:u:ab@", "n:u:ab", "n:u:ab@\U0010ffff", "n:u:ab@\ud7ff", "a"]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_the_range_holds_exactly_the_texts_that_start_with_the_prefix(prefix: str) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (v TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(t,) for t in TEXTS])
+    found = {v for (v,) in conn.execute("SELECT v FROM t WHERE v >= ? AND v < ?", (prefix, prefix_end(prefix)))}
+    assert found == {t for t in TEXTS if t.startswith(prefix)}
+
+
+def test_a_batch_is_found_by_its_prefix_only(db_url: str) -> None:
+    engine = connect(db_url)
+    upgrade(engine)
+    sql = Statements(engine.dialect.name)
+    rows = [("n:u:ab@1", "collecting", 2), ("n:u:ab@2", "collecting", 1), ("n:u:ab@0", "closed", 0),
+            ("n:u:ab@3", "collecting", -1), ("n:u:aB@4", "collecting", 0), ("n:u:abc@5", "collecting", 0),
+            ("n:u:ab", "collecting", 0)]
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        cur.executemany(sql.open_digest, [(b, "n", "u", "{}", sql.time(NOW), sql.time(NOW),
+                                           sql.time(NOW + timedelta(hours=h))) for b, _, h in rows])
+        cur.executemany(sql.native("UPDATE digests SET status = ? WHERE bucket = ?"), [(s, b) for b, s, _ in rows])
+
+        def found(prefix: str, notification: str = "n") -> str | None:
+            cur.execute(sql.collecting_batch, sql.batch_binds(notification, "u", prefix, NOW - timedelta(minutes=1)))
+            row = cur.fetchone()
+            return row[0] if row else None
+
+        assert found("n:u:ab@") == "n:u:ab@2"  # the earliest still collecting and not yet due at the item's time
+        assert found("n:u:aB@") == "n:u:aB@4"
+        assert found("n:u:abc@") == "n:u:abc@5"
+        assert found("n:u:ab@", notification="m") is None
+        assert found("n:u:x@") is None
+    finally:
+        conn.rollback()
+        conn.close()
+        engine.dispose()
