@@ -41,6 +41,17 @@ def person(i: int) -> dict:
     return {"id": f"usr_late_{i}", "email": f"late{i}@example.com", "name": f"Late {i}", "timezone": "Europe/Berlin"}
 
 
+def booking(data: dict, i: int) -> dict:
+    """The example's data with a booking of its own: the rule's idempotency key is its booking id,
+    so sends sharing one would be a single send."""
+    return {**data, "booking": {**data["booking"], "id": f"bk_late_{i}"}}
+
+
+def scheduled(rt, row_id: int | None) -> None:
+    if row_id is None:
+        raise SystemExit("lateness: a direct send was not scheduled (refused or a duplicate): the figure would lie")
+
+
 def main() -> None:
     p = module_args(__doc__.splitlines()[0])
     args = p.parse_args()
@@ -57,13 +68,11 @@ def main() -> None:
         idle_due = load_end + timedelta(seconds=idle_s)
         log(f"lateness: scheduling {timed_n} sends due during the load and {idle_n} after {idle_s:.0f} s idle")
         for i in range(timed_n):
-            rt.schedule(
-                "client_booking_confirmation", person(i), t0 + timedelta(seconds=load_s * (i + 0.5) / timed_n), data
-            )
+            at = t0 + timedelta(seconds=load_s * (i + 0.5) / timed_n)
+            scheduled(rt, rt.schedule("client_booking_confirmation", person(i), at, booking(data, i)))
         for i in range(idle_n):
-            rt.schedule(
-                "client_booking_confirmation", person(100_000 + i), idle_due + timedelta(seconds=1.0 * i / idle_n), data
-            )
+            at, who = idle_due + timedelta(seconds=1.0 * i / idle_n), 100_000 + i
+            scheduled(rt, rt.schedule("client_booking_confirmation", person(who), at, booking(data, who)))
         huey = make_huey(f"sqlite:///{workdir}/queue.db", rt)
         consumer, stop = start_worker(rt, huey, rt.settings.workers)
         maker = EventMaker(rt.config, prefix=f"evt_late_{int(time.time())}")
@@ -127,7 +136,7 @@ def main() -> None:
             continue
         if t0 <= row["send_at"] <= load_end:
             loaded.append(late)
-            (timed if row["event_id"] is None else immediate).append(late)
+            (timed if (row["event_id"] or "").startswith("direct:") else immediate).append(late)
         elif row["send_at"] >= idle_due:
             idle.append(late)
     statuses: dict[str, int] = {}
