@@ -32,10 +32,12 @@ ideal concurrency / 0.05 s.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from .common import (
@@ -47,6 +49,8 @@ from .common import (
     module_args,
     postgres_database,
     profiler,
+    pyspy_phases,
+    pyspy_summary,
     runtime,
     scratch,
     utcnow,
@@ -54,6 +58,24 @@ from .common import (
 
 CONCURRENCY = 8
 LATENCY = 0.05
+
+# Where a busy sample of the engine side goes (`--pyspy`): the innermost matching frame names it,
+# and within one frame the later phase of the list wins (see `common.pyspy_phases`).
+DISPATCH_PHASES: list[tuple[str, tuple[str, ...]]] = [
+    ("the bench's threads", ("bench/dispatch.py", "threading.py")),
+    ("HTTP: the SDK, httpx, httpcore, sockets", ("courier/", "httpx/", "httpcore/", "h11/", "socket.py", "ssl.py")),
+    ("the message: going_out, courier_body", ("engine/delivery/message.py",)),
+    ("the deadline backend, credentials", ("_Stream.", "_Backend.", "_left (engine/delivery/courier.py",
+                                          "Credentials.")),
+    ("metrics, the log line", ("prometheus_client/", "logging/", "engine/metrics.py", "engine/logs.py",
+                               "_reported (engine/runtime.py")),
+    ("send-time checks (Runtime._check, policy)", ("Runtime._check", "Runtime._in_force", "engine/core/policy.py",
+                                                   "engine/rules/")),
+    ("store: claim, counts, history, finish, receipts", ("engine/store/", "sqlalchemy/")),
+    ("store: decoding the claimed message", ("engine/store/codec.py", "engine/jsontext.py", "json/decoder.py")),
+    ("store: BEGIN, COMMIT, WAL checkpoints", ("Statements.begin (", "_cursor (engine/store/transactions.py:",
+                                              "engine/store/checkpoint.py", ".commit (")),
+]
 
 
 def run_threads(
@@ -141,10 +163,38 @@ class DurableLoop:
             conn.close()
 
 
+def _pyspy_start(path: str) -> Any:
+    """Sample this process's threads while they hold the GIL (`--gil`): the Python work of each
+    side, not its waits on sockets and locks."""
+    import shutil
+    import subprocess
+    import sys
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    argv = [spy, "record", "--pid", str(os.getpid()), "--rate", "500", "--format", "raw", "--threads", "--gil",
+            "--nonblocking", "-o", path]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the round starts
+    return proc
+
+
+def _pyspy_stop(spy: Any, path: str) -> None:
+    """End the sampling (py-spy writes its stacks on SIGINT) and write the summary beside them."""
+    import signal
+
+    spy.send_signal(signal.SIGINT)
+    spy.wait(timeout=60)
+    Path(path + ".summary.txt").write_text(
+        pyspy_summary(path, only="engine/") + "\n\n" + pyspy_phases(path, DISPATCH_PHASES))
+    log(f"py-spy profile: {path} (summary {path}.summary.txt)")
+
+
 def main() -> None:
     p = module_args(__doc__.splitlines()[0])
     p.add_argument("--store", choices=["sqlite", "pg"], default="sqlite")
     p.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    p.add_argument("--pyspy", metavar="FILE", help="py-spy every thread of this process during the engine side of "
+                   "the last round (collapsed stacks; summary and phases in FILE.summary.txt)")
     args = p.parse_args()
     c = args.concurrency
     n, n_lat, rounds = (500, 300, 2) if args.quick else (2000, 1000, 3)
@@ -203,12 +253,15 @@ def main() -> None:
                 for side in sides[r % 4:] + sides[:r % 4]:
                     if side == "engine" and r == rounds - 1:
                         prof.start()
+                        spy = _pyspy_start(args.pyspy) if args.pyspy else None
                     cpu0 = time.process_time()
                     items = durable_rows[r * n:(r + 1) * n] if side == "durable" else chunk
                     elapsed, counts = run_threads(items, work[side], c, 120)
                     used = time.process_time() - cpu0
                     if side == "engine" and r == rounds - 1:
                         prof.stop()
+                        if spy is not None:
+                            _pyspy_stop(spy, args.pyspy)
                     if side == "engine":
                         engine_counts = counts
                     rates[side].append(counts.get("sent", 0) / elapsed)

@@ -272,15 +272,16 @@ class Runtime:
         rule = self.config.notifications[claimed.notification]
         if policy.expired(rule, claimed.due_at, now):  # worthless this late: skipped, not sent late
             return policy.Verdict(claimed.channels, "expired")
-        throttle = None
-        if rule.throttle is not None:
-            throttle = (counts.sent(claimed.throttle_key, now - rule.throttle.window), rule.throttle.limit)
-        rate = None
-        if self.config.rate_limit is not None:
-            optional = [c for c, cat in self.config.categories.items() if cat.opt_out]
-            rate = counts.recent(now - self.config.rate_limit.window, optional)
-        verdict = policy.check(self.config, claimed.notification, rule.category, claimed.channels, counts.preferences(),
-                               throttle, rate)
+        # Preferences and the rate limit apply to the categories a recipient may opt out of: for
+        # the others they are not read (policy.check would not look at them).
+        opt_out = policy.can_opt_out(self.config, rule.category)
+        limit = self.config.rate_limit if opt_out else None
+        rate = (now - limit.window, [c for c, cat in self.config.categories.items() if cat.opt_out]) if limit else None
+        read = counts.read(throttle=(claimed.throttle_key, now - rule.throttle.window) if rule.throttle else None,
+                           rate=rate, preferences=opt_out)
+        throttle = (read.sent or 0, rule.throttle.limit) if rule.throttle is not None else None
+        verdict = policy.check(self.config, claimed.notification, rule.category, claimed.channels, read.preferences,
+                               throttle, read.recent)
         return replace(verdict, template=template, delivery=policy.delivery(
             rule, verdict.channels, template, claimed.template_key, claimed.idempotency_key, claimed.due_at))
 

@@ -66,6 +66,21 @@ def _finish_params(sql: Statements, status: str, at: Any, reason: str | None, re
     return params
 
 
+_FINISH_NOTING_EARLY: dict[tuple[bool, bool, bool], str] = {}
+
+
+def _finish_noting_early(sql: Statements, shape: tuple[bool, bool, bool]) -> str:
+    """SQLite: `Statements.finish`, whose RETURNING of a send recorded sent also says whether an
+    early status waits for its request id (`receipts.EARLY_WAITING`): one statement fewer per send
+    when none does, as nearly always. The one writer at a time keeps it exact, as the read after it was."""
+    if not shape[0]:
+        return sql.finish(*shape)
+    found = _FINISH_NOTING_EARLY.get(shape)
+    if found is None:
+        found = _FINISH_NOTING_EARLY[shape] = f"{sql.finish(*shape)}, {receipts.EARLY_WAITING}"
+    return found
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A row one worker now owns (status `sending`); `attempts` is its fencing token."""
@@ -86,36 +101,72 @@ class Claimed:
     template: str | None = None  # the template id it was scheduled with (the verdict gives the one in force)
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What a send-time verdict read of the store (None: not asked for)."""
+
+    sent: int | None  # of this notification, to this recipient, with its throttle key, within the window
+    recent: int | None  # to this recipient, in the categories asked for, within the window
+    preferences: dict[str, bool]  # the recipient's ({} when not asked for)
+
+
 class Counts:
-    """Counts made inside a claim's transaction: what was sent within a window, plus what other
-    workers are sending right now (their claims committed before this one, in order)."""
+    """What a claim's verdict reads, inside the claim's transaction: what was sent within a window,
+    plus what other workers are sending right now (their claims committed before this one, in
+    order), and the recipient's preferences (a second connection would wait on this transaction's
+    lock on SQLite). All of it in one statement: each statement in a write transaction is a turn of
+    the write lock, and of the GIL, that every other sender waits for."""
+
+    _built: dict[tuple[Any, ...], str] = {}  # the statement for each shape of read (few: per rule, per dialect)
 
     def __init__(self, store: Transactions, cur: Any, claimed: Claimed):
         self.sql, self.cur, self.claimed = store.sql, cur, claimed
 
-    def _count(self, statement: str, params: Sequence[Any]) -> int:
-        self.cur.execute(statement, params)
-        return int(self.cur.fetchone()[0] or 0)
+    def read(self, throttle: tuple[str | None, datetime] | None = None,
+             rate: tuple[datetime, Sequence[str]] | None = None, preferences: bool = False) -> Reads:
+        """`throttle`: (throttle key, since) to count this notification's sends with that key;
+        `rate`: (since, categories) to count the recipient's sends in those categories;
+        `preferences`: whether to read the recipient's preferences."""
+        c, sql = self.claimed, self.sql
+        categories = tuple(rate[1]) if rate is not None else ()
+        shape = (sql.pg, None if throttle is None else throttle[0] is not None,
+                 len(categories) if rate is not None and categories else None, preferences)
+        params: list[Any] = []
+        if throttle is not None:
+            key = (throttle[0],) if throttle[0] is not None else ()
+            params += [c.notification, c.recipient_id, *key, sql.time(throttle[1]), c.id]
+        if shape[2] is not None and rate is not None:
+            params += [c.recipient_id, *categories, sql.time(rate[0]), c.id]
+        if preferences:
+            params.append(c.recipient_id)
+        if params:
+            statement = self._built.get(shape) or self._build(shape)
+            self.cur.execute(statement, params)
+            return self._reads(self.cur.fetchall(), throttle is not None, rate is not None)
+        return Reads(None if throttle is None else 0, None if rate is None else 0, {})
 
-    def sent(self, throttle_key: str | None, since: datetime) -> int:
-        """Of this notification, to this recipient, with this throttle key."""
-        c, taken = self.claimed, (self.sql.time(since), self.claimed.id)
-        if throttle_key is None:
-            return self._count(self.sql.sent_without_key, (c.notification, c.recipient_id, *taken))
-        return self._count(self.sql.sent_with_key, (c.notification, c.recipient_id, throttle_key, *taken))
+    def _build(self, shape: tuple[Any, ...]) -> str:
+        """A row of counts (its key NULL) and a row per preference, as one UNION ALL."""
+        sql, (_, keyed, categories, preferences) = self.sql, shape
+        counts = []
+        if keyed is not None:
+            counts.append(f"({sql.sent_with_key if keyed else sql.sent_without_key})")
+        if categories is not None:
+            counts.append(f"({sql.recent(categories)})")
+        parts = []
+        if counts:
+            parts.append(f"SELECT NULL, NULL, {counts[0] if keyed is not None else 'NULL'}, "
+                         f"{counts[-1] if categories is not None else 'NULL'}")
+        if preferences:
+            parts.append(sql.native("SELECT key, enabled, NULL, NULL FROM preferences WHERE recipient_id = ?"))
+        found = self._built[shape] = " UNION ALL ".join(parts)
+        return found
 
-    def preferences(self) -> dict[str, bool]:
-        """The recipient's preferences, read in the same transaction (a second connection would
-        wait on this transaction's lock on SQLite)."""
-        self.cur.execute(self.sql.preferences, (self.claimed.recipient_id,))
-        return {k: bool(v) for k, v in self.cur.fetchall()}
-
-    def recent(self, since: datetime, categories: Sequence[str]) -> int:
-        """To this recipient, in these categories."""
-        if not categories:
-            return 0
-        return self._count(self.sql.recent(len(categories)),
-                           (self.claimed.recipient_id, *categories, self.sql.time(since), self.claimed.id))
+    @staticmethod
+    def _reads(rows: list[Any], sent: bool, recent: bool) -> Reads:
+        counted = next((row for row in rows if row[0] is None), (None, None, 0, 0))
+        return Reads(int(counted[2] or 0) if sent else None, int(counted[3] or 0) if recent else None,
+                     {key: bool(enabled) for key, enabled, _, _ in rows if key is not None})
 
 
 class Outbox(Transactions):
@@ -232,18 +283,19 @@ class Outbox(Transactions):
     def _finished(self, cur: Any, row_id: int, shape: tuple[bool, bool, bool], params: tuple[Any, ...],
                   history: tuple[Any, ...], request_id: str | None, now: datetime) -> str | None:
         sql = self.sql
-        if sql.pg:  # the outcome and its history row in one round trip
+        if sql.pg:  # the outcome and its history row in one round trip; early statuses read under their lock
             cur.execute(sql.finish_recorded(*shape), (*params, *history))
-            found = cur.fetchone()
-        else:
-            cur.execute(sql.finish(*shape), params)
+            found, early = cur.fetchone(), True
+        else:  # the outcome says whether early statuses wait for it; then its history row
+            cur.execute(_finish_noting_early(sql, shape), params)
             found = cur.fetchone()
             if found is not None:
                 cur.execute(sql.finish_recorded(*shape), (*history, row_id))
+            early = found is not None and shape[0] and bool(found[2])
         if found is None:
             return None
         recorded = found[0]  # a retry is recorded cancelled when a cancel came meanwhile
-        if recorded == "sent" and request_id:
+        if recorded == "sent" and request_id and early:
             receipts.on_sent(cur, sql, row_id, request_id, now)
         return str(recorded)
 

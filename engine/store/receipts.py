@@ -44,6 +44,8 @@ _HISTORY = "INSERT INTO notification_history (notification_id, status, reason, a
 _EXPIRE = "DELETE FROM early_receipts WHERE received_at < ?"
 _KEEP = "INSERT INTO early_receipts (message_id, status, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _EARLY = "SELECT status FROM early_receipts WHERE message_id = ?"
+# Whether a status waits for the send whose `notifications` row is being changed (in a RETURNING).
+EARLY_WAITING = "EXISTS (SELECT 1 FROM early_receipts WHERE message_id = notifications.request_id)"
 _FORGET = "DELETE FROM early_receipts WHERE message_id = ?"
 
 _SIGNATURES_EXPIRE = "DELETE FROM signature_receipts WHERE seen_at < ?"
@@ -78,7 +80,8 @@ def record(cur: Any, sql: Statements, request_id: str, status: str, now: datetim
 
 def on_sent(cur: Any, sql: Statements, row_id: int, request_id: str, now: datetime) -> int:
     """In the transaction that records a send with `request_id`: apply the statuses that came
-    before it (furthest last); returns how many there were."""
+    before it (furthest last); returns how many there were. On SQLite the statement recording the
+    send tells whether there are any (`EARLY_WAITING`), and this runs only when there are."""
     _lock(cur, sql, request_id)
     _run(cur, sql, _EARLY, (request_id,))
     early = sorted((s for (s,) in cur.fetchall()), key=lambda s: DELIVERY_RANK.get(s, 0))
