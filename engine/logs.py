@@ -29,6 +29,8 @@ from .settings import Settings
 IDS = ("notification", "notification_id", "event_id", "recipient_id", "request_id", "courier_request_id",
        "outcome", "attempt")
 
+_IDS = frozenset(IDS)
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Libraries that log every request or task at INFO (httpx a line per Courier request, Huey two per
@@ -123,7 +125,6 @@ def _quiet_libraries(level: int) -> None:
 
 def ids(**values: Any) -> Mapping[str, Any]:
     """`extra=` for a record: the ids given (None left out), e.g. `log.info(..., extra=ids(notification=n))`."""
-    unknown = set(values) - set(IDS)
-    if unknown:
-        raise TypeError(f"not a log field: {sorted(unknown)}")
+    if not _IDS.issuperset(values):
+        raise TypeError(f"not a log field: {sorted(set(values) - _IDS)}")
     return {k: v for k, v in values.items() if v is not None}

@@ -39,6 +39,7 @@ import httpx
 
 from .. import metrics
 from ..health import ALARMS, COURIER_CREDENTIALS
+from ..jsontext import from_json
 from .base import Outcome
 from .message import Message, courier_body
 
@@ -146,6 +147,8 @@ class Credentials:
 
     def probe(self) -> float | None:
         """None: a request may go out (accepted, or this one is the probe); else seconds until the next probe."""
+        if self.rejected is None:  # the common case: no lock (a request racing a rejection is one sent just before it)
+            return None
         with self._lock:
             if self.rejected is None:
                 return None
@@ -224,7 +227,7 @@ class CourierBackend:
 def _request_id(response: httpx.Response) -> str | None:
     """Courier answers 202 {"requestId": ...}."""
     try:
-        body = response.json()
+        body = from_json(response.content)
     except ValueError:
         return None
     return str(body["requestId"]) if isinstance(body, dict) and body.get("requestId") else None

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..rules.model import Routing
@@ -140,6 +141,7 @@ def _from_courier(body: Mapping[str, Any]) -> Message:
                    extra={k: v for k, v in body.items() if k not in _WRITTEN})
 
 
+@lru_cache(maxsize=4096)  # the texts are a configuration's notification ids, categories and variants
 def tag(text: str) -> str:
     """`text` as a Courier tag: itself when short enough, else its first characters, `~` and 8 hex
     digits of its SHA-256 (so two long ids never share a tag, and the same id always gets the same)."""
@@ -151,10 +153,14 @@ def tag(text: str) -> str:
 def metadata(delivery: Delivery) -> Metadata:
     """The notification as `event`, tags (notification, category, variant) to filter by, and the
     send's idempotency key as `trace_id`."""
-    named = (delivery.notification, delivery.category and f"category:{delivery.category}",
-             delivery.variant and f"variant:{delivery.variant}")
-    return Metadata(tuple(tag(t) for t in named if t)[:MAX_TAGS], delivery.notification or None,
+    return Metadata(_tags(delivery.notification, delivery.category, delivery.variant), delivery.notification or None,
                     delivery.trace_id or None)
+
+
+@lru_cache(maxsize=4096)  # a configuration's rules, categories and variants: each set of tags made once
+def _tags(notification: str | None, category: str | None, variant: str | None) -> tuple[str, ...]:
+    named = (notification, category and f"category:{category}", variant and f"variant:{variant}")
+    return tuple(tag(t) for t in named if t)[:MAX_TAGS]
 
 
 def expiry(deadline: datetime | None, now: datetime) -> Expiry | None:
@@ -168,8 +174,8 @@ def going_out(record: Mapping[str, Any], delivery: Delivery, now: datetime) -> M
     """A stored send's message as it goes out at `now`: the address and data rendered when it was
     scheduled, with the template id, channels, routing, metadata and expiry decided now."""
     message = scheduled(record)
-    return replace(message, template=delivery.template or message.template, channels=delivery.channels,
-                   method=delivery.method, metadata=metadata(delivery), expiry=expiry(delivery.expires_at, now))
+    return Message(message.to, delivery.template or message.template, message.data, delivery.channels,
+                   delivery.method, metadata(delivery), expiry(delivery.expires_at, now), message.extra)
 
 
 _WRITTEN = ("to", "template", "data", "routing", "metadata", "expiry")  # Courier's keys a message decides
