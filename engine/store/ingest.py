@@ -13,10 +13,7 @@ from .digests import collect
 from .groupcommit import attempt, each_in_savepoint
 from .outbox import insert_sends, send_row
 from .people import upsert_recipients
-from .statements import like_prefix
 from .transactions import Transactions
-
-_ENDED_BY_CANCEL = like_prefix(CANCELLED_BY)
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class _Pending:
         if self.cancels:
             self.flush()
         pairs = list(dict.fromkeys((s.notification, s.key) for s in sends))
-        binds = [v for n, k in pairs for v in (n, k, _ENDED_BY_CANCEL, _ENDED_BY_CANCEL)]
+        binds = [v for n, k in pairs for v in (n, k, CANCELLED_BY, CANCELLED_BY)]
         self.cur.execute(self.store.sql.ended_by_cancel(len(pairs)), binds)
         return {(n, k) for n, k in self.cur.fetchall()}
 
