@@ -18,22 +18,32 @@ from .transactions import Transactions
 def collect(cur: Any, sql: Statements, codec: Codec, items: Sequence[tuple[DigestItem, Event]]) -> None:
     """Add each event's item to its period's digest (opened by the first item); an item for a
     period whose digest already went out is dropped. A batch's item joins the batch of its key
-    still collecting at its time, or opens one. Items in order; the items of periods (not
-    batches) between two batch items are written together, one statement per step."""
-    run: list[tuple[DigestItem, Event]] = []
+    still collecting at its time, or opens one. Items in order, written together, one statement
+    per step, up to a second item of one batch key: that one looks for its batch after the
+    items before it are written (the others' writes cannot change what an item finds: a batch
+    key's buckets are its own)."""
+    group: list[tuple[DigestItem, Event]] = []
+    keys: set[str] = set()
     for d, event in items:
-        if d.batch is None:
-            run.append((d, event))
-            continue
-        _collect_periods(cur, sql, codec, run)
-        run = []
-        cur.execute(sql.collecting_batch, sql.batch_binds(d.notification, d.recipient_id, d.batch, d.period_start))
-        found = cur.fetchone()
-        _collect_periods(cur, sql, codec, [(d if found is None else replace(d, bucket=found[0]), event)])
-    _collect_periods(cur, sql, codec, run)
+        if d.batch is not None:
+            if d.batch in keys:
+                _add_items(cur, sql, codec, [(_joined(cur, sql, item), e) for item, e in group])
+                group, keys = [], set()
+            keys.add(d.batch)
+        group.append((d, event))
+    _add_items(cur, sql, codec, [(_joined(cur, sql, item), e) for item, e in group])
 
 
-def _collect_periods(cur: Any, sql: Statements, codec: Codec, items: Sequence[tuple[DigestItem, Event]]) -> None:
+def _joined(cur: Any, sql: Statements, d: DigestItem) -> DigestItem:
+    """A batch's item in the bucket of its batch still collecting at its time, if there is one."""
+    if d.batch is None:
+        return d
+    cur.execute(sql.collecting_batch, sql.batch_binds(d.notification, d.recipient_id, d.batch, d.period_start))
+    found = cur.fetchone()
+    return d if found is None else replace(d, bucket=found[0])
+
+
+def _add_items(cur: Any, sql: Statements, codec: Codec, items: Sequence[tuple[DigestItem, Event]]) -> None:
     """Items whose bucket is known: each bucket opened unless it exists, the items of those still collecting added."""
     if not items:
         return

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from engine.store.db import connect, upgrade
 from engine.store.statements import Statements, prefix_end
 
-from .support import NOW
+from .support import NOW, message_sent
 
 TEXTS = ["n:u:ab@", "n:u:ab@2026", "n:u:ab", "n:u:abc@", "n:u:ab?", "n:u:aB@1", "N:u:ab@1", "n:u:ab@\U0010ffff",
          "n:u:ab@\U0010ffffx", "n:u:ab@\ud7ff", "n:u:ab@é", "n:u:ab@~", "n:u:ab\x00", "n:u:ab@\x00"]
@@ -56,3 +59,27 @@ def test_a_batch_is_found_by_its_prefix_only(db_url: str) -> None:
         conn.rollback()
         conn.close()
         engine.dispose()
+
+
+def _digest_rows(rt: Any) -> tuple[list[Any], list[Any]]:
+    with rt.store.engine.connect() as conn:
+        digests = conn.execute(text("SELECT bucket, status FROM digests ORDER BY bucket"))
+        items = conn.execute(text("SELECT bucket, event_id, item FROM digest_items ORDER BY bucket, event_id"))
+        return [tuple(r) for r in digests], [tuple(r) for r in items]
+
+
+def test_one_ingest_of_interleaved_batch_items_writes_what_one_by_one_writes(
+        db_url: str, tmp_path: Path, make_runtime: Any) -> None:
+    # Items of two conversations, a second recipient and messages after their batch's window:
+    # the second item of a key looks for its batch after the items before it are written.
+    plan = [("a", 0, "usr_c_1"), ("b", 1, "usr_c_1"), ("a", 2, "usr_c_1"), ("a", 3, "usr_c_2"),
+            ("b", 4, "usr_c_1"), ("a", 12, "usr_c_1"), ("b", 12, "usr_c_1"), ("a", 13, "usr_c_1")]
+    raw = [message_sent(f"evt_{i}", f"msg_{i}", f"conv_{c}", NOW + timedelta(minutes=m), to=to)
+           for i, (c, m, to) in enumerate(plan)]
+    together, alone = make_runtime(db_url), make_runtime(f"sqlite:///{tmp_path / 'alone.db'}")
+    together.ingest(raw, now=NOW)
+    for event in raw:
+        alone.ingest([event], now=NOW)
+    digests, items = _digest_rows(together)
+    assert (digests, items) == _digest_rows(alone)
+    assert len(digests) == 5 and len(items) == 8
