@@ -86,15 +86,26 @@ class _Pending:
         sql, cur = self.store.sql, self.cur
         if sql.pg:  # in a sorted order, so that two cancels of the same keys cannot deadlock
             cur.executemany(sql.lock_cancelled, sorted(self.cancels))
+        found = self._cancellable(list(self.cancels))
         by_owner: dict[int, list[tuple[Any, ...]]] = {}
-        for owner, c in self.cancels.values():
-            by_owner.setdefault(owner, []).append((c.reason, self.at, c.notification, c.key))
+        for pair, (owner, c) in self.cancels.items():
+            if pair in found:
+                by_owner.setdefault(owner, []).append((c.reason, self.at, c.notification, c.key))
         for owner, params in by_owner.items():
             cur.executemany(sql.cancel_history, params)
             cur.executemany(sql.cancel, params)
             self.cancelled[owner] += cur.rowcount
             cur.executemany(sql.cancel_in_flight, params)
         self.cancels = {}
+
+    def _cancellable(self, pairs: Sequence[tuple[str, str | None]]) -> set[tuple[str, str | None]]:
+        """The pairs of `pairs` with rows their cancel would end or reach: asked in one query, as
+        most cancels find none (each would run its three statements for nothing)."""
+        sql, found = self.store.sql, set[tuple[str, str | None]]()
+        for chunk in sql.chunks(pairs, sql.UNION_PARTS):
+            self.cur.execute(sql.cancellable(len(chunk)), [v for pair in chunk for v in pair])
+            found.update((n, k) for n, k in self.cur.fetchall())
+        return found
 
     def _write_sends(self) -> None:
         inserted = insert_sends(self.cur, self.store.sql, self.sends)

@@ -67,6 +67,7 @@ class Statements:
     """The statements of one dialect, and the conversions to its driver's values."""
 
     CHUNK = 500  # rows per multi-row statement: far under both databases' limits on parameters
+    UNION_PARTS = 100  # SELECTs per UNION: SQLite takes 500 at most
 
     # A send whose idempotency key a live or sent row holds is that send: nothing is inserted.
     insert_send = Sql(f"INSERT INTO notifications ({', '.join(SEND_COLUMNS)}) "
@@ -233,6 +234,13 @@ class Statements:
             ["SELECT notification, key FROM notifications WHERE notification = ? AND key = ? AND ((status = "
              f"'cancelled' AND {starts.format('reason')}) OR {starts.format('cancel_reason')})"] * n))
 
+    def cancellable(self, n: int) -> str:
+        """Which of `n` (notification, key) pairs have rows a cancel ends or reaches: pending, or
+        being sent (binds: each pair). A UNION, as `ended_by_cancel` (`UNION_PARTS` at most)."""
+        return self._once(("cancellable", n), lambda: " UNION ".join(
+            ["SELECT notification, key FROM notifications WHERE notification = ? AND key = ? "
+             "AND status IN ('scheduled', 'queued', 'sending')"] * n))
+
     def recent(self, n: int) -> str:
         """Sent or being sent to a recipient in `n` categories (binds: recipient, categories, TAKEN's)."""
         return self._once(("recent", n), lambda: f"SELECT count(*) FROM notifications WHERE recipient_id = ? "
@@ -306,5 +314,5 @@ class Statements:
                 self._read_channels[value] = found
         return found
 
-    def chunks(self, items: Sequence[Any]) -> list[Sequence[Any]]:
-        return [items[i:i + self.CHUNK] for i in range(0, len(items), self.CHUNK)]
+    def chunks(self, items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
+        return [items[i:i + size] for i in range(0, len(items), size)]
