@@ -18,3 +18,16 @@ def test_importing_the_core_loads_none_of_the_edges() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == [], f"the core pulled in: {loaded}"
+
+
+def test_the_commands_that_never_call_courier_do_not_import_its_sdk() -> None:
+    """preview, diff, backtest and test run the live engine on a recording backend: the Courier SDK
+    (about half a second to import) loads only when a Courier backend is made."""
+    code = (
+        "import sys, engine.cli.preview, engine.cli.diff, engine.cli.backtest, engine.cli.test\n"
+        "print('courier' in sys.modules)\n"
+        "from engine.delivery import CourierBackend\n"
+        "print('courier' in sys.modules, CourierBackend.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert done == ["False", "True", "engine.delivery.courier"]
