@@ -208,9 +208,10 @@ class Statements:
     @property
     def collecting_batch(self) -> str:
         """The batch of a recipient and key still collecting at an item's time, the one due first
-        (binds: `batch_binds`). A batch's buckets are a range of the digests' key, which both
-        databases search (a LIKE of the prefix neither does: SQLite's ignores case, PostgreSQL's
-        index is not in the "C" collation), where the due index would scan every digest collecting."""
+        (binds: `batch_binds`). A batch's buckets are a range of the digests' key (a LIKE of the
+        prefix would not do: SQLite's ignores case), among the recipient's digests of the
+        notification (`ix_digests_recipient`; SQLite may search the key's range instead), where the
+        due index would scan every digest collecting."""
         def build() -> str:
             status, collate = ("status", ' COLLATE "C"') if self.pg else ("+status", "")
             return (f"SELECT bucket FROM digests WHERE notification = ? AND recipient_id = ? AND {status} = "

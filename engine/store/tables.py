@@ -157,6 +157,7 @@ digests = Table(
     _ts("send_at", False),
     Column("status", String(20), nullable=False),  # collecting | closed
     Index("ix_digests_due", "status", "send_at"),
+    Index("ix_digests_recipient", "recipient_id", "notification"),  # a batch's item finds its batch here
 )
 
 digest_items = Table(

@@ -83,3 +83,27 @@ def test_one_ingest_of_interleaved_batch_items_writes_what_one_by_one_writes(
     digests, items = _digest_rows(together)
     assert (digests, items) == _digest_rows(alone)
     assert len(digests) == 5 and len(items) == 8
+
+
+def test_a_batch_lookup_reads_the_recipients_digests_not_every_one_collecting(db_url: str) -> None:
+    """With thousands of digests collecting for other recipients, the lookup of one recipient's
+    batch is a search of an index by recipient or by key range, never a scan of the table or of
+    the due index's collecting rows."""
+    engine = connect(db_url)
+    upgrade(engine)
+    sql = Statements(engine.dialect.name)
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        cur.executemany(sql.open_digest, [(f"n:usr_{i}:conv_{i}@1", "n", f"usr_{i}", "{}", sql.time(NOW),
+                                           sql.time(NOW), sql.time(NOW + timedelta(minutes=10))) for i in range(3000)])
+        cur.execute("ANALYZE")
+        explain = "EXPLAIN " if sql.pg else "EXPLAIN QUERY PLAN "
+        cur.execute(explain + sql.collecting_batch, sql.batch_binds("n", "usr_7", "n:usr_7:conv_7@", NOW))
+        plan = " ".join(str(part) for row in cur.fetchall() for part in row)
+        assert "ix_digests_due" not in plan and "Seq Scan" not in plan and "SCAN digests" not in plan, plan
+        assert "ix_digests_recipient" in plan or "sqlite_autoindex_digests" in plan, plan
+    finally:
+        conn.rollback()
+        conn.close()
+        engine.dispose()

@@ -107,7 +107,7 @@ class StoreContract:
             upgrade(engine)  # again: nothing changes, nothing is lost
             upgrade(engine)
             with engine.connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0009"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0010"]
             assert store.preferences("usr_1") == {"client_welcome": False}
             # The migrated schema is the one the code declares: autogenerate finds nothing to add.
             from alembic.autogenerate import compare_metadata
@@ -123,7 +123,7 @@ class StoreContract:
         try:
             run_threads(3, lambda i: upgrade(engines[i]))
             with engines[0].connect() as conn:
-                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0009"]
+                assert conn.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0010"]
         finally:
             for e in engines:
                 e.dispose()
