@@ -226,7 +226,7 @@ class Runtime:
             return "not claimed"  # another worker took the row over (this claim went stale)
         why = outcome.error if recorded != "cancelled" else "cancelled while it was being sent"
         return reported(claimed, recorded, done, self.backend.name, template=verdict.template, outcome=outcome,
-                         why=why, retry_at=retry_at)
+                        why=why, retry_at=retry_at)
 
     def _in_force(self, notification: str, template_key: str | None) -> tuple[str | None, str | None]:
         """(the Courier template id a send of `notification` goes out with under the rules in force,
