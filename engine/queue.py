@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer, Scheduler, Worker
 from huey.storage import BaseSqlStorage
+from sqlalchemy.exc import SQLAlchemyError
 
 from .health import Trouble
 from .settings import SettingsError
@@ -58,11 +59,22 @@ def _not_a_queue(url: str) -> SettingsError:
 
 
 def _register(huey: Huey, runtime: Runtime | None) -> None:
+    failing = Trouble("deliveries", log)
+
     @huey.task(name="deliver")  # type: ignore[untyped-decorator]  # huey ships no types
     def deliver(notification_id: int) -> str:
         if runtime is None:
             raise RuntimeError("this process's queue delivers nothing: build it with make_huey(url, runtime)")
-        return str(runtime.deliver(notification_id))
+        try:
+            done = str(runtime.deliver(notification_id))
+        except SQLAlchemyError as exc:
+            # The store failing (down, read-only): said once per state change, not as Huey's
+            # traceback per task. The row stays queued or claimed, and the sweep hands it out
+            # again once the store answers (a claim that went stale is taken over).
+            failing.failed(exc)
+            return "store failing"
+        failing.ok()
+        return done
 
     @huey.periodic_task(crontab(minute="17", hour="3"), name="cleanup")  # type: ignore[untyped-decorator]  # as above
     def cleanup() -> None:
