@@ -66,19 +66,13 @@ def _finish_params(sql: Statements, status: str, at: Any, reason: str | None, re
     return params
 
 
-_FINISH_NOTING_EARLY: dict[tuple[bool, bool, bool], str] = {}
-
-
 def _finish_noting_early(sql: Statements, shape: tuple[bool, bool, bool]) -> str:
     """SQLite: `Statements.finish`, whose RETURNING of a send recorded sent also says whether an
     early status waits for its request id (`receipts.EARLY_WAITING`): one statement fewer per send
     when none does, as nearly always. The one writer at a time keeps it exact, as the read after it was."""
     if not shape[0]:
         return sql.finish(*shape)
-    found = _FINISH_NOTING_EARLY.get(shape)
-    if found is None:
-        found = _FINISH_NOTING_EARLY[shape] = f"{sql.finish(*shape)}, {receipts.EARLY_WAITING}"
-    return found
+    return sql.composed(("finish_noting_early", *shape), lambda: f"{sql.finish(*shape)}, {receipts.EARLY_WAITING}")
 
 
 @dataclass(frozen=True)
@@ -117,8 +111,6 @@ class Counts:
     lock on SQLite). All of it in one statement: each statement in a write transaction is a turn of
     the write lock, and of the GIL, that every other sender waits for."""
 
-    _built: dict[tuple[Any, ...], str] = {}  # the statement for each shape of read (few: per rule, per dialect)
-
     def __init__(self, store: Transactions, cur: Any, claimed: Claimed):
         self.sql, self.cur, self.claimed = store.sql, cur, claimed
 
@@ -129,25 +121,24 @@ class Counts:
         `preferences`: whether to read the recipient's preferences."""
         c, sql = self.claimed, self.sql
         categories = tuple(rate[1]) if rate is not None else ()
-        shape = (sql.pg, None if throttle is None else throttle[0] is not None,
+        shape = (None if throttle is None else throttle[0] is not None,
                  len(categories) if rate is not None and categories else None, preferences)
         params: list[Any] = []
         if throttle is not None:
             key = (throttle[0],) if throttle[0] is not None else ()
             params += [c.notification, c.recipient_id, *key, sql.time(throttle[1]), c.id]
-        if shape[2] is not None and rate is not None:
+        if shape[1] is not None and rate is not None:
             params += [c.recipient_id, *categories, sql.time(rate[0]), c.id]
         if preferences:
             params.append(c.recipient_id)
         if params:
-            statement = self._built.get(shape) or self._build(shape)
-            self.cur.execute(statement, params)
+            self.cur.execute(sql.composed(("counts", *shape), lambda: self._build(shape)), params)
             return self._reads(self.cur.fetchall(), throttle is not None, rate is not None)
         return Reads(None if throttle is None else 0, None if rate is None else 0, {})
 
     def _build(self, shape: tuple[Any, ...]) -> str:
         """A row of counts (its key NULL) and a row per preference, as one UNION ALL."""
-        sql, (_, keyed, categories, preferences) = self.sql, shape
+        sql, (keyed, categories, preferences) = self.sql, shape
         counts = []
         if keyed is not None:
             counts.append(f"({sql.sent_with_key if keyed else sql.sent_without_key})")
@@ -159,8 +150,7 @@ class Counts:
                          f"{counts[-1] if categories is not None else 'NULL'}")
         if preferences:
             parts.append(sql.native("SELECT key, enabled, NULL, NULL FROM preferences WHERE recipient_id = ?"))
-        found = self._built[shape] = " UNION ALL ".join(parts)
-        return found
+        return " UNION ALL ".join(parts)
 
     @staticmethod
     def _reads(rows: list[Any], sent: bool, recent: bool) -> Reads:

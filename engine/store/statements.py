@@ -154,9 +154,14 @@ class Statements:
         return sql.replace("?", "%s") if self.pg else sql
 
     def _once(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
+        return self.composed(key, lambda: self.native(build()))
+
+    def composed(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
+        """The statement `build` makes of others already in the driver's placeholders, built once
+        for `key` (a name and the shape it depends on)."""
         found = self._built.get(key)
         if found is None:
-            found = self._built[key] = self.native(build())
+            found = self._built[key] = build()
         return found
 
     @staticmethod
